@@ -1,0 +1,183 @@
+"""E-Gait HDF5 files: reader and writer.
+
+Layout (STEP_REFERENCE section 1): ``features*.h5`` holds one dataset per gait key, shape ``(T_i, 48)``
+with column ``3 * joint + coord`` (joint-major xyz, metres, Y up); ``labels*.h5`` holds an integer
+scalar under the same key. Synthetic STEP-Gen files (``featuresCVAEGCN_1_2000.h5``) have no labels
+file: their keys end in the emotion word (``00003_Happy``) and the label is decoded from it.
+
+Keys are matched by name, never by position (the official loader zips ``keys()`` of the two files).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from typing import Mapping, Sequence
+
+import h5py
+import numpy as np
+
+from stepjax import LABEL_NAMES
+from stepjax.skeleton import NUM_COORDS, NUM_JOINTS
+
+NUM_COLUMNS = NUM_JOINTS * NUM_COORDS
+_KEY_LABEL = re.compile(r"_(" + "|".join(LABEL_NAMES) + r")$", re.IGNORECASE)
+
+
+class EGaitFormatError(ValueError):
+    """An E-Gait file does not follow the expected layout (message names file and key)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class EGaitData:
+    """Gaits of one E-Gait file pair.
+
+    Attributes:
+      keys: dataset keys, sorted by name (h5py order).
+      gaits: one float32 array ``(T_i, 16, 3)`` per key (variable length).
+      labels: int32 ``(N,)``, 0 Angry, 1 Neutral, 2 Happy, 3 Sad.
+    """
+
+    keys: tuple[str, ...]
+    gaits: tuple[np.ndarray, ...]
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.array([g.shape[0] for g in self.gaits], dtype=np.int32)
+
+
+def label_from_key(key: str) -> int:
+    """Label of a synthetic key such as ``00003_Happy`` (STEP's order Angry, Neutral, Happy, Sad)."""
+    match = _KEY_LABEL.search(key)
+    if match is None:
+        raise EGaitFormatError(
+            f"key {key!r} does not end in one of {LABEL_NAMES}; pass a labels file for such data")
+    return [n.lower() for n in LABEL_NAMES].index(match.group(1).lower())
+
+
+def _read_gait(path: str, f: h5py.File, key: str) -> np.ndarray:
+    node = f[key]
+    if not isinstance(node, h5py.Dataset):
+        raise EGaitFormatError(f"{path}: key {key!r} is a group, expected a (T, {NUM_COLUMNS}) dataset")
+    data = np.asarray(node[()])
+    if data.ndim != 2 or data.shape[1] != NUM_COLUMNS:
+        raise EGaitFormatError(
+            f"{path}: key {key!r} has shape {data.shape}, expected (T, {NUM_COLUMNS}) "
+            f"= {NUM_JOINTS} joints x {NUM_COORDS} coords, column 3*joint+coord")
+    if data.shape[0] == 0:
+        raise EGaitFormatError(f"{path}: key {key!r} has no frames")
+    if not np.all(np.isfinite(data)):
+        bad = np.argwhere(~np.isfinite(data))[0]
+        raise EGaitFormatError(
+            f"{path}: key {key!r} contains NaN/inf (first at frame {bad[0]}, column {bad[1]})")
+    return data.reshape(data.shape[0], NUM_JOINTS, NUM_COORDS).astype(np.float32)
+
+
+def _read_label(path: str, f: h5py.File, key: str, num_classes: int) -> int:
+    value = np.asarray(f[key][()])
+    if value.size != 1 or not np.isfinite(value).all() or float(value.reshape(())) != int(value.reshape(())):
+        raise EGaitFormatError(f"{path}: label of key {key!r} is {value!r}, expected one integer")
+    label = int(value.reshape(()))
+    if not 0 <= label < num_classes:
+        raise EGaitFormatError(f"{path}: label of key {key!r} is {label}, expected 0..{num_classes - 1}")
+    return label
+
+
+def read_egait(features_path: str | os.PathLike, labels_path: str | os.PathLike | None = None,
+               *, num_classes: int = len(LABEL_NAMES)) -> EGaitData:
+    """Reads an E-Gait ``features*.h5`` (+ ``labels*.h5``) pair.
+
+    Args:
+      features_path: HDF5 file with one ``(T_i, 48)`` dataset per key (T_i <= 75 for E-Gait,
+        <= 240 for ELMD).
+      labels_path: HDF5 file with one integer scalar per key. ``None`` decodes labels from the key
+        suffix (synthetic STEP-Gen files such as ``00003_Happy``).
+
+    Raises:
+      FileNotFoundError: a file is missing.
+      EGaitFormatError: empty file, key in one file only, wrong column count, non-finite values,
+        labels outside ``0..num_classes-1``; the message names the file and the key.
+    """
+    features_path = os.fspath(features_path)
+    for p in (features_path, labels_path):
+        if p is not None and not os.path.exists(p):
+            raise FileNotFoundError(f"E-Gait file not found: {p}")
+    with h5py.File(features_path, "r") as ff:
+        keys = tuple(sorted(ff.keys()))
+        if not keys:
+            raise EGaitFormatError(f"{features_path}: file holds no gaits")
+        gaits = tuple(_read_gait(features_path, ff, k) for k in keys)
+    if labels_path is None:
+        labels = [label_from_key(k) for k in keys]
+    else:
+        labels_path = os.fspath(labels_path)
+        with h5py.File(labels_path, "r") as fl:
+            label_keys = set(fl.keys())
+            if not label_keys:
+                raise EGaitFormatError(f"{labels_path}: file holds no labels")
+            missing = [k for k in keys if k not in label_keys]
+            if missing:
+                raise EGaitFormatError(
+                    f"{labels_path}: no label for key {missing[0]!r} of {features_path} "
+                    f"({len(missing)} keys missing)")
+            extra = sorted(label_keys.difference(keys))
+            if extra:
+                raise EGaitFormatError(
+                    f"{features_path}: no gait for key {extra[0]!r} of {labels_path} "
+                    f"({len(extra)} keys missing)")
+            labels = [_read_label(labels_path, fl, k, num_classes) for k in keys]
+    return EGaitData(keys=keys, gaits=gaits, labels=np.asarray(labels, dtype=np.int32))
+
+
+def write_egait(features_path: str | os.PathLike, labels_path: str | os.PathLike | None,
+                gaits: Mapping[str, np.ndarray], labels: Mapping[str, int] | None = None) -> None:
+    """Writes gaits in the E-Gait layout (read back by :func:`read_egait`).
+
+    Args:
+      features_path: output ``features*.h5``.
+      labels_path: output ``labels*.h5``; ``None`` writes no labels file (then every key must end in
+        the emotion word, as STEP-Gen's synthetic files do).
+      gaits: key -> ``(T, 16, 3)`` or ``(T, 48)`` array (stored float64 ``(T, 48)`` like E-Gait).
+      labels: key -> int label, required when ``labels_path`` is given.
+    """
+    if not gaits:
+        raise ValueError("write_egait: no gaits to write")
+    if labels_path is not None:
+        if labels is None or set(labels) != set(gaits):
+            raise ValueError("write_egait: labels must have exactly the keys of gaits")
+    else:
+        for k in gaits:
+            label_from_key(k)
+    with h5py.File(os.fspath(features_path), "w") as ff:
+        for key, gait in gaits.items():
+            arr = np.asarray(gait, dtype=np.float64)
+            if arr.shape[-2:] == (NUM_JOINTS, NUM_COORDS):
+                arr = arr.reshape(arr.shape[0], NUM_COLUMNS)
+            if arr.ndim != 2 or arr.shape[1] != NUM_COLUMNS or arr.shape[0] == 0:
+                raise ValueError(f"write_egait: gait {key!r} has shape {np.shape(gait)}, "
+                                 f"expected (T, 16, 3) or (T, 48)")
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f"write_egait: gait {key!r} contains NaN/inf")
+            ff.create_dataset(key, data=arr)
+    if labels_path is not None:
+        with h5py.File(os.fspath(labels_path), "w") as fl:
+            for key in gaits:
+                fl.create_dataset(key, data=np.int64(labels[key]))
+
+
+def write_egait_arrays(features_path: str | os.PathLike, labels_path: str | os.PathLike | None,
+                       gaits: np.ndarray, labels: Sequence[int], keys: Sequence[str] | None = None) -> list[str]:
+    """Writes a batch ``(N, T, 16, 3)`` with keys ``{i:05d}_{Emotion}`` (STEP-Gen style) by default."""
+    gaits = np.asarray(gaits)
+    labels = [int(l) for l in labels]
+    if keys is None:
+        keys = [f"{i + 1:05d}_{LABEL_NAMES[l]}" for i, l in enumerate(labels)]
+    if not (len(keys) == len(labels) == len(gaits)):
+        raise ValueError(f"write_egait_arrays: {len(gaits)} gaits, {len(labels)} labels, {len(keys)} keys")
+    write_egait(features_path, labels_path, dict(zip(keys, gaits)), dict(zip(keys, labels)))
+    return list(keys)

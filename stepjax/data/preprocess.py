@@ -1,0 +1,155 @@
+"""Preprocessing: input validation, fixed-length policies, root-centring and Umeyama alignment.
+
+Official STEP preprocessing (STEP_REFERENCE section 1.4, ``common.get_affective_features[:, :, :48]``):
+1. every variable-length gait is tiled cyclically to the longest length in the file;
+2. the root (joint 0) is subtracted from every joint, per frame;
+3. a similarity transform (rotation R, scale c, translation t; Umeyama / ``ralign``) maps the gait's
+   root-centred **first frame** onto a reference frame Y, and is applied to every frame:
+   ``aligned = c R (x - root) + t``. The root therefore ends at ``t``, not at 0.
+
+stepjax stores the reference pose with the model (the official code takes frame 0 of the first key
+of the file, so key order changes the preprocessing: bug 13). The alignment here is batched with
+``jnp.linalg.svd`` and works under ``jit`` / ``vmap``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import jax.numpy as jnp
+import numpy as np
+
+from stepjax.skeleton import NUM_COORDS, NUM_JOINTS, ROOT
+
+LENGTH_POLICIES = ("tile", "crop", "resample")
+
+
+def validate_gaits(gaits, name: str = "gaits", *, batched: bool = True, check_finite: bool = True) -> None:
+    """Raises ``ValueError`` unless ``gaits`` is ``(N, T, 16, 3)`` (``(T, 16, 3)`` if not batched) and finite.
+
+    Meant for API edges, outside ``jit`` (the finiteness check reads the values).
+    """
+    shape = tuple(np.shape(gaits))
+    want = 4 if batched else 3
+    if len(shape) != want or shape[-2:] != (NUM_JOINTS, NUM_COORDS):
+        layout = "(N, T, 16, 3)" if batched else "(T, 16, 3)"
+        hint = ""
+        if shape and shape[-1] == NUM_JOINTS * NUM_COORDS:
+            hint = "; E-Gait rows of 48 columns reshape with .reshape(..., 16, 3)"
+        raise ValueError(f"{name} must have shape {layout}, got {shape}{hint}")
+    if shape[-3] < 1:
+        raise ValueError(f"{name} has no frames: shape {shape}")
+    if check_finite and not bool(np.all(np.isfinite(np.asarray(gaits)))):
+        raise ValueError(f"{name} contains NaN or inf values")
+
+
+# ----------------------------------------------------------------------------- fixed length
+
+def tile_to_length(gait: np.ndarray, length: int) -> np.ndarray:
+    """Official cyclic padding: ``np.tile`` along time, then truncate to ``length`` frames."""
+    reps = math.ceil(length / gait.shape[0])
+    return np.tile(gait, (reps,) + (1,) * (gait.ndim - 1))[:length]
+
+
+def crop_to_length(gait: np.ndarray, length: int, start: int = 0) -> np.ndarray:
+    """Takes ``length`` frames from ``start``; shorter gaits are tiled first."""
+    if gait.shape[0] < start + length:
+        gait = tile_to_length(gait, start + length)
+    return gait[start:start + length]
+
+
+def resample_to_length(gait: np.ndarray, length: int) -> np.ndarray:
+    """Linear interpolation in time to exactly ``length`` frames (first and last frames kept)."""
+    t_in = gait.shape[0]
+    if t_in == 1:
+        return np.repeat(gait, length, axis=0)
+    pos = np.linspace(0.0, t_in - 1, length)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, t_in - 1)
+    w = (pos - lo).reshape((-1,) + (1,) * (gait.ndim - 1))
+    return ((1 - w) * gait[lo] + w * gait[hi]).astype(gait.dtype)
+
+
+def to_fixed_length(gaits: Sequence[np.ndarray], length: int | None = None, policy: str = "tile") -> np.ndarray:
+    """Stacks variable-length gaits ``[(T_i, 16, 3)]`` into ``(N, length, 16, 3)`` float32.
+
+    Args:
+      length: target frames; ``None`` uses ``max_i T_i`` like the official loader.
+      policy: ``'tile'`` (official cyclic repetition, then truncation), ``'crop'`` (first ``length``
+        frames, tiled when too short) or ``'resample'`` (linear time warp; changes speeds).
+    """
+    if policy not in LENGTH_POLICIES:
+        raise ValueError(f"unknown length policy {policy!r}; choose one of {LENGTH_POLICIES}")
+    if len(gaits) == 0:
+        raise ValueError("to_fixed_length: no gaits")
+    if length is None:
+        length = max(g.shape[0] for g in gaits)
+    fn = {"tile": tile_to_length, "crop": crop_to_length, "resample": resample_to_length}[policy]
+    return np.stack([fn(np.asarray(g, np.float32), length) for g in gaits]).astype(np.float32)
+
+
+def sliding_windows(gait: np.ndarray, length: int, hop: int) -> np.ndarray:
+    """All windows ``(W, length, ...)`` of ``gait`` starting every ``hop`` frames (tiled if too short)."""
+    if gait.shape[0] <= length:
+        return tile_to_length(gait, length)[None]
+    starts = range(0, gait.shape[0] - length + 1, hop)
+    return np.stack([gait[s:s + length] for s in starts])
+
+
+# ----------------------------------------------------------------------------- alignment
+
+def root_center(gaits):
+    """Subtracts the root joint from every joint, per frame: ``(..., T, 16, 3)``."""
+    return gaits - gaits[..., ROOT:ROOT + 1, :]
+
+
+def similarity_transform(source, target):
+    """Umeyama similarity ``target ~ c R source + t`` for point sets ``(..., J, 3)``.
+
+    Reproduces the official ``get_transformation`` (``ralign``): ``M = Yc Xc^T / J``,
+    ``U D V^T = svd(M)``, ``S = I`` except ``S[2,2] = -1`` when ``det(M) < 0`` (full rank) or
+    ``det(U) det(V) < 0`` (rank 2), ``R = U S V^T``, ``c = trace(D S) / var(X)``,
+    ``t = mu_Y - c R mu_X``. ``R`` is always a proper rotation. Batched over leading axes.
+
+    Returns:
+      ``(R (..., 3, 3), c (...), t (..., 3))``.
+    """
+    mu_x = source.mean(-2, keepdims=True)
+    mu_y = target.mean(-2, keepdims=True)
+    xc = source - mu_x
+    yc = target - mu_y
+    num = source.shape[-2]
+    m = jnp.einsum("...ji,...jk->...ik", yc, xc) / num  # (3, 3) = Yc Xc^T / J
+    var_x = jnp.sum(xc ** 2, axis=(-2, -1)) / num
+    u, d, vt = jnp.linalg.svd(m)
+    tol = jnp.max(d, axis=-1, keepdims=True) * 3 * jnp.finfo(d.dtype).eps
+    rank = jnp.sum(d > tol, axis=-1)
+    flip_full = jnp.linalg.det(m) < 0
+    flip_rank2 = jnp.linalg.det(u) * jnp.linalg.det(vt) < 0
+    flip = jnp.where(rank >= 3, flip_full, flip_rank2)
+    s = jnp.where(flip, -1.0, 1.0).astype(d.dtype)
+    sign = jnp.stack([jnp.ones_like(s), jnp.ones_like(s), s], axis=-1)  # diag(S)
+    rot = jnp.einsum("...ij,...j,...jk->...ik", u, sign, vt)
+    scale = jnp.sum(d * sign, axis=-1) / var_x
+    trans = mu_y[..., 0, :] - scale[..., None] * jnp.einsum("...ij,...j->...i", rot, mu_x[..., 0, :])
+    return rot, scale, trans
+
+
+def align_to_reference(gaits, reference):
+    """Official STEP alignment of gaits ``(..., T, 16, 3)`` to a reference pose ``(16, 3)``.
+
+    The gait is root-centred per frame, the similarity transform of its first frame onto
+    ``root_center(reference)`` is found (:func:`similarity_transform`) and applied to every frame.
+    Pure jnp: jit-able and vmap-able.
+    """
+    centred = root_center(jnp.asarray(gaits))
+    ref = root_center(jnp.asarray(reference, centred.dtype))
+    rot, scale, trans = similarity_transform(centred[..., 0, :, :], jnp.broadcast_to(ref, centred[..., 0, :, :].shape))
+    out = scale[..., None, None, None] * jnp.einsum("...ij,...tvj->...tvi", rot, centred)
+    return out + trans[..., None, None, :]
+
+
+def official_reference(gaits) -> np.ndarray:
+    """The official reference pose: root-centred first frame of the first gait, ``(16, 3)``."""
+    return np.asarray(root_center(np.asarray(gaits[0], np.float32))[0])

@@ -1,0 +1,109 @@
+"""Seeded, stratified train/validation/test splits and k-fold, optionally grouped by subject.
+
+The official code uses ``train_test_split(test_size=0.1)`` with no seed, no stratification and no
+validation set, and selects models on the test set (bug 12). Here every split is a pure function of
+``(labels, groups, seed)``; with ``groups`` (subject / actor ids) no group appears in two parts.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+
+class Split(NamedTuple):
+    """Index arrays (int64, sorted) into the dataset."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+
+def _units(labels: np.ndarray, groups: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Stratification units: each sample, or each group labelled by its most frequent class."""
+    if groups is None:
+        return np.arange(len(labels)), labels
+    groups = np.asarray(groups)
+    if groups.shape != labels.shape:
+        raise ValueError(f"groups shape {groups.shape} != labels shape {labels.shape}")
+    uniq, inverse = np.unique(groups, return_inverse=True)
+    counts = np.zeros((len(uniq), int(labels.max()) + 1), np.int64)
+    np.add.at(counts, (inverse, labels), 1)
+    return uniq, counts.argmax(1)
+
+
+def _expand(unit_ids: np.ndarray, labels: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
+    if groups is None:
+        return np.sort(unit_ids)
+    return np.sort(np.flatnonzero(np.isin(np.asarray(groups), unit_ids)))
+
+
+def _check(labels) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or len(labels) == 0:
+        raise ValueError(f"labels must be a non-empty 1-D array, got shape {labels.shape}")
+    if labels.min() < 0:
+        raise ValueError("labels must be non-negative class indices")
+    return labels.astype(np.int64)
+
+
+def train_val_test_split(labels: Sequence[int], fractions: tuple[float, float, float] = (0.7, 0.2, 0.1),
+                         seed: int = 0, groups: Sequence | None = None) -> Split:
+    """Stratified split into train / validation / test index sets.
+
+    Each class (of samples, or of groups when ``groups`` is given) is shuffled with
+    ``default_rng(seed)`` and cut at the cumulative ``fractions`` (rounded), so class proportions
+    are kept in every part as closely as integer counts allow.
+    """
+    labels = _check(labels)
+    fr = np.asarray(fractions, np.float64)
+    if fr.shape != (3,) or np.any(fr < 0) or not np.isclose(fr.sum(), 1.0):
+        raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {fractions}")
+    units, unit_labels = _units(labels, None if groups is None else np.asarray(groups))
+    rng = np.random.default_rng(seed)
+    parts: list[list[np.ndarray]] = [[], [], []]
+    for c in np.unique(unit_labels):
+        members = rng.permutation(units[unit_labels == c])
+        cuts = np.round(np.cumsum(fr)[:2] * len(members)).astype(int)
+        for i, chunk in enumerate(np.split(members, cuts)):
+            parts[i].append(chunk)
+    out = [_expand(np.concatenate(p) if p else np.array([], int), labels, groups) for p in parts]
+    return Split(*out)
+
+
+def stratified_kfold(labels: Sequence[int], k: int = 5, seed: int = 0,
+                     groups: Sequence | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``k`` stratified folds ``[(train_idx, test_idx)]``; every sample is tested exactly once."""
+    labels = _check(labels)
+    if k < 2:
+        raise ValueError(f"k must be >= 2, got {k}")
+    units, unit_labels = _units(labels, None if groups is None else np.asarray(groups))
+    if len(units) < k:
+        raise ValueError(f"cannot make {k} folds from {len(units)} samples/groups")
+    rng = np.random.default_rng(seed)
+    fold_of = np.empty(len(units), np.int64)
+    offset = 0
+    for c in np.unique(unit_labels):
+        idx = rng.permutation(np.flatnonzero(unit_labels == c))
+        fold_of[idx] = (np.arange(len(idx)) + offset) % k  # round-robin keeps folds balanced
+        offset += len(idx)
+    folds = []
+    for f in range(k):
+        test = _expand(units[fold_of == f], labels, groups)
+        train = _expand(units[fold_of != f], labels, groups)
+        folds.append((train, test))
+    return folds
+
+
+def kfold_with_validation(labels: Sequence[int], k: int = 5, seed: int = 0, val_fraction: float = 0.2,
+                          groups: Sequence | None = None) -> list[Split]:
+    """k-fold test folds, each training part split again (stratified) into train and validation."""
+    labels = _check(labels)
+    out = []
+    for f, (train, test) in enumerate(stratified_kfold(labels, k, seed, groups)):
+        sub_groups = None if groups is None else np.asarray(groups)[train]
+        inner = train_val_test_split(labels[train], (1 - val_fraction, val_fraction, 0.0),
+                                     seed=seed * 1000 + f + 1, groups=sub_groups)
+        out.append(Split(train[inner.train], train[inner.val], test))
+    return out

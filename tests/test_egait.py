@@ -1,0 +1,99 @@
+import h5py
+import numpy as np
+import pytest
+
+from stepjax.data import egait
+from conftest import EGAIT_SAMPLES, require
+
+
+def _gaits(n=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return {f"{i:03d}_Angry_positions.csv": rng.normal(size=(20 + i, 16, 3)).astype(np.float32) for i in range(n)}
+
+
+def test_round_trip(tmp_path):
+    gaits = _gaits()
+    labels = {k: i % 4 for i, k in enumerate(gaits)}
+    egait.write_egait(tmp_path / "f.h5", tmp_path / "l.h5", gaits, labels)
+    data = egait.read_egait(tmp_path / "f.h5", tmp_path / "l.h5")
+    assert data.keys == tuple(sorted(gaits))
+    for k, g in zip(data.keys, data.gaits):
+        np.testing.assert_array_equal(g, gaits[k])
+        assert g.dtype == np.float32
+    np.testing.assert_array_equal(data.labels, [labels[k] for k in data.keys])
+    assert data.labels.dtype == np.int32
+    np.testing.assert_array_equal(data.lengths, [20, 21, 22])
+
+
+def test_keys_matched_by_name_not_position(tmp_path):
+    gaits = _gaits()
+    keys = sorted(gaits)
+    with h5py.File(tmp_path / "f.h5", "w") as f:
+        for k in keys:
+            f[k] = gaits[k].reshape(-1, 48)
+    with h5py.File(tmp_path / "l.h5", "w") as f:  # labels written in reverse order with other values
+        for i, k in enumerate(reversed(keys)):
+            f[k] = np.int64(i)
+    data = egait.read_egait(tmp_path / "f.h5", tmp_path / "l.h5")
+    np.testing.assert_array_equal(data.labels, [2, 1, 0])
+
+
+def test_synthetic_labels_from_key_suffix(tmp_path):
+    gaits = np.zeros((4, 75, 16, 3), np.float32) + np.arange(4)[:, None, None, None]
+    keys = egait.write_egait_arrays(tmp_path / "synth.h5", None, gaits, [3, 0, 2, 1])
+    assert keys[0] == "00001_Sad"
+    data = egait.read_egait(tmp_path / "synth.h5")
+    np.testing.assert_array_equal(data.labels, [3, 0, 2, 1])
+    assert egait.label_from_key("00003_happy") == 2
+
+
+@pytest.mark.parametrize("problem, match", [
+    ("missing_label", r"l\.h5: no label for key '001_x'"),
+    ("extra_label", r"no gait for key '999_x'"),
+    ("columns", r"'000_x' has shape \(10, 47\)"),
+    ("nan", r"'001_x' contains NaN/inf \(first at frame 3, column 5\)"),
+    ("empty", r"f\.h5: file holds no gaits"),
+    ("bad_label", r"label of key '000_x' is 7"),
+])
+def test_bad_files_give_clear_errors(tmp_path, problem, match):
+    f_path, l_path = tmp_path / "f.h5", tmp_path / "l.h5"
+    feats = {"000_x": np.zeros((10, 48)), "001_x": np.zeros((10, 48))}
+    labels = {"000_x": 0, "001_x": 1}
+    if problem == "missing_label":
+        del labels["001_x"]
+    if problem == "extra_label":
+        labels["999_x"] = 2
+    if problem == "columns":
+        feats["000_x"] = np.zeros((10, 47))
+    if problem == "nan":
+        feats["001_x"][3, 5] = np.nan
+    if problem == "empty":
+        feats = {}
+    if problem == "bad_label":
+        labels["000_x"] = 7
+    with h5py.File(f_path, "w") as f:
+        for k, v in feats.items():
+            f[k] = v
+    with h5py.File(l_path, "w") as f:
+        for k, v in labels.items():
+            f[k] = np.int64(v)
+    with pytest.raises(egait.EGaitFormatError, match=match):
+        egait.read_egait(f_path, l_path)
+
+
+def test_missing_file_and_bad_suffix(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.h5"):
+        egait.read_egait(tmp_path / "nope.h5")
+    egait.write_egait(tmp_path / "f.h5", tmp_path / "l.h5", {"a": np.zeros((2, 16, 3))}, {"a": 0})
+    with pytest.raises(egait.EGaitFormatError, match="does not end in one of"):
+        egait.read_egait(tmp_path / "f.h5")
+    with pytest.raises(ValueError, match="exactly the keys"):
+        egait.write_egait(tmp_path / "g.h5", tmp_path / "m.h5", {"a": np.zeros((2, 16, 3))}, {"b": 0})
+
+
+def test_reads_real_egait_samples():
+    data = egait.read_egait(require(EGAIT_SAMPLES / "sample_features.h5"), EGAIT_SAMPLES / "sample_labels.h5")
+    assert data.keys == ("002_Sad_positions.csv", "004_Angry_positions.csv", "008_Happy_positions.csv")
+    np.testing.assert_array_equal(data.lengths, [32, 26, 30])
+    np.testing.assert_array_equal(data.labels, [3, 1, 1])  # perceived labels, not the key's word
+    assert all(np.abs(g[:, 0]).max() == 0 for g in data.gaits)  # root-relative

@@ -1,0 +1,93 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from stepjax.data import preprocess as pp
+from conftest import golden, to_nhwc
+
+
+def _rotation(rng):
+    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+    q = q * np.sign(np.diag(r))
+    return q if np.linalg.det(q) > 0 else -q
+
+
+def test_alignment_matches_official_golden():
+    d = golden("classifier_io.npz")
+    raw = d["gaits_raw"].reshape(32, 75, 16, 3)
+    out = np.asarray(jax.jit(pp.align_to_reference)(raw, d["align_reference"]))
+    np.testing.assert_allclose(out, to_nhwc(d["model_input"]), atol=2e-6, rtol=0)
+    rot, scale, trans = pp.similarity_transform(pp.root_center(raw)[:, 0],
+                                                np.broadcast_to(d["align_reference"], (32, 16, 3)))
+    np.testing.assert_allclose(rot, d["align_R"], atol=5e-6)
+    np.testing.assert_allclose(scale, d["align_c"], rtol=5e-6)
+    np.testing.assert_allclose(trans, d["align_t"], atol=5e-6)
+    det = np.linalg.det(np.asarray(rot, np.float64))
+    np.testing.assert_allclose(det, 1.0, atol=1e-5)  # always a proper rotation, also on the flip branch
+    assert d["align_reflection_branch"].sum() == 11
+
+
+def test_official_reference_is_first_frame_of_first_gait():
+    d = golden("classifier_io.npz")
+    raw = d["gaits_raw"].reshape(32, 75, 16, 3)
+    np.testing.assert_allclose(pp.official_reference(raw), d["align_reference"], atol=1e-7)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_similarity_transform_recovers_known_transform(seed):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(16, 3))
+    rot, scale, shift = _rotation(rng), rng.uniform(0.5, 2.0), rng.normal(size=3)
+    y = scale * x @ rot.T + shift
+    r, c, t = pp.similarity_transform(jnp.asarray(x), jnp.asarray(y))
+    np.testing.assert_allclose(r, rot, atol=1e-4)
+    np.testing.assert_allclose(c, scale, rtol=1e-4)
+    np.testing.assert_allclose(t, shift, atol=1e-4)
+
+
+def test_alignment_is_invariant_to_the_pose_of_the_input():
+    rng = np.random.default_rng(3)
+    gaits = rng.normal(size=(4, 10, 16, 3)).astype(np.float32)
+    ref = rng.normal(size=(16, 3)).astype(np.float32)
+    moved = 1.7 * gaits @ _rotation(rng).T.astype(np.float32) + np.array([1.0, 2.0, -3.0], np.float32)
+    np.testing.assert_allclose(pp.align_to_reference(moved, ref), pp.align_to_reference(gaits, ref), atol=1e-4)
+    batched = pp.align_to_reference(gaits, ref)
+    mapped = jax.vmap(pp.align_to_reference, in_axes=(0, None))(gaits, ref)
+    np.testing.assert_allclose(batched, mapped, atol=1e-6)
+
+
+def test_length_policies():
+    g = np.arange(4 * 16 * 3, dtype=np.float32).reshape(4, 16, 3)
+    tiled = pp.tile_to_length(g, 10)
+    np.testing.assert_array_equal(tiled[:, 0, 0], g[[0, 1, 2, 3, 0, 1, 2, 3, 0, 1], 0, 0])
+    res = pp.resample_to_length(g, 7)
+    np.testing.assert_allclose(res[:, 0, 0], np.linspace(0, 3, 7) * 48)
+    stacked = pp.to_fixed_length([g, g[:2]], policy="tile")
+    assert stacked.shape == (2, 4, 16, 3) and stacked.dtype == np.float32
+    np.testing.assert_array_equal(stacked[1, 2:], g[:2])
+    np.testing.assert_array_equal(pp.to_fixed_length([g], 3, "crop")[0], g[:3])
+    assert pp.sliding_windows(np.zeros((10, 16, 3)), 4, 3).shape == (3, 4, 16, 3)
+    with pytest.raises(ValueError, match="unknown length policy"):
+        pp.to_fixed_length([g], 5, "stretch")
+
+
+def test_official_tiling_reproduces_golden_egait_inputs():
+    d = golden("classifier_io.npz")
+    from conftest import EGAIT_SAMPLES, require
+    from stepjax.data.egait import read_egait
+    data = read_egait(require(EGAIT_SAMPLES / "sample_features.h5"), EGAIT_SAMPLES / "sample_labels.h5")
+    tiled = pp.to_fixed_length(data.gaits, 75, "tile")
+    np.testing.assert_allclose(tiled, d["gaits_raw"][:3].reshape(3, 75, 16, 3), atol=1e-7)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (np.zeros((2, 75, 48)), r"\(N, T, 16, 3\).*reshape"),
+    (np.zeros((75, 16, 3)), r"\(N, T, 16, 3\)"),
+    (np.full((1, 5, 16, 3), np.nan), "NaN"),
+])
+def test_validate_gaits(bad, match):
+    with pytest.raises(ValueError, match=match):
+        pp.validate_gaits(bad)
