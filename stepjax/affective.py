@@ -1,0 +1,354 @@
+"""The 29 affective ("physiologically motivated") gait features of STEP, vectorised in ``jax.numpy``.
+
+Reference: ``compute_aff_features/compute_features.py::compute_features`` of the official code
+(STEP_REFERENCE section 5.4, bugs in section 7 item 17). Every feature is a per-frame quantity averaged over
+the frames of a gait (speed, acceleration and jerk over frame differences), so a gait ``(T, 16, 3)`` gives
+one vector ``(29,)`` (``(27,)`` without the two stride features).
+
+Two modes:
+
+* ``official=True`` reproduces the official numbers, quirks included: the ``if ... elif`` min/max bug in the
+  bounding-box volume, Heron's formula (NaN on a negative radicand), "stride length" in **frames** with the
+  official foot-strike rule and fallbacks, and a "cycle time" that is the stride length times ``time_step``.
+* ``official=False`` (default) fixes them: the true axis-aligned bounding box, triangle areas from the
+  cross product (never NaN), a stride length in metres and a cycle time in seconds measured independently,
+  and NaN-safe norms and angles so that gradients stay finite on degenerate poses.
+
+Feature order and units follow the official code exactly (angles in degrees, distances / 10, areas / 100,
+volume / 1000, speed, acceleration and jerk per second / 10). Names use stepjax's geometric sides
+(``stepjax.skeleton``: joints 4-6 and 10-12 are the **left** arm and leg; the official code calls them right):
+only the names differ, the joint indices are the official ones.
+
+NaN inputs propagate to the features (nothing is checked inside ``jit``). See ``docs/affective.md``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from stepjax.skeleton import NUM_COORDS, NUM_JOINTS, UP_AXIS
+
+__all__ = [
+    "FEATURE_NAMES", "FEATURE_MIRROR_PERMUTATION", "NUM_FEATURES", "MIN_FRAMES", "SPEED_JOINTS",
+    "Normalizer", "affective_features", "fit_normalizer", "normalize",
+]
+
+#: Joints whose speed / acceleration / jerk are features 12-16 / 17-21 / 22-26 (official order).
+SPEED_JOINTS: tuple[int, ...] = (6, 9, 3, 12, 15)
+_FEET = (12, 15)
+NUM_FEATURES = 29
+#: Jerk needs three frame differences, so at least 4 frames.
+MIN_FRAMES = 4
+
+_MOTION_JOINT_NAMES = ("left_hand", "right_hand", "head", "left_foot", "right_foot")
+#: Feature names (geometric sides), in the official order. The official code names in brackets where they differ.
+FEATURE_NAMES: tuple[str, ...] = (
+    "volume",                      # 0
+    "neck_angle_by_shoulders",     # 1  angle at neck (2) between shoulders 4 and 7
+    "left_shoulder_angle",         # 2  [official: right shoulder] angle at 4 between 2 and 7
+    "right_shoulder_angle",        # 3  [official: left shoulder] angle at 7 between 2 and 4
+    "back_vertical_angle",         # 4  angle of head - root against +Y
+    "neck_angle_by_head_and_back", # 5  angle at neck between head 3 and spine 1
+    "left_hand_root_distance",     # 6  [official: right hand]
+    "right_hand_root_distance",    # 7
+    "left_foot_root_distance",     # 8
+    "right_foot_root_distance",    # 9
+    "hands_neck_area",             # 10 triangle (9, 2, 6)
+    "feet_root_area",              # 11 triangle (15, 0, 12)
+    *(f"{j}_speed" for j in _MOTION_JOINT_NAMES),         # 12-16
+    *(f"{j}_acceleration" for j in _MOTION_JOINT_NAMES),  # 17-21
+    *(f"{j}_jerk" for j in _MOTION_JOINT_NAMES),          # 22-26
+    "stride_length",               # 27 official: frames; fixed: metres
+    "cycle_time",                  # 28 official: 27 * dt; fixed: seconds, measured
+)
+assert len(FEATURE_NAMES) == NUM_FEATURES
+
+
+def _mirror_feature_permutation() -> tuple[int, ...]:
+    perm = list(range(NUM_FEATURES))
+    pairs = [(2, 3), (6, 7), (8, 9)] + [(b, b + 1) for b in (12, 17, 22)] + [(b + 3, b + 4) for b in (12, 17, 22)]
+    for a, b in pairs:
+        perm[a], perm[b] = b, a
+    return tuple(perm)
+
+
+#: ``features(mirror(gaits)) == features(gaits)[..., FEATURE_MIRROR_PERMUTATION]`` in the fixed mode
+#: (left/right pairs swap, everything else is unchanged). Take the first 27 entries when ``stride=False``.
+FEATURE_MIRROR_PERMUTATION: tuple[int, ...] = _mirror_feature_permutation()
+
+
+# ----------------------------------------------------------------------------- input handling
+
+def _as_gaits(gaits) -> jax.Array:
+    shape = tuple(np.shape(gaits))
+    if len(shape) < 3 or shape[-2:] != (NUM_JOINTS, NUM_COORDS):
+        hint = ""
+        if shape and shape[-1] == NUM_JOINTS * NUM_COORDS:
+            hint = "; rows of 48 columns reshape with .reshape(..., 16, 3)"
+        raise ValueError(f"affective_features expects gaits of shape (..., T, {NUM_JOINTS}, {NUM_COORDS}), "
+                         f"got {shape}{hint}")
+    if shape[-3] < MIN_FRAMES:
+        raise ValueError(f"affective_features needs at least {MIN_FRAMES} frames (jerk uses 3 frame differences), "
+                         f"got T={shape[-3]} in shape {shape}")
+    x = jnp.asarray(gaits)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        x = x.astype(jnp.result_type(float))
+    return x
+
+
+# ----------------------------------------------------------------------------- numerics
+
+def _norm(v):
+    return jnp.sqrt(jnp.sum(v * v, axis=-1))
+
+
+def _safe_norm(v):
+    """Euclidean norm over the last axis with a finite (zero) gradient at the origin."""
+    sq = jnp.sum(v * v, axis=-1)
+    ok = sq > jnp.finfo(sq.dtype).tiny
+    return jnp.where(ok, jnp.sqrt(jnp.where(ok, sq, 1.0)), 0.0)
+
+
+def _angle_official(u, v):
+    """``utils.angle_between``: the angle in degrees between ``u / |u|`` and ``v / |v|`` (NaN for a zero vector).
+
+    The official code takes ``arccos(clip(u_hat . v_hat, -1, 1))``; the same angle is computed here as
+    ``atan2(|u_hat x v_hat|, u_hat . v_hat)``, which agrees to ~1e-14 in float64 and, unlike ``arccos`` near
+    +-1, stays accurate in float32 for angles close to 0 or 180 degrees.
+    """
+    u, v = jnp.broadcast_arrays(u, v)
+    u = u / _norm(u)[..., None]
+    v = v / _norm(v)[..., None]
+    return jnp.degrees(jnp.arctan2(_norm(jnp.cross(u, v)), jnp.sum(u * v, axis=-1)))
+
+
+def _angle_safe(u, v):
+    """Angle in degrees as ``atan2(|u x v|, u . v)``: accurate near 0 and 180 degrees, finite gradients.
+
+    A zero-length vector gives 0 degrees (the angle is undefined there) with a zero gradient.
+    """
+    u, v = jnp.broadcast_arrays(u, v)
+    s = _safe_norm(jnp.cross(u, v))
+    c = jnp.sum(u * v, axis=-1)
+    tiny = jnp.finfo(c.dtype).tiny
+    ok = (s * s + c * c) > tiny
+    return jnp.degrees(jnp.arctan2(jnp.where(ok, s, 0.0), jnp.where(ok, c, 1.0)))
+
+
+def _heron(a, b, c):
+    """Official ``area_triangle``: Heron's formula on the three side lengths (NaN if the radicand is < 0)."""
+    ab = _norm(a - b)
+    bc = _norm(b - c)
+    ca = _norm(c - a)
+    s = (ab + bc + ca) / 2
+    return jnp.sqrt(s * (s - ab) * (s - bc) * (s - ca))
+
+
+def _triangle_area(a, b, c):
+    return 0.5 * _safe_norm(jnp.cross(b - a, c - a))
+
+
+def _volume_official(g):
+    """Mean over frames of the bounding box as the official ``if ... elif`` loop over the 16 joints computes it.
+
+    Per coordinate the loop starts from ``min = +inf, max = -inf`` and, joint by joint, does
+    ``if x < min: min = x  elif x > max: max = x``. The minimum is therefore the true minimum, but a joint that
+    lowers the running minimum is never tested against the maximum. Joint ``j`` reaches the maximum test iff
+    ``x_j >= min(x_0, ..., x_{j-1})`` (never for joint 0), so the buggy maximum is the maximum over those joints,
+    or ``-inf`` when there is none (joints in decreasing order). Closed form with an exclusive cumulative min.
+    """
+    axis = g.ndim - 2
+    cummin = jax.lax.cummin(g, axis=axis)
+    inf = jnp.full_like(g[..., :1, :], jnp.inf)
+    prefix_min = jnp.concatenate([inf, cummin[..., :-1, :]], axis=-2)
+    tested = ~(g < prefix_min)
+    box_max = jnp.max(jnp.where(tested, g, -jnp.inf), axis=-2)
+    box_min = jnp.min(g, axis=-2)
+    return jnp.mean(jnp.prod(box_max - box_min, axis=-1) / 1000, axis=-1)
+
+
+def _volume_bbox(g):
+    return jnp.mean(jnp.prod(jnp.max(g, axis=-2) - jnp.min(g, axis=-2), axis=-1) / 1000, axis=-1)
+
+
+# ----------------------------------------------------------------------------- foot strikes
+
+def _strike_mask(y):
+    """Official foot-strike frames of a foot height ``y (..., T)``: interior frames ``i`` (``1 <= i <= T-2``) with
+    ``y[i] <= y[i-1] and y[i] <= y[i+1]`` (local minima; every frame of a flat bottom plateau counts)."""
+    mid = y[..., 1:-1]
+    m = (mid <= y[..., :-2]) & (mid <= y[..., 2:])
+    pad = jnp.zeros_like(m[..., :1])
+    return jnp.concatenate([pad, m, pad], axis=-1)
+
+
+def _strike_stats(mask):
+    """Number of strikes and ``last - first`` strike frame (= the sum of the consecutive gaps) per foot."""
+    t = mask.shape[-1]
+    idx = jnp.arange(t)
+    count = jnp.sum(mask, axis=-1)
+    first = jnp.min(jnp.where(mask, idx, t), axis=-1)
+    last = jnp.max(jnp.where(mask, idx, -1), axis=-1)
+    return count, last - first
+
+
+def _mean_strike_gap(g, dtype, *, official: bool):
+    """Mean gap in frames between consecutive same-foot strikes, pooled over both feet.
+
+    Both feet with >= 2 strikes: (sum of all gaps) / (number of gaps). Only one foot: that foot's mean gap
+    (+ 1 in the official code). Neither: ``T`` frames.
+    """
+    t = g.shape[-3]
+    (n1, s1), (n2, s2) = (_strike_stats(_strike_mask(g[..., :, j, UP_AXIS])) for j in _FEET)
+    ok1, ok2 = n1 >= 2, n2 >= 2
+    f = lambda x: x.astype(dtype)  # noqa: E731
+    pooled = f(s1 + s2) / f(jnp.maximum(n1 + n2 - 2, 1))
+    extra = 1 if official else 0
+    one1 = f(s1) / f(jnp.maximum(n1 - 1, 1)) + extra
+    one2 = f(s2) / f(jnp.maximum(n2 - 1, 1)) + extra
+    return jnp.where(ok1 & ok2, pooled, jnp.where(ok1, one1, jnp.where(ok2, one2, jnp.asarray(t, dtype))))
+
+
+def _stride_length_m(g):
+    """Fixed stride length in metres: twice the mean horizontal (XZ) distance between the two feet at the
+    foot-strike frames of either foot (a frame that is a strike for both feet counts twice); when there is no
+    strike at all, twice the mean over all frames. Translation-, heading- and mirror-invariant, and defined for
+    root-relative data (it does not need the walker to advance)."""
+    horizontal = [a for a in range(NUM_COORDS) if a != UP_AXIS]
+    feet = g[..., :, list(_FEET), :]
+    sep = _safe_norm(feet[..., 0, horizontal] - feet[..., 1, horizontal])  # (..., T)
+    w = sum(_strike_mask(feet[..., i, UP_AXIS]).astype(g.dtype) for i in range(2))
+    total = jnp.sum(w, axis=-1)
+    at_strikes = jnp.sum(w * sep, axis=-1) / jnp.where(total > 0, total, 1.0)
+    return 2 * jnp.where(total > 0, at_strikes, jnp.mean(sep, axis=-1))
+
+
+# ----------------------------------------------------------------------------- features
+
+# Features 1-5: angle between (a - b) and (c - d); feature 4 uses the vertical axis as its second vector.
+_ANGLE_JOINTS = np.array([(4, 2, 7, 2), (2, 4, 7, 4), (2, 7, 4, 7), (3, 0, 0, 0), (3, 2, 1, 2)], dtype=np.int32)
+_VERTICAL_ROW = 3
+_DISTANCE_JOINTS = (6, 9, 12, 15)  # features 6-9: distance to the root
+_TRIANGLES = np.array([(9, 2, 6), (15, 0, 12)], dtype=np.int32)  # features 10-11
+
+
+def _features(g, official: bool, time_step, stride: bool):
+    angle = _angle_official if official else _angle_safe
+    norm = _norm if official else _safe_norm
+    area = _heron if official else _triangle_area
+    mean_t = lambda x: jnp.mean(x, axis=-2)  # noqa: E731  (..., T, k) -> (..., k)
+
+    # Each group is computed on a stacked joint axis (fewer ops, faster compiles, especially for gradients).
+    a, b, c, d = (g[..., :, _ANGLE_JOINTS[:, i], :] for i in range(4))  # (..., T, 5, 3)
+    vertical = jnp.zeros(NUM_COORDS, g.dtype).at[UP_AXIS].set(1.0)
+    second = (c - d).at[..., _VERTICAL_ROW, :].set(vertical)
+    tri = g[..., :, _TRIANGLES, :]  # (..., T, 2, 3 joints, 3)
+    cols = [
+        (_volume_official(g) if official else _volume_bbox(g))[..., None],
+        mean_t(angle(a - b, second)),
+        mean_t(norm(g[..., :, list(_DISTANCE_JOINTS), :] - g[..., :, :1, :]) / 10),
+        mean_t(area(tri[..., 0, :], tri[..., 1, :], tri[..., 2, :]) / 100),
+    ]
+    moving = g[..., :, list(SPEED_JOINTS), :]  # (..., T, 5, 3)
+    vel = jnp.diff(moving, axis=-3) / time_step
+    acc = jnp.diff(vel, axis=-3) / time_step
+    jerk = jnp.diff(acc, axis=-3) / time_step
+    for diff in (vel, acc, jerk):
+        cols.append(jnp.mean(norm(diff) / 10, axis=-2))  # (..., 5)
+
+    if stride:
+        gap = _mean_strike_gap(g, g.dtype, official=official)
+        length = gap if official else _stride_length_m(g)
+        cols.append(jnp.stack([length, gap * time_step], axis=-1))
+    return jnp.concatenate(cols, axis=-1).astype(g.dtype)
+
+
+# Compiled once per shape/dtype/mode: eager calls are fast, and inside a caller's jit this is simply inlined.
+_features_jit = jax.jit(_features, static_argnums=(1, 3))
+
+
+def affective_features(gaits, *, official: bool = False, time_step: float = 1 / 30, stride: bool = True):
+    """Affective features of gaits ``(..., T, 16, 3)`` -> ``(..., 29)`` (``(..., 27)`` with ``stride=False``).
+
+    Pure ``jax.numpy`` (no loop over frames or gaits); works under ``jit`` and ``vmap``. Under ``jax.jit`` keep the
+    keyword options static, e.g. ``jax.jit(functools.partial(affective_features, official=True))``.
+
+    Args:
+      gaits: raw joint positions (numpy or jax), metres, Y up, joint order of ``stepjax.skeleton``. Integer input
+        is cast to the default float dtype; float64 stays float64 only with x64 enabled.
+      official: ``True`` reproduces ``compute_features(frames, time_step, add_stride_features)`` of the official
+        code exactly, bugs included:
+
+        * feature 0 (volume) uses the ``if ... elif`` min/max loop, so a joint that sets the running minimum is
+          never tested for the maximum (joint 0 never is; joints in decreasing order give ``-inf``);
+        * features 10-11 use Heron's formula as written (a negative radicand from rounding gives NaN);
+        * feature 27 is the mean gap in **frames** between consecutive strikes of the same foot, strikes being
+          the interior local minima of the foot height ``y`` (``y[i] <= y[i-1] and y[i] <= y[i+1]``, so every frame
+          of a flat bottom plateau counts) of joints 12 and 15; gaps pooled over both feet when both have >= 2
+          strikes, else the mean gap of the one foot with >= 2 strikes **plus 1**, else ``T``;
+        * feature 28 is feature 27 times ``time_step`` (perfectly collinear);
+        * angles of a zero-length vector are NaN (official ``angle_between`` divides by the norm).
+
+        ``False`` (default) fixes these: the true axis-aligned bounding-box volume; triangle areas
+        ``|AB x AC| / 2`` (equal to Heron wherever Heron is defined, never NaN); angles by
+        ``atan2(|u x v|, u . v)`` (0 for a zero vector) and norms with zero gradient at the origin, so gradients
+        are finite; feature 4 is the angle of head - root against the vertical axis (``+Y``, as in the official
+        code); feature 27 is a stride length in **metres** (twice the mean horizontal distance between the feet
+        at foot strikes, the same strike rule); feature 28 is the cycle time in **seconds** (mean period between
+        consecutive strikes of the same foot, pooled over both feet; one foot only: that foot's mean; none:
+        ``T * time_step``), no longer a rescaled copy of 27. Every fixed feature is invariant to translation and
+        to left-right mirroring (up to swapping the left/right pairs, ``FEATURE_MIRROR_PERMUTATION``) and, except
+        the axis-aligned volume (invariant to rotations by multiples of 90 degrees only), to rotation about Y.
+      time_step: seconds per frame (1/30 for E-Gait).
+      stride: append features 27-28 (the official ``add_stride_features``; its ``main.py`` leaves it off: 27
+        features).
+
+    Returns:
+      ``(..., F)`` array in the input's float dtype, order ``FEATURE_NAMES``.
+
+    Raises:
+      ValueError: if the trailing shape is not ``(T, 16, 3)`` or ``T < 4``.
+    """
+    g = _as_gaits(gaits)
+    return _features_jit(g, bool(official), time_step, bool(stride))
+
+
+# ----------------------------------------------------------------------------- normalisation
+
+class Normalizer(NamedTuple):
+    """Per-feature min/max normalisation ``(x - center) / half_range`` (a pytree: works under ``jit``)."""
+
+    center: jax.Array
+    half_range: jax.Array
+
+
+def fit_normalizer(train_features) -> Normalizer:
+    """Fits the official min/max normalisation on **training** features ``(..., F)`` (all leading axes pooled).
+
+    ``center = (max + min) / 2`` and ``half_range = (max - min) / 2`` per feature, which maps the training set
+    to ``[-1, 1]``. The official ``normalize_features.py`` fits on all gaits of the file, test included (a leak):
+    fit on the training split only and apply the result to validation/test features with ``normalize``.
+    NaN features propagate into the statistics.
+    """
+    x = jnp.asarray(train_features)
+    if x.ndim < 1 or x.size == 0:
+        raise ValueError(f"fit_normalizer needs a non-empty (..., F) array, got shape {tuple(x.shape)}")
+    x = x.reshape(-1, x.shape[-1])
+    hi = jnp.max(x, axis=0)
+    lo = jnp.min(x, axis=0)
+    return Normalizer(center=(hi + lo) / 2, half_range=(hi - lo) / 2)
+
+
+def normalize(features, normalizer: Normalizer):
+    """``(x - center) / half_range`` per feature; a feature that was constant in training maps to 0."""
+    x = jnp.asarray(features)
+    center = jnp.asarray(normalizer.center)
+    half = jnp.asarray(normalizer.half_range)
+    if x.shape[-1:] != center.shape:
+        raise ValueError(f"features have {x.shape[-1:]} trailing features, the normalizer {center.shape}")
+    nonconstant = half != 0
+    return jnp.where(nonconstant, (x - center) / jnp.where(nonconstant, half, 1.0), 0.0)

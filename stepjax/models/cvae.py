@@ -1,0 +1,246 @@
+"""STEP-Gen: the ST-GCN conditional VAE (STEP_REFERENCE section 4.1), built from :mod:`stepjax.nn` blocks.
+
+Layout: gaits ``(N, T, 16, 3)`` (stepjax NHWC), labels one-hot ``(N, num_classes)``.
+
+Official architecture (``generator_cvae/net/CVAE_stgcn.py``, e105 checkpoint: 876,484 trainable params)::
+
+    Encoder: concat(x, one-hot as 4 constant channels) -> data_bn over (V, 7)
+             -> st_gcn 7->64 (residual 1x1+BN) -> 64->32 (1x1+BN) -> 32->32 (identity)
+             -> mean over (T, V) -> Dense heads mu, logvar (32 each)
+    z = eps * exp(0.5 * logvar) + mu
+    Decoder: concat(z, one-hot) -> Dense 36->32 (a 1x1 ConvTranspose) -> tile over (T, V)
+             -> st_gctn 32->32 (identity) -> 32->64 (1x1+BN) -> 64->3 (1x1+BN, ends in ReLU)
+             -> data_bn over (V, 3)
+
+The decoder's ``st_gctn`` blocks use ``ConvTranspose2d``; at stride 1 a transposed conv is a conv with the
+kernel flipped in time and in/out swapped, and the graph part is not transposed (it uses A, not A^T), so
+they are exactly :class:`stepjax.nn.STGCNBlock` here; :func:`stepjax.official.cvae_variables_from_state_dict`
+does the weight flip. Edge importance is off in both halves (as in the official CVAE).
+
+Options beyond the official form (defaults reproduce it):
+
+* ``temporal_code``: the official decoder input is the *same* vector at every (frame, joint)
+  (``'none'``). Temporal variation can then only come from the node-dependent adjacency and the
+  zero-padding boundary effects of the 75-tap temporal convolutions (a likely cause of the "dragging
+  legs" of issue #7; bug 15). ``'sinusoidal'`` adds a fixed sinusoidal encoding of the frame index
+  (see :func:`sinusoidal_time_encoding`, periods geometric between ``min_period`` and ``max_period``
+  frames, independent of T so it works for any sequence length) to the tiled latent before the first
+  block. ``joint_embedding=True`` also adds a learned per-joint vector ``(V, hidden)`` (initialised
+  N(0, 0.02)), so joints are distinguishable at the input as well.
+* ``official_output_relu``: officially the last block ends in ReLU (``STGCNBlock`` always does), so the
+  output is an affine BN image of a non-negative tensor and ~5 % of decoded values sit exactly at the
+  BN image of 0 (bug 15). With ``official_output_relu=False`` the last block keeps the width of the one
+  before it (64 -> 64, identity residual) and a *linear* per-(frame, joint) ``Dense(64 -> 3)``
+  (``output_proj``) maps to coordinates before the output BN: no ReLU acts on the coordinates.
+  (Removing the ReLU from the 64->3 block itself would need an activation flag on
+  :class:`stepjax.nn.STGCNBlock`, which the shared blocks do not have.)
+* ``init_scheme='official'``: conv kernels ~ N(0, 0.02), BN scale ~ N(1, 0.02) everywhere. In the official
+  code the decoder's ``ConvTranspose2d`` layers (``fcn``, every ``st_gctn`` conv and residual) are *not*
+  matched by ``weights_init`` (the class name does not contain ``Conv2d``, bug 18) and keep PyTorch's
+  default kaiming-uniform(a=sqrt(5)) init, i.e. U(-1/sqrt(fan), 1/sqrt(fan)). This port applies the
+  N(0, 0.02) scheme to them too (the shared blocks take one init scheme); this only matters for training
+  from scratch, not for loading the checkpoint.
+
+Sampling: ``__call__`` and :meth:`STEPGenCVAE.sample` draw from the ``'sample'`` RNG stream
+(``model.apply(variables, x, y, rngs={'sample': key})``) unless an explicit ``rng`` is given. The
+official ``Processor.generate`` samples ``z = 3 * randn - 1.5`` (bug 14); :func:`sample_latent` offers both.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from stepjax import NUM_CLASSES, skeleton
+from stepjax.nn import JointBatchNorm, STGCNStack, initializers
+
+Array = jax.Array
+
+TEMPORAL_CODES = ("none", "sinusoidal")
+OFFICIAL_MAX_Z = 1.5
+
+
+def sinusoidal_time_encoding(num_frames: int, dim: int, min_period: float = 4.0,
+                             max_period: float = 300.0) -> np.ndarray:
+    """Fixed encoding of the frame index, ``(num_frames, dim)`` float32 in [-1, 1].
+
+    Channels come in (sin, cos) pairs with periods spaced geometrically from ``min_period`` to
+    ``max_period`` frames (one gait cycle is ~30 frames at 30 fps). An odd last channel is a sine.
+    It depends only on the absolute frame index, so frame t is encoded the same for any sequence length.
+    """
+    half = max(dim // 2, 1)
+    periods = min_period * (max_period / min_period) ** (np.arange(half) / max(half - 1, 1))
+    angles = 2 * np.pi * np.arange(num_frames)[:, None] / periods[None, :]  # (T, half)
+    enc = np.stack([np.sin(angles), np.cos(angles)], axis=-1).reshape(num_frames, 2 * half)
+    if dim > 2 * half:  # dim odd (dim == 1 included)
+        enc = np.concatenate([enc, np.sin(angles[:, -1:])], axis=-1)
+    return enc[:, :dim].astype(np.float32)
+
+
+def reparameterize(mu: Array, logvar: Array, eps: Array) -> Array:
+    """``z = eps * exp(0.5 * logvar) + mu`` (the official operation order)."""
+    return eps * jnp.exp(0.5 * logvar) + mu
+
+
+def sample_latent(rng: Array, shape: Sequence[int], official: bool = False, dtype=jnp.float32) -> Array:
+    """Prior samples: N(0, I), or with ``official=True`` the official sampler ``randn * 1.5 * 2 - 1.5``
+    (= N(-1.5, 3^2) per dimension; bug 14)."""
+    eps = jax.random.normal(rng, tuple(shape), dtype)
+    return eps * OFFICIAL_MAX_Z * 2 - OFFICIAL_MAX_Z if official else eps
+
+
+def _as_onehot(labels: Array, num_classes: int, batch: int, dtype) -> Array:
+    labels = jnp.asarray(labels)
+    if labels.ndim == 1 and jnp.issubdtype(labels.dtype, jnp.integer):
+        labels = jax.nn.one_hot(labels, num_classes, dtype=dtype)
+    if labels.shape != (batch, num_classes):
+        raise ValueError(f"labels must be one-hot ({batch}, {num_classes}) or integer ({batch},), got {labels.shape}")
+    return labels.astype(dtype)
+
+
+def _check_gaits(x: Array) -> None:
+    if x.ndim != 4 or x.shape[-2:] != (skeleton.NUM_JOINTS, skeleton.NUM_COORDS):
+        raise ValueError(f"gaits must be (N, T, {skeleton.NUM_JOINTS}, {skeleton.NUM_COORDS}), got {x.shape}")
+
+
+class CVAEEncoder(nn.Module):
+    """``(gaits (N,T,V,3), one-hot (N,K)) -> (mu (N,Z), logvar (N,Z))``."""
+
+    latent_dim: int = 32
+    num_classes: int = NUM_CLASSES
+    channels: Sequence[int] = (64, 32, 32)
+    kernel_size: int = 75
+    dropout: float = 0.0
+    official_adjacency: bool = True
+    temporal_impl: str = "conv"
+    init_scheme: str = "default"
+    precision: Any = "highest"
+
+    @nn.compact
+    def __call__(self, x: Array, labels_onehot: Array, train: bool = False) -> tuple[Array, Array]:
+        _check_gaits(x)
+        n, t, v, _ = x.shape
+        y = _as_onehot(labels_onehot, self.num_classes, n, x.dtype)
+        h = jnp.concatenate([x, jnp.broadcast_to(y[:, None, None, :], (n, t, v, self.num_classes))], axis=-1)
+        h = JointBatchNorm(self.init_scheme, name="data_bn")(h, train)  # (V, 3+K) = official index v*(3+K)+c
+        h = STGCNStack(self.channels, (1,) * len(self.channels), (True,) * len(self.channels),
+                       skeleton.spatial_adjacency(official=self.official_adjacency), self.kernel_size,
+                       edge_importance=False, dropout=self.dropout, temporal_impl=self.temporal_impl,
+                       init_scheme=self.init_scheme, precision=self.precision, name="trunk")(h, train)
+        h = h.mean(axis=(1, 2))
+        dense = lambda name: nn.Dense(self.latent_dim, kernel_init=initializers(self.init_scheme)["kernel"],
+                                      precision=self.precision, name=name)
+        return dense("z_mean")(h), dense("z_logvar")(h)
+
+
+class CVAEDecoder(nn.Module):
+    """``(z (N,Z), one-hot (N,K), num_frames) -> gaits (N, num_frames, V, 3)``. See the module docstring."""
+
+    latent_dim: int = 32
+    num_classes: int = NUM_CLASSES
+    channels: Sequence[int] = (32, 64, 3)
+    kernel_size: int = 75
+    dropout: float = 0.0
+    temporal_code: str = "none"
+    joint_embedding: bool = False
+    min_period: float = 4.0
+    max_period: float = 300.0
+    official_output_relu: bool = True
+    official_adjacency: bool = True
+    temporal_impl: str = "conv"
+    init_scheme: str = "default"
+    precision: Any = "highest"
+
+    @nn.compact
+    def __call__(self, z: Array, labels_onehot: Array, num_frames: int = 75, train: bool = False) -> Array:
+        if self.temporal_code not in TEMPORAL_CODES:
+            raise ValueError(f"unknown temporal_code {self.temporal_code!r}; choose one of {TEMPORAL_CODES}")
+        if z.ndim != 2 or z.shape[-1] != self.latent_dim:
+            raise ValueError(f"z must be (N, {self.latent_dim}), got {z.shape}")
+        if self.channels[-1] != skeleton.NUM_COORDS:
+            raise ValueError(f"the last decoder channel count must be {skeleton.NUM_COORDS}, got {self.channels}")
+        n, v = z.shape[0], skeleton.NUM_JOINTS
+        y = _as_onehot(labels_onehot, self.num_classes, n, z.dtype)
+        kernel_init = initializers(self.init_scheme)["kernel"]
+        hidden = self.latent_dim
+        h = nn.Dense(hidden, kernel_init=kernel_init, precision=self.precision, name="fcn")(
+            jnp.concatenate([z, y], axis=-1))
+        h = jnp.broadcast_to(h[:, None, None, :], (n, num_frames, v, hidden))  # same vector at every (t, v)
+        if self.temporal_code == "sinusoidal":
+            code = sinusoidal_time_encoding(num_frames, hidden, self.min_period, self.max_period)
+            h = h + jnp.asarray(code, h.dtype)[None, :, None, :]
+        if self.joint_embedding:
+            emb = self.param("joint_embedding", nn.initializers.normal(0.02), (v, hidden), jnp.float32)
+            h = h + emb.astype(h.dtype)[None, None]
+        channels = tuple(self.channels)
+        if not self.official_output_relu:
+            channels = channels[:-1] + (channels[-2] if len(channels) > 1 else hidden,)
+        h = STGCNStack(channels, (1,) * len(channels), (True,) * len(channels),
+                       skeleton.spatial_adjacency(official=self.official_adjacency), self.kernel_size,
+                       edge_importance=False, dropout=self.dropout, temporal_impl=self.temporal_impl,
+                       init_scheme=self.init_scheme, precision=self.precision, name="trunk")(h, train)
+        if not self.official_output_relu:
+            h = nn.Dense(self.channels[-1], kernel_init=kernel_init, precision=self.precision, name="output_proj")(h)
+        return JointBatchNorm(self.init_scheme, name="data_bn")(h, train)
+
+
+class STEPGenCVAE(nn.Module):
+    """STEP-Gen CVAE. Defaults = the official configuration (``CVAE(3, 75, 16, 32, 4)``).
+
+    Methods (use with ``model.apply(variables, ..., method=...)``):
+      * ``__call__(x, labels_onehot, train=False, rng=None) -> (decoded, mu, logvar)``: encode,
+        reparameterise with ``eps ~ N(0, I)`` from ``rng`` (or the ``'sample'`` stream), decode T frames.
+      * ``encode(x, labels_onehot, train=False) -> (mu, logvar)``.
+      * ``decode(z, labels_onehot, num_frames=75, train=False) -> gaits``.
+      * ``sample(labels_onehot, num_frames=75, train=False, official_sampler=False, rng=None) -> gaits``:
+        z from the prior (see :func:`sample_latent`), decoded.
+    ``labels_onehot`` may also be integer labels ``(N,)``. In train mode BN uses batch statistics and
+    ``batch_stats`` must be mutable.
+    """
+
+    latent_dim: int = 32
+    num_classes: int = NUM_CLASSES
+    encoder_channels: Sequence[int] = (64, 32, 32)
+    decoder_channels: Sequence[int] = (32, 64, 3)
+    kernel_size: int = 75
+    dropout: float = 0.0
+    temporal_code: str = "none"
+    joint_embedding: bool = False
+    official_output_relu: bool = True
+    official_adjacency: bool = True
+    temporal_impl: str = "conv"
+    init_scheme: str = "default"
+    precision: Any = "highest"
+
+    def setup(self):
+        common = dict(latent_dim=self.latent_dim, num_classes=self.num_classes, kernel_size=self.kernel_size,
+                      dropout=self.dropout, official_adjacency=self.official_adjacency,
+                      temporal_impl=self.temporal_impl, init_scheme=self.init_scheme, precision=self.precision)
+        self.encoder = CVAEEncoder(channels=self.encoder_channels, **common)
+        self.decoder = CVAEDecoder(channels=self.decoder_channels, temporal_code=self.temporal_code,
+                                   joint_embedding=self.joint_embedding,
+                                   official_output_relu=self.official_output_relu, **common)
+
+    def encode(self, x: Array, labels_onehot: Array, train: bool = False) -> tuple[Array, Array]:
+        return self.encoder(x, labels_onehot, train)
+
+    def decode(self, z: Array, labels_onehot: Array, num_frames: int = 75, train: bool = False) -> Array:
+        return self.decoder(z, labels_onehot, num_frames, train)
+
+    def __call__(self, x: Array, labels_onehot: Array, train: bool = False,
+                 rng: Array | None = None) -> tuple[Array, Array, Array]:
+        mu, logvar = self.encode(x, labels_onehot, train)
+        rng = self.make_rng("sample") if rng is None else rng
+        z = reparameterize(mu, logvar, jax.random.normal(rng, mu.shape, mu.dtype))
+        return self.decode(z, labels_onehot, x.shape[1], train), mu, logvar
+
+    def sample(self, labels_onehot: Array, num_frames: int = 75, train: bool = False,
+               official_sampler: bool = False, rng: Array | None = None) -> Array:
+        labels_onehot = jnp.asarray(labels_onehot)
+        rng = self.make_rng("sample") if rng is None else rng
+        z = sample_latent(rng, (labels_onehot.shape[0], self.latent_dim), official_sampler)
+        return self.decode(z, labels_onehot, num_frames, train)

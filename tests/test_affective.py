@@ -1,0 +1,389 @@
+"""Affective features: golden official numbers, per-frame reference loops, fixed-mode invariances, jit/vmap, grads."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from stepjax import affective as aff
+from stepjax.skeleton import mirror
+
+GOLDEN_AFFECTIVE = Path(__file__).resolve().parents[1] / ".." / "shared" / "golden" / "official-step" / "affective.npz"
+T_SMALL = 12
+DT = 1 / 30
+
+
+# ----------------------------------------------------------------------------- helpers
+
+@pytest.fixture(scope="module")
+def golden():
+    if not GOLDEN_AFFECTIVE.exists():
+        pytest.skip(f"golden file not available: {GOLDEN_AFFECTIVE} (../shared sits beside the project only in "
+                    f"the development checkout)")
+    with np.load(GOLDEN_AFFECTIVE) as d:
+        out = {k: d[k] for k in d.files}
+    out["gaits"] = out["gaits_raw"].reshape(32, 75, 16, 3)
+    return out
+
+
+_REST = np.array([
+    [0, .95, 0], [0, 1.15, 0], [0, 1.45, 0], [0, 1.65, .02],
+    [-.18, 1.42, 0], [-.22, 1.15, 0], [-.23, .90, 0],
+    [.18, 1.42, 0], [.22, 1.15, 0], [.23, .90, 0],
+    [-.10, .92, 0], [-.10, .50, 0], [-.10, .08, 0],
+    [.10, .92, 0], [.10, .50, 0], [.10, .08, 0],
+])
+
+
+def synthetic_walk(rng, num_frames=T_SMALL, noise=0.005):
+    """A crude walk facing -Z: swinging arms and legs, lifted feet with flat ground-contact plateaus."""
+    t = np.arange(num_frames)[:, None]
+    period = rng.uniform(8, 14)
+    phase = 2 * np.pi * t / period + rng.uniform(0, 2 * np.pi)
+    g = np.broadcast_to(_REST, (num_frames, 16, 3)).copy()
+    g *= rng.uniform(0.9, 1.1)
+    swing = rng.uniform(0.15, 0.35)
+    for joints, sign in (((5, 6, 14, 15), 1.0), ((8, 9, 11, 12), -1.0)):
+        for j in joints:
+            g[:, j, 2] += sign * swing * np.sin(phase[:, 0]) * (0.6 if j in (5, 8, 11, 14) else 1.0)
+    g += rng.normal(0, noise, g.shape)
+    for foot, sign in ((12, 1.0), (15, -1.0)):  # flat contact plateau: exact repeated foot heights
+        g[:, foot, 1] = 0.08 + 0.06 * np.maximum(0.0, sign * np.sin(phase[:, 0]))
+    g[:, :, 2] -= 1.2 * DT * t  # forward progress
+    return g
+
+
+def _rotation_y(theta):
+    c, s = np.cos(theta), np.sin(theta)
+    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+
+
+def _rotate_y(g, theta):
+    """Rotation about Y written per coordinate, so the heights are bit-identical."""
+    r = _rotation_y(theta)
+    out = g.copy()
+    out[..., 0] = r[0, 0] * g[..., 0] + r[0, 2] * g[..., 2]
+    out[..., 2] = r[2, 0] * g[..., 0] + r[2, 2] * g[..., 2]
+    return out
+
+
+# ----------------------------------------------------------------------------- plain per-frame reference loops
+
+def _ang(u, v):
+    return np.degrees(np.arccos(np.clip(np.dot(u, v) / (np.linalg.norm(u) * np.linalg.norm(v)), -1, 1)))
+
+
+def ref_posture(g, official):
+    """Features 0-11, one frame at a time, straight from the spec table."""
+    rows = []
+    for f in g:
+        if official:
+            lo, hi = np.full(3, np.inf), np.full(3, -np.inf)
+            for j in range(16):
+                for c in range(3):
+                    if f[j, c] < lo[c]:
+                        lo[c] = f[j, c]
+                    elif f[j, c] > hi[c]:
+                        hi[c] = f[j, c]
+            with np.errstate(invalid="ignore"):
+                vol = np.prod(hi - lo) / 1000
+        else:
+            vol = np.prod(f.max(0) - f.min(0)) / 1000
+        row = [vol, _ang(f[4] - f[2], f[7] - f[2]), _ang(f[2] - f[4], f[7] - f[4]), _ang(f[2] - f[7], f[4] - f[7]),
+               _ang(f[3] - f[0], np.array([0.0, 1.0, 0.0])), _ang(f[3] - f[2], f[1] - f[2])]
+        row += [np.linalg.norm(f[j] - f[0]) / 10 for j in (6, 9, 12, 15)]
+        for a, b, c in ((f[9], f[2], f[6]), (f[15], f[0], f[12])):
+            if official:
+                x, y, z = np.linalg.norm(a - b), np.linalg.norm(b - c), np.linalg.norm(c - a)
+                s = (x + y + z) / 2
+                with np.errstate(invalid="ignore"):
+                    row.append(np.sqrt(s * (s - x) * (s - y) * (s - z)) / 100)
+            else:
+                row.append(np.linalg.norm(np.cross(b - a, c - a)) / 2 / 100)
+        rows.append(row)
+    return np.mean(np.array(rows), axis=0)
+
+
+def ref_motion(g, dt):
+    """Features 12-26: speed, acceleration and jerk magnitudes of joints 6, 9, 3, 12, 15, frame by frame."""
+    out = []
+    for order in (1, 2, 3):
+        for j in aff.SPEED_JOINTS:
+            vals = []
+            for t in range(order, len(g)):
+                if order == 1:
+                    d = (g[t, j] - g[t - 1, j]) / dt
+                elif order == 2:
+                    d = ((g[t, j] - g[t - 1, j]) - (g[t - 1, j] - g[t - 2, j])) / dt / dt
+                else:
+                    v = [(g[k, j] - g[k - 1, j]) / dt for k in (t - 2, t - 1, t)]
+                    d = ((v[2] - v[1]) / dt - (v[1] - v[0]) / dt) / dt
+                vals.append(np.linalg.norm(d) / 10)
+            out.append(np.mean(vals))
+    return np.array(out)
+
+
+def _strikes(y):
+    return [i for i in range(1, len(y) - 1) if y[i] <= y[i - 1] and y[i] <= y[i + 1]]
+
+
+def ref_stride(g, dt, official):
+    """Features 27-28 with Python lists of strike frames."""
+    a, b = _strikes(g[:, 12, 1]), _strikes(g[:, 15, 1])
+    extra = 1 if official else 0
+    if len(a) > 1 and len(b) > 1:
+        gap = np.mean(list(np.diff(a)) + list(np.diff(b)))
+    elif len(a) > 1:
+        gap = np.mean(np.diff(a)) + extra
+    elif len(b) > 1:
+        gap = np.mean(np.diff(b)) + extra
+    else:
+        gap = len(g)
+    if official:
+        return np.array([gap, gap * dt])
+    seps = [np.linalg.norm(g[t, 12, [0, 2]] - g[t, 15, [0, 2]]) for t in a + b]
+    if not seps:
+        seps = [np.linalg.norm(g[t, 12, [0, 2]] - g[t, 15, [0, 2]]) for t in range(len(g))]
+    return np.array([2 * np.mean(seps), gap * dt])
+
+
+def reference_features(g, official, dt=DT):
+    return np.concatenate([ref_posture(g, official), ref_motion(g, dt), ref_stride(g, dt, official)])
+
+
+def _features(g, official=False):
+    return np.asarray(aff.affective_features(g, official=official))
+
+
+def _features_official(g):
+    return _features(g, official=True)
+
+
+# ----------------------------------------------------------------------------- golden (official code)
+
+@pytest.mark.parametrize("key,stride", [("features27", False), ("features29", True)])
+def test_official_matches_golden_float32(golden, key, stride):
+    out = np.asarray(aff.affective_features(golden["gaits"], official=True, stride=stride))
+    assert out.dtype == np.float32 and out.shape == golden[key].shape
+    np.testing.assert_allclose(out, golden[key], rtol=2e-4, atol=0)
+    if stride:  # discrete: the strike rule must give the same frames
+        np.testing.assert_array_equal(out[:, 27], golden[key][:, 27].astype(np.float32))
+
+
+@pytest.fixture(scope="module")
+def golden_f64(golden):
+    """Official and fixed features of the golden gaits computed in float64 (x64 only inside this block)."""
+    with jax.enable_x64(True):
+        gaits = golden["gaits"].astype(np.float64)
+        return {mode: np.asarray(aff.affective_features(gaits, official=mode == "official"))
+                for mode in ("official", "fixed")}
+
+
+def test_official_matches_golden_float64(golden, golden_f64):
+    out = golden_f64["official"]
+    assert out.dtype == np.float64
+    np.testing.assert_allclose(out, golden["features29"], rtol=1e-9, atol=0)
+    np.testing.assert_allclose(out[:, :27], golden["features27"], rtol=1e-9, atol=0)
+    np.testing.assert_array_equal(out[:, 27], golden["features29"][:, 27])
+
+
+@pytest.mark.parametrize("key", ["normalized27", "normalized29"])
+def test_normalized_matches_golden(golden, key):
+    feats = aff.affective_features(golden["gaits"], official=True, stride=key.endswith("29"))
+    out = aff.normalize(feats, aff.fit_normalizer(feats))
+    np.testing.assert_allclose(np.asarray(out), golden[key], atol=2e-4, rtol=0)
+
+
+def test_fixed_volume_is_true_bbox_and_official_bug_is_emulated(golden, golden_f64):
+    fixed = golden_f64["fixed"]
+    np.testing.assert_allclose(fixed[:, 0], golden["volume_correct_bbox"], rtol=1e-12)
+    buggy = golden["volume_bug_frames"] > 0
+    assert buggy.any()
+    official = golden["features29"][:, 0]
+    assert np.all(np.abs(official[buggy] - golden["volume_correct_bbox"][buggy]) > 1e-3 * np.abs(official[buggy]))
+
+
+def test_fixed_equals_official_where_official_is_correct(golden, golden_f64):
+    """Features 1-26 only change numerically (atan2 angles, cross-product areas, safe norms)."""
+    fixed = golden_f64["fixed"]
+    np.testing.assert_allclose(fixed[:, 1:27], golden["features29"][:, 1:27], rtol=1e-9)
+    np.testing.assert_allclose(fixed[:, 28], golden["features29"][:, 28], rtol=1e-12)  # both feet have strikes
+    assert np.all((fixed[:, 27] > 0.1) & (fixed[:, 27] < 2.0))  # metres, not frames
+
+
+# ----------------------------------------------------------------------------- reference loops on random inputs
+
+_KINDS = ("walk", "noise", "feet_monotone", "one_foot", "plateaus", "decreasing_joints")
+
+
+def _random_gait(seed, kind):
+    rng = np.random.default_rng(seed)
+    if kind == "noise":
+        return rng.normal(0, 0.3, (T_SMALL, 16, 3)) + rng.normal(0, 1, 3)
+    g = synthetic_walk(rng)
+    if kind == "feet_monotone":  # no strikes at all -> T frames
+        g[:, 12, 1] = np.linspace(0.3, 0.1, T_SMALL)
+        g[:, 15, 1] = np.linspace(0.1, 0.3, T_SMALL)
+    elif kind == "one_foot":  # only one foot has >= 2 strikes -> the +1 fallback
+        g[:, 12 if seed % 2 else 15, 1] = np.linspace(0.3, 0.1, T_SMALL)
+    elif kind == "plateaus":  # quantised heights: many flat minima
+        g[:, [12, 15], 1] = np.round(g[:, [12, 15], 1] * 20) / 20 + np.round(rng.uniform(0, 3, (T_SMALL, 2))) / 20
+    elif kind == "decreasing_joints":  # every joint lowers the running min: the official max stays -inf
+        g[: T_SMALL // 2] = -np.cumsum(rng.uniform(0.01, 0.2, (T_SMALL // 2, 16, 3)), axis=1)
+    return g
+
+
+@settings(max_examples=12, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), kind=st.sampled_from(_KINDS), official=st.booleans())
+def test_vectorised_matches_reference_loops(seed, kind, official):
+    g = _random_gait(seed, kind)
+    want = reference_features(g, official)
+    with jax.enable_x64(True):
+        got = np.asarray(_features(g, official))
+    assert got.shape == (29,)
+    for name, sl in (("posture", slice(0, 12)), ("motion", slice(12, 27)), ("stride", slice(27, 29))):
+        np.testing.assert_allclose(got[sl], want[sl], rtol=1e-8, atol=1e-12, equal_nan=True,
+                                   err_msg=f"{name} features, kind={kind}, official={official}")
+
+
+@pytest.mark.parametrize("official", [True, False])
+def test_stride_rule_cases(official):
+    """Hand-checked strike cases: plateau frames all count, pooled gaps, one-foot and no-foot fallbacks."""
+    g = synthetic_walk(np.random.default_rng(0), num_frames=12)
+    down = np.linspace(0.3, 0.1, 12)
+    dips = np.array([3, 2, 1, 2, 3, 2, 1, 1, 2, 3, 2, 3], float) / 10  # strikes at 2, 6, 7, 10
+    other = np.array([1, 2, 3, 2, 3, 3, 2, 3, 3, 2, 1, 2], float) / 10  # strikes at 3, 6, 10
+    cases = [
+        (dips, other, (8 + 7) / (3 + 2)),  # both feet: all gaps pooled
+        (dips, down, 8 / 3 + (1 if official else 0)),
+        (down, other, 7 / 2 + (1 if official else 0)),
+        (down, down[::-1], 12.0),
+    ]
+    with jax.enable_x64(True):
+        for y12, y15, gap in cases:
+            h = g.copy()
+            h[:, 12, 1], h[:, 15, 1] = y12, y15
+            out = np.asarray(_features(h, official))
+            np.testing.assert_allclose(out[28], gap * DT, rtol=1e-12)
+            if official:
+                np.testing.assert_allclose(out[27], gap, rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------- fixed-mode invariances
+
+@pytest.fixture(scope="module")
+def walks():
+    rng = np.random.default_rng(7)
+    return np.stack([synthetic_walk(rng) for _ in range(4)]).astype(np.float32)
+
+
+def _close(a, b, **kw):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), **{"rtol": 2e-4, "atol": 2e-5, **kw})
+
+
+def test_fixed_invariant_to_translation(walks):
+    base = _features(walks)
+    shift = np.random.default_rng(1).uniform(-2, 2, (4, 1, 1, 3)).astype(np.float32)
+    _close(_features(walks + shift), base)
+
+
+def test_fixed_invariant_to_rotation_about_y(walks):
+    base = np.asarray(_features(walks))
+    rng = np.random.default_rng(2)
+    rotated = np.stack([_rotate_y(w, rng.uniform(0, 2 * np.pi)) for w in walks])
+    out = np.asarray(_features(rotated))
+    _close(out[:, 1:], base[:, 1:])
+    assert not np.allclose(out[:, 0], base[:, 0], rtol=1e-3)  # the axis-aligned box is heading-dependent ...
+    quarter = np.stack([_rotate_y(w, k * np.pi / 2) for w, k in zip(walks, (1, 2, 3, 1))])
+    _close(_features(quarter), base)  # ... but invariant to quarter turns
+
+
+def test_official_stride_is_mirror_symmetric(walks):
+    base = np.asarray(_features_official(walks))
+    _close(_features_official(mirror(walks))[:, 27:], base[:, 27:], rtol=0, atol=0)
+
+
+def test_fixed_mirror_swaps_left_right_pairs(walks):
+    base = np.asarray(_features(walks))
+    out = np.asarray(_features(mirror(walks)))
+    perm = list(aff.FEATURE_MIRROR_PERMUTATION)
+    assert perm != list(range(29)) and sorted(perm) == list(range(29))
+    _close(out, base[:, perm])
+    assert not np.allclose(out[:, 6:8], base[:, 6:8], rtol=1e-3)  # the pairs really differ on this data
+    names = [aff.FEATURE_NAMES[i] for i in perm]
+    for a, b in zip(aff.FEATURE_NAMES, names):
+        assert a.replace("left", "?").replace("right", "?") == b.replace("left", "?").replace("right", "?")
+
+
+# ----------------------------------------------------------------------------- jit, vmap, gradients, API
+
+@pytest.mark.parametrize("official", [True, False])
+def test_jit_and_vmap_match_eager(walks, official):
+    eager = np.asarray(aff.affective_features(walks, official=official))
+    fn = functools.partial(aff.affective_features, official=official)
+    _close(jax.jit(fn)(jnp.asarray(walks)), eager, rtol=1e-6, atol=1e-7)
+    _close(jax.vmap(fn)(jnp.asarray(walks)), eager, rtol=1e-6, atol=1e-7)
+    if not official:  # (the official 27-feature variant is checked on the golden file)
+        short = aff.affective_features(walks, stride=False)
+        assert short.shape == (4, 27)
+        _close(short, eager[:, :27], rtol=1e-6, atol=1e-7)
+
+
+def _degenerate(walk):
+    g = walk.copy()
+    g[:, 4] = g[:, 2]  # shoulder on the neck: zero-length angle vectors
+    g[:, 15] = g[:, 12]  # both feet in one place: zero area, zero foot separation
+    g[:, 6] = g[:, 0]  # hand on the root: zero distance
+    g[:, 9] = g[0, 9]  # a motionless hand: zero speed
+    return g
+
+
+_GRAD = jax.jit(jax.grad(lambda g: jnp.sum(aff.affective_features(g))))
+
+
+def test_fixed_gradients_are_finite(walks):
+    for g in (walks[0], _degenerate(walks[1]), np.broadcast_to(walks[2, :1], walks[2].shape).copy()):
+        grad = np.asarray(_GRAD(jnp.asarray(g)))
+        assert np.all(np.isfinite(grad)), np.argwhere(~np.isfinite(grad))[:5]
+        assert np.all(np.isfinite(np.asarray(_features(g))))
+    # the official formulas are undefined there (documented NaNs), the fixed ones are not
+    assert np.isnan(np.asarray(_features_official(_degenerate(walks[1])))[[1, 2]]).all()
+
+
+@pytest.mark.parametrize("shape", [(12, 16, 2), (12, 48), (16, 3), (12, 15, 3), (3, 16, 3), (2, 0, 16, 3)])
+def test_bad_shapes_raise(shape):
+    with pytest.raises(ValueError, match=r"\(.*\)"):
+        aff.affective_features(np.zeros(shape, np.float32))
+
+
+def test_integer_input_and_names():
+    out = aff.affective_features(np.ones((T_SMALL, 16, 3), np.int32))
+    assert jnp.issubdtype(out.dtype, jnp.floating) and out.shape == (29,)
+    assert len(aff.FEATURE_NAMES) == 29 and len(set(aff.FEATURE_NAMES)) == 29
+    assert aff.FEATURE_NAMES[2] == "left_shoulder_angle" and aff.FEATURE_NAMES[12] == "left_hand_speed"
+
+
+def test_normalizer_fits_train_only():
+    rng = np.random.default_rng(3)
+    train = rng.normal(size=(20, 29)).astype(np.float32)
+    train[:, 5] = 4.0  # constant feature
+    test = rng.normal(size=(6, 29)).astype(np.float32) * 3
+    norm = aff.fit_normalizer(train)
+    assert isinstance(norm, aff.Normalizer)
+    np.testing.assert_allclose(norm.center, (train.max(0) + train.min(0)) / 2, rtol=1e-6)
+    tr = np.asarray(aff.normalize(train, norm))
+    np.testing.assert_allclose(tr.min(0)[tr.max(0) > 0], -1, atol=1e-6)
+    np.testing.assert_allclose(tr.max(0)[tr.max(0) > 0], 1, atol=1e-6)
+    assert np.all(tr[:, 5] == 0) and np.all(np.asarray(aff.normalize(test, norm))[:, 5] == 0)
+    te = np.asarray(jax.jit(aff.normalize)(test, norm))  # the normalizer is a pytree
+    np.testing.assert_allclose(te, (test - norm.center) / np.where(norm.half_range == 0, 1, norm.half_range)
+                               * (norm.half_range != 0), rtol=1e-6)
+    assert np.abs(te).max() > 1  # test features are not squeezed into [-1, 1]: no refit on them
+    with pytest.raises(ValueError):
+        aff.normalize(test[:, :27], norm)

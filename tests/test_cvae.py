@@ -1,0 +1,236 @@
+"""STEP-Gen CVAE: official e105 weights vs the golden outputs of the official code, and the options."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import GOLDEN, golden, require, to_nhwc
+from stepjax.models.cvae import STEPGenCVAE, reparameterize, sample_latent, sinusoidal_time_encoding
+from stepjax.official import load_official_cvae
+
+OFFICIAL_PARAMS = 876_484
+
+
+def _count(tree) -> int:
+    return sum(int(np.prod(a.shape)) for a in jax.tree_util.tree_leaves(tree))
+
+
+@pytest.fixture(scope="module")
+def io():
+    with golden("cvae_io.npz") as f:
+        return {k: f[k] for k in f.files}
+
+
+@pytest.fixture(scope="module")
+def official():
+    return load_official_cvae(require(GOLDEN / "official_cvae_e105.npz"))
+
+
+@pytest.fixture(scope="module")
+def inputs(io):
+    return jnp.asarray(to_nhwc(io["model_input"])), jnp.asarray(io["onehot"])
+
+
+@pytest.fixture(scope="module")
+def eval_outputs(official, inputs, io):
+    """mu, logvar and the decodings of z, mu, z_gen, z_reparam (one batch of 64) in eval mode."""
+    model, variables = official
+    x, y = inputs
+    mu, logvar = jax.jit(lambda v, x, y: model.apply(v, x, y, method="encode"))(variables, x, y)
+    zs = ("z", "mu", "z_gen", "z_reparam")
+    z = jnp.concatenate([jnp.asarray(io[k]) for k in zs])
+    decoded = jax.jit(lambda v, z, y: model.apply(v, z, y, 75, method="decode"))(variables, z, jnp.tile(y, (4, 1)))
+    return mu, logvar, dict(zip(zs, np.split(np.asarray(decoded), 4)))
+
+
+def test_param_count_and_tree(official, inputs):
+    model, variables = official
+    assert _count(variables["params"]) == OFFICIAL_PARAMS
+    x, y = inputs
+    fresh = jax.eval_shape(lambda: STEPGenCVAE().init({"params": jax.random.key(0), "sample": jax.random.key(1)},
+                                                      x[:2], y[:2]))
+    assert _count(fresh["params"]) == OFFICIAL_PARAMS
+    for col in ("params", "batch_stats"):  # the checkpoint fills exactly the variables of the official config
+        assert jax.tree_util.tree_structure(fresh[col]) == jax.tree_util.tree_structure(variables[col])
+        assert all(a.shape == b.shape for a, b in zip(jax.tree_util.tree_leaves(fresh[col]),
+                                                       jax.tree_util.tree_leaves(variables[col])))
+    assert model == STEPGenCVAE()  # architecture read back from the state_dict = defaults
+
+
+def test_golden_encoder(eval_outputs, io):
+    mu, logvar, _ = eval_outputs
+    np.testing.assert_allclose(mu, io["mu_f64"], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(logvar, io["logvar_f64"], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(mu, io["mu"], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("z_key,ref_keys", [
+    ("z", ("decoded_f64", "decoded")),
+    ("mu", ("decoded_from_mu",)),
+    ("z_gen", ("decoded_gen_f64", "decoded_gen")),
+    ("z_reparam", ("decoded_reparam",)),
+])
+def test_golden_decoder(eval_outputs, io, z_key, ref_keys):
+    decoded = eval_outputs[2][z_key]
+    assert decoded.shape == (16, 75, 16, 3)
+    for ref in ref_keys:
+        np.testing.assert_allclose(decoded, to_nhwc(io[ref]), rtol=0, atol=5e-6, err_msg=ref)
+
+
+def test_reparameterize_matches_official_order(io):
+    z = reparameterize(jnp.asarray(io["mu"]), jnp.asarray(io["logvar"]), jnp.asarray(io["eps"]))
+    np.testing.assert_allclose(z, io["z_reparam"], rtol=0, atol=1e-6)
+
+
+def test_golden_train_mode_bn(official, inputs, io):
+    model, variables = official
+    x, y = inputs
+
+    @jax.jit
+    def run(v):
+        (mu, logvar), enc_upd = model.apply(v, x, y, True, method="encode", mutable=["batch_stats"])
+        dec, dec_upd = model.apply(v, jnp.asarray(io["z"]), y, 75, True, method="decode", mutable=["batch_stats"])
+        return mu, logvar, dec, enc_upd, dec_upd
+
+    mu, logvar, dec, enc_upd, dec_upd = run(variables)
+    np.testing.assert_allclose(mu, io["mu_train_bn"], rtol=0, atol=2e-5)
+    np.testing.assert_allclose(logvar, io["logvar_train_bn"], rtol=0, atol=2e-5)
+    np.testing.assert_allclose(dec, to_nhwc(io["decoded_train_bn"]), rtol=0, atol=2e-5)
+    # running statistics move (momentum 0.1 as in PyTorch) in the half that ran
+    old = variables["batch_stats"]["encoder"]["data_bn"]["bn"]["mean"]
+    new = enc_upd["batch_stats"]["encoder"]["data_bn"]["bn"]["mean"]
+    batch_mean = np.concatenate([to_nhwc(io["model_input"]), np.broadcast_to(
+        io["onehot"][:, None, None, :], (16, 75, 16, 4))], -1).mean((0, 1))
+    np.testing.assert_allclose(new, 0.9 * old + 0.1 * batch_mean, rtol=0, atol=1e-5)
+    assert "decoder" in dec_upd["batch_stats"]
+
+
+def test_official_weights_other_lengths(official, inputs):
+    """T != 75 works with the 75-tap kernels ('same' zero padding), for both halves."""
+    model, variables = official
+    x, y = inputs
+    decoded, mu, logvar = jax.jit(lambda v, x, y, k: model.apply(v, x, y, rng=k))(
+        variables, x[:3, :40], y[:3], jax.random.key(0))
+    assert decoded.shape == (3, 40, 16, 3) and mu.shape == logvar.shape == (3, 32)
+    assert np.isfinite(np.asarray(decoded)).all()
+
+
+@pytest.mark.parametrize("kwargs", [{}, dict(temporal_code="sinusoidal", joint_embedding=True,
+                                             official_output_relu=False)])
+@pytest.mark.parametrize("num_frames", [1, 20, 33, 120])
+def test_shapes_any_length(kwargs, num_frames):
+    model = STEPGenCVAE(**kwargs)
+    x = jnp.zeros((2, num_frames, 16, 3))
+    labels = jnp.array([0, 3])  # integer labels are accepted as well
+    variables = jax.eval_shape(lambda: model.init({"params": jax.random.key(0), "sample": jax.random.key(1)},
+                                                  x, labels))
+    out = jax.eval_shape(lambda v: model.apply(v, x, labels, rngs={"sample": jax.random.key(2)}), variables)
+    assert [o.shape for o in out] == [(2, num_frames, 16, 3), (2, 32), (2, 32)]
+    gen = jax.eval_shape(lambda v: model.apply(v, labels, 50, rngs={"sample": jax.random.key(3)}, method="sample"),
+                         variables)
+    assert gen.shape == (2, 50, 16, 3)
+    if kwargs:
+        assert _count(variables["params"]) > OFFICIAL_PARAMS
+
+
+# ---- options on small, freshly initialised models ----
+
+SMALL = dict(latent_dim=8, encoder_channels=(8, 8, 8), decoder_channels=(8, 8, 3), kernel_size=9)
+
+
+def _init(model, n=2, t=40, seed=0):
+    """Variables of a freshly initialised model: the structure from ``model.init`` (abstractly), the values
+    drawn with numpy like a LeCun-normal init (kernels N(0, 1/fan_in), BN scale 1, biases 0, embeddings
+    N(0, 0.02^2)). Compiling ``model.init`` itself costs ~10-20 s of XLA time for its RNG calls on CPU."""
+    rng = np.random.default_rng(seed)
+    x = jnp.asarray(rng.normal(size=(n, t, 16, 3)), jnp.float32)
+    y = jax.nn.one_hot(jnp.arange(n) % 4, 4)
+    shapes = jax.eval_shape(model.init, {"params": jax.random.key(0), "sample": jax.random.key(1)}, x, y)
+
+    def fill(path, leaf):
+        name = path[-1].key
+        if name == "kernel":
+            value = rng.normal(0.0, 1.0 / np.sqrt(np.prod(leaf.shape[:-1])), leaf.shape)
+        elif name in ("scale", "var"):
+            value = np.ones(leaf.shape)
+        elif name == "joint_embedding":
+            value = rng.normal(0.0, 0.02, leaf.shape)
+        else:
+            value = np.zeros(leaf.shape)
+        return jnp.asarray(value, leaf.dtype)
+
+    return jax.tree_util.tree_map_with_path(fill, shapes), x, y
+
+
+def test_temporal_code_breaks_time_invariance():
+    """Official form: the decoder input is constant in time, so frames farther than the receptive field
+    (3 blocks x 4 frames for a 9-tap kernel) from both ends are *identical*: only zero-padding effects make
+    motion. With the sinusoidal code the interior frames differ."""
+    t, reach = 40, 3 * (9 - 1) // 2
+    outs = {}
+    for code in ("none", "sinusoidal"):
+        model = STEPGenCVAE(**SMALL, temporal_code=code)
+        variables, _, y = _init(model, t=t)
+        z = jax.random.normal(jax.random.key(5), (2, 8))
+        outs[code] = np.asarray(jax.jit(lambda v: model.apply(v, z, y, t, method="decode"))(variables))
+    interior = slice(reach, t - reach)
+    spread = lambda a: np.abs(a[:, interior] - a[:, interior][:, :1]).max()
+    assert spread(outs["none"]) < 1e-6
+    assert spread(outs["sinusoidal"]) > 0.1 * np.abs(outs["sinusoidal"]).max()
+    assert np.abs(outs["none"][:, 0] - outs["none"][:, t // 2]).max() > 1e-4  # boundary frames do differ
+
+
+def test_sinusoidal_encoding():
+    enc = sinusoidal_time_encoding(75, 32)
+    assert enc.shape == (75, 32) and enc.dtype == np.float32 and np.abs(enc).max() <= 1.0
+    assert len({row.tobytes() for row in enc}) == 75  # every frame gets its own code
+    np.testing.assert_array_equal(sinusoidal_time_encoding(30, 32), enc[:30])  # independent of T
+    assert sinusoidal_time_encoding(10, 5).shape == (10, 5)
+
+
+def test_output_relu_flag():
+    """Fresh eval-mode output BN is ~identity: official output (ReLU last) is >= 0, the fixed one is not."""
+    for official_relu in (True, False):
+        model = STEPGenCVAE(**SMALL, official_output_relu=official_relu)
+        variables, x, y = _init(model, t=12)
+        decoded = jax.jit(lambda v: model.apply(v, x, y, rng=jax.random.key(4)))(variables)[0]
+        assert (np.asarray(decoded).min() >= 0) == official_relu
+        assert ("output_proj" in variables["params"]["decoder"]) != official_relu
+
+
+def test_sampling_eager_jit_vmap_agree():
+    model = STEPGenCVAE(**SMALL, temporal_code="sinusoidal")
+    variables, x, y = _init(model, t=10)
+    keys = jax.random.split(jax.random.key(7), 3)
+
+    def sample_both(key):  # the full model (reparameterised) and prior sampling, one compile each way
+        return (model.apply(variables, x, y, rngs={"sample": key}),
+                model.apply(variables, y, 10, rngs={"sample": key}, method="sample"))
+
+    eager = jax.tree_util.tree_leaves(sample_both(keys[0]))
+    jitted = jax.jit(sample_both)
+    vmapped = jax.tree_util.tree_leaves(jax.jit(jax.vmap(sample_both))(keys))
+    for i, key in enumerate(keys):
+        out = jax.tree_util.tree_leaves(jitted(key))
+        for b, c in zip(out, vmapped):
+            np.testing.assert_allclose(b, c[i], rtol=0, atol=1e-5)
+        if i == 0:
+            for a, b in zip(eager, out):
+                np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+    for leaf in (vmapped[0], vmapped[-1]):  # decoded and sampled gaits depend on the key
+        assert np.abs(leaf[0] - leaf[1]).max() > 1e-4
+
+    # __call__ = decode(eps * exp(logvar / 2) + mu) with eps ~ N(0, I) from the given key
+    decoded, mu, logvar = model.apply(variables, x, y, rng=keys[0])
+    z = reparameterize(mu, logvar, jax.random.normal(keys[0], mu.shape))
+    np.testing.assert_allclose(decoded, model.apply(variables, z, y, 10, method="decode"), rtol=0, atol=1e-6)
+
+
+def test_official_sampler():
+    z = sample_latent(jax.random.key(0), (20000, 4), official=True)
+    assert abs(float(z.mean()) + 1.5) < 0.1 and abs(float(z.std()) - 3.0) < 0.1
+    z = sample_latent(jax.random.key(0), (20000, 4))
+    assert abs(float(z.mean())) < 0.05 and abs(float(z.std()) - 1.0) < 0.05
