@@ -1,0 +1,53 @@
+"""Evaluate classifier checkpoints.
+
+    python eval.py --workdir runs/step                       # test split of the run's own data
+    python eval.py --workdir runs/s0 --workdir runs/s1 ...    # several seeds/folds: mean +- std
+    python eval.py --workdir runs/step --features f.h5 --labels l.h5 --json out.json --png cm.png
+"""
+
+import json
+
+from absl import app, flags, logging
+
+flags.DEFINE_multi_string("workdir", None, "Training workdir(s); config is read from the checkpoint.")
+flags.DEFINE_enum("split", "test", ["train", "val", "test", "all"], "Split of the run's own data.")
+flags.DEFINE_string("features", None, "Evaluate on this E-Gait features*.h5 instead of a split.")
+flags.DEFINE_string("labels", None, "E-Gait labels*.h5 for --features (omit for labels in key suffixes).")
+flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint of each workdir.")
+flags.DEFINE_string("json", None, "Write the full report as JSON here.")
+flags.DEFINE_string("png", None, "Save the confusion matrix (summed over runs) as a PNG here.")
+flags.mark_flags_as_required(["workdir"])
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+    import numpy as np
+
+    from stepjax.evaluation import evaluate_workdirs
+    from stepjax.metrics import format_confusion
+    from stepjax.viz import plot_confusion
+
+    out = evaluate_workdirs(FLAGS.workdir, split=FLAGS.split, features=FLAGS.features, labels=FLAGS.labels,
+                            which=FLAGS.checkpoint)
+    for r in out["runs"]:
+        print(f"{r['workdir']} on {r['data']} (n={r['num_gaits']}): accuracy {r['accuracy']:.4f}  "
+              f"balanced_accuracy {r['balanced_accuracy']:.4f}  macro_f1 {r['macro_f1']:.4f}")
+        for name, pc in r["per_class"].items():
+            print(f"    {name:8s} precision {pc['precision']:.3f}  recall {pc['recall']:.3f}  n={pc['support']}")
+    cm = np.sum([r["confusion_matrix"] for r in out["runs"]], axis=0)
+    print(format_confusion(cm))
+    agg = out["aggregate"]
+    if agg["num_runs"] > 1:
+        print("mean +- std over %d runs: " % agg["num_runs"] + "  ".join(
+            f"{k} {agg[k]['mean']:.4f} +- {agg[k]['std']:.4f}" for k in ("accuracy", "balanced_accuracy", "macro_f1")))
+    if FLAGS.png:
+        plot_confusion(cm, FLAGS.png)
+    if FLAGS.json:
+        with open(FLAGS.json, "w") as f:
+            json.dump(out, f, indent=2)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,167 @@
+"""From a data config to device-ready, split, preprocessed arrays.
+
+``load_source(cfg)`` reads raw gaits (built-in walkers or E-Gait HDF5 files) into one convention;
+``fit_preprocessor(train_gaits, cfg)`` fits everything that depends on data on the **training split
+only** (alignment reference, affective-feature normalisation); ``Preprocessor.__call__`` is a pure
+jnp function of raw gaits, used for training, evaluation and :func:`stepjax.load_classifier` alike,
+so inference reproduces training preprocessing exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from stepjax import affective as aff
+from stepjax.data import preprocess as pp
+from stepjax.data import splits
+from stepjax.skeleton import mirror
+
+
+class RawDataset(NamedTuple):
+    """Raw (un-aligned) fixed-length gaits ``(N, T, 16, 3)`` float32, labels int32 ``(N,)``, subject ids."""
+
+    gaits: np.ndarray
+    labels: np.ndarray
+    subjects: np.ndarray | None
+    keys: tuple[str, ...] | None = None
+
+
+def load_source(cfg) -> RawDataset:
+    """Reads ``cfg.source``: ``'walkers'`` (procedural, seeded) or ``'egait'`` (``cfg.path`` [+ ``cfg.labels_path``])."""
+    if cfg.source == "walkers":
+        from stepjax.data.walkers import make_walkers
+
+        w = make_walkers(cfg.num_gaits, seed=cfg.seed, num_frames=cfg.num_frames, difficulty=cfg.get("difficulty", 1.0))
+        return RawDataset(np.asarray(w.gaits, np.float32), np.asarray(w.labels, np.int32),
+                          np.asarray(w.subjects, np.int32))
+    if cfg.source == "egait":
+        from stepjax.data.egait import read_egait
+
+        if not cfg.get("path"):
+            raise ValueError("data.source='egait' needs --config.data.path=/path/to/features.h5 "
+                             "(and data.labels_path unless labels are in the key suffix)")
+        data = read_egait(cfg.path, cfg.get("labels_path") or None)
+        length = cfg.get("num_frames") or None
+        gaits = pp.to_fixed_length(data.gaits, length, cfg.get("length_policy", "tile"))
+        return RawDataset(gaits, data.labels, None, data.keys)
+    raise ValueError(f"unknown data.source {cfg.source!r}; choose 'walkers' or 'egait'")
+
+
+def split_dataset(raw: RawDataset, cfg) -> splits.Split:
+    """Seeded stratified train/val/test split (grouped by subject when known and ``cfg.group_by_subject``)."""
+    groups = raw.subjects if cfg.get("group_by_subject", True) else None
+    return splits.train_val_test_split(raw.labels, tuple(cfg.split), seed=cfg.split_seed, groups=groups)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Preprocessor:
+    """Pure preprocessing of raw gaits, fitted on the training split.
+
+    Array fields (pytree leaves, saved in checkpoints): ``reference`` ``(16, 3)`` alignment pose,
+    ``aff_center`` / ``aff_half_range`` ``(F,)`` affective normalisation. Static fields: flags.
+    """
+
+    reference: jax.Array
+    aff_center: jax.Array
+    aff_half_range: jax.Array
+    align: bool = dataclasses.field(default=True, metadata=dict(static=True))
+    num_affective: int = dataclasses.field(default=0, metadata=dict(static=True))
+    affective_official: bool = dataclasses.field(default=False, metadata=dict(static=True))
+    time_step: float = dataclasses.field(default=1 / 30, metadata=dict(static=True))
+
+    def gaits(self, raw: jax.Array) -> jax.Array:
+        """Model input ``(N, T, 16, 3)``: aligned to the stored reference (official) or raw."""
+        return pp.align_to_reference(raw, self.reference) if self.align else raw
+
+    def affective(self, raw: jax.Array) -> jax.Array | None:
+        """Normalised affective features ``(N, F)`` of raw gaits, or ``None`` for Baseline-STEP."""
+        if not self.num_affective:
+            return None
+        feats = aff.affective_features(raw, official=self.affective_official, time_step=self.time_step,
+                                       stride=self.num_affective == 29)
+        return aff.normalize(feats, aff.Normalizer(self.aff_center, self.aff_half_range))
+
+    def __call__(self, raw: jax.Array) -> tuple[jax.Array, jax.Array | None]:
+        return self.gaits(raw), self.affective(raw)
+
+
+def fit_preprocessor(train_gaits: np.ndarray, cfg) -> Preprocessor:
+    """Fits the alignment reference and the affective normalisation on training gaits only.
+
+    ``cfg.reference``: ``'first'`` (official: root-centred first frame of the first training gait)
+    or ``'mean'`` (mean root-centred first frame over the training gaits; less arbitrary).
+    """
+    centred = np.asarray(pp.root_center(train_gaits[:, 0]))
+    if cfg.reference == "first":
+        reference = centred[0]
+    elif cfg.reference == "mean":
+        reference = centred.mean(0)
+    else:
+        raise ValueError(f"unknown preprocess.reference {cfg.reference!r}; choose 'first' or 'mean'")
+    num_aff = int(cfg.num_affective)
+    if num_aff not in (0, 27, 29):
+        raise ValueError(f"preprocess.num_affective must be 0, 27 or 29, got {num_aff}")
+    if num_aff:
+        feats = aff.affective_features(jnp.asarray(train_gaits), official=cfg.affective_official,
+                                       time_step=cfg.time_step, stride=num_aff == 29)
+        norm = aff.fit_normalizer(feats)
+        center, half = jnp.asarray(norm.center), jnp.asarray(norm.half_range)
+    else:
+        center = half = jnp.zeros((0,), jnp.float32)
+    return Preprocessor(jnp.asarray(reference, jnp.float32), center, half, align=bool(cfg.align),
+                        num_affective=num_aff, affective_official=bool(cfg.affective_official),
+                        time_step=float(cfg.time_step))
+
+
+class Arrays(NamedTuple):
+    """Model-ready arrays of one split: ``gaits (N,T,16,3)``, ``affective (N,F)`` (F may be 0), ``labels (N,)``."""
+
+    gaits: jax.Array
+    affective: jax.Array
+    labels: jax.Array
+
+
+def apply_preprocessor(prep: Preprocessor, raw: np.ndarray, labels: np.ndarray, chunk: int = 1024) -> Arrays:
+    """Runs the (jitted) preprocessor over raw gaits in chunks; returns device arrays."""
+    fn = jax.jit(lambda r: prep(r))
+    gaits, feats = [], []
+    for s in range(0, len(raw), chunk):
+        g, a = fn(jnp.asarray(raw[s:s + chunk]))
+        gaits.append(g)
+        feats.append(a if a is not None else jnp.zeros((g.shape[0], 0), g.dtype))
+    return Arrays(jnp.concatenate(gaits), jnp.concatenate(feats), jnp.asarray(labels, jnp.int32))
+
+
+def augment_mirror(raw: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Doubles a training set with left-right mirrored copies (emotion is mirror-invariant)."""
+    return np.concatenate([raw, np.asarray(mirror(raw))]), np.concatenate([labels, labels])
+
+
+def prepare(cfg) -> dict[str, Any]:
+    """Loads, splits and preprocesses according to ``cfg.data`` / ``cfg.preprocess``.
+
+    Returns a dict with ``preprocessor``, ``train`` / ``val`` / ``test`` :class:`Arrays`, ``split``
+    and ``raw``. Everything fitted (reference pose, normalisation) sees the training split only.
+    """
+    raw = load_source(cfg.data)
+    pp.validate_gaits(raw.gaits, "dataset gaits")
+    split = split_dataset(raw, cfg.data)
+    if len(split.train) == 0 or len(split.val) == 0:
+        raise ValueError(f"split {tuple(cfg.data.split)} leaves an empty train or validation set "
+                         f"({len(raw.labels)} gaits)")
+    train_raw, train_labels = raw.gaits[split.train], raw.labels[split.train]
+    if cfg.data.get("augment_mirror", False):
+        train_raw, train_labels = augment_mirror(train_raw, train_labels)
+    prep = fit_preprocessor(train_raw, cfg.preprocess)
+    out = {"preprocessor": prep, "split": split, "raw": raw,
+           "train": apply_preprocessor(prep, train_raw, train_labels)}
+    for name in ("val", "test"):
+        idx = getattr(split, name)
+        out[name] = apply_preprocessor(prep, raw.gaits[idx], raw.labels[idx]) if len(idx) else None
+    return out

@@ -1,0 +1,57 @@
+"""Checkpoint evaluation used by ``eval.py``: a split of the run's own data, or any E-Gait files."""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import jax
+import numpy as np
+
+from stepjax import LABEL_NAMES
+from stepjax.data import pipeline
+from stepjax.data.preprocess import to_fixed_length, validate_gaits
+from stepjax.inference import make_predict_fn, restore_classifier
+from stepjax.metrics import aggregate, classification_report
+
+SPLITS = ("train", "val", "test", "all")
+
+
+def predict_labels(predict_fn, variables, gaits: np.ndarray, chunk: int = 512) -> np.ndarray:
+    """Argmax predictions for raw gaits ``(N, T, 16, 3)``, jitted, in chunks."""
+    fn = jax.jit(predict_fn)
+    preds = [np.asarray(fn(variables, gaits[s:s + chunk]).logits.argmax(-1)) for s in range(0, len(gaits), chunk)]
+    return np.concatenate(preds)
+
+
+def evaluate_workdir(workdir: str, split: str = "test", features: str | None = None, labels: str | None = None,
+                     which: str = "best") -> dict:
+    """Classification report of one run's checkpoint on ``split`` of its own data, or on E-Gait files."""
+    cfg, model, variables = restore_classifier(workdir, which)
+    predict_fn = make_predict_fn(model)
+    if features:
+        from stepjax.data.egait import read_egait
+
+        data = read_egait(features, labels or None)
+        gaits = to_fixed_length(data.gaits, int(cfg.data.num_frames or 75), cfg.data.get("length_policy", "tile"))
+        y, source = data.labels, os.fspath(features)
+    else:
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
+        raw = pipeline.load_source(cfg.data)
+        s = pipeline.split_dataset(raw, cfg.data)
+        idx = np.arange(len(raw.labels)) if split == "all" else getattr(s, split)
+        if len(idx) == 0:
+            raise ValueError(f"split {split!r} of {workdir} is empty")
+        gaits, y, source = raw.gaits[idx], raw.labels[idx], f"{cfg.data.source}:{split}"
+    validate_gaits(gaits)
+    preds = predict_labels(predict_fn, variables, gaits)
+    report = classification_report(y, preds, len(LABEL_NAMES))
+    report.update(workdir=os.fspath(workdir), data=source, checkpoint=which)
+    return report
+
+
+def evaluate_workdirs(workdirs: Sequence[str], **kwargs) -> dict:
+    """Reports of several runs (seeds / folds) and their mean +- std."""
+    reports = [evaluate_workdir(w, **kwargs) for w in workdirs]
+    return {"runs": reports, "aggregate": aggregate(reports)}

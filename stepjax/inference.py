@@ -1,0 +1,87 @@
+"""Pure, jit-able inference from a training workdir.
+
+    predict_fn, variables = stepjax.load_classifier("runs/step")
+    out = jax.jit(predict_fn)(variables, raw_gaits)          # raw_gaits (N, T, 16, 3) or (T, 16, 3)
+    out.logits, out.probs, out.features
+
+``predict_fn(variables, gaits)`` applies exactly the preprocessing fitted at training time (alignment
+to the stored reference pose, affective features and their training-split normalisation), then the
+model in eval mode. It is a pure function of its arguments: use it inside your own ``jax.jit``,
+``jax.vmap`` (over gaits or over several ``variables``) or ``jax.grad``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from stepjax.data.pipeline import Preprocessor
+from stepjax.training import checkpoint as ckpt_lib
+
+
+class Prediction(NamedTuple):
+    logits: jax.Array  # (N, K) (or (K,) for one gait)
+    probs: jax.Array  # softmax of logits
+    features: jax.Array  # (N, C) pooled deep features
+
+
+def _abstract_preprocessor(cfg) -> Preprocessor:
+    f = int(cfg.preprocess.num_affective)
+    return Preprocessor(jnp.zeros((16, 3), jnp.float32), jnp.zeros((f,), jnp.float32), jnp.zeros((f,), jnp.float32),
+                        align=bool(cfg.preprocess.align), num_affective=f,
+                        affective_official=bool(cfg.preprocess.affective_official),
+                        time_step=float(cfg.preprocess.time_step))
+
+
+def restore_classifier(workdir: str | os.PathLike, which: str = "best"):
+    """``(cfg, model, {'model': {'params', 'batch_stats'}, 'preprocessor': Preprocessor})`` of a run."""
+    from stepjax.training.fit import build_classifier
+    from stepjax.training.state import create_train_state, make_optimizer
+
+    workdir = os.fspath(workdir)
+    ckpts = ckpt_lib.RunCheckpoints(workdir)
+    try:
+        meta = ckpts.read_meta(which)
+        if meta is None:
+            raise FileNotFoundError(f"{workdir}: no {which!r} checkpoint")
+        cfg = ml_collections.ConfigDict(meta["config"])
+        if cfg.task != "classifier":
+            raise ValueError(f"{workdir} holds a {cfg.task!r} run, not a classifier")
+        model = build_classifier(cfg)
+        prep = _abstract_preprocessor(cfg)
+        tx = make_optimizer(cfg.train, 1)
+        f = int(cfg.preprocess.num_affective)
+        example = (jnp.zeros((1, int(cfg.data.num_frames or 75), 16, 3)), jnp.zeros((1, f)) if f else None)
+        abstract = jax.eval_shape(lambda: {"train_state": create_train_state(model, tx, jax.random.PRNGKey(0), *example),
+                                           "preprocessor": prep})
+        tree, _ = ckpts.restore(abstract, which=which)
+    finally:
+        ckpts.close()
+    state = tree["train_state"]
+    return cfg, model, {"model": {"params": state.params, "batch_stats": state.batch_stats},
+                        "preprocessor": tree["preprocessor"]}
+
+
+def make_predict_fn(model) -> Callable:
+    """The pure ``predict_fn(variables, gaits) -> Prediction`` for a classifier module."""
+
+    def predict_fn(variables, gaits: jax.Array) -> Prediction:
+        single = gaits.ndim == 3
+        if single:
+            gaits = gaits[None]
+        model_gaits, affective = variables["preprocessor"](gaits)
+        logits, features = model.apply(variables["model"], model_gaits, affective, train=False)
+        out = Prediction(logits, jax.nn.softmax(logits, -1), features)
+        return jax.tree_util.tree_map(lambda a: a[0], out) if single else out
+
+    return predict_fn
+
+
+def load_classifier(workdir: str | os.PathLike, which: str = "best") -> tuple[Callable, dict]:
+    """``(predict_fn, variables)`` of the best-validation (or ``'latest'``) checkpoint of ``workdir``."""
+    _, model, variables = restore_classifier(workdir, which)
+    return make_predict_fn(model), variables

@@ -1,0 +1,71 @@
+"""Classification metrics (numpy, host side) and aggregation over runs."""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from stepjax import LABEL_NAMES
+
+
+def confusion_matrix(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> np.ndarray:
+    """``C[i, j]`` = number of gaits of true class i predicted as j, int64 ``(K, K)``."""
+    cm = np.zeros((num_classes, num_classes), np.int64)
+    np.add.at(cm, (np.asarray(labels), np.asarray(preds)), 1)
+    return cm
+
+
+def classification_report(labels: np.ndarray, preds: np.ndarray, num_classes: int = len(LABEL_NAMES),
+                          class_names: Sequence[str] = LABEL_NAMES) -> dict:
+    """Accuracy, balanced accuracy, macro-F1, per-class precision/recall/F1/support, confusion matrix.
+
+    Classes absent from both labels and predictions get precision = recall = F1 = NaN and are left
+    out of the macro averages (they carry no information).
+    """
+    labels = np.asarray(labels)
+    preds = np.asarray(preds)
+    if labels.shape != preds.shape or labels.ndim != 1:
+        raise ValueError(f"labels {labels.shape} and preds {preds.shape} must be equal 1-D shapes")
+    cm = confusion_matrix(labels, preds, num_classes)
+    tp = np.diag(cm).astype(np.float64)
+    support = cm.sum(1).astype(np.float64)
+    predicted = cm.sum(0).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = np.where(support > 0, tp / support, np.nan)
+        precision = np.where(predicted > 0, tp / predicted, np.where(support > 0, 0.0, np.nan))
+        f1 = np.where(np.isfinite(precision) & np.isfinite(recall),
+                      np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0), np.nan)
+    present = support > 0
+    return {
+        "num_gaits": int(len(labels)),
+        "accuracy": float(tp.sum() / max(len(labels), 1)),
+        "balanced_accuracy": float(np.mean(recall[present])) if present.any() else float("nan"),
+        "macro_f1": float(np.mean(f1[present])) if present.any() else float("nan"),
+        "per_class": {name: {"precision": float(precision[i]), "recall": float(recall[i]),
+                             "f1": float(f1[i]), "support": int(support[i])}
+                      for i, name in enumerate(class_names[:num_classes])},
+        "confusion_matrix": cm.tolist(),
+    }
+
+
+def format_confusion(cm: Sequence[Sequence[int]], class_names: Sequence[str] = LABEL_NAMES) -> str:
+    """Text confusion matrix, rows = true class, columns = predicted class."""
+    cm = np.asarray(cm)
+    width = max(7, max(len(n) for n in class_names) + 1)
+    head = "true\\pred".ljust(width) + "".join(n[:width - 1].rjust(width) for n in class_names)
+    rows = [class_names[i].ljust(width) + "".join(str(v).rjust(width) for v in row) for i, row in enumerate(cm)]
+    return "\n".join([head] + rows)
+
+
+SCALAR_METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
+
+
+def aggregate(reports: Sequence[Mapping]) -> dict:
+    """Mean and sample std (ddof=1; 0 for one run) of the scalar metrics over runs (seeds/folds)."""
+    out = {"num_runs": len(reports)}
+    for key in SCALAR_METRICS:
+        values = np.array([r[key] for r in reports], np.float64)
+        out[key] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                    "values": values.tolist()}
+    return out

@@ -1,0 +1,1 @@
+"""Training: train state and optimizers, jitted epochs, orbax checkpointing, the fit loop."""

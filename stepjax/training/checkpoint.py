@@ -1,0 +1,119 @@
+"""Orbax checkpoints of a run: ``<workdir>/checkpoints`` (latest, keeps 2) and ``<workdir>/best``.
+
+Each checkpoint is an orbax composite of
+
+* ``state``: the pytree (train state, preprocessor arrays, ...) saved with ``StandardSave``;
+* ``meta``: JSON with the epoch, the config that produced it, validation metrics and the best
+  validation score so far.
+
+Orbax writes into a temporary directory and renames it when complete, and the older of the two
+``latest`` checkpoints is deleted only after the new one is finalised, so a crash mid-save never
+destroys the last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Mapping
+
+import jax
+import orbax.checkpoint as ocp
+
+LATEST = "checkpoints"
+BEST = "best"
+
+
+class ConfigMismatchError(ValueError):
+    """A checkpoint was written by a run with a different (incompatible) config."""
+
+
+def config_to_json(cfg) -> dict:
+    """ConfigDict (or dict) -> plain JSON-compatible dict (tuples become lists)."""
+    d = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
+    return json.loads(json.dumps(d, default=lambda o: list(o) if isinstance(o, tuple) else str(o)))
+
+
+def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            out += _diff(a.get(k, "<missing>"), b.get(k, "<missing>"), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [f"{prefix[:-1]}: checkpoint has {a!r}, config has {b!r}"]
+
+
+def check_compatible(saved: Mapping, current: Mapping, sections=("task", "model", "data", "preprocess")) -> None:
+    """Raises :class:`ConfigMismatchError` listing every differing key of the given config sections."""
+    diffs = []
+    for s in sections:
+        diffs += _diff(saved.get(s), current.get(s), f"{s}.")
+    if diffs:
+        raise ConfigMismatchError("the workdir holds a checkpoint of another config; use a new --workdir or "
+                                  "the same config. Differences:\n  " + "\n  ".join(diffs))
+
+
+class RunCheckpoints:
+    """Latest and best-by-validation checkpoints of one workdir."""
+
+    def __init__(self, workdir: str | os.PathLike, keep_latest: int = 2):
+        workdir = os.path.abspath(os.fspath(workdir))
+        self.workdir = workdir
+        opts = lambda n: ocp.CheckpointManagerOptions(max_to_keep=n, create=True)
+        self.latest = ocp.CheckpointManager(os.path.join(workdir, LATEST), options=opts(keep_latest))
+        self.best = ocp.CheckpointManager(os.path.join(workdir, BEST), options=opts(1))
+
+    def save(self, epoch: int, tree: Any, meta: Mapping, *, best: bool = False) -> None:
+        args = ocp.args.Composite(state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(dict(meta)))
+        if epoch not in self.latest.all_steps():
+            self.latest.save(epoch, args=args, force=True)
+        if best and epoch not in self.best.all_steps():
+            self.best.save(epoch, args=ocp.args.Composite(state=ocp.args.StandardSave(tree),
+                                                          meta=ocp.args.JsonSave(dict(meta))), force=True)
+
+    def wait(self) -> None:
+        self.latest.wait_until_finished()
+        self.best.wait_until_finished()
+
+    def close(self) -> None:
+        self.latest.close()
+        self.best.close()
+
+    def latest_epoch(self, which: str = "latest") -> int | None:
+        return getattr(self, which).latest_step()
+
+    def read_meta(self, which: str = "latest", epoch: int | None = None) -> dict | None:
+        mngr = getattr(self, which)
+        epoch = mngr.latest_step() if epoch is None else epoch
+        if epoch is None:
+            return None
+        return mngr.restore(epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+
+    def restore(self, abstract_tree: Any, which: str = "latest", epoch: int | None = None) -> tuple[Any, dict]:
+        """Restores ``(tree, meta)`` into the structure/shapes of ``abstract_tree`` (e.g. from
+        ``jax.eval_shape``). Raises :class:`ConfigMismatchError` on a structure/shape mismatch."""
+        mngr = getattr(self, which)
+        epoch = mngr.latest_step() if epoch is None else epoch
+        if epoch is None:
+            raise FileNotFoundError(f"no {which} checkpoint in {self.workdir}")
+        abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, abstract_tree)
+        try:
+            out = mngr.restore(epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
+                                                              meta=ocp.args.JsonRestore()))
+        except (ValueError, KeyError, TypeError) as e:
+            raise ConfigMismatchError(
+                f"checkpoint {mngr.directory}/{epoch} does not fit the model built from this config "
+                f"(different architecture or preprocessing?): {str(e)[:500]}") from e
+        return out["state"], out["meta"]
+
+
+def read_run_config(workdir: str | os.PathLike) -> dict:
+    """The config stored with the newest checkpoint of ``workdir`` (best, else latest)."""
+    ckpt = RunCheckpoints(workdir)
+    try:
+        meta = ckpt.read_meta("best") or ckpt.read_meta("latest")
+    finally:
+        ckpt.close()
+    if meta is None:
+        raise FileNotFoundError(f"{workdir}: no checkpoint found (expected {LATEST}/ or {BEST}/ inside)")
+    return meta["config"]

@@ -1,0 +1,106 @@
+"""Pure, jitted training pieces: one step, one whole epoch (``lax.scan``), chunked evaluation.
+
+A *step function* has the signature ``step(state, batch, rng) -> (state, metrics)`` where ``batch``
+is a pytree of arrays with a leading batch axis and ``metrics`` a dict of scalars. ``epoch_fn``
+turns it into one jitted function of ``(state, data, rng)`` that shuffles the data held on device,
+drops the last incomplete batch (as the official DataLoader does) and scans the step over batches.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from stepjax.losses import classification_loss
+from stepjax.training.state import TrainState
+
+Batch = Any
+StepFn = Callable[[TrainState, Batch, jax.Array], tuple[TrainState, dict]]
+
+
+def classifier_train_step(state: TrainState, batch, rng: jax.Array, *, label_smoothing: float = 0.0,
+                          official_double_softmax: bool = False) -> tuple[TrainState, dict]:
+    """One optimizer step of a :class:`~stepjax.models.STEPClassifier` on ``batch`` (an ``Arrays``)."""
+    affective = batch.affective if batch.affective.shape[-1] else None
+
+    def loss_fn(params):
+        (logits, _), updates = state.apply_fn(
+            {"params": params, "batch_stats": state.batch_stats}, batch.gaits, affective, train=True,
+            mutable=["batch_stats"], rngs={"dropout": rng})
+        loss = classification_loss(logits, batch.labels, label_smoothing=label_smoothing,
+                                   official_double_softmax=official_double_softmax)
+        return loss, (logits, updates["batch_stats"])
+
+    (loss, (logits, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    state = state.apply_gradients(grads=grads, batch_stats=stats)
+    acc = jnp.mean(jnp.argmax(logits, -1) == batch.labels)
+    return state, {"loss": loss, "accuracy": acc}
+
+
+def epoch_fn(step: StepFn, batch_size: int) -> Callable:
+    """``(state, data, rng) -> (state, mean metrics)``: one shuffled pass over ``data``, jitted.
+
+    The permutation comes from ``rng`` (so an epoch is a pure function of its inputs; resuming
+    from a checkpoint replays exactly the same batches).
+    """
+
+    @jax.jit
+    def run(state: TrainState, data, rng: jax.Array):
+        n = jax.tree_util.tree_leaves(data)[0].shape[0]
+        num_batches = n // batch_size
+        if num_batches == 0:
+            raise ValueError(f"training set of {n} gaits is smaller than one batch of {batch_size}")
+        perm_rng, step_rng = jax.random.split(rng)
+        order = jax.random.permutation(perm_rng, n)[: num_batches * batch_size].reshape(num_batches, batch_size)
+        step_rngs = jax.random.split(step_rng, num_batches)
+
+        def body(state, xs):
+            idx, r = xs
+            batch = jax.tree_util.tree_map(lambda a: a[idx], data)
+            return step(state, batch, r)
+
+        state, metrics = jax.lax.scan(body, state, (order, step_rngs))
+        return state, jax.tree_util.tree_map(jnp.mean, metrics)
+
+    return run
+
+
+def chunked_apply(fn: Callable, inputs, chunk: int):
+    """Applies ``fn`` (a batch -> pytree of per-example outputs) over ``inputs`` in chunks with
+    ``lax.map``, padding the last chunk; returns outputs for exactly the ``N`` inputs."""
+    n = jax.tree_util.tree_leaves(inputs)[0].shape[0]
+    chunk = max(1, min(chunk, n))
+    padded = -(-n // chunk) * chunk
+    pad = lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], padded - n, axis=0)]) if padded > n else a
+    stacked = jax.tree_util.tree_map(lambda a: pad(a).reshape(padded // chunk, chunk, *a.shape[1:]), inputs)
+    out = jax.lax.map(fn, stacked)
+    return jax.tree_util.tree_map(lambda a: a.reshape(padded, *a.shape[2:])[:n], out)
+
+
+@functools.partial(jax.jit, static_argnames=("apply_fn", "chunk"))
+def classifier_logits(apply_fn: Callable, variables, gaits: jax.Array, affective: jax.Array,
+                      chunk: int = 256) -> tuple[jax.Array, jax.Array]:
+    """Eval-mode ``(logits (N, K), features (N, C))`` over a whole split, in chunks."""
+
+    def one(batch):
+        g, a = batch
+        return apply_fn(variables, g, a if a.shape[-1] else None, train=False)
+
+    return chunked_apply(one, (gaits, affective), chunk)
+
+
+def evaluate_classifier(state_or_variables, apply_fn: Callable, data, chunk: int = 256) -> dict:
+    """Loss and predictions on a split (``Arrays``); returns host numpy values."""
+    variables = state_or_variables
+    if isinstance(state_or_variables, TrainState):
+        variables = {"params": state_or_variables.params, "batch_stats": state_or_variables.batch_stats}
+    logits, _ = classifier_logits(apply_fn, variables, data.gaits, data.affective, chunk)
+    loss = classification_loss(logits, data.labels)
+    preds = np.asarray(jnp.argmax(logits, -1))
+    labels = np.asarray(data.labels)
+    return {"loss": float(loss), "accuracy": float(np.mean(preds == labels)), "preds": preds, "labels": labels,
+            "logits": np.asarray(logits)}

@@ -1,0 +1,24 @@
+"""Dispatch from a config's ``task`` to its training loop; prints the final line of train.py."""
+
+from __future__ import annotations
+
+import json
+
+from stepjax.metrics import format_confusion
+
+
+def train_from_config(cfg, workdir: str, *, progress: bool = True) -> dict:
+    if cfg.task == "classifier":
+        from stepjax.training.fit import fit_classifier
+
+        result = fit_classifier(cfg, workdir, progress=progress)
+        if "test" in result:
+            t = result["test"]
+            print(format_confusion(t["confusion_matrix"]))
+            print(f"test (best-val epoch {result['best_epoch']}): accuracy {t['accuracy']:.4f}  "
+                  f"balanced_accuracy {t['balanced_accuracy']:.4f}  macro_f1 {t['macro_f1']:.4f}  "
+                  f"n={t['num_gaits']}")
+        else:
+            print(json.dumps(result["val"]))
+        return result
+    raise ValueError(f"unknown task {cfg.task!r}")

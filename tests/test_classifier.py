@@ -1,0 +1,104 @@
+"""STEP classifiers: golden outputs with the official weights, layer-level reference checks."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from stepjax import skeleton
+from stepjax.models import STEPClassifier
+from stepjax.nn import GraphConv, STGCNBlock
+from stepjax.official import load_official_classifier
+from conftest import GOLDEN, golden, require, to_nhwc
+
+
+@pytest.fixture(scope="module")
+def official():
+    io = golden("classifier_io.npz")
+    model, variables = load_official_classifier(require(GOLDEN / "official_classifier_real_only_e395.npz"))
+    return model, variables, io
+
+
+def test_official_weights_reproduce_golden_logits_and_features(official):
+    model, variables, io = official
+    logits, feats = jax.jit(lambda v, x: model.apply(v, x))(variables, to_nhwc(io["model_input"]))
+    np.testing.assert_allclose(logits, io["pre_softmax_f64"], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(feats, io["features_f64"], atol=2e-5, rtol=0)
+    np.testing.assert_allclose(jax.nn.softmax(logits), io["probs_f64"], atol=2e-5, rtol=0)
+    np.testing.assert_array_equal(np.argmax(logits, -1), np.argmax(io["pre_softmax_f64"], -1))
+
+
+def test_official_weights_train_mode_batch_norm(official):
+    model, variables, io = official
+    (logits, feats), updates = model.apply(variables, to_nhwc(io["model_input"]), train=True, mutable=["batch_stats"])
+    np.testing.assert_allclose(logits, io["pre_softmax_train_bn"], atol=2e-4, rtol=0)
+    np.testing.assert_allclose(feats, io["features_train_bn"], atol=2e-4, rtol=0)
+    # running statistics moved towards the batch (PyTorch momentum 0.1 == Flax 0.9)
+    old = variables["batch_stats"]["data_bn"]["bn"]["mean"]
+    new = updates["batch_stats"]["data_bn"]["bn"]["mean"]
+    batch_mean = to_nhwc(io["model_input"]).mean((0, 1))
+    np.testing.assert_allclose(new, 0.9 * old + 0.1 * batch_mean, atol=1e-5)
+
+
+def test_official_parameter_count(official):
+    model, variables, _ = official
+    n = sum(np.size(x) for x in jax.tree_util.tree_leaves(variables["params"]))
+    assert n == 716_292  # trainable parameters of the official checkpoint
+
+
+def test_official_pipeline_from_raw_gaits(official):
+    """Raw gaits -> official alignment -> model == golden (the whole official inference path)."""
+    from stepjax.data.preprocess import align_to_reference
+
+    model, variables, io = official
+    aligned = align_to_reference(io["gaits_raw"].reshape(32, 75, 16, 3), io["align_reference"])
+    logits, _ = model.apply(variables, aligned)
+    np.testing.assert_allclose(logits, io["pre_softmax_f64"], atol=1e-4, rtol=0)
+
+
+def test_graph_conv_matches_explicit_loop():
+    rng = np.random.default_rng(0)
+    a = skeleton.spatial_adjacency(official=True)
+    x = rng.normal(size=(2, 5, 16, 3)).astype(np.float32)
+    layer = GraphConv(4, a)
+    v = layer.init(jax.random.PRNGKey(0), x)
+    v = jax.tree_util.tree_map(lambda p: p + 0.1 * rng.normal(size=p.shape).astype(np.float32), v)  # non-trivial mask
+    out = np.asarray(layer.apply(v, x))
+    w, b = np.asarray(v["params"]["proj"]["kernel"]), np.asarray(v["params"]["proj"]["bias"])
+    mask = np.asarray(v["params"]["edge_importance"])
+    ref = np.zeros((2, 5, 16, 4))
+    for n in range(2):
+        for t in range(5):
+            for k in range(3):
+                for vv in range(16):
+                    y = x[n, t, vv] @ w[:, k * 4:(k + 1) * 4] + b[k * 4:(k + 1) * 4]  # k-major split
+                    for ww in range(16):
+                        ref[n, t, ww] += y * a[k, vv, ww] * mask[k, vv, ww]
+    np.testing.assert_allclose(out, ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("cin, cout, stride, residual, kind", [
+    (3, 8, 1, True, "proj"), (8, 8, 1, True, "identity"), (8, 8, 2, True, "proj"), (3, 8, 1, False, "none")])
+def test_block_residual_rule(cin, cout, stride, residual, kind):
+    block = STGCNBlock(cout, skeleton.spatial_adjacency(), kernel_size=5, stride=stride, residual=residual)
+    x = jnp.ones((2, 9, 16, cin))
+    v = block.init(jax.random.PRNGKey(0), x, train=False)
+    assert ("residual_proj" in v["params"]) == (kind == "proj")
+    y = block.apply(v, x, train=False)
+    assert y.shape == (2, (9 - 1) // stride + 1, 16, cout)
+    assert bool(jnp.all(y >= 0))  # ends in ReLU
+
+
+def test_hybrid_needs_affective_features_and_heads_differ():
+    x = jnp.zeros((2, 12, 16, 3))
+    aff = jnp.ones((2, 29))
+    for head in ("mlp", "official"):
+        m = STEPClassifier(channels=(4, 8, 8), kernel_size=3, num_affective=29, head=head)
+        v = m.init(jax.random.PRNGKey(0), x, aff)
+        logits, feats = m.apply(v, x, aff)
+        assert logits.shape == (2, 4) and feats.shape == (2, 8)
+        assert ("fc1" in v["params"]) and v["params"]["fc1"]["kernel"].shape[1] == (128 if head == "mlp" else 96)
+    with pytest.raises(ValueError, match=r"affective features of shape \(N, 29\)"):
+        m.apply(v, x)
+    with pytest.raises(ValueError, match=r"\(N, T, 16, 3\)"):
+        m.apply(v, jnp.zeros((2, 12, 48)), aff)

@@ -1,0 +1,28 @@
+"""Train a stepjax model from a config file.
+
+    python train.py --config configs/step.py --workdir runs/step [--config.train.epochs=5 ...]
+
+Re-running the same command on an existing workdir resumes from its latest checkpoint.
+"""
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics.jsonl and results.json.")
+flags.DEFINE_bool("progress", True, "Show a progress bar.")
+flags.mark_flags_as_required(["workdir"])
+config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py).", lock_config=True)
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+    from stepjax.training.run import train_from_config
+
+    train_from_config(FLAGS.config, FLAGS.workdir, progress=FLAGS.progress)
+
+
+if __name__ == "__main__":
+    flags.mark_flags_as_required(["config"])
+    app.run(main)
