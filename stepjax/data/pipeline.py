@@ -143,11 +143,12 @@ def augment_mirror(raw: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.
     return np.concatenate([raw, np.asarray(mirror(raw))]), np.concatenate([labels, labels])
 
 
-def prepare(cfg) -> dict[str, Any]:
+def prepare(cfg, extra_train: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
     """Loads, splits and preprocesses according to ``cfg.data`` / ``cfg.preprocess``.
 
     Returns a dict with ``preprocessor``, ``train`` / ``val`` / ``test`` :class:`Arrays`, ``split``
     and ``raw``. Everything fitted (reference pose, normalisation) sees the training split only.
+    ``extra_train`` (raw gaits, labels), e.g. synthetic gaits, joins the training split only.
     """
     raw = load_source(cfg.data)
     pp.validate_gaits(raw.gaits, "dataset gaits")
@@ -156,6 +157,14 @@ def prepare(cfg) -> dict[str, Any]:
         raise ValueError(f"split {tuple(cfg.data.split)} leaves an empty train or validation set "
                          f"({len(raw.labels)} gaits)")
     train_raw, train_labels = raw.gaits[split.train], raw.labels[split.train]
+    if extra_train is not None:
+        extra_gaits, extra_labels = np.asarray(extra_train[0], np.float32), np.asarray(extra_train[1], np.int32)
+        pp.validate_gaits(extra_gaits, "extra training gaits")
+        if extra_gaits.shape[1:] != train_raw.shape[1:] or len(extra_gaits) != len(extra_labels):
+            raise ValueError(f"extra training gaits {extra_gaits.shape} / labels {extra_labels.shape} do not "
+                             f"match the real gaits {train_raw.shape[1:]}")
+        train_raw = np.concatenate([train_raw, extra_gaits])
+        train_labels = np.concatenate([train_labels, extra_labels])
     if cfg.data.get("augment_mirror", False):
         train_raw, train_labels = augment_mirror(train_raw, train_labels)
     prep = fit_preprocessor(train_raw, cfg.preprocess)

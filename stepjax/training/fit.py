@@ -67,15 +67,18 @@ def _abstract_run_tree(model, tx, prep, example) -> Any:
     return jax.eval_shape(make)
 
 
-def fit_classifier(cfg, workdir: str, *, progress: bool = True, log=print, stop_after: int | None = None) -> dict | None:
+def fit_classifier(cfg, workdir: str, *, progress: bool = True, log=print, stop_after: int | None = None,
+                   extra_train: tuple[np.ndarray, np.ndarray] | None = None) -> dict | None:
     """Trains a STEP classifier; returns the final report (test metrics of the best-val checkpoint).
 
     ``stop_after``: stop (checkpointed) after this many epochs of *this* call and return ``None``, as
     a pre-empted job would; re-running resumes.
+    ``extra_train``: additional ``(raw gaits (M, T, 16, 3), labels (M,))`` added to the training
+    split only (STEP+Aug's synthetic gaits); validation and test stay real.
     """
     os.makedirs(workdir, exist_ok=True)
     cfg_json = ckpt_lib.config_to_json(cfg)
-    data = pipeline.prepare(cfg)
+    data = pipeline.prepare(cfg, extra_train=extra_train)
     train, val, test = data["train"], data["val"], data["test"]
     prep = data["preprocessor"]
     model = build_classifier(cfg)
