@@ -30,3 +30,19 @@ def golden(name: str):
 def to_nhwc(x):
     """Official model tensor ``(N, C, T, V, 1)`` -> stepjax ``(N, T, V, C)``."""
     return np.asarray(x)[..., 0].transpose(0, 2, 3, 1)
+
+
+def _enable_compilation_cache() -> None:
+    """Persistent XLA cache for the test session: identical computations compiled by different tests
+    (e.g. a training run and its resumed twin, or the eval.py subprocess) compile once."""
+    import os
+    import tempfile
+
+    import jax
+
+    path = os.environ.setdefault("STEPJAX_JAX_CACHE", os.path.join(tempfile.gettempdir(), "stepjax-test-xla-cache"))
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
+_enable_compilation_cache()

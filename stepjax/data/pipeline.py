@@ -108,8 +108,9 @@ def fit_preprocessor(train_gaits: np.ndarray, cfg) -> Preprocessor:
     if num_aff not in (0, 27, 29):
         raise ValueError(f"preprocess.num_affective must be 0, 27 or 29, got {num_aff}")
     if num_aff:
-        feats = aff.affective_features(jnp.asarray(train_gaits), official=cfg.affective_official,
-                                       time_step=cfg.time_step, stride=num_aff == 29)
+        feats = _chunked(lambda g: aff.affective_features(g, official=bool(cfg.affective_official),
+                                                          time_step=float(cfg.time_step), stride=num_aff == 29),
+                         np.asarray(train_gaits, np.float32), 256)
         norm = aff.fit_normalizer(feats)
         center, half = jnp.asarray(norm.center), jnp.asarray(norm.half_range)
     else:
@@ -127,15 +128,21 @@ class Arrays(NamedTuple):
     labels: jax.Array
 
 
-def apply_preprocessor(prep: Preprocessor, raw: np.ndarray, labels: np.ndarray, chunk: int = 1024) -> Arrays:
-    """Runs the (jitted) preprocessor over raw gaits in chunks; returns device arrays."""
-    fn = jax.jit(lambda r: prep(r))
-    gaits, feats = [], []
-    for s in range(0, len(raw), chunk):
-        g, a = fn(jnp.asarray(raw[s:s + chunk]))
-        gaits.append(g)
-        feats.append(a if a is not None else jnp.zeros((g.shape[0], 0), g.dtype))
-    return Arrays(jnp.concatenate(gaits), jnp.concatenate(feats), jnp.asarray(labels, jnp.int32))
+def apply_preprocessor(prep: Preprocessor, raw: np.ndarray, labels: np.ndarray, chunk: int = 256) -> Arrays:
+    """Runs the jitted preprocessor over raw gaits in fixed-size chunks (the last one padded), so
+    splits of any size share one compiled function; returns device arrays."""
+    gaits, feats = _chunked(lambda r: prep(r), raw, chunk)
+    if feats is None:
+        feats = jnp.zeros((gaits.shape[0], 0), gaits.dtype)
+    return Arrays(gaits, feats, jnp.asarray(labels, jnp.int32))
+
+
+def _chunked(fn, raw: np.ndarray, chunk: int):
+    jitted = jax.jit(fn)
+    n = len(raw)
+    padded = np.concatenate([raw, np.repeat(raw[-1:], (-n) % chunk, axis=0)]) if n % chunk else raw
+    outs = [jitted(jnp.asarray(padded[s:s + chunk])) for s in range(0, len(padded), chunk)]
+    return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a)[:n], *outs)
 
 
 def augment_mirror(raw: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

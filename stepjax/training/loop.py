@@ -41,6 +41,37 @@ def classifier_train_step(state: TrainState, batch, rng: jax.Array, *, label_smo
     return state, {"loss": loss, "accuracy": acc}
 
 
+def scan_steps(step: StepFn, state: TrainState, data, order: jax.Array, rngs: jax.Array):
+    """Runs ``step`` over the batches ``data[order[i]]`` (``order (num_batches, batch_size)``) with
+    ``lax.scan``; returns the final state and the metrics averaged over steps. Not jitted itself."""
+
+    def body(state, xs):
+        idx, r = xs
+        batch = jax.tree_util.tree_map(lambda a: a[idx], data)
+        return step(state, batch, r)
+
+    state, metrics = jax.lax.scan(body, state, (order, rngs))
+    return state, jax.tree_util.tree_map(jnp.mean, metrics)
+
+
+def shuffled_batches(rng: jax.Array, n: int, batch_size: int, valid: jax.Array | None = None,
+                     num_batches: int | None = None) -> jax.Array:
+    """Indices ``(num_batches, batch_size)`` of a random permutation, last incomplete batch dropped.
+
+    With ``valid`` (a count ``<= n``, possibly traced) only positions ``< valid`` are drawn: used when
+    runs of different training-set sizes are vmapped together (``num_batches`` must then be given).
+    """
+    if valid is None:
+        perm = jax.random.permutation(rng, n)
+    else:
+        keys = jnp.where(jnp.arange(n) < valid, jax.random.uniform(rng, (n,)), 2.0)
+        perm = jnp.argsort(keys)
+    num_batches = n // batch_size if num_batches is None else num_batches
+    if num_batches == 0:
+        raise ValueError(f"training set of {n} gaits is smaller than one batch of {batch_size}")
+    return perm[: num_batches * batch_size].reshape(num_batches, batch_size)
+
+
 def epoch_fn(step: StepFn, batch_size: int) -> Callable:
     """``(state, data, rng) -> (state, mean metrics)``: one shuffled pass over ``data``, jitted.
 
@@ -51,30 +82,19 @@ def epoch_fn(step: StepFn, batch_size: int) -> Callable:
     @jax.jit
     def run(state: TrainState, data, rng: jax.Array):
         n = jax.tree_util.tree_leaves(data)[0].shape[0]
-        num_batches = n // batch_size
-        if num_batches == 0:
-            raise ValueError(f"training set of {n} gaits is smaller than one batch of {batch_size}")
         perm_rng, step_rng = jax.random.split(rng)
-        order = jax.random.permutation(perm_rng, n)[: num_batches * batch_size].reshape(num_batches, batch_size)
-        step_rngs = jax.random.split(step_rng, num_batches)
-
-        def body(state, xs):
-            idx, r = xs
-            batch = jax.tree_util.tree_map(lambda a: a[idx], data)
-            return step(state, batch, r)
-
-        state, metrics = jax.lax.scan(body, state, (order, step_rngs))
-        return state, jax.tree_util.tree_map(jnp.mean, metrics)
+        order = shuffled_batches(perm_rng, n, batch_size)
+        return scan_steps(step, state, data, order, jax.random.split(step_rng, order.shape[0]))
 
     return run
 
 
 def chunked_apply(fn: Callable, inputs, chunk: int):
     """Applies ``fn`` (a batch -> pytree of per-example outputs) over ``inputs`` in chunks with
-    ``lax.map``, padding the last chunk; returns outputs for exactly the ``N`` inputs."""
+    ``lax.map``, padding the last chunk (by repeating the last example); returns outputs for exactly
+    the ``N`` inputs."""
     n = jax.tree_util.tree_leaves(inputs)[0].shape[0]
-    chunk = max(1, min(chunk, n))
-    padded = -(-n // chunk) * chunk
+    padded = max(1, -(-n // chunk)) * chunk  # whole chunks: splits of different sizes share compiled code
     pad = lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], padded - n, axis=0)]) if padded > n else a
     stacked = jax.tree_util.tree_map(lambda a: pad(a).reshape(padded // chunk, chunk, *a.shape[1:]), inputs)
     out = jax.lax.map(fn, stacked)
@@ -83,7 +103,7 @@ def chunked_apply(fn: Callable, inputs, chunk: int):
 
 @functools.partial(jax.jit, static_argnames=("apply_fn", "chunk"))
 def classifier_logits(apply_fn: Callable, variables, gaits: jax.Array, affective: jax.Array,
-                      chunk: int = 256) -> tuple[jax.Array, jax.Array]:
+                      chunk: int = 128) -> tuple[jax.Array, jax.Array]:
     """Eval-mode ``(logits (N, K), features (N, C))`` over a whole split, in chunks."""
 
     def one(batch):
@@ -93,7 +113,7 @@ def classifier_logits(apply_fn: Callable, variables, gaits: jax.Array, affective
     return chunked_apply(one, (gaits, affective), chunk)
 
 
-def evaluate_classifier(state_or_variables, apply_fn: Callable, data, chunk: int = 256) -> dict:
+def evaluate_classifier(state_or_variables, apply_fn: Callable, data, chunk: int = 128) -> dict:
     """Loss and predictions on a split (``Arrays``); returns host numpy values."""
     variables = state_or_variables
     if isinstance(state_or_variables, TrainState):
