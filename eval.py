@@ -23,6 +23,9 @@ FLAGS = flags.FLAGS
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+    from stepjax.utils import enable_compilation_cache
+
+    enable_compilation_cache()
     import numpy as np
 
     from stepjax.evaluation import evaluate_workdirs

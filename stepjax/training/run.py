@@ -21,4 +21,12 @@ def train_from_config(cfg, workdir: str, *, progress: bool = True) -> dict:
         else:
             print(json.dumps(result["val"]))
         return result
+    if cfg.task == "classifier_runs":
+        from stepjax.training.multirun import fit_classifier_runs
+
+        result = fit_classifier_runs(cfg, workdir, progress=progress)
+        agg = result["aggregate"]
+        print(f"{result['num_runs']} runs ({cfg.runs.mode}) trained in {result['train_time_s']:.1f} s; test: " + "  ".join(
+            f"{k} {agg[k]['mean']:.4f} +- {agg[k]['std']:.4f}" for k in ("accuracy", "balanced_accuracy", "macro_f1")))
+        return result
     raise ValueError(f"unknown task {cfg.task!r}")

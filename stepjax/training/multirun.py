@@ -1,0 +1,173 @@
+"""Many classifier runs (seeds, or repeated stratified k-fold) as ONE vmapped, jitted training loop.
+
+Each run r has its own initialisation, shuffling and dropout randomness, its own fitted preprocessing
+(alignment reference and affective normalisation from its own training split) and its own train /
+validation / test indices. Runs are stacked on a leading axis and every epoch of all runs is a single
+``jax.jit(jax.vmap(...))`` call; model selection (best validation accuracy, ties to lower loss) is done
+per run on device. Training sets of different sizes (k-fold) are handled with masked permutations:
+every run takes ``min_r floor(n_r / batch)`` batches per epoch from its own shuffled training indices.
+
+BatchNorm statistics are per run (vmap over runs, each run's batch inside), which is exactly what S
+independent runs compute.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from stepjax import LABEL_NAMES
+from stepjax.data import pipeline, splits
+from stepjax.losses import classification_loss
+from stepjax.metrics import aggregate, classification_report
+from stepjax.training.fit import build_classifier
+from stepjax.training.loop import classifier_train_step, scan_steps, shuffled_batches
+from stepjax.training.state import create_train_state, make_optimizer
+
+
+class RunSet(NamedTuple):
+    """Per-run data, stacked on a leading run axis R (indices padded; counts give the valid prefix)."""
+
+    data: pipeline.Arrays  # gaits (R, N, T, 16, 3), affective (R, N, F), labels (R, N)
+    train_idx: jax.Array  # (R, max_train) int32
+    train_count: jax.Array  # (R,)
+    val_idx: jax.Array  # (R, max_val)
+    val_count: jax.Array
+    test_idx: jax.Array  # (R, max_test)
+    test_count: jax.Array
+
+
+def _pad(idx_list: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    width = max(1, max(len(i) for i in idx_list))
+    out = np.zeros((len(idx_list), width), np.int32)
+    for r, i in enumerate(idx_list):
+        out[r, :len(i)] = i
+        out[r, len(i):] = i[0] if len(i) else 0
+    return out, np.array([len(i) for i in idx_list], np.int32)
+
+
+def make_splits(cfg, raw: pipeline.RawDataset) -> tuple[list[splits.Split], list[dict]]:
+    """The runs of ``cfg.runs``: ``mode='seeds'`` (one split, ``num_seeds`` seeds) or ``mode='kfold'``
+    (``repeats`` x ``folds`` stratified folds, each with an inner validation split)."""
+    groups = raw.subjects if cfg.data.get("group_by_subject", True) else None
+    if cfg.runs.mode == "seeds":
+        split = pipeline.split_dataset(raw, cfg.data)
+        runs = [dict(seed=cfg.seed + s, repeat=0, fold=0) for s in range(cfg.runs.num_seeds)]
+        return [split] * len(runs), runs
+    if cfg.runs.mode == "kfold":
+        out, runs = [], []
+        for rep in range(cfg.runs.repeats):
+            folds = splits.kfold_with_validation(raw.labels, cfg.runs.folds, seed=cfg.data.split_seed + rep,
+                                                 val_fraction=cfg.runs.val_fraction, groups=groups)
+            for f, s in enumerate(folds):
+                out.append(s)
+                runs.append(dict(seed=cfg.seed + rep * cfg.runs.folds + f, repeat=rep, fold=f))
+        return out, runs
+    raise ValueError(f"unknown runs.mode {cfg.runs.mode!r}; choose 'seeds' or 'kfold'")
+
+
+def build_runset(cfg, raw: pipeline.RawDataset, run_splits: Sequence[splits.Split]) -> RunSet:
+    """Fits each run's preprocessing on its own training split and stacks everything."""
+    arrays = []
+    for s in run_splits:
+        prep = pipeline.fit_preprocessor(raw.gaits[s.train], cfg.preprocess)
+        arrays.append(pipeline.apply_preprocessor(prep, raw.gaits, raw.labels))
+    data = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *arrays)
+    tr, trc = _pad([s.train for s in run_splits])
+    va, vac = _pad([s.val for s in run_splits])
+    te, tec = _pad([s.test for s in run_splits])
+    return RunSet(data, *map(jnp.asarray, (tr, trc, va, vac, te, tec)))
+
+
+def _gather(data: pipeline.Arrays, idx: jax.Array) -> pipeline.Arrays:
+    return jax.tree_util.tree_map(lambda a: a[idx], data)
+
+
+def _masked_eval(apply_fn, variables, data: pipeline.Arrays, idx: jax.Array, count: jax.Array):
+    """(loss, accuracy, predictions) on ``data[idx[:count]]`` for one run (inside vmap)."""
+    sub = _gather(data, idx)
+    logits, _ = apply_fn(variables, sub.gaits, sub.affective if sub.affective.shape[-1] else None, train=False)
+    mask = jnp.arange(idx.shape[0]) < count
+    ce = jax.vmap(lambda l, y: classification_loss(l[None], y[None]))(logits, sub.labels)
+    loss = jnp.sum(jnp.where(mask, ce, 0.0)) / count
+    preds = jnp.argmax(logits, -1)
+    acc = jnp.sum(jnp.where(mask, preds == sub.labels, False)) / count
+    return loss, acc, preds
+
+
+class _Carry(NamedTuple):
+    state: Any
+    best_variables: Any
+    best_score: jax.Array  # (2,) accuracy, -loss
+    best_epoch: jax.Array
+
+
+def fit_classifier_runs(cfg, workdir: str | None = None, *, progress: bool = True, log=print) -> dict:
+    """Trains all runs of ``cfg.runs`` in one vmapped loop; returns per-run test reports and mean +- std."""
+    raw = pipeline.load_source(cfg.data)
+    run_splits, runs = make_splits(cfg, raw)
+    rs = build_runset(cfg, raw, run_splits)
+    num_runs = len(runs)
+    model = build_classifier(cfg)
+    batch_size = int(cfg.train.batch_size)
+    num_batches = int(np.min(np.asarray(rs.train_count))) // batch_size
+    if num_batches == 0:
+        raise ValueError(f"the smallest training split is smaller than batch_size={batch_size}")
+    tx = make_optimizer(cfg.train, num_batches)
+    step = lambda s, b, r: classifier_train_step(
+        s, b, r, label_smoothing=cfg.train.get("label_smoothing", 0.0),
+        official_double_softmax=cfg.train.get("official_double_softmax", False))
+    f = int(cfg.preprocess.num_affective)
+    example = (rs.data.gaits[0, :1], rs.data.affective[0, :1] if f else None)
+    seeds = jnp.asarray([r["seed"] for r in runs], jnp.uint32)
+    init_rngs, train_rngs = jax.vmap(lambda s: jax.random.split(jax.random.PRNGKey(s)))(seeds).transpose(1, 0, 2)
+    states = jax.vmap(lambda r: create_train_state(model, tx, r, *example))(init_rngs)
+    variables = lambda st: {"params": st.params, "batch_stats": st.batch_stats}
+    carry = _Carry(states, jax.vmap(variables)(states), jnp.tile(jnp.array([-1.0, -jnp.inf]), (num_runs, 1)),
+                   jnp.zeros((num_runs,), jnp.int32))
+
+    def one_run_epoch(c: _Carry, data, train_idx, train_count, val_idx, val_count, rng, epoch):
+        perm_rng, step_rng = jax.random.split(jax.random.fold_in(rng, epoch))
+        order = train_idx[shuffled_batches(perm_rng, train_idx.shape[0], batch_size, train_count, num_batches)]
+        state, metrics = scan_steps(step, c.state, data, order, jax.random.split(step_rng, num_batches))
+        v_loss, v_acc, _ = _masked_eval(model.apply, variables(state), data, val_idx, val_count)
+        score = jnp.stack([v_acc, -v_loss])
+        better = (score[0] > c.best_score[0]) | ((score[0] == c.best_score[0]) & (score[1] > c.best_score[1]))
+        pick = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(better, a, b), new, old)
+        c = _Carry(state, pick(variables(state), c.best_variables), jnp.where(better, score, c.best_score),
+                   jnp.where(better, epoch, c.best_epoch))
+        return c, dict(metrics, val_loss=v_loss, val_accuracy=v_acc)
+
+    epoch_all = jax.jit(jax.vmap(one_run_epoch, in_axes=(0, 0, 0, 0, 0, 0, 0, None)))
+    history = []
+    t_start = time.time()
+    for epoch in tqdm(range(int(cfg.train.epochs)), disable=not progress, desc=f"{num_runs} runs", unit="epoch"):
+        carry, metrics = epoch_all(carry, rs.data, rs.train_idx, rs.train_count, rs.val_idx, rs.val_count,
+                                   train_rngs, epoch)
+        history.append({k: np.asarray(v).tolist() for k, v in metrics.items()} | {"epoch": epoch})
+    jax.block_until_ready(carry)
+    train_time = time.time() - t_start
+
+    test_fn = jax.jit(jax.vmap(lambda v, d, i, n: _masked_eval(model.apply, v, d, i, n)))
+    _, _, preds = test_fn(carry.best_variables, rs.data, rs.test_idx, rs.test_count)
+    preds = np.asarray(preds)
+    reports = []
+    for r, s in enumerate(run_splits):
+        rep = classification_report(raw.labels[s.test], preds[r, :len(s.test)], len(LABEL_NAMES))
+        rep.update(runs[r], best_epoch=int(carry.best_epoch[r]))
+        reports.append(rep)
+    result = {"runs": reports, "aggregate": aggregate(reports), "train_time_s": train_time, "num_runs": num_runs}
+    if workdir:
+        os.makedirs(workdir, exist_ok=True)
+        with open(os.path.join(workdir, "results.json"), "w") as fh:
+            json.dump(result, fh, indent=2)
+        with open(os.path.join(workdir, "metrics.jsonl"), "w") as fh:
+            fh.writelines(json.dumps(h) + "\n" for h in history)
+    return result
