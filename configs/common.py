@@ -38,7 +38,7 @@ def modern_train(epochs: int = 30, lr: float = 3e-3) -> ml_collections.ConfigDic
     return ml_collections.ConfigDict(dict(
         epochs=epochs, batch_size=32, optimizer="adamw", lr=lr, weight_decay=1e-4, schedule="cosine",
         warmup_epochs=1, milestones=(), label_smoothing=0.0, official_double_softmax=False, grad_clip=0.0,
-        momentum=0.9,
+        momentum=0.9, data_parallel=False,
     ))
 
 

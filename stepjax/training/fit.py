@@ -23,6 +23,7 @@ from stepjax.data import pipeline
 from stepjax.metrics import classification_report
 from stepjax.models.classifier import STEPClassifier
 from stepjax.training import checkpoint as ckpt_lib
+from stepjax.training import parallel
 from stepjax.training.loop import classifier_train_step, epoch_fn, evaluate_classifier
 from stepjax.training.state import TrainState, count_params, create_train_state, make_optimizer
 
@@ -114,6 +115,12 @@ def fit_classifier(cfg, workdir: str, *, progress: bool = True, log=print, stop_
     step = lambda s, b, r: classifier_train_step(
         s, b, r, label_smoothing=cfg.train.get("label_smoothing", 0.0),
         official_double_softmax=cfg.train.get("official_double_softmax", False))
+    if cfg.train.get("data_parallel", False):
+        mesh = parallel.data_mesh()
+        parallel.check_batch_divisible(batch_size, mesh)
+        step = parallel.data_parallel_step(step, mesh)
+        state = parallel.replicate(state, mesh)
+        log(f"data parallel over {mesh.size} devices")
     run_epoch = epoch_fn(step, batch_size)
     epochs = int(cfg.train.epochs)
     test_every_epoch = bool(cfg.get("eval", {}).get("report_test_every_epoch", False))
