@@ -1,0 +1,183 @@
+"""STEP-Gen vs Baseline-CVAE, and the official decoder input vs a sinusoidal temporal code, on the walkers.
+
+    python scripts/gen_report.py [--workdir runs/gen_report] [--out docs/generator.md]
+                                 [--num-gaits 480] [--frames 32] [--width 0.5] [--epochs 25]
+                                 [--classifier-epochs 30] [--per-class 100] [--num-affective 0]
+                                 [--variants step_gen baseline_cvae ...]
+
+Trains (resumably, under ``--workdir``) one feature classifier and one generator per variant on the same
+built-in walker data and split, evaluates every generator with :func:`stepjax.gen_eval.evaluate_generator`
+(FID vs the real training / test split on the classifier's pooled deep features, diversity,
+multimodality, recognition accuracy, motion statistics) and writes a markdown report. Defaults are
+CPU-sized (a few minutes per model on 2 cores); the budgets are printed in the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(PROJECT_ROOT, "configs"))
+
+#: name -> (description, loss, model overrides; 'full' kernel = covers the clip like the official 75 at T=75)
+VARIANTS = {
+    "step_gen": ("STEP-Gen (configs/step_gen.py: sinusoidal code, kernel 9)", "push-pull", {}),
+    "baseline_cvae": ("Baseline-CVAE (same net, L_o + KL)", "L_o + KL", {}),
+    "step_gen_input_none": ("STEP-Gen, official decoder input, kernel 9", "push-pull", {"temporal_code": "none"}),
+    "step_gen_input_none_full": ("STEP-Gen, official decoder input, full-clip kernel", "push-pull",
+                                 {"temporal_code": "none", "kernel_size": "full"}),
+    "step_gen_sinusoidal_full": ("STEP-Gen, sinusoidal code, full-clip kernel", "push-pull",
+                                 {"kernel_size": "full"}),
+    "baseline_cvae_input_none_full": ("Baseline-CVAE, official decoder input, full-clip kernel", "L_o + KL",
+                                      {"temporal_code": "none", "kernel_size": "full"}),
+}
+
+
+def full_kernel(frames: int) -> int:
+    """The odd kernel that spans the clip, as the official 75 taps do at T = 75."""
+    return frames if frames % 2 else frames - 1
+
+
+def scaled(channels, width: float):
+    """Channels scaled by ``width`` (the last decoder channel, 3 coordinates, is kept)."""
+    return tuple(c if c == 3 else max(4, int(round(c * width))) for c in channels)
+
+
+def data_overrides(cfg, args, seed: int = 0) -> None:
+    cfg.data.num_gaits = args.num_gaits
+    cfg.data.num_frames = args.frames
+    cfg.data.split_seed = seed
+    cfg.seed = seed
+
+
+def generator_config(args, variant: str = "step_gen", seed: int = 0):
+    """A small STEP-Gen / Baseline-CVAE config for the reports."""
+    import step_gen
+
+    _, loss, overrides = VARIANTS[variant]
+    cfg = step_gen.get_config()
+    data_overrides(cfg, args, seed)
+    cfg.model.encoder_channels = scaled(cfg.model.encoder_channels, args.width)
+    cfg.model.decoder_channels = scaled(cfg.model.decoder_channels, args.width)
+    for key, value in overrides.items():
+        cfg.model[key] = full_kernel(args.frames) if value == "full" else value
+    if loss != "push-pull":
+        cfg.loss.lambda_collapse = cfg.loss.lambda_drift = 0.0
+    cfg.train.epochs = args.epochs
+    cfg.train.batch_size = args.batch_size
+    return cfg
+
+
+def classifier_config(args, seed: int = 0):
+    """The feature classifier: Baseline-STEP (``--num-affective 0``) or STEP (29)."""
+    import baseline_step
+    import step
+
+    cfg = (baseline_step if args.num_affective == 0 else step).get_config()
+    data_overrides(cfg, args, seed)
+    cfg.train.epochs = args.classifier_epochs
+    return cfg
+
+
+def add_common_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--num-gaits", type=int, default=480, help="built-in walkers (split 70/15/15 by subject)")
+    p.add_argument("--frames", type=int, default=32, help="frames per gait")
+    p.add_argument("--width", type=float, default=0.5, help="generator channel multiplier (1 = official 64/32/32)")
+    p.add_argument("--epochs", type=int, default=25, help="generator epochs")
+    p.add_argument("--batch-size", type=int, default=32, help="generator batch size")
+    p.add_argument("--classifier-epochs", type=int, default=30)
+    p.add_argument("--num-affective", type=int, choices=(0, 29), default=0,
+                   help="classifier: 0 = Baseline-STEP (deep features only), 29 = STEP hybrid")
+
+
+def budget_lines(args) -> list[str]:
+    return [f"* data: {args.num_gaits} built-in walkers (`make_walkers`, seed 0), {args.frames} frames, split "
+            f"70/15/15 grouped by subject",
+            f"* generators: channel width x{args.width} (encoder {scaled((64, 32, 32), args.width)}, decoder "
+            f"{scaled((32, 64, 3), args.width)}, z = 32), {args.epochs} epochs, batch {args.batch_size}, AdamW "
+            f"lr 2e-3 cosine, default loss normalisation (lambda_collapse 16, lambda_drift 1, beta 0.14), "
+            f"selection on validation loss",
+            f"* classifier: {'Baseline-STEP' if args.num_affective == 0 else 'STEP (hybrid, 29 affective)'} "
+            f"(configs/{'baseline_step' if args.num_affective == 0 else 'step'}.py), {args.classifier_epochs} epochs"]
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--workdir", default="runs/gen_report")
+    p.add_argument("--out", default=os.path.join(PROJECT_ROOT, "docs", "generator.md"))
+    p.add_argument("--per-class", type=int, default=100, help="generated gaits per class for the metrics")
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampled latents and metric pairs")
+    add_common_flags(p)
+    args = p.parse_args(argv)
+
+    from absl import logging
+
+    from stepjax.utils import enable_compilation_cache
+
+    logging.set_verbosity(logging.WARNING)
+    enable_compilation_cache()
+    from stepjax.gen_eval import evaluate_generator
+    from stepjax.training.fit import fit_classifier
+    from stepjax.training.fit_generator import fit_generator
+
+    os.makedirs(args.workdir, exist_ok=True)
+    cls_dir = os.path.join(args.workdir, "classifier")
+    t0 = time.time()
+    cls = fit_classifier(classifier_config(args), cls_dir, progress=False, log=print)
+    print(f"classifier: test accuracy {cls['test']['accuracy']:.4f} ({time.time() - t0:.0f} s)", flush=True)
+    rows = {}
+    for name in args.variants:
+        t0 = time.time()
+        gen = fit_generator(generator_config(args, name), os.path.join(args.workdir, name), progress=False, log=print)
+        train_s = time.time() - t0
+        rep = evaluate_generator(os.path.join(args.workdir, name), cls_dir, args.per_class, args.seed)
+        rep["val_loss"] = gen["val"]
+        rep["best_epoch"] = gen["best_epoch"]
+        rep["train_seconds"] = round(train_s, 1)
+        rows[name] = rep
+        print(f"{name}: FID train {rep['fid_train']:.3f} test {rep['fid_test']:.3f} recognition "
+              f"{rep['generated']['recognition_accuracy']:.3f} ({train_s:.0f} s)", flush=True)
+        with open(os.path.join(args.workdir, "report.json"), "w") as f:
+            json.dump({"classifier": cls["test"], "variants": rows}, f, indent=2)
+    text = render(args, cls, rows)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        f.write(text)
+    print(text)
+
+
+def render(args, cls, rows) -> str:
+    first = next(iter(rows.values()))
+    real = first["real_test"]
+    lines = ["# STEP-Gen vs Baseline-CVAE on the built-in walkers", "",
+             f"Generated by `python scripts/gen_report.py` ({' '.join(sys.argv[1:]) or 'defaults'}). Small CPU budgets:", ""]
+    lines += budget_lines(args)
+    lines += [f"* metrics: {args.per_class} generated gaits per class (N(0, I) prior, seed {args.seed}); FID on the "
+              f"classifier's pooled {first['feature_dim']}-d deep features vs the real training split "
+              f"({first['real_train']['num_gaits']} gaits) and the held-out real test split "
+              f"({real['num_gaits']} gaits); diversity over 200 random pairs, multimodality over 20 pairs per "
+              f"class (Action2Motion / ACTOR); recognition = classifier accuracy on generated gaits w.r.t. the "
+              f"conditioning label; joint speed = mean root-relative joint displacement per frame", "",
+             "| generator | loss | val rec (MSE) | FID train | FID test | diversity | multimodality | recognition acc | joint speed |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, r in rows.items():
+        g = r["generated"]
+        lines.append(f"| {VARIANTS[name][0]} | {VARIANTS[name][1]} | {r['val_loss']['rec']:.4f} | "
+                     f"{r['fid_train']:.2f} | {r['fid_test']:.2f} | {g['diversity']:.3f} | {g['multimodality']:.3f} | "
+                     f"{g['recognition_accuracy']:.3f} | {g['joint_speed']:.4f} |")
+    lines.append(f"| *real test gaits (reference)* | | | *{first['fid_real_train_vs_test']:.2f}* (train vs test) | | "
+                 f"*{real['diversity']:.3f}* | *{real['multimodality']:.3f}* | *{real['recognition_accuracy']:.3f}* | "
+                 f"*{real['joint_speed']:.4f}* |")
+    lines += ["", f"Classifier used for the features: test accuracy {cls['test']['accuracy']:.3f}, balanced "
+              f"{cls['test']['balanced_accuracy']:.3f} (n = {cls['test']['num_gaits']}). Training times (s): "
+              + ", ".join(f"{n} {r['train_seconds']:.0f}" for n, r in rows.items()) + "."]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""Evaluate a STEP-Gen generator checkpoint with a trained classifier (see :mod:`stepjax.gen_metrics`).
+
+    python -m stepjax.gen_eval --workdir runs/gen --classifier runs/baseline_step [--per-class 250]
+                               [--seed 0] [--official-sampler] [--json out.json]
+
+Generates ``per_class`` gaits of every class from the generator's best checkpoint and compares them,
+on the classifier's pooled deep features, with the *real* gaits of the generator's data:
+
+* ``fid_train``: generated vs the real training split (the gaits the generator learnt from);
+* ``fid_test``: generated vs the held-out real test split;
+* ``fid_real_train_vs_test``: real training vs real test split, the floor a perfect generator would
+  reach given these set sizes (FID is biased upwards for small sets);
+* diversity / multimodality of generated and of real test gaits (ACTOR reports the real values as the
+  target), recognition accuracy of generated gaits (and the classifier's accuracy on real test gaits);
+* motion statistics (root-relative joint speed and pose spread over time) of generated and real gaits.
+
+The classifier should be trained on the same data config as the generator (so its training split is
+the generator's); ``same_split`` in the report says whether it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from stepjax.data import pipeline
+from stepjax.gen_metrics import classifier_outputs, fid, motion_statistics, set_metrics
+from stepjax.generation import generate_per_class, make_generate_fn, restore_generator
+from stepjax.inference import make_predict_fn, restore_classifier
+from stepjax.training.checkpoint import config_to_json
+
+
+def evaluate_generator(gen_workdir: str, classifier_workdir: str, num_per_class: int = 250, seed: int = 0, *,
+                       official_sampler: bool | None = None, which: str = "best",
+                       diversity_pairs: int = 200, multimodality_pairs: int = 20) -> dict:
+    """Generator metrics (FID, diversity, multimodality, recognition accuracy) as a JSON-ready dict.
+
+    Args:
+      gen_workdir: a generator run (``train.py --config configs/step_gen.py``; for a STEP+Aug run pass
+        ``<workdir>/generator``).
+      classifier_workdir: a classifier run whose pooled features and predictions are used
+        (recommended: Baseline-STEP on the same data config).
+      num_per_class: generated gaits per class.
+      seed: seed of the latent samples and of the random pairs.
+      official_sampler: ``None`` = the generator config's choice (N(0, I) unless set).
+    """
+    t0 = time.time()
+    gen_cfg, gen_model, gen_vars, _ = restore_generator(gen_workdir, which)
+    frames = int(gen_cfg.data.get("num_frames") or 75)
+    generate_fn = make_generate_fn(gen_model.clone(temporal_impl="conv"), frames,
+                                   bool(gen_cfg.get("generate", {}).get("official_sampler", False)))
+    cls_cfg, cls_model, cls_vars = restore_classifier(classifier_workdir, "best")
+    predict_fn = make_predict_fn(cls_model)
+    if int(cls_cfg.data.get("num_frames") or 75) != frames:
+        raise ValueError(f"generator makes {frames}-frame gaits but the classifier was trained on "
+                         f"{cls_cfg.data.num_frames} frames")
+    gaits, labels = generate_per_class(generate_fn, gen_vars, num_per_class, seed, official_sampler)
+    t_gen = time.time() - t0
+
+    raw = pipeline.load_source(gen_cfg.data)
+    split = pipeline.split_dataset(raw, gen_cfg.data)
+    outputs = {"generated": classifier_outputs(predict_fn, cls_vars, gaits)}
+    real_labels = {}
+    for name in ("train", "test"):
+        idx = getattr(split, name)
+        if len(idx) >= 2:
+            outputs[name] = classifier_outputs(predict_fn, cls_vars, raw.gaits[idx])
+            real_labels[name] = raw.labels[idx]
+    gen_feats = outputs["generated"][0]
+    report = {
+        "generator": os.fspath(gen_workdir), "classifier": os.fspath(classifier_workdir), "checkpoint": which,
+        "num_per_class": int(num_per_class), "seed": int(seed),
+        "official_sampler": bool(gen_cfg.get("generate", {}).get("official_sampler", False)
+                                 if official_sampler is None else official_sampler),
+        "same_split": _same_split(gen_cfg, cls_cfg),
+        "feature_dim": int(gen_feats.shape[1]),
+        "generated": set_metrics(gen_feats, labels, outputs["generated"][1], diversity_pairs,
+                                 multimodality_pairs, seed),
+    }
+    report["generated"].update(motion_statistics(gaits))
+    for name in real_labels:
+        report[f"fid_{name}"] = fid(gen_feats, outputs[name][0])
+        report[f"real_{name}"] = set_metrics(outputs[name][0], real_labels[name], outputs[name][1],
+                                             diversity_pairs, multimodality_pairs, seed)
+        report[f"real_{name}"].update(motion_statistics(raw.gaits[getattr(split, name)]))
+    if len(real_labels) == 2:
+        report["fid_real_train_vs_test"] = fid(outputs["train"][0], outputs["test"][0])
+    report["seconds"] = {"load_and_generate": round(t_gen, 2), "total": round(time.time() - t0, 2)}
+    return report
+
+
+def _same_split(gen_cfg, cls_cfg) -> bool:
+    keys = ("source", "num_gaits", "seed", "difficulty", "num_frames", "path", "labels_path", "split",
+            "split_seed", "group_by_subject")
+    a, b = config_to_json(gen_cfg.data), config_to_json(cls_cfg.data)
+    return all(a.get(k) == b.get(k) for k in keys)
+
+
+def format_report(r: dict) -> str:
+    g = r["generated"]
+    lines = [f"generator {r['generator']} ({r['num_per_class']} per class, seed {r['seed']}, "
+             f"{'official sampler' if r['official_sampler'] else 'N(0, I) prior'}); features: {r['classifier']}"
+             + ("" if r["same_split"] else "  [WARNING: classifier trained on other data/split]")]
+    for k in ("fid_train", "fid_test", "fid_real_train_vs_test"):
+        if k in r:
+            lines.append(f"  {k:24s} {r[k]:.4f}")
+    lines.append(f"  generated: diversity {g['diversity']:.4f}  multimodality {g['multimodality']:.4f}  "
+                 f"recognition accuracy {g['recognition_accuracy']:.4f}  joint speed {g['joint_speed']:.4f}")
+    if "real_test" in r:
+        t = r["real_test"]
+        lines.append(f"  real test: diversity {t['diversity']:.4f}  multimodality {t['multimodality']:.4f}  "
+                     f"classifier accuracy {t['recognition_accuracy']:.4f}  joint speed {t['joint_speed']:.4f}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="python -m stepjax.gen_eval", description="Generator metrics (FID etc.).")
+    p.add_argument("--workdir", required=True, help="generator workdir")
+    p.add_argument("--classifier", required=True, help="classifier workdir (e.g. Baseline-STEP on the same data)")
+    p.add_argument("--per-class", type=int, default=250)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--official-sampler", action="store_true", default=None)
+    p.add_argument("--checkpoint", choices=("best", "latest"), default="best")
+    p.add_argument("--json", default=None, help="write the report here")
+    args = p.parse_args(argv)
+    from absl import logging
+
+    from stepjax.utils import enable_compilation_cache
+
+    logging.set_verbosity(logging.WARNING)
+    enable_compilation_cache()
+    report = evaluate_generator(args.workdir, args.classifier, args.per_class, args.seed,
+                                official_sampler=args.official_sampler, which=args.checkpoint)
+    print(format_report(report))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
+        print(f"wrote {args.json}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""Generator metrics on classifier features: FID, diversity, multimodality, recognition accuracy.
+
+The paper reports FID (STEP-Gen 11.11 vs Baseline-CVAE 11.33, STEP_REFERENCE 8) without saying which
+feature extractor it used, and the official repository has no FID code. Here, as in Action2Motion /
+ACTOR for action-conditioned motion generation, every metric is computed on the **penultimate (pooled
+deep) features of a trained gait classifier**, by default a **Baseline-STEP** (ST-GCN on deep features
+only, ``configs/baseline_step.py``) trained on the *same real training split* as the generator:
+
+* it sees only gait coordinates (the STEP hybrid would mix in 29 hand-crafted affective features, which
+  are not learned features and can be computed from the gaits directly);
+* its pooled 64-d ST-GCN feature is exactly the "deep feature" of the paper (``save_best_feature``);
+* training it on the generator's training split keeps the held-out real test split unseen by both.
+
+Metrics (host numpy, float64):
+
+* :func:`fid`: Frechet distance between Gaussians fitted to two feature sets,
+  ``|mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1^1/2 S2 S1^1/2)^1/2)``. The matrix square roots use symmetric
+  eigendecompositions with negative eigenvalues (round-off) clipped, which is stable for the
+  rank-deficient covariances of small sets (``scipy.linalg.sqrtm`` of the non-symmetric ``S1 S2`` can
+  return complex parts there).
+* :func:`diversity` (Action2Motion): mean Euclidean distance between ``S_d`` (200) random pairs of
+  feature vectors over the whole set, regardless of class.
+* :func:`multimodality`: mean distance between ``S_l`` (20) random pairs drawn *within* each class,
+  averaged over classes.
+* recognition accuracy: accuracy of the classifier on generated gaits w.r.t. the conditioning labels.
+* :func:`motion_statistics`: how much the root-relative pose moves (mean joint speed per frame, and the
+  standard deviation of joint positions over time); a decoder that outputs one static pose scores 0
+  (cf. the "dragging legs" of issue #7). Feature-free, in the gaits' own units.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import numpy as np
+
+from stepjax import LABEL_NAMES
+
+
+def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean ``(D,)`` and covariance ``(D, D)`` (unbiased, rowvar=False) of features ``(N, D)``, float64."""
+    f = np.asarray(features, np.float64)
+    if f.ndim != 2 or len(f) < 2:
+        raise ValueError(f"need features (N >= 2, D), got {f.shape}")
+    return f.mean(0), np.cov(f, rowvar=False).reshape(f.shape[1], f.shape[1])
+
+
+def _psd_sqrt(s: np.ndarray) -> np.ndarray:
+    w, v = np.linalg.eigh((s + s.T) / 2)
+    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """Frechet (2-Wasserstein) distance between ``N(mu1, sigma1)`` and ``N(mu2, sigma2)``.
+
+    ``tr(sqrt(S1 S2))`` is computed as ``tr(sqrt(R S2 R))`` with ``R = S1^1/2`` (similar matrices), which is
+    symmetric PSD, so both roots are eigendecompositions of symmetric matrices.
+    """
+    mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
+    s1, s2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
+    if mu1.shape != mu2.shape or s1.shape != s2.shape or s1.shape != mu1.shape * 2:
+        raise ValueError(f"shape mismatch: mu {mu1.shape} / {mu2.shape}, sigma {s1.shape} / {s2.shape}")
+    r = _psd_sqrt(s1)
+    w = np.linalg.eigvalsh((r @ s2 @ r + (r @ s2 @ r).T) / 2)
+    tr_covmean = np.sqrt(np.clip(w, 0.0, None)).sum()
+    d = float(np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2.0 * tr_covmean)
+    return max(d, 0.0)
+
+
+def fid(features_a: np.ndarray, features_b: np.ndarray) -> float:
+    """FID between two feature sets ``(N_a, D)``, ``(N_b, D)``."""
+    return frechet_distance(*feature_statistics(features_a), *feature_statistics(features_b))
+
+
+def diversity(features: np.ndarray, num_pairs: int = 200, seed: int = 0) -> float:
+    """Action2Motion diversity: mean ``||f_i - f_j||`` over ``num_pairs`` (S_d) random index pairs
+    (two independent random subsets of size S_d, paired by position)."""
+    f = np.asarray(features, np.float64)
+    if len(f) < 2:
+        raise ValueError("diversity needs at least 2 feature vectors")
+    rng = np.random.default_rng(seed)
+    i = rng.choice(len(f), num_pairs, replace=num_pairs > len(f))
+    j = rng.choice(len(f), num_pairs, replace=num_pairs > len(f))
+    return float(np.linalg.norm(f[i] - f[j], axis=1).mean())
+
+
+def multimodality(features: np.ndarray, labels: np.ndarray, num_pairs: int = 20, seed: int = 0) -> float:
+    """Action2Motion multimodality: for each class, mean ``||f_i - f_j||`` over ``num_pairs`` (S_l)
+    random pairs within the class; averaged over the classes that have at least 2 samples."""
+    f = np.asarray(features, np.float64)
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    per_class = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        if len(idx) < 2:
+            continue
+        i = rng.choice(idx, num_pairs, replace=num_pairs > len(idx))
+        j = rng.choice(idx, num_pairs, replace=num_pairs > len(idx))
+        per_class.append(np.linalg.norm(f[i] - f[j], axis=1).mean())
+    if not per_class:
+        raise ValueError("multimodality needs a class with at least 2 samples")
+    return float(np.mean(per_class))
+
+
+def motion_statistics(gaits: np.ndarray) -> dict:
+    """``joint_speed``: mean ``||x[t+1] - x[t]||`` of root-relative joints (units per frame);
+    ``pose_std``: mean over joints/coords of the std over time of root-relative positions."""
+    g = np.asarray(gaits, np.float64)
+    g = g - g[..., :1, :]  # root-relative (joint 0 is the root)
+    speed = np.linalg.norm(np.diff(g, axis=1), axis=-1).mean() if g.shape[1] > 1 else 0.0
+    return {"joint_speed": float(speed), "pose_std": float(g.std(axis=1).mean())}
+
+
+def classifier_outputs(predict_fn: Callable, variables, gaits: np.ndarray, chunk: int = 512
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """``(features (N, D), logits (N, K))`` of raw gaits through a classifier ``predict_fn``
+    (:func:`stepjax.inference.make_predict_fn`; its own preprocessing is applied), jitted, in chunks."""
+    fn = jax.jit(predict_fn)
+    feats, logits = [], []
+    for s in range(0, len(gaits), chunk):
+        out = fn(variables, np.asarray(gaits[s:s + chunk], np.float32))
+        feats.append(np.asarray(out.features))
+        logits.append(np.asarray(out.logits))
+    return np.concatenate(feats), np.concatenate(logits)
+
+
+def set_metrics(features: np.ndarray, labels: np.ndarray, logits: np.ndarray | None = None,
+                diversity_pairs: int = 200, multimodality_pairs: int = 20, seed: int = 0) -> dict:
+    """Diversity, multimodality and (with ``logits``) recognition accuracy of one labelled set."""
+    out = {"num_gaits": int(len(labels)),
+           "diversity": diversity(features, diversity_pairs, seed),
+           "multimodality": multimodality(features, labels, multimodality_pairs, seed)}
+    if logits is not None:
+        preds = np.asarray(logits).argmax(-1)
+        out["recognition_accuracy"] = float(np.mean(preds == np.asarray(labels)))
+        out["recognition_per_class"] = {LABEL_NAMES[c]: float(np.mean(preds[labels == c] == c))
+                                        for c in np.unique(labels)}
+    return out

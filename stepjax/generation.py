@@ -1,0 +1,194 @@
+"""Sampling gaits from a trained STEP-Gen CVAE.
+
+    from stepjax.generation import generate, load_generator
+    generate_fn, variables = load_generator("runs/gen")
+    gaits = generate_fn(variables, labels, jax.random.key(0))      # (N, T, 16, 3), labels int (N,) or one-hot
+
+    python -m stepjax.generation --workdir runs/gen --per-class 1000 --out-features synth.h5 \
+        [--out-labels synth_labels.h5] [--seed 0] [--official-sampler]
+
+``z ~ N(0, I)`` (the CVAE prior); the official ``z = 3 * randn - 1.5`` (``Processor.generate``, bug 14) only
+with ``official_sampler=True``. The decoder runs in eval mode (running BN statistics; the official
+``generate`` forgets ``model.eval()``). Generated gaits live in the **aligned** coordinate frame the
+CVAE was trained in (the training reference pose, STEP_REFERENCE 4.4): feed them to a classifier as raw
+gaits (its own preprocessing re-aligns them) or to ``fit_classifier(extra_train=...)``.
+
+Everything is pure: :func:`generate` is jitted (the model and the static sizes are static arguments)
+and works inside the user's ``jit`` / ``vmap`` (e.g. ``vmap`` over rng keys) / ``grad``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sys
+import time
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from stepjax import LABEL_NAMES, NUM_CLASSES
+from stepjax.models.cvae import STEPGenCVAE, sample_latent
+from stepjax.training import checkpoint as ckpt_lib
+from stepjax.training.loop import chunked_apply
+
+
+def _onehot(labels: jax.Array, num_classes: int) -> jax.Array:
+    labels = jnp.asarray(labels)
+    if labels.ndim == 1 and jnp.issubdtype(labels.dtype, jnp.integer):
+        return jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
+    if labels.ndim != 2 or labels.shape[-1] != num_classes:
+        raise ValueError(f"labels must be integer (N,) or one-hot (N, {num_classes}), got {labels.shape}")
+    return labels.astype(jnp.float32)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "num_frames", "official_sampler", "chunk"))
+def generate(model: STEPGenCVAE, variables, labels: jax.Array, rng: jax.Array, num_frames: int = 75,
+             official_sampler: bool = False, chunk: int | None = 256) -> jax.Array:
+    """Samples one gait per label: ``(N, num_frames, 16, 3)`` in the CVAE's aligned frame.
+
+    Args:
+      model: the :class:`~stepjax.models.cvae.STEPGenCVAE` (static; hashable).
+      variables: ``{'params', 'batch_stats'}`` of the model.
+      labels: integer ``(N,)`` or one-hot ``(N, K)``.
+      rng: a PRNG key; all N latents are drawn from it at once, so the result does not depend on ``chunk``.
+      num_frames: frames to decode (any length; the model was trained on ``cfg.data.num_frames``).
+      official_sampler: ``z = 3 * randn - 1.5`` (official bug 14) instead of ``z ~ N(0, I)``.
+      chunk: decode in chunks of this many gaits with ``lax.map`` (bounds the activation memory);
+        ``None`` decodes all at once. Same numbers either way (up to float rounding).
+    """
+    onehot = _onehot(labels, model.num_classes)
+    z = sample_latent(rng, (onehot.shape[0], model.latent_dim), official_sampler)
+
+    def decode(batch):
+        zz, yy = batch
+        return model.apply(variables, zz, yy, num_frames, train=False, method="decode")
+
+    if chunk is None or chunk >= onehot.shape[0]:
+        return decode((z, onehot))
+    return chunked_apply(decode, (z, onehot), chunk)
+
+
+def restore_generator(workdir: str | os.PathLike, which: str = "best"):
+    """``(cfg, model, {'params', 'batch_stats'}, preprocessor)`` of a generator run."""
+    from stepjax.training.fit_generator import (build_generator, create_generator_state, generator_preprocessor,
+                                                num_frames_of)
+    from stepjax.training.state import make_optimizer
+
+    workdir = os.fspath(workdir)
+    ckpts = ckpt_lib.RunCheckpoints(workdir)
+    try:
+        meta = ckpts.read_meta(which)
+        if meta is None:
+            raise FileNotFoundError(f"{workdir}: no {which!r} checkpoint")
+        cfg = ml_collections.ConfigDict(meta["config"])
+        if cfg.task != "generator":
+            raise ValueError(f"{workdir} holds a {cfg.task!r} run, not a generator"
+                             + (" (for STEP+Aug runs use <workdir>/generator)" if cfg.task == "step_aug" else ""))
+        model = build_generator(cfg)
+        tx = make_optimizer(cfg.train, 1)
+        abstract = jax.eval_shape(lambda: {
+            "train_state": create_generator_state(model, tx, jax.random.PRNGKey(0), num_frames_of(cfg)),
+            "reference": jnp.zeros((16, 3), jnp.float32)})
+        tree, _ = ckpts.restore(abstract, which=which)
+    finally:
+        ckpts.close()
+    state = tree["train_state"]
+    return (cfg, model, {"params": state.params, "batch_stats": state.batch_stats},
+            generator_preprocessor(cfg, tree["reference"]))
+
+
+def make_generate_fn(model: STEPGenCVAE, num_frames: int = 75, official_sampler: bool = False) -> Callable:
+    """The pure ``generate_fn(variables, labels, rng, num_frames=..., official_sampler=...) -> gaits``."""
+
+    def generate_fn(variables, labels, rng, num_frames: int = num_frames, official_sampler: bool = official_sampler,
+                    chunk: int | None = 256):
+        return generate(model, variables, labels, rng, num_frames, official_sampler, chunk)
+
+    return generate_fn
+
+
+def load_generator(workdir: str | os.PathLike, which: str = "best", temporal_impl: str | None = None
+                   ) -> tuple[Callable, dict]:
+    """``(generate_fn, variables)`` of the best-validation (or ``'latest'``) checkpoint of a generator run.
+
+    ``generate_fn(variables, labels, rng, num_frames=T_train, official_sampler=cfg.generate.official_sampler)``
+    returns ``(N, T, 16, 3)`` gaits. ``temporal_impl`` swaps the temporal-convolution implementation
+    for inference (same parameters, e.g. ``'conv'``, which is faster than ``'toeplitz'`` outside ``scan``).
+    """
+    from stepjax.training.fit_generator import num_frames_of
+
+    cfg, model, variables, _ = restore_generator(workdir, which)
+    if temporal_impl:
+        model = model.clone(temporal_impl=temporal_impl)
+    official = bool(cfg.get("generate", {}).get("official_sampler", False))
+    return make_generate_fn(model, num_frames_of(cfg), official), variables
+
+
+def class_major_labels(per_class: int, num_classes: int = NUM_CLASSES) -> np.ndarray:
+    """The official generation order: for count in range(per_class): for class c: c."""
+    return np.tile(np.arange(num_classes, dtype=np.int32), per_class)
+
+
+def official_keys(labels: np.ndarray) -> list[str]:
+    """``{count+1:05d}_{Emotion}`` with ``count`` the index of the gait within its class (official keys)."""
+    seen = np.zeros(len(LABEL_NAMES), np.int64)
+    keys = []
+    for label in np.asarray(labels):
+        seen[label] += 1
+        keys.append(f"{seen[label]:05d}_{LABEL_NAMES[label]}")
+    return keys
+
+
+def generate_per_class(generate_fn: Callable, variables, per_class: int, seed: int = 0,
+                       official_sampler: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``per_class`` gaits of every class as host numpy ``(gaits (4*per_class, T, 16, 3), labels)``."""
+    labels = class_major_labels(per_class)
+    kwargs = {} if official_sampler is None else {"official_sampler": official_sampler}
+    gaits = np.asarray(generate_fn(variables, jnp.asarray(labels), jax.random.PRNGKey(seed), **kwargs))
+    return gaits, labels
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="python -m stepjax.generation", description=__doc__.split("\n\n")[0])
+    p.add_argument("--workdir", required=True, help="generator training workdir (train.py --config configs/step_gen.py)")
+    p.add_argument("--per-class", type=int, default=1000, help="gaits per emotion class (official release: 1000)")
+    p.add_argument("--out-features", required=True, help="output E-Gait features*.h5 (keys 00001_Happy, ...)")
+    p.add_argument("--out-labels", default=None, help="optional labels*.h5 (labels are also in the key suffixes)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-frames", type=int, default=None, help="frames per gait (default: the training length)")
+    p.add_argument("--official-sampler", action="store_true", help="z = 3*randn - 1.5 (official bug 14)")
+    p.add_argument("--checkpoint", choices=("best", "latest"), default="best")
+    p.add_argument("--temporal-impl", choices=("conv", "toeplitz"), default="conv",
+                   help="temporal conv implementation for inference (same parameters)")
+    args = p.parse_args(argv)
+    if args.per_class < 1:
+        p.error("--per-class must be >= 1")
+    from absl import logging
+
+    from stepjax.data.egait import write_egait_arrays
+    from stepjax.utils import enable_compilation_cache
+
+    logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
+    enable_compilation_cache()
+
+    generate_fn, variables = load_generator(args.workdir, args.checkpoint, args.temporal_impl)
+    kwargs = {"official_sampler": True} if args.official_sampler else {}
+    if args.num_frames:
+        kwargs["num_frames"] = args.num_frames
+    labels = class_major_labels(args.per_class)
+    t0 = time.time()
+    gaits = np.asarray(generate_fn(variables, jnp.asarray(labels), jax.random.PRNGKey(args.seed), **kwargs))
+    elapsed = time.time() - t0
+    write_egait_arrays(args.out_features, args.out_labels, gaits, labels, official_keys(labels))
+    print(f"wrote {len(labels)} gaits {gaits.shape[1:]} ({args.per_class} per class) to {args.out_features}"
+          + (f" and {args.out_labels}" if args.out_labels else "") + f"; sampling took {elapsed:.2f} s "
+          f"(incl. compilation)", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

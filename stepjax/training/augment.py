@@ -1,0 +1,122 @@
+"""STEP+Aug without leakage: generator on the training fold only, synthetic gaits join the training split only.
+
+``fit_step_aug(cfg, workdir)`` (``train.py --config configs/step_aug.py``):
+
+1. splits the real data with :func:`stepjax.data.pipeline.split_dataset` (``cfg.data``; the split a
+   classifier with the same data config uses);
+2. trains the STEP-Gen CVAE on the **training fold only** (``<workdir>/generator``, resumable,
+   model selection on the real validation fold's reconstruction loss) and checks that its training
+   indices are exactly the classifier's training split;
+3. samples ``cfg.aug.per_class`` gaits per class from the best generator checkpoint (N(0, I) prior)
+   and stores them in ``<workdir>/synthetic.h5`` (E-Gait layout, keys ``00001_Happy``; reused on resume);
+4. trains the classifier (``<workdir>/classifier``) with
+   ``fit_classifier(..., extra_train=(synthetic_gaits, labels))``: the synthetic gaits join the
+   training split only; model selection on the real validation split; test on held-out real gaits only.
+
+The official STEP+Aug (``classifier_stgcn_real_and_synth``) instead splits real + synthetic *together*,
+so its test set contains synthetic gaits, and its generator saw the whole dataset (STEP_REFERENCE 6, 7.12).
+``cfg.aug.per_class = 0`` trains the same classifier on real gaits only (the control arm).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import ml_collections
+import numpy as np
+
+from stepjax.data import pipeline
+
+GENERATOR_DIR = "generator"
+CLASSIFIER_DIR = "classifier"
+SYNTHETIC_FILE = "synthetic.h5"
+
+
+def generator_config(cfg) -> ml_collections.ConfigDict:
+    """The generator run of a ``step_aug`` config: same seed and data (hence split), ``cfg.generator`` parts."""
+    g = ml_collections.ConfigDict()
+    g.task = "generator"
+    g.seed = cfg.seed
+    g.checkpoint_every = cfg.get("checkpoint_every", 1)
+    g.eval = ml_collections.ConfigDict(cfg.eval.to_dict()) if "eval" in cfg else ml_collections.ConfigDict()
+    g.data = ml_collections.ConfigDict(cfg.data.to_dict())
+    for key in ("preprocess", "model", "loss", "train", "generate"):
+        g[key] = ml_collections.ConfigDict(cfg.generator[key].to_dict())
+    return g
+
+
+def classifier_config(cfg) -> ml_collections.ConfigDict:
+    """The classifier run of a ``step_aug`` config (``task='classifier'``; ``aug`` kept as a record)."""
+    c = ml_collections.ConfigDict(cfg.to_dict())
+    c.task = "classifier"
+    del c["generator"]
+    return c
+
+
+def _load_synthetic(path: str, expected: int) -> tuple[np.ndarray, np.ndarray] | None:
+    if not os.path.exists(path):
+        return None
+    from stepjax.data.egait import read_egait
+
+    data = read_egait(path)
+    if len(data) != expected:
+        return None
+    return np.stack(data.gaits).astype(np.float32), data.labels
+
+
+def synthesize(gen_workdir: str, per_class: int, seed: int, out_path: str | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """``per_class`` gaits of every class from a generator's best checkpoint (written to ``out_path``)."""
+    from stepjax.data.egait import write_egait_arrays
+    from stepjax.generation import generate_per_class, load_generator, official_keys
+
+    generate_fn, variables = load_generator(gen_workdir, "best", temporal_impl="conv")
+    gaits, labels = generate_per_class(generate_fn, variables, per_class, seed)
+    if out_path is not None:
+        tmp = out_path + ".tmp"
+        write_egait_arrays(tmp, None, gaits, labels, official_keys(labels))
+        os.replace(tmp, out_path)
+    return gaits.astype(np.float32), labels
+
+
+def fit_step_aug(cfg, workdir: str, *, progress: bool = True, log=print) -> dict:
+    """Generator on the training fold -> synthetic gaits -> classifier on real train + synthetic.
+
+    Returns ``{'classifier': fit_classifier result (val/test on real gaits only), 'generator': {...},
+    'num_synthetic', 'num_real_train', 'generator_train_indices'}``; also written to
+    ``<workdir>/results.json`` (without the index array).
+    """
+    from stepjax.training.fit import fit_classifier
+    from stepjax.training.fit_generator import fit_generator
+
+    os.makedirs(workdir, exist_ok=True)
+    per_class = int(cfg.aug.per_class)
+    cls_cfg = classifier_config(cfg)
+    raw = pipeline.load_source(cls_cfg.data)
+    split = pipeline.split_dataset(raw, cls_cfg.data)
+    result: dict = {"num_real_train": int(len(split.train)), "num_val": int(len(split.val)),
+                    "num_test": int(len(split.test)), "num_synthetic": 4 * per_class if per_class else 0}
+    extra = None
+    if per_class > 0:
+        gen_dir = os.path.join(workdir, GENERATOR_DIR)
+        log(f"STEP+Aug: training the generator on the {len(split.train)} real training gaits ({gen_dir})")
+        gen = fit_generator(generator_config(cfg), gen_dir, progress=progress, log=log)
+        if not np.array_equal(gen["train_indices"], split.train):  # the no-leakage guarantee
+            raise AssertionError("the generator was not trained on exactly the classifier's training split")
+        result["generator"] = {k: gen[k] for k in ("best_epoch", "val", "test", "num_train") if k in gen}
+        result["generator_train_indices"] = gen["train_indices"]
+        path = os.path.join(workdir, SYNTHETIC_FILE)
+        extra = _load_synthetic(path, 4 * per_class)
+        if extra is None:
+            log(f"STEP+Aug: sampling {per_class} gaits per class -> {path}")
+            extra = synthesize(gen_dir, per_class, int(cfg.aug.get("seed", 0)), path)
+    cls = fit_classifier(cls_cfg, os.path.join(workdir, CLASSIFIER_DIR), progress=progress, log=log,
+                         extra_train=extra)
+    for name in ("val", "test"):  # selection and test on held-out real gaits only
+        if name in cls and cls[name]["num_gaits"] != len(getattr(split, name)):
+            raise AssertionError(f"the classifier's {name} split is not the real {name} split")
+    result["classifier"] = cls
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+        json.dump({k: v for k, v in result.items() if k != "generator_train_indices"}, f, indent=2)
+    return result

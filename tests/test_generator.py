@@ -1,0 +1,215 @@
+"""STEP-Gen training, sampling, the E-Gait CLI, generator metrics and STEP+Aug without leakage.
+
+One tiny STEP+Aug run (generator on the training fold -> synthetic gaits -> classifier) is shared by
+the whole module; its generator is the trained generator of every other test.
+"""
+
+import json
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import PROJECT_ROOT
+from stepjax.data import pipeline
+from stepjax.training import checkpoint as ckpt_lib
+from stepjax.training.augment import CLASSIFIER_DIR, GENERATOR_DIR, SYNTHETIC_FILE, classifier_config, fit_step_aug
+from stepjax.training.fit_generator import COMPONENTS, fit_generator, read_split
+
+sys.path.insert(0, str(PROJECT_ROOT / "configs"))
+import step_aug as step_aug_config  # noqa: E402
+import step_gen as step_gen_config  # noqa: E402
+
+PER_CLASS = 8
+QUIET = dict(progress=False, log=lambda *a: None)
+
+
+def tiny_generator_config(epochs=4):
+    """STEP-Gen on 240 walkers of 32 frames, narrow channels, kernel 5: trains in seconds on 2 cores."""
+    cfg = step_gen_config.get_config()
+    cfg.data.num_gaits = 240
+    cfg.data.num_frames = 32
+    cfg.model.update(dict(encoder_channels=(16, 8, 8), decoder_channels=(8, 16, 3), kernel_size=5, latent_dim=8))
+    cfg.train.update(dict(epochs=epochs, batch_size=16, lr=1e-2))
+    return cfg
+
+
+def tiny_step_aug_config():
+    gen = tiny_generator_config()
+    cfg = step_aug_config.get_config()
+    cfg.data = gen.data
+    # the classifier of tests/test_training.py (29 affective features: a classifier without affective
+    # features cannot be checkpointed yet, orbax refuses the zero-size normalisation arrays)
+    cfg.preprocess.num_affective = 29
+    cfg.model.update(dict(channels=(8, 16, 16), kernel_size=5, hidden=32))
+    cfg.train.update(dict(epochs=3, batch_size=16, lr=1e-2))
+    for key in ("preprocess", "model", "loss", "train", "generate"):
+        cfg.generator[key] = gen[key]
+    cfg.aug.per_class = PER_CLASS
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def aug(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("aug"))
+    cfg = tiny_step_aug_config()
+    result = fit_step_aug(cfg, workdir, **QUIET)
+    return cfg, workdir, result
+
+
+@pytest.fixture(scope="module")
+def generator(aug):
+    from stepjax.generation import load_generator, restore_generator
+
+    workdir = os.path.join(aug[1], GENERATOR_DIR)
+    cfg, model, variables, prep = restore_generator(workdir)
+    return workdir, model, variables, load_generator(workdir)
+
+
+def test_generator_training_lowers_the_validation_loss_and_logs_every_component(aug):
+    gen_dir = os.path.join(aug[1], GENERATOR_DIR)
+    lines = [json.loads(l) for l in open(os.path.join(gen_dir, "metrics.jsonl"))]
+    assert [l["epoch"] for l in lines] == list(range(4))
+    for split in ("train", "val"):
+        assert all(np.isfinite(l[f"{split}_{k}"]) for l in lines for k in COMPONENTS)
+    val = [l["val_total"] for l in lines]
+    assert min(val[1:]) < val[0] and lines[-1]["train_total"] < lines[0]["train_total"]
+    assert aug[2]["generator"]["best_epoch"] == int(np.argmin(val))
+    saved = json.load(open(os.path.join(gen_dir, "results.json")))
+    assert saved["val"]["total"] == pytest.approx(min(val), rel=1e-5)  # the best checkpoint is the one restored
+    assert set(saved["test"]) == set(COMPONENTS)
+
+
+def test_resumed_generator_equals_uninterrupted_run(aug, tmp_path, capsys):
+    from stepjax.generation import restore_generator
+    from stepjax.training.run import train_from_config
+
+    gen_dir = os.path.join(aug[1], GENERATOR_DIR)
+    cfg = tiny_generator_config()
+    resumed = str(tmp_path / "resumed")
+    assert fit_generator(cfg, resumed, stop_after=2, **QUIET) is None
+    assert ckpt_lib.RunCheckpoints(resumed).latest_epoch() == 1
+    result = train_from_config(cfg, resumed, progress=False)  # train.py's dispatch; resumes at epoch 2
+    assert "val loss (best-val epoch" in capsys.readouterr().out
+    a, b = restore_generator(gen_dir, "latest")[2], restore_generator(resumed, "latest")[2]
+    jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
+    assert result["val"] == aug[2]["generator"]["val"]
+    assert [json.loads(l)["epoch"] for l in open(os.path.join(resumed, "metrics.jsonl"))] == [0, 1, 2, 3]
+    other = tiny_generator_config()
+    other.loss.lambda_drift = 0.0
+    with pytest.raises(ckpt_lib.ConfigMismatchError, match=r"loss\.lambda_drift"):
+        fit_generator(other, resumed, **QUIET)
+
+
+def test_generate_is_pure_under_jit_and_vmap(generator):
+    from stepjax.generation import generate
+
+    _, model, variables, (generate_fn, loaded_vars) = generator
+    labels = jnp.array([0, 1, 2, 3, 2, 1])
+    key = jax.random.PRNGKey(3)
+    eager = model.apply(variables, labels, 32, rng=key, method="sample")  # the model's own sampler
+    jitted = generate_fn(loaded_vars, labels, key)
+    assert jitted.shape == (6, 32, 16, 3) and np.all(np.isfinite(jitted))
+    np.testing.assert_allclose(jitted, eager, atol=1e-5)
+    np.testing.assert_allclose(generate(model, variables, labels, key, 32, chunk=4), eager, atol=1e-5)
+    np.testing.assert_allclose(generate_fn(loaded_vars, jax.nn.one_hot(labels, 4), key), jitted, atol=1e-6)
+    keys = jax.random.split(key, 3)
+    mapped = jax.vmap(lambda k: generate_fn(loaded_vars, labels, k))(keys)
+    for i in range(3):
+        np.testing.assert_allclose(mapped[i], generate_fn(loaded_vars, labels, keys[i]), atol=1e-5)
+    assert not np.allclose(mapped[0], mapped[1])  # different latents
+    official = generate_fn(loaded_vars, labels, key, official_sampler=True)
+    assert not np.allclose(official, jitted)
+
+
+def test_cli_writes_egait_readable_with_and_without_labels(generator, tmp_path):
+    from stepjax.data.egait import read_egait
+    from stepjax.generation import generate_per_class, main
+
+    gen_dir, _, _, (generate_fn, variables) = generator
+    feats, labels_file = str(tmp_path / "synth.h5"), str(tmp_path / "synth_labels.h5")
+    main(["--workdir", gen_dir, "--per-class", "3", "--out-features", feats, "--out-labels", labels_file,
+          "--seed", "5"])
+    with_labels, from_keys = read_egait(feats, labels_file), read_egait(feats)
+    assert len(from_keys) == 12 and "00001_Happy" in from_keys.keys and "00003_Sad" in from_keys.keys
+    np.testing.assert_array_equal(with_labels.labels, from_keys.labels)
+    np.testing.assert_array_equal(np.bincount(from_keys.labels), [3, 3, 3, 3])
+    gaits, labels = generate_per_class(generate_fn, variables, 3, seed=5)
+    order = {f"{i // 4 + 1:05d}_{name}": i for i, name in enumerate(["Angry", "Neutral", "Happy", "Sad"] * 3)}
+    for key, gait, label in zip(from_keys.keys, from_keys.gaits, from_keys.labels):
+        assert labels[order[key]] == label
+        np.testing.assert_allclose(gait, gaits[order[key]], atol=1e-4)  # CLI decodes with the 'conv' impl
+
+
+def test_fid_diversity_multimodality_properties():
+    from stepjax.gen_metrics import diversity, fid, frechet_distance, multimodality
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(500, 16)) @ rng.normal(size=(16, 16))
+    assert fid(a, a) == pytest.approx(0.0, abs=1e-6)
+    shift = np.zeros(16)
+    dists = []
+    for s in (0.5, 1.0, 2.0):
+        shift[0] = s
+        dists.append(fid(a, a + shift))  # same covariance: FID = |shift|^2 exactly
+        assert dists[-1] == pytest.approx(s ** 2, rel=1e-6)
+    assert dists == sorted(dists)
+    s1, s2 = rng.uniform(0.5, 2, 8), rng.uniform(0.5, 2, 8)  # closed form for commuting covariances
+    assert frechet_distance(np.zeros(8), np.diag(s1), np.ones(8), np.diag(s2)) == pytest.approx(
+        8 + np.sum((np.sqrt(s1) - np.sqrt(s2)) ** 2), rel=1e-9)
+    low_rank = rng.normal(size=(10, 16))  # 10 samples in 16-d: singular covariances stay finite and >= 0
+    assert 0 <= fid(low_rank, a) < np.inf
+    labels = np.repeat(np.arange(4), 50)
+    clustered = 10 * np.eye(4)[labels] + 0.1 * rng.normal(size=(200, 4))
+    assert diversity(np.ones((20, 4))) == 0.0
+    assert diversity(3 * clustered) == pytest.approx(3 * diversity(clustered))
+    assert multimodality(clustered, labels) < 0.2 * diversity(clustered)
+
+
+def test_step_aug_generator_sees_only_the_training_split_and_synthetic_gaits_only_train(aug):
+    cfg, workdir, result = aug
+    cls_cfg = classifier_config(cfg)
+    raw = pipeline.load_source(cls_cfg.data)
+    split = pipeline.split_dataset(raw, cls_cfg.data)
+    np.testing.assert_array_equal(result["generator_train_indices"], split.train)
+    np.testing.assert_array_equal(read_split(os.path.join(workdir, GENERATOR_DIR))["train"], split.train)
+    assert result["generator"]["num_train"] == len(split.train)
+    assert result["num_synthetic"] == 4 * PER_CLASS
+    cls = result["classifier"]
+    assert cls["val"]["num_gaits"] == len(split.val) and cls["test"]["num_gaits"] == len(split.test)
+
+    from stepjax.data.egait import read_egait
+
+    synth = read_egait(os.path.join(workdir, SYNTHETIC_FILE))
+    np.testing.assert_array_equal(np.bincount(synth.labels), [PER_CLASS] * 4)
+    extra = (np.stack(synth.gaits), synth.labels)
+    data = pipeline.prepare(cls_cfg, extra_train=extra)
+    assert len(data["train"].labels) == len(split.train) + 4 * PER_CLASS
+    prep = data["preprocessor"]
+    for name in ("val", "test"):  # exactly the real gaits of the split, preprocessed
+        idx = getattr(split, name)
+        real = pipeline.apply_preprocessor(prep, raw.gaits[idx], raw.labels[idx])
+        np.testing.assert_array_equal(data[name].gaits, real.gaits)
+        np.testing.assert_array_equal(data[name].labels, raw.labels[idx])
+    # the classifier checkpoint's training config records the augmentation; eval.py scores real test gaits
+    saved = json.load(open(os.path.join(workdir, CLASSIFIER_DIR, "config.json")))
+    assert saved["task"] == "classifier" and saved["aug"]["per_class"] == PER_CLASS
+
+
+def test_evaluate_generator_reports_fid_diversity_and_recognition(aug, tmp_path):
+    from stepjax.gen_eval import evaluate_generator, format_report
+
+    _, workdir, _ = aug
+    report = evaluate_generator(os.path.join(workdir, GENERATOR_DIR), os.path.join(workdir, CLASSIFIER_DIR),
+                                num_per_class=8, seed=0)
+    json.dumps(report)
+    assert report["same_split"] and report["feature_dim"] == 16
+    for key in ("fid_train", "fid_test", "fid_real_train_vs_test"):
+        assert np.isfinite(report[key]) and report[key] >= 0
+    g = report["generated"]
+    assert g["num_gaits"] == 32 and 0 <= g["recognition_accuracy"] <= 1 and g["diversity"] >= 0
+    assert 0 <= report["real_test"]["recognition_accuracy"] <= 1
+    assert "fid_test" in format_report(report)
