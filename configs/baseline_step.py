@@ -15,5 +15,5 @@ def get_config():
     cfg.data = common.walkers_data()
     cfg.preprocess = common.preprocess(num_affective=0)
     cfg.model = common.classifier_model()
-    cfg.train = common.modern_train(epochs=30)
+    cfg.train = common.modern_train(epochs=20)
     return cfg

@@ -16,6 +16,7 @@ BatchNorm follows PyTorch's defaults (eps 1e-5, momentum 0.1, i.e. Flax momentum
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
@@ -28,7 +29,6 @@ Initializer = Callable[..., Array]
 
 BN_EPS = 1e-5
 BN_MOMENTUM = 0.9
-TEMPORAL_IMPLS = ("conv", "toeplitz")
 
 
 def official_initializers() -> dict[str, Initializer]:
@@ -67,6 +67,61 @@ class JointBatchNorm(nn.Module):
         return batch_norm(train, self.init_scheme, axis=(-2, -1), name="bn")(x)
 
 
+def _graph_bias(a: Array, bias: Array, precision) -> Array:
+    """The projection bias pushed through the adjacency: ``(W, C_out)``, ``sum_k colsum(A_k)[w] b_k``."""
+    return jnp.einsum("kvw,kc->wc", a, bias.reshape(a.shape[0], -1), precision=precision)
+
+
+def _graph_conv_project_first(x: Array, kernel: Array, bias: Array, a: Array, precision) -> Array:
+    """The literal official order: ``C_in -> K*C_out`` projection, then the joint mixing with A."""
+    k = a.shape[0]
+    y = jnp.einsum("ntvc,cd->ntvd", x, kernel, precision=precision) + bias
+    y = y.reshape(*y.shape[:-1], k, -1)  # k-major channel split
+    return jnp.einsum("ntvkc,kvw->ntwc", y, a, precision=precision)
+
+
+def _graph_conv_joints_first(x: Array, kernel: Array, bias: Array, a: Array, precision) -> Array:
+    """Joint mixing first (on C_in channels), then one ``(K*C_in) -> C_out`` matmul; canonical 2-D layouts."""
+    n, t, v, cin = x.shape
+    k, _, w = a.shape
+    cout = kernel.shape[1] // k
+    z = jnp.dot(jnp.swapaxes(x, 2, 3).reshape(n * t * cin, v),
+                jnp.transpose(a, (1, 2, 0)).reshape(v, w * k), precision=precision)       # (N*T*C_in, (W, K))
+    z = jnp.transpose(z.reshape(n, t, cin, w, k), (0, 1, 3, 4, 2)).reshape(n * t * w, k * cin)
+    wk = jnp.transpose(kernel.reshape(cin, k, cout), (1, 0, 2)).reshape(k * cin, cout)
+    y = jnp.dot(z, wk, precision=precision).reshape(n, t, w, cout)
+    return y + _graph_bias(a, bias, precision)
+
+
+def _graph_conv_dense_graph(x: Array, kernel: Array, bias: Array, a: Array, precision) -> Array:
+    """One ``(V*C_in) -> (W*C_out)`` matmul with the graph folded into the weight (~5x the FLOPs of the
+    factored form, but a single well-shaped GEMM, forward and backward)."""
+    n, t, v, cin = x.shape
+    k, _, w = a.shape
+    cout = kernel.shape[1] // k
+    big = jnp.einsum("kvw,ckd->vcwd", a, kernel.reshape(cin, k, cout), precision=precision)
+    y = jnp.dot(x.reshape(n * t, v * cin), big.reshape(v * cin, w * cout), precision=precision)
+    return y.reshape(n, t, w, cout) + _graph_bias(a, bias, precision)
+
+
+_GRAPH_FNS = {"project_first": _graph_conv_project_first, "joints_first": _graph_conv_joints_first,
+              "dense_graph": _graph_conv_dense_graph}
+_GRAPH_IMPL = "joints_first"
+
+
+class _Projection(nn.Module):
+    """The parameters of ``nn.Dense(features)`` (``kernel (C_in, features)``, ``bias (features,)``), unapplied."""
+
+    features: int
+    kernel_init: Initializer
+
+    @nn.compact
+    def __call__(self, in_features: int) -> tuple[Array, Array]:
+        kernel = self.param("kernel", self.kernel_init, (in_features, self.features), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+        return kernel, bias
+
+
 class GraphConv(nn.Module):
     """Spatial graph convolution ``(N, T, V, C_in) -> (N, T, V, C_out)`` with a fixed partition A.
 
@@ -74,6 +129,9 @@ class GraphConv(nn.Module):
       features: C_out.
       adjacency: ``(K, V, V)`` numpy constant, ``A[k, v, w]`` = weight from joint v into joint w.
       edge_importance: multiply A by a learnable ``(K, V, V)`` mask initialised to ones.
+
+    Parameters are those of the official 1x1 conv ``C_in -> K*C_out`` (``proj/kernel``, ``proj/bias``,
+    k-major channel index ``k * C_out + c``); the contraction order is an implementation detail.
     """
 
     features: int
@@ -85,39 +143,279 @@ class GraphConv(nn.Module):
     @nn.compact
     def __call__(self, x: Array) -> Array:
         k = self.adjacency.shape[0]
+        kernel, bias = _Projection(k * self.features, initializers(self.init_scheme)["kernel"], name="proj")(x.shape[-1])
+        dtype = jnp.result_type(x, kernel)
         a = jnp.asarray(self.adjacency, x.dtype)
         if self.edge_importance:
             a = a * self.param("edge_importance", nn.initializers.ones, a.shape, jnp.float32).astype(x.dtype)
-        y = nn.Dense(k * self.features, kernel_init=initializers(self.init_scheme)["kernel"],
-                     precision=self.precision, name="proj")(x)
-        y = y.reshape(*y.shape[:-1], k, self.features)  # k-major channel split
-        return jnp.einsum("ntvkc,kvw->ntwc", y, a, precision=self.precision)
+        return _GRAPH_FNS[_GRAPH_IMPL](x.astype(dtype), kernel.astype(dtype), bias.astype(dtype), a.astype(dtype),
+                                      self.precision)
+
+
+# --------------------------------------------------------------------------------------------------
+# Temporal convolution: several numerically equivalent formulations of the same (Kt, 1) conv.
+# Each takes (x (N, T_in, V, C_in), kernel (Kt, 1, C_in, C_out), stride, pad, precision) and returns
+# (N, T_out, V, C_out) with T_out = (T_in + 2*pad - Kt) // stride + 1 (no bias). Measurements and the
+# reasoning behind 'auto' are in bench/NOTES.md (reproduce with bench/temporal_conv.py).
+# --------------------------------------------------------------------------------------------------
+
+
+def temporal_out_len(t_in: int, kernel_size: int, stride: int, pad: int) -> int:
+    return (t_in + 2 * pad - kernel_size) // stride + 1
+
+
+def _conv_temporal_conv(x: Array, kernel: Array, stride: int, pad: int, precision) -> Array:
+    """'conv': ``lax.conv_general_dilated`` in NHWC (H = time, W = joints)."""
+    return jax.lax.conv_general_dilated(x, kernel, window_strides=(stride, 1), padding=((pad, pad), (0, 0)),
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision)
 
 
 def _toeplitz_temporal_conv(x: Array, kernel: Array, stride: int, pad: int, precision) -> Array:
-    """Temporal conv as one contraction with a banded (Toeplitz) weight ``(T_in, T_out, C_in, C_out)``."""
+    """'toeplitz': one contraction with a banded (Toeplitz) weight ``(T_in, T_out, C_in, C_out)``."""
     kt = kernel.shape[0]
     t_in = x.shape[1]
-    t_out = (t_in + 2 * pad - kt) // stride + 1
+    t_out = temporal_out_len(t_in, kt, stride, pad)
     tap = np.arange(t_in)[:, None] - np.arange(t_out)[None, :] * stride + pad  # (T_in, T_out)
     valid = (tap >= 0) & (tap < kt)
     band = jnp.where(valid[:, :, None, None], kernel[np.clip(tap, 0, kt - 1), 0], 0.0)
     return jnp.einsum("nsvc,stco->ntvo", x, band, precision=precision)
 
 
+def _im2col(x: Array, kt: int, stride: int, pad: int) -> Array:
+    """``(N, T_in, V, C) -> (N, T_out, V, Kt, C)``: the Kt (strided) taps of every output frame."""
+    t_in = x.shape[1]
+    t_out = temporal_out_len(t_in, kt, stride, pad)
+    hi = max(0, (t_out - 1) * stride + kt - pad - t_in)
+    xp = jnp.pad(x, ((0, 0), (pad, hi), (0, 0), (0, 0)))
+    return jnp.stack([xp[:, j: j + (t_out - 1) * stride + 1: stride] for j in range(kt)], axis=3)
+
+
+def _im2col_temporal_conv(x: Array, kernel: Array, stride: int, pad: int, precision) -> Array:
+    """'im2col': gather the taps into a ``Kt*C_in`` axis, then one matmul (Kt times the input memory)."""
+    return jnp.einsum("ntvjc,jco->ntvo", _im2col(x, kernel.shape[0], stride, pad), kernel[:, 0],
+                      precision=precision)
+
+
+def _conv_input_grad(g: Array, kernel: Array, stride: int, pad: int, t_in: int, precision) -> Array:
+    """Input gradient of :func:`_conv_temporal_conv` as ``stride`` stride-1 convs, one per phase of the
+    padded input (polyphase), instead of one conv with input dilation (slow on XLA:CPU for stride 2).
+
+    With ``xp`` the padded input and ``q = stride*m + r``: ``dxp[q] = sum_i g[m - i] kernel[stride*i + r]^T``.
+    """
+    kt, _, ci, _ = kernel.shape
+    n, t_out, v, _ = g.shape
+    m0 = pad // stride
+    m1 = -(-(pad + t_in) // stride)
+    m_len = m1 - m0  # phase rows m0..m1-1 cover padded positions stride*m0 .. stride*m1-1 >= [pad, pad+t_in)
+    phases = []
+    for r in range(stride):
+        kr = kernel[r::stride]
+        nr = kr.shape[0]
+        if nr == 0:
+            phases.append(jnp.zeros((n, m_len, v, ci), g.dtype))
+            continue
+        lo, hi = nr - 1 - m0, m_len - t_out + m0
+        lo_c, hi_c = max(lo, 0), max(hi, 0)
+        d = jax.lax.conv_general_dilated(g, jnp.swapaxes(kr[::-1], 2, 3), window_strides=(1, 1),
+                                         padding=((lo_c, hi_c), (0, 0)), dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                         precision=precision)
+        phases.append(d[:, lo_c - lo: lo_c - lo + m_len])
+    dxp = phases[0] if stride == 1 else jnp.stack(phases, axis=2).reshape(n, m_len * stride, v, ci)
+    start = pad - stride * m0
+    return dxp[:, start: start + t_in]
+
+
+def _weight_grad_matmul(x: Array, g: Array, kt: int, stride: int, pad: int, precision) -> Array:
+    """Kernel gradient as a matmul: im2col of the input contracted with the output cotangent, or, when
+    the kernel is at least as long as the input (im2col would be Kt times the input), the Toeplitz
+    band gradient ``(T_in, T_out, C_in, C_out)`` summed along its diagonals."""
+    t_in, t_out = x.shape[1], g.shape[1]
+    if kt < t_in:
+        dk = jnp.einsum("ntvo,ntvjc->ojc", g, _im2col(x, kt, stride, pad), precision=precision)
+        return jnp.transpose(dk, (1, 2, 0))[:, None]
+    band = jnp.einsum("nsvc,ntvo->stco", x, g, precision=precision)
+    tap = np.arange(t_in)[:, None] - np.arange(t_out)[None, :] * stride + pad  # (T_in, T_out)
+    onehot = (tap[None] == np.arange(kt)[:, None, None]).astype(np.float32)  # (Kt, T_in, T_out)
+    return jnp.einsum("jst,stco->jco", onehot.astype(band.dtype), band, precision=precision)[:, None]
+
+
+def _to_1d(a: Array) -> Array:
+    n, t, v, c = a.shape
+    return jnp.transpose(a, (0, 2, 1, 3)).reshape(n * v, t, c)
+
+
+def _weight_grad_conv1d(x: Array, g: Array, kt: int, stride: int, pad: int, precision) -> Array:
+    """Kernel gradient of the same conv written in the 1-D layout ``(N*V, T, C)`` (joints moved into the
+    batch): XLA:CPU runs that weight-gradient conv several times faster than the 2-D one."""
+    def conv1d(k1):
+        return jax.lax.conv_general_dilated(_to_1d(x), k1, window_strides=(stride,), padding=((pad, pad),),
+                                            dimension_numbers=("NWC", "WIO", "NWC"), precision=precision)
+    k1 = jnp.zeros((kt, x.shape[-1], g.shape[-1]), g.dtype)
+    return jax.vjp(conv1d, k1)[1](_to_1d(g))[0][:, None]
+
+
+def _conv_with_custom_grad(weight_grad: Callable) -> Callable:
+    """'conv' forward, polyphase-conv input gradient, kernel gradient from ``weight_grad``."""
+
+    @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+    def f(x, kernel, stride, pad, precision):
+        return _conv_temporal_conv(x, kernel, stride, pad, precision)
+
+    def fwd(x, kernel, stride, pad, precision):
+        return _conv_temporal_conv(x, kernel, stride, pad, precision), (x, kernel)
+
+    def bwd(stride, pad, precision, res, g):
+        x, kernel = res
+        dx = _conv_input_grad(g, kernel, stride, pad, x.shape[1], precision)
+        dk = weight_grad(x, g, kernel.shape[0], stride, pad, precision)
+        return dx.astype(x.dtype), dk.astype(kernel.dtype)
+
+    f.defvjp(fwd, bwd)
+    return f
+
+
+_conv_mmgrad_temporal_conv = _conv_with_custom_grad(_weight_grad_matmul)
+_conv_1dgrad_temporal_conv = _conv_with_custom_grad(_weight_grad_conv1d)
+
+
+@functools.lru_cache(maxsize=None)
+def _dft_matrices(t_in: int, kt: int, stride: int, pad: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Real DFT matrices for the circular cross-correlation of length L (float64, cast by the caller).
+
+    ``y[t] = sum_j x[t*stride + j - pad] k[j]`` is the correlation ``c[m] = sum_i x[i+m] k[i]`` at
+    ``m = t*stride - pad``; ``C(f) = X(f) conj(K(f))``. L is the smallest length at which the wrap-around
+    of the circular correlation misses every needed lag: ``L >= T_in + pad`` and
+    ``L > (T_out-1)*stride - pad + Kt - 1``. Returns
+
+    * ``fx (2F, T_in)``: rows ``(f, a)``, a = re/im of ``X(f) = sum_t x[t] e^{-2 pi i f t / L}``;
+    * ``fk (Kt, 2, F)``: re/im of ``conj(K(f)) = sum_j k[j] e^{+2 pi i f j / L}``;
+    * ``gy (T_out, 2F)``: columns ``(f, b)``, the inverse real DFT at the needed lags only (the stride
+      and the padding are folded in), ``c[m] = sum_f w_f / L (C_r(f) cos - C_i(f) sin)(2 pi f m / L)``.
+    """
+    t_out = temporal_out_len(t_in, kt, stride, pad)
+    length = max(t_in + pad, (t_out - 1) * stride - pad + kt)
+    nf = length // 2 + 1
+    f = np.arange(nf)
+    th_x = 2 * np.pi * np.outer(np.arange(t_in), f) / length  # (T_in, F)
+    fx = np.stack([np.cos(th_x), -np.sin(th_x)], axis=1)  # (T_in, 2, F)
+    th_k = 2 * np.pi * np.outer(np.arange(kt), f) / length
+    fk = np.stack([np.cos(th_k), np.sin(th_k)], axis=1)  # (Kt, 2, F)
+    w = np.full(nf, 2.0)
+    w[0] = 1.0
+    if length % 2 == 0:
+        w[-1] = 1.0
+    th_y = 2 * np.pi * np.outer(f, np.arange(t_out) * stride - pad) / length  # (F, T_out)
+    gy = np.stack([np.cos(th_y), -np.sin(th_y)], axis=0) * (w / length)[None, :, None]  # (2, F, T_out)
+    return (np.ascontiguousarray(fx.transpose(2, 1, 0).reshape(2 * nf, t_in)), fk,
+            np.ascontiguousarray(gy.transpose(2, 1, 0).reshape(t_out, 2 * nf)))
+
+
+def _dft_temporal_conv(x: Array, kernel: Array, stride: int, pad: int, precision) -> Array:
+    """'dft': the convolution theorem with the (real) DFTs written as matmuls against constant matrices
+    (no FFT op, no zero padding beyond the minimal circular length, stride folded into the inverse).
+
+    Per (n, v): forward transform ``C_in*T_in*2F``, per-frequency channel mixing ``(2C_in) x (2C_out)``
+    (the complex product as one real matmul), inverse ``C_out*2F*T_out`` MACs, with ``F ~ (T_in+pad)/2``;
+    for Kt = T = 75 that is ~7x fewer FLOPs than the direct form. Every step (and its autodiff
+    transpose) is a plain matmul. Computed in at least float32.
+    """
+    n, t_in, v, ci = x.shape
+    kt, _, _, co = kernel.shape
+    dtype = jnp.promote_types(x.dtype, jnp.float32)
+    fx, fk, gy = (m.astype(dtype) for m in _dft_matrices(t_in, kt, stride, pad))
+    nf = fx.shape[0] // 2
+    t_out = gy.shape[0]
+    xt = jnp.transpose(x.astype(dtype), (1, 0, 2, 3)).reshape(t_in, n * v * ci)
+    xf = jnp.dot(fx, xt, precision=precision).reshape(nf, 2, n * v, ci)
+    xf = jnp.transpose(xf, (0, 2, 1, 3)).reshape(nf, n * v, 2 * ci)  # (f, nv, (a, c))
+    kf = jnp.einsum("jco,jaf->afco", kernel[:, 0].astype(dtype), fk, precision=precision)  # conj(K): (2, F, Ci, Co)
+    kr, ki = kf[0], kf[1]
+    # (Xr + i Xi)(Kr + i Ki) = (Xr Kr - Xi Ki) + i (Xr Ki + Xi Kr): rows (a, c), columns (b, o)
+    k2 = jnp.concatenate([jnp.concatenate([kr, ki], axis=2), jnp.concatenate([-ki, kr], axis=2)], axis=1)
+    yf = jax.lax.dot_general(xf, k2, (((2,), (1,)), ((0,), (0,))), precision=precision)  # (F, NV, 2Co)
+    yf = jnp.transpose(yf.reshape(nf, n * v, 2, co), (0, 2, 1, 3)).reshape(2 * nf, n * v * co)  # rows (f, b)
+    y = jnp.dot(gy, yf, precision=precision).reshape(t_out, n, v, co)
+    return jnp.transpose(y, (1, 0, 2, 3)).astype(x.dtype)
+
+
+_TEMPORAL_FNS: dict[str, Callable] = {
+    "conv": _conv_temporal_conv,
+    "toeplitz": _toeplitz_temporal_conv,
+    "im2col": _im2col_temporal_conv,
+    "conv_mmgrad": _conv_mmgrad_temporal_conv,
+    "conv_1dgrad": _conv_1dgrad_temporal_conv,
+    "dft": _dft_temporal_conv,
+}
+TEMPORAL_IMPLS = ("auto",) + tuple(_TEMPORAL_FNS)
+
+
+def dft_flop_ratio(kernel_size: int, stride: int, t_in: int, c_in: int, c_out: int) -> float:
+    """MACs of the 'dft' formulation over those of the direct convolution (per batch element and joint)."""
+    pad = (kernel_size - 1) // 2
+    t_out = temporal_out_len(t_in, kernel_size, stride, pad)
+    nf = max(t_in + pad, (t_out - 1) * stride - pad + kernel_size) // 2 + 1
+    dft = 2 * nf * t_in * c_in + 4 * nf * c_in * c_out + 2 * nf * t_out * c_out
+    return dft / (t_out * kernel_size * c_in * c_out)
+
+
+DFT_MAX_FLOP_RATIO = 0.9
+
+
+def select_temporal_impl(kernel_size: int, stride: int, t_in: int, c_in: int, c_out: int, batch: int,
+                         backend: str | None = None) -> str:
+    """The formulation ``impl='auto'`` uses for one temporal conv (decided at trace time from static shapes).
+
+    * Off CPU: ``'conv'`` (cuDNN / TPU convolutions have fast weight gradients).
+    * XLA:CPU (bench/NOTES.md: fwd+bwd of the layer and the whole train step, 2-core machine):
+      ``Kt == 1``: ``'im2col'`` (a plain matmul); otherwise ``'dft'`` when its FLOPs are at most
+      ``DFT_MAX_FLOP_RATIO`` of the direct conv's (:func:`dft_flop_ratio`; Kt >= 9 at every STEP shape,
+      3-16x faster than 'conv' for Kt = 75), else ``'conv_1dgrad'`` (Kt 3-5: 1.5-3x faster than 'conv' at
+      batch 32, on par at batch 8). The batch size does not change the ranking enough to matter.
+    """
+    backend = backend or jax.default_backend()
+    if backend != "cpu":
+        return "conv"
+    if kernel_size == 1:
+        return "im2col"
+    if dft_flop_ratio(kernel_size, stride, t_in, c_in, c_out) <= DFT_MAX_FLOP_RATIO:
+        return "dft"
+    return "conv_1dgrad"
+
+
+def temporal_conv(x: Array, kernel: Array, stride: int = 1, impl: str = "auto", precision: Any = "highest") -> Array:
+    """Functional temporal conv (no bias): ``x (N, T, V, C_in)``, ``kernel (Kt, 1, C_in, C_out)``, 'same'
+    padding ``(Kt-1)//2`` on time, ``stride`` on time. ``impl`` is one of :data:`TEMPORAL_IMPLS`."""
+    if impl not in TEMPORAL_IMPLS:
+        raise ValueError(f"unknown temporal conv impl {impl!r}; choose one of {TEMPORAL_IMPLS}")
+    kt = kernel.shape[0]
+    if impl == "auto":
+        impl = select_temporal_impl(kt, stride, x.shape[1], x.shape[-1], kernel.shape[-1], x.shape[0])
+    return _TEMPORAL_FNS[impl](x, kernel, stride, (kt - 1) // 2, precision)
+
+
 class TemporalConv(nn.Module):
     """``(Kt, 1)`` convolution over time, 'same' padding ``(Kt-1)//2``, stride ``(stride, 1)``.
 
-    ``impl``: ``'conv'`` (``lax.conv_general_dilated``) or ``'toeplitz'`` (a single einsum with a
-    banded weight; its weight gradient is a matmul, which XLA:CPU runs much faster than a conv
-    weight gradient). Both give the same numbers to float32 rounding; parameters are identical
-    (``kernel (Kt, 1, C_in, C_out)``, ``bias (C_out,)``), so checkpoints are interchangeable.
+    ``impl`` (all give the same numbers to float32 rounding; parameters are identical, ``kernel
+    (Kt, 1, C_in, C_out)`` and ``bias (C_out,)``, so checkpoints are interchangeable):
+
+    * ``'auto'`` (default): :func:`select_temporal_impl`: ``'conv'`` on GPU/TPU, the fastest measured
+      formulation for the shape on CPU;
+    * ``'conv'``: ``lax.conv_general_dilated`` (its weight gradient is XLA:CPU's weak spot);
+    * ``'toeplitz'``: one einsum with a banded ``(T_in, T_out, C_in, C_out)`` weight;
+    * ``'im2col'``: the Kt taps gathered into the channel axis, one matmul;
+    * ``'conv_mmgrad'``: custom VJP: conv forward, polyphase-conv input gradient, kernel gradient as a
+      matmul (im2col of the input with the output cotangent);
+    * ``'conv_1dgrad'``: the same, kernel gradient from the conv in the ``(N*V, T, C)`` 1-D layout;
+    * ``'dft'``: convolution theorem with matmul DFTs (fewest FLOPs for long kernels).
+
+    The custom-VJP impls support reverse-mode AD only (``jax.grad``/``vjp``), not ``jax.jvp``.
     """
 
     features: int
     kernel_size: int
     stride: int = 1
-    impl: str = "conv"
+    impl: str = "auto"
     init_scheme: str = "default"
     precision: Any = "highest"
 
@@ -128,14 +426,7 @@ class TemporalConv(nn.Module):
         kernel = self.param("kernel", initializers(self.init_scheme)["kernel"],
                             (self.kernel_size, 1, x.shape[-1], self.features), jnp.float32).astype(x.dtype)
         bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32).astype(x.dtype)
-        pad = (self.kernel_size - 1) // 2
-        if self.impl == "conv":
-            y = jax.lax.conv_general_dilated(
-                x, kernel, window_strides=(self.stride, 1), padding=((pad, pad), (0, 0)),
-                dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=self.precision)
-        else:
-            y = _toeplitz_temporal_conv(x, kernel, self.stride, pad, self.precision)
-        return y + bias
+        return temporal_conv(x, kernel, self.stride, self.impl, self.precision) + bias
 
 
 class STGCNBlock(nn.Module):
@@ -152,7 +443,7 @@ class STGCNBlock(nn.Module):
     residual: bool = True
     edge_importance: bool = True
     dropout: float = 0.0
-    temporal_impl: str = "conv"
+    temporal_impl: str = "auto"
     init_scheme: str = "default"
     precision: Any = "highest"
 
@@ -186,7 +477,7 @@ class STGCNStack(nn.Module):
     kernel_size: int = 75
     edge_importance: bool = True
     dropout: float = 0.0
-    temporal_impl: str = "conv"
+    temporal_impl: str = "auto"
     init_scheme: str = "default"
     precision: Any = "highest"
 

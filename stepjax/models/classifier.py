@@ -55,7 +55,7 @@ class STEPClassifier(nn.Module):
     dropout: float = 0.0
     edge_importance: bool = True
     official_adjacency: bool = True
-    temporal_impl: str = "conv"
+    temporal_impl: str = "auto"
     init_scheme: str = "default"
     precision: Any = "highest"
 

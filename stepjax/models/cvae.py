@@ -116,7 +116,7 @@ class CVAEEncoder(nn.Module):
     kernel_size: int = 75
     dropout: float = 0.0
     official_adjacency: bool = True
-    temporal_impl: str = "conv"
+    temporal_impl: str = "auto"
     init_scheme: str = "default"
     precision: Any = "highest"
 
@@ -151,7 +151,7 @@ class CVAEDecoder(nn.Module):
     max_period: float = 300.0
     official_output_relu: bool = True
     official_adjacency: bool = True
-    temporal_impl: str = "conv"
+    temporal_impl: str = "auto"
     init_scheme: str = "default"
     precision: Any = "highest"
 
@@ -212,7 +212,7 @@ class STEPGenCVAE(nn.Module):
     joint_embedding: bool = False
     official_output_relu: bool = True
     official_adjacency: bool = True
-    temporal_impl: str = "conv"
+    temporal_impl: str = "auto"
     init_scheme: str = "default"
     precision: Any = "highest"
 

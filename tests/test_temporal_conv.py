@@ -1,0 +1,109 @@
+"""Every TemporalConv formulation (and 'auto') equals lax.conv ('conv'); the GraphConv contraction orders agree.
+
+Checked: forward values and the gradients w.r.t. the input and the kernel of ``sum(y * r)`` (a random
+projection of the output), at strides 1 and 2, kernels 1, 3, 9, 75 (and an even kernel, 4), sequence
+lengths 19, 38, 75 (odd and even).
+
+Tolerance (float32): ``max|impl - conv| <= 1e-5 * max|conv|`` for each of y, dL/dx, dL/dk, i.e. agreement
+to ~80 float32 ulps of the tensor's scale (measured worst case: ~1e-6, from the DFT formulation, whose
+sums run over ~2*(T+Kt) frequency terms). One compiled program per (T, Kt, stride) holds every
+formulation, which keeps the module well under 30 s.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from stepjax import nn as snn
+from stepjax import skeleton
+
+RTOL = 1e-5
+IMPLS = snn.TEMPORAL_IMPLS  # 'auto' included
+CASES = [(t, kt, s) for t, kt, s in itertools.product((19, 38, 75), (1, 3, 9, 75), (1, 2))] + [(38, 4, 2), (19, 4, 1)]
+
+
+def _all_impls(x, k, r, stride):
+    out = {}
+    for impl in IMPLS:
+        loss = lambda x, k, impl=impl: jnp.sum(snn.temporal_conv(x, k, stride, impl) * r)
+        y = snn.temporal_conv(x, k, stride, impl)
+        gx, gk = jax.grad(loss, (0, 1))(x, k)
+        out[impl] = (y, gx, gk)
+    return out
+
+
+@pytest.mark.parametrize("t,kt,stride", CASES)
+def test_every_impl_matches_conv(t, kt, stride):
+    rng = np.random.default_rng(1000 * t + 10 * kt + stride)
+    c_in, c_out = 5, 4
+    x = jnp.asarray(rng.standard_normal((2, t, 3, c_in)), jnp.float32)
+    k = jnp.asarray(rng.standard_normal((kt, 1, c_in, c_out)) / np.sqrt(kt * c_in), jnp.float32)
+    t_out = snn.temporal_out_len(t, kt, stride, (kt - 1) // 2)
+    assert t_out == (t + 2 * ((kt - 1) // 2) - kt) // stride + 1
+    r = jnp.asarray(rng.standard_normal((2, t_out, 3, c_out)), jnp.float32)
+    out = jax.jit(_all_impls, static_argnums=3)(x, k, r, stride)
+    ref = out["conv"]
+    assert ref[0].shape == (2, t_out, 3, c_out)
+    for impl in IMPLS:
+        for what, a, b in zip(("y", "dL/dx", "dL/dk"), out[impl], ref):
+            assert a.shape == b.shape, (impl, what)
+            err = float(jnp.max(jnp.abs(a - b)))
+            scale = float(jnp.max(jnp.abs(b)))
+            assert err <= RTOL * scale, f"{impl} {what}: max err {err:.3g} > {RTOL} * {scale:.3g} (T={t} Kt={kt} s={stride})"
+
+
+def test_module_params_identical_across_impls():
+    """Same parameter tree and values for every impl (checkpoints interchangeable); module output agrees."""
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 19, 3, 6)), jnp.float32)
+    ref_vars, ref_y = None, None
+    for impl in IMPLS:
+        m = snn.TemporalConv(features=4, kernel_size=9, stride=2, impl=impl)
+        v = m.init(jax.random.PRNGKey(0), x)
+        assert jax.tree_util.tree_map(jnp.shape, v) == {"params": {"kernel": (9, 1, 6, 4), "bias": (4,)}}
+        v = jax.tree_util.tree_map(lambda a: a + 0.1, v)  # non-zero bias
+        y = m.apply(v, x)
+        if ref_vars is None:
+            ref_vars, ref_y = v, y
+        else:
+            assert all(jax.tree_util.tree_leaves(jax.tree_util.tree_map(jnp.array_equal, v, ref_vars)))
+            np.testing.assert_allclose(y, ref_y, rtol=0, atol=RTOL * float(jnp.max(jnp.abs(ref_y))))
+
+
+def test_auto_selection():
+    assert snn.TemporalConv.impl == "auto"
+    assert snn.STGCNBlock.temporal_impl == "auto" and snn.STGCNStack.temporal_impl == "auto"
+    from stepjax.models.classifier import STEPClassifier
+    assert STEPClassifier.temporal_impl == "auto"
+    for backend in ("gpu", "cuda", "tpu"):
+        assert snn.select_temporal_impl(75, 2, 75, 64, 64, 32, backend=backend) == "conv"
+    for kt, s, t, c, n in itertools.product((1, 3, 9, 75), (1, 2), (19, 75), (32, 64), (8, 32)):
+        assert snn.select_temporal_impl(kt, s, t, c, c, n, backend="cpu") in snn.TEMPORAL_IMPLS[1:]
+    with pytest.raises(ValueError):
+        snn.temporal_conv(jnp.zeros((1, 5, 2, 3)), jnp.zeros((3, 1, 3, 3)), impl="nope")
+
+
+@pytest.mark.parametrize("official", [True, False])
+def test_graph_conv_contractions_agree(official):
+    """GraphConv's formulations (incl. the bias pushed through A): values and grads w.r.t. x, kernel, bias, A."""
+    a = np.asarray(skeleton.spatial_adjacency(official=official), np.float32)
+    kk, v, _ = a.shape
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.standard_normal((2, 7, v, 5)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((5, kk * 6)), jnp.float32)
+    b = jnp.asarray(rng.standard_normal((kk * 6,)), jnp.float32)
+    imp = jnp.asarray(1 + 0.1 * rng.standard_normal(a.shape), jnp.float32)
+    r = jnp.asarray(rng.standard_normal((2, 7, v, 6)), jnp.float32)
+
+    def run(fn):
+        f = lambda x, w, b, imp: jnp.sum(fn(x, w, b, jnp.asarray(a) * imp, "highest") * r)
+        return (fn(x, w, b, jnp.asarray(a) * imp, "highest"),) + jax.grad(f, (0, 1, 2, 3))(x, w, b, imp)
+
+    ref = run(snn._graph_conv_project_first)
+    for name, fn in snn._GRAPH_FNS.items():
+        for a_, b_ in zip(run(fn), ref):
+            assert float(jnp.max(jnp.abs(a_ - b_))) <= RTOL * float(jnp.max(jnp.abs(b_))), name
