@@ -3,6 +3,7 @@
     python eval.py --workdir runs/step                       # test split of the run's own data
     python eval.py --workdir runs/s0 --workdir runs/s1 ...    # several seeds/folds: mean +- std
     python eval.py --workdir runs/step --features f.h5 --labels l.h5 --json out.json --png cm.png
+    python eval.py --workdir runs/gen --classifier runs/baseline_step   # a generator checkpoint: FID etc.
 """
 
 import json
@@ -16,6 +17,8 @@ flags.DEFINE_string("labels", None, "E-Gait labels*.h5 for --features (omit for 
 flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint of each workdir.")
 flags.DEFINE_string("json", None, "Write the full report as JSON here.")
 flags.DEFINE_string("png", None, "Save the confusion matrix (summed over runs) as a PNG here.")
+flags.DEFINE_string("classifier", None, "For generator workdirs: classifier run whose features give FID etc.")
+flags.DEFINE_integer("per_class", 250, "For generator workdirs: generated gaits per class.")
 flags.mark_flags_as_required(["workdir"])
 FLAGS = flags.FLAGS
 
@@ -32,6 +35,21 @@ def main(argv):
     from stepjax.metrics import format_confusion
     from stepjax.viz import plot_confusion
 
+    from stepjax.training.checkpoint import read_run_config
+
+    if read_run_config(FLAGS.workdir[0]).get("task") == "generator":
+        from stepjax.gen_eval import evaluate_generator, format_report
+
+        if not FLAGS.classifier:
+            raise app.UsageError("a generator workdir needs --classifier=<classifier workdir> for its metrics")
+        reports = [evaluate_generator(w, FLAGS.classifier, FLAGS.per_class, which=FLAGS.checkpoint)
+                   for w in FLAGS.workdir]
+        for r in reports:
+            print(format_report(r))
+        if FLAGS.json:
+            with open(FLAGS.json, "w") as f:
+                json.dump(reports, f, indent=2)
+        return
     out = evaluate_workdirs(FLAGS.workdir, split=FLAGS.split, features=FLAGS.features, labels=FLAGS.labels,
                             which=FLAGS.checkpoint)
     for r in out["runs"]:
