@@ -351,8 +351,16 @@ def summarize(path):
             cells = [f"{k}: {v:.1f} ({r['ratio'][k]:.2f}, {r['xla_flops'][k] / 1e6:.0f} MFLOP)" for k, v in r["ms"].items()]
             print(f"| gcn N={r['batch']} T={r['T']} {r['C_in']}->{r['C_out']} load {r['load'][0]:.1f} | "
                   + " | ".join(cells) + " |")
-        elif sec not in ("micro", "select"):
-            print(json.dumps(r))
+        elif sec == "parts":
+            print(f"\nparts N={r['batch']} Kt={r['kernel']} T={r['T']} C={r['C']} s={r['stride']} load {r['load'][0]:.1f}\n")
+            print("| impl | fwd | input grad | kernel grad | both grads |\n|---|---|---|---|---|")
+            for name in dict.fromkeys(k.split("/")[0] for k in r["ms"]):
+                print(f"| {name} | " + " | ".join(f"{r['ms'][name + '/' + q]:.1f}" for q in ("fwd", "dx", "dk", "both"))
+                      + " |")
+        elif sec == "gemm":
+            print(f"\ngemm (load {r['load'][0]:.1f})\n\n| shape | ms | GFLOP/s |\n|---|---|---|")
+            for k, v in r["ms"].items():
+                print(f"| {k} | {v:.1f} | {r['gflops'][k]:.0f} |")
 
 
 def main(argv=None):

@@ -106,6 +106,9 @@ def _graph_conv_dense_graph(x: Array, kernel: Array, bias: Array, a: Array, prec
 
 _GRAPH_FNS = {"project_first": _graph_conv_project_first, "joints_first": _graph_conv_joints_first,
               "dense_graph": _graph_conv_dense_graph}
+# The contraction GraphConv uses (read at trace time; not a module attribute so that GraphConv's fields and
+# parameters stay those of the official layer). 'joints_first' was 1.6-12x faster fwd+bwd than the official
+# order on XLA:CPU (bench/NOTES.md); the others are kept for the benchmark and the equivalence test.
 _GRAPH_IMPL = "joints_first"
 
 
@@ -182,17 +185,18 @@ def _toeplitz_temporal_conv(x: Array, kernel: Array, stride: int, pad: int, prec
 
 
 def _im2col(x: Array, kt: int, stride: int, pad: int) -> Array:
-    """``(N, T_in, V, C) -> (N, T_out, V, Kt, C)``: the Kt (strided) taps of every output frame."""
+    """``(N, T_in, V, C) -> (N, T_out, Kt, V, C)``: the Kt (strided) taps of every output frame, as one
+    gather along time (as fast as Kt strided slices + stack, and 3x quicker to compile at Kt = 75)."""
     t_in = x.shape[1]
     t_out = temporal_out_len(t_in, kt, stride, pad)
     hi = max(0, (t_out - 1) * stride + kt - pad - t_in)
     xp = jnp.pad(x, ((0, 0), (pad, hi), (0, 0), (0, 0)))
-    return jnp.stack([xp[:, j: j + (t_out - 1) * stride + 1: stride] for j in range(kt)], axis=3)
+    return xp[:, np.arange(t_out)[:, None] * stride + np.arange(kt)[None, :]]
 
 
 def _im2col_temporal_conv(x: Array, kernel: Array, stride: int, pad: int, precision) -> Array:
     """'im2col': gather the taps into a ``Kt*C_in`` axis, then one matmul (Kt times the input memory)."""
-    return jnp.einsum("ntvjc,jco->ntvo", _im2col(x, kernel.shape[0], stride, pad), kernel[:, 0],
+    return jnp.einsum("ntjvc,jco->ntvo", _im2col(x, kernel.shape[0], stride, pad), kernel[:, 0],
                       precision=precision)
 
 
@@ -231,7 +235,7 @@ def _weight_grad_matmul(x: Array, g: Array, kt: int, stride: int, pad: int, prec
     band gradient ``(T_in, T_out, C_in, C_out)`` summed along its diagonals."""
     t_in, t_out = x.shape[1], g.shape[1]
     if kt < t_in:
-        dk = jnp.einsum("ntvo,ntvjc->ojc", g, _im2col(x, kt, stride, pad), precision=precision)
+        dk = jnp.einsum("ntvo,ntjvc->ojc", g, _im2col(x, kt, stride, pad), precision=precision)
         return jnp.transpose(dk, (1, 2, 0))[:, None]
     band = jnp.einsum("nsvc,ntvo->stco", x, g, precision=precision)
     tap = np.arange(t_in)[:, None] - np.arange(t_out)[None, :] * stride + pad  # (T_in, T_out)
@@ -349,16 +353,22 @@ _TEMPORAL_FNS: dict[str, Callable] = {
 TEMPORAL_IMPLS = ("auto",) + tuple(_TEMPORAL_FNS)
 
 
-def dft_flop_ratio(kernel_size: int, stride: int, t_in: int, c_in: int, c_out: int) -> float:
-    """MACs of the 'dft' formulation over those of the direct convolution (per batch element and joint)."""
+def temporal_conv_macs(impl: str, kernel_size: int, stride: int, t_in: int, c_in: int, c_out: int) -> int:
+    """Multiply-accumulates of one forward pass per batch element and joint ('direct' = the plain conv)."""
     pad = (kernel_size - 1) // 2
     t_out = temporal_out_len(t_in, kernel_size, stride, pad)
-    nf = max(t_in + pad, (t_out - 1) * stride - pad + kernel_size) // 2 + 1
-    dft = 2 * nf * t_in * c_in + 4 * nf * c_in * c_out + 2 * nf * t_out * c_out
-    return dft / (t_out * kernel_size * c_in * c_out)
+    if impl == "toeplitz":
+        return t_in * t_out * c_in * c_out
+    if impl == "dft":
+        nf = max(t_in + pad, (t_out - 1) * stride - pad + kernel_size) // 2 + 1
+        return 2 * nf * t_in * c_in + 4 * nf * c_in * c_out + 2 * nf * t_out * c_out
+    return t_out * kernel_size * c_in * c_out
 
 
-DFT_MAX_FLOP_RATIO = 0.9
+# Relative XLA:CPU throughput (FLOP/s) of the formulations 'auto' chooses from, fitted to bench/NOTES.md:
+# 'dft' wins once its FLOPs drop below ~0.9x the direct conv's (Kt >= 9 at the STEP shapes); 'toeplitz'
+# (one large matmul) only when the sequence is short against the kernel (e.g. T = 19, Kt = 75).
+AUTO_CPU_EFFICIENCY = {"conv_1dgrad": 1.0, "dft": 1.1, "toeplitz": 2.2}
 
 
 def select_temporal_impl(kernel_size: int, stride: int, t_in: int, c_in: int, c_out: int, batch: int,
@@ -366,20 +376,20 @@ def select_temporal_impl(kernel_size: int, stride: int, t_in: int, c_in: int, c_
     """The formulation ``impl='auto'`` uses for one temporal conv (decided at trace time from static shapes).
 
     * Off CPU: ``'conv'`` (cuDNN / TPU convolutions have fast weight gradients).
-    * XLA:CPU (bench/NOTES.md: fwd+bwd of the layer and the whole train step, 2-core machine):
-      ``Kt == 1``: ``'im2col'`` (a plain matmul); otherwise ``'dft'`` when its FLOPs are at most
-      ``DFT_MAX_FLOP_RATIO`` of the direct conv's (:func:`dft_flop_ratio`; Kt >= 9 at every STEP shape,
-      3-16x faster than 'conv' for Kt = 75), else ``'conv_1dgrad'`` (Kt 3-5: 1.5-3x faster than 'conv' at
-      batch 32, on par at batch 8). The batch size does not change the ranking enough to matter.
+    * XLA:CPU: ``Kt == 1``: ``'im2col'`` (a plain matmul); otherwise the cheapest of ``'conv_1dgrad'``,
+      ``'dft'`` and ``'toeplitz'`` by :func:`temporal_conv_macs` / :data:`AUTO_CPU_EFFICIENCY`. At the STEP
+      shapes (T_in 75 / 38, C 32 / 64) that is 'dft' for Kt >= 9 (train step 2.5x (Kt 9) to 6.6x (Kt 75)
+      faster than 'conv' at batch 32, with the GraphConv change) and 'conv_1dgrad' for Kt 3-7. The batch
+      size shifts the absolute gains (the conv weight gradient degrades with batch) but not the ranking.
     """
     backend = backend or jax.default_backend()
     if backend != "cpu":
         return "conv"
     if kernel_size == 1:
         return "im2col"
-    if dft_flop_ratio(kernel_size, stride, t_in, c_in, c_out) <= DFT_MAX_FLOP_RATIO:
-        return "dft"
-    return "conv_1dgrad"
+    cost = {impl: temporal_conv_macs(impl, kernel_size, stride, t_in, c_in, c_out) / eff
+            for impl, eff in AUTO_CPU_EFFICIENCY.items()}
+    return min(("dft", "conv_1dgrad", "toeplitz"), key=lambda impl: cost[impl])  # ties -> 'dft'
 
 
 def temporal_conv(x: Array, kernel: Array, stride: int = 1, impl: str = "auto", precision: Any = "highest") -> Array:

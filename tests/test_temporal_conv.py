@@ -7,7 +7,9 @@ lengths 19, 38, 75 (odd and even).
 Tolerance (float32): ``max|impl - conv| <= 1e-5 * max|conv|`` for each of y, dL/dx, dL/dk, i.e. agreement
 to ~80 float32 ulps of the tensor's scale (measured worst case: ~1e-6, from the DFT formulation, whose
 sums run over ~2*(T+Kt) frequency terms). One compiled program per (T, Kt, stride) holds every
-formulation, which keeps the module well under 30 s.
+formulation, which keeps the module under 30 s (~15 s with a warm compilation cache). 'auto' is checked
+by tracing: its jaxpr is that of the formulation it selects (so it inherits that formulation's check),
+and it runs for real in the module test.
 """
 
 from __future__ import annotations
@@ -23,17 +25,21 @@ from stepjax import nn as snn
 from stepjax import skeleton
 
 RTOL = 1e-5
-IMPLS = snn.TEMPORAL_IMPLS  # 'auto' included
-CASES = [(t, kt, s) for t, kt, s in itertools.product((19, 38, 75), (1, 3, 9, 75), (1, 2))] + [(38, 4, 2), (19, 4, 1)]
+IMPLS = tuple(i for i in snn.TEMPORAL_IMPLS if i != "auto")  # 'auto' is checked to trace to one of these
+CASES = [(t, kt, s) for t, kt, s in itertools.product((19, 38, 75), (1, 3, 9, 75), (1, 2))] + [(19, 4, 2)]
+
+
+def _run(fn, *args):
+    """jit + run with LLVM optimisation off: these programs are tiny, compiling them is the cost."""
+    return jax.jit(fn).lower(*args).compile({"xla_backend_optimization_level": 0})(*args)
 
 
 def _all_impls(x, k, r, stride):
+    """y and the gradient of sum(y * r) w.r.t. (x, k) (= the VJP with cotangent r) for every impl."""
     out = {}
     for impl in IMPLS:
-        loss = lambda x, k, impl=impl: jnp.sum(snn.temporal_conv(x, k, stride, impl) * r)
-        y = snn.temporal_conv(x, k, stride, impl)
-        gx, gk = jax.grad(loss, (0, 1))(x, k)
-        out[impl] = (y, gx, gk)
+        y, vjp = jax.vjp(lambda x, k, impl=impl: snn.temporal_conv(x, k, stride, impl), x, k)
+        out[impl] = (y,) + vjp(r)
     return out
 
 
@@ -46,32 +52,44 @@ def test_every_impl_matches_conv(t, kt, stride):
     t_out = snn.temporal_out_len(t, kt, stride, (kt - 1) // 2)
     assert t_out == (t + 2 * ((kt - 1) // 2) - kt) // stride + 1
     r = jnp.asarray(rng.standard_normal((2, t_out, 3, c_out)), jnp.float32)
-    out = jax.jit(_all_impls, static_argnums=3)(x, k, r, stride)
+    out = _run(lambda x, k, r: _all_impls(x, k, r, stride), x, k, r)
     ref = out["conv"]
+    chosen = snn.select_temporal_impl(kt, stride, t, c_in, c_out, 2)
+    assert chosen in IMPLS
+    trace = lambda impl: str(jax.make_jaxpr(lambda x, k: jax.vjp(lambda x, k: snn.temporal_conv(x, k, stride, impl),
+                                                                 x, k)[1](r))(x, k))
+    assert trace("auto") == trace(chosen)
     assert ref[0].shape == (2, t_out, 3, c_out)
+    out = jax.tree_util.tree_map(np.asarray, out)  # compare in numpy: no eager-op compiles per shape
+    ref = out["conv"]
     for impl in IMPLS:
         for what, a, b in zip(("y", "dL/dx", "dL/dk"), out[impl], ref):
             assert a.shape == b.shape, (impl, what)
-            err = float(jnp.max(jnp.abs(a - b)))
-            scale = float(jnp.max(jnp.abs(b)))
+            err = float(np.max(np.abs(a - b)))
+            scale = float(np.max(np.abs(b)))
             assert err <= RTOL * scale, f"{impl} {what}: max err {err:.3g} > {RTOL} * {scale:.3g} (T={t} Kt={kt} s={stride})"
 
 
 def test_module_params_identical_across_impls():
     """Same parameter tree and values for every impl (checkpoints interchangeable); module output agrees."""
     x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 19, 3, 6)), jnp.float32)
-    ref_vars, ref_y = None, None
-    for impl in IMPLS:
-        m = snn.TemporalConv(features=4, kernel_size=9, stride=2, impl=impl)
-        v = m.init(jax.random.PRNGKey(0), x)
-        assert jax.tree_util.tree_map(jnp.shape, v) == {"params": {"kernel": (9, 1, 6, 4), "bias": (4,)}}
-        v = jax.tree_util.tree_map(lambda a: a + 0.1, v)  # non-zero bias
-        y = m.apply(v, x)
-        if ref_vars is None:
-            ref_vars, ref_y = v, y
-        else:
-            assert all(jax.tree_util.tree_leaves(jax.tree_util.tree_map(jnp.array_equal, v, ref_vars)))
-            np.testing.assert_allclose(y, ref_y, rtol=0, atol=RTOL * float(jnp.max(jnp.abs(ref_y))))
+    modules = {impl: snn.TemporalConv(features=4, kernel_size=9, stride=2, impl=impl) for impl in snn.TEMPORAL_IMPLS}
+
+    def init_apply(x):
+        out = {}
+        for impl, m in modules.items():
+            v = m.init(jax.random.PRNGKey(0), x)
+            v = jax.tree_util.tree_map(lambda a: a + 0.1, v)  # non-zero bias
+            out[impl] = (v, m.apply(v, x))
+        return out
+
+    out = _run(init_apply, x)
+    out = jax.tree_util.tree_map(np.asarray, out)
+    ref_vars, ref_y = out["conv"]
+    assert jax.tree_util.tree_map(jnp.shape, ref_vars) == {"params": {"kernel": (9, 1, 6, 4), "bias": (4,)}}
+    for impl, (v, y) in out.items():
+        assert all(jax.tree_util.tree_leaves(jax.tree_util.tree_map(np.array_equal, v, ref_vars))), impl
+        np.testing.assert_allclose(y, ref_y, rtol=0, atol=RTOL * np.max(np.abs(ref_y)), err_msg=impl)
 
 
 def test_auto_selection():
@@ -99,11 +117,17 @@ def test_graph_conv_contractions_agree(official):
     imp = jnp.asarray(1 + 0.1 * rng.standard_normal(a.shape), jnp.float32)
     r = jnp.asarray(rng.standard_normal((2, 7, v, 6)), jnp.float32)
 
-    def run(fn):
-        f = lambda x, w, b, imp: jnp.sum(fn(x, w, b, jnp.asarray(a) * imp, "highest") * r)
-        return (fn(x, w, b, jnp.asarray(a) * imp, "highest"),) + jax.grad(f, (0, 1, 2, 3))(x, w, b, imp)
+    def run_all(x, w, b, imp):
+        out = {}
+        for name, fn in snn._GRAPH_FNS.items():
+            f = lambda x, w, b, imp, fn=fn: fn(x, w, b, jnp.asarray(a) * imp, "highest")
+            y, vjp = jax.vjp(f, x, w, b, imp)
+            out[name] = (y,) + vjp(r)
+        return out
 
-    ref = run(snn._graph_conv_project_first)
-    for name, fn in snn._GRAPH_FNS.items():
-        for a_, b_ in zip(run(fn), ref):
-            assert float(jnp.max(jnp.abs(a_ - b_))) <= RTOL * float(jnp.max(jnp.abs(b_))), name
+    out = _run(run_all, x, w, b, imp)
+    out = jax.tree_util.tree_map(np.asarray, out)
+    ref = out["project_first"]
+    for name in snn._GRAPH_FNS:
+        for a_, b_ in zip(out[name], ref):
+            assert np.max(np.abs(a_ - b_)) <= RTOL * np.max(np.abs(b_)), name
