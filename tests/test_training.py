@@ -114,3 +114,20 @@ def test_eval_cli_writes_json_and_png(trained, tmp_path):
     assert report["aggregate"]["accuracy"]["std"] == 0.0 and report["aggregate"]["num_runs"] == 2
     assert "mean +- std over 2 runs" in proc.stdout
     assert out_png.stat().st_size > 1000
+
+
+def test_baseline_step_trains_checkpoints_and_loads(tmp_path):
+    """Baseline-STEP (no affective features): its preprocessor has no affective arrays; the run must still
+    checkpoint, restore and serve predictions (a zero-size normaliser once made orbax refuse the save)."""
+    from stepjax import load_classifier
+    from stepjax.data.walkers import make_walkers
+
+    cfg = tiny_config(epochs=1)
+    cfg.preprocess.num_affective = 0
+    workdir = str(tmp_path / "baseline")
+    result = fit_classifier(cfg, workdir, progress=False, log=lambda *a: None)
+    assert result["test"]["num_gaits"] > 0
+    predict_fn, variables = load_classifier(workdir)
+    assert variables["preprocessor"].aff_center is None
+    out = jax.jit(predict_fn)(variables, jnp.asarray(make_walkers(3, seed=5, num_frames=32).gaits))
+    assert out.logits.shape == (3, 4) and np.all(np.isfinite(out.logits))

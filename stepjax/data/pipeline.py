@@ -64,12 +64,13 @@ class Preprocessor:
     """Pure preprocessing of raw gaits, fitted on the training split.
 
     Array fields (pytree leaves, saved in checkpoints): ``reference`` ``(16, 3)`` alignment pose,
-    ``aff_center`` / ``aff_half_range`` ``(F,)`` affective normalisation. Static fields: flags.
+    ``aff_center`` / ``aff_half_range`` ``(F,)`` affective normalisation, ``None`` without affective
+    features (Baseline-STEP; no zero-size arrays: orbax cannot checkpoint those). Static fields: flags.
     """
 
     reference: jax.Array
-    aff_center: jax.Array
-    aff_half_range: jax.Array
+    aff_center: jax.Array | None
+    aff_half_range: jax.Array | None
     align: bool = dataclasses.field(default=True, metadata=dict(static=True))
     num_affective: int = dataclasses.field(default=0, metadata=dict(static=True))
     affective_official: bool = dataclasses.field(default=False, metadata=dict(static=True))
@@ -114,7 +115,7 @@ def fit_preprocessor(train_gaits: np.ndarray, cfg) -> Preprocessor:
         norm = aff.fit_normalizer(feats)
         center, half = jnp.asarray(norm.center), jnp.asarray(norm.half_range)
     else:
-        center = half = jnp.zeros((0,), jnp.float32)
+        center = half = None
     return Preprocessor(jnp.asarray(reference, jnp.float32), center, half, align=bool(cfg.align),
                         num_affective=num_aff, affective_official=bool(cfg.affective_official),
                         time_step=float(cfg.time_step))
