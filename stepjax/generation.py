@@ -28,7 +28,6 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from stepjax import LABEL_NAMES, NUM_CLASSES
@@ -79,24 +78,15 @@ def restore_generator(workdir: str | os.PathLike, which: str = "best"):
                                                 num_frames_of)
     from stepjax.training.state import make_optimizer
 
-    workdir = os.fspath(workdir)
-    ckpts = ckpt_lib.RunCheckpoints(workdir)
-    try:
-        meta = ckpts.read_meta(which)
-        if meta is None:
-            raise FileNotFoundError(f"{workdir}: no {which!r} checkpoint")
-        cfg = ml_collections.ConfigDict(meta["config"])
-        if cfg.task != "generator":
-            raise ValueError(f"{workdir} holds a {cfg.task!r} run, not a generator"
-                             + (" (for STEP+Aug runs use <workdir>/generator)" if cfg.task == "step_aug" else ""))
-        model = build_generator(cfg)
-        tx = make_optimizer(cfg.train, 1)
-        abstract = jax.eval_shape(lambda: {
-            "train_state": create_generator_state(model, tx, jax.random.PRNGKey(0), num_frames_of(cfg)),
+    def abstract_tree(cfg):
+        return jax.eval_shape(lambda: {
+            "train_state": create_generator_state(build_generator(cfg), make_optimizer(cfg.train, 1),
+                                                  jax.random.PRNGKey(0), num_frames_of(cfg)),
             "reference": jnp.zeros((16, 3), jnp.float32)})
-        tree, _ = ckpts.restore(abstract, which=which)
-    finally:
-        ckpts.close()
+
+    cfg, tree = ckpt_lib.restore_run(workdir, "generator", abstract_tree, which,
+                                     hints={"step_aug": " (for STEP+Aug runs use <workdir>/generator)"})
+    model = build_generator(cfg)
     state = tree["train_state"]
     return (cfg, model, {"params": state.params, "batch_stats": state.batch_stats},
             generator_preprocessor(cfg, tree["reference"]))
@@ -118,7 +108,7 @@ def load_generator(workdir: str | os.PathLike, which: str = "best", temporal_imp
 
     ``generate_fn(variables, labels, rng, num_frames=T_train, official_sampler=cfg.generate.official_sampler)``
     returns ``(N, T, 16, 3)`` gaits. ``temporal_impl`` swaps the temporal-convolution implementation
-    for inference (same parameters, e.g. ``'conv'``, which is faster than ``'toeplitz'`` outside ``scan``).
+    for inference (same parameters; e.g. ``'auto'``, the fastest formulation for each layer's shape).
     """
     from stepjax.training.fit_generator import num_frames_of
 
@@ -163,8 +153,9 @@ def main(argv=None) -> None:
     p.add_argument("--num-frames", type=int, default=None, help="frames per gait (default: the training length)")
     p.add_argument("--official-sampler", action="store_true", help="z = 3*randn - 1.5 (official bug 14)")
     p.add_argument("--checkpoint", choices=("best", "latest"), default="best")
-    p.add_argument("--temporal-impl", choices=("conv", "toeplitz"), default="conv",
-                   help="temporal conv implementation for inference (same parameters)")
+    p.add_argument("--temporal-impl", default="auto",
+                   help="temporal conv formulation for inference (stepjax.nn.TEMPORAL_IMPLS; same parameters, "
+                        "same numbers to float rounding); default 'auto': the fastest for the shape and backend")
     args = p.parse_args(argv)
     if args.per_class < 1:
         p.error("--per-class must be >= 1")

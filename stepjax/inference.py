@@ -17,7 +17,6 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 
 from stepjax.data.pipeline import Preprocessor
 from stepjax.training import checkpoint as ckpt_lib
@@ -31,7 +30,8 @@ class Prediction(NamedTuple):
 
 def _abstract_preprocessor(cfg) -> Preprocessor:
     f = int(cfg.preprocess.num_affective)
-    return Preprocessor(jnp.zeros((16, 3), jnp.float32), jnp.zeros((f,), jnp.float32), jnp.zeros((f,), jnp.float32),
+    aff = jnp.zeros((f,), jnp.float32) if f else None
+    return Preprocessor(jnp.zeros((16, 3), jnp.float32), aff, aff,
                         align=bool(cfg.preprocess.align), num_affective=f,
                         affective_official=bool(cfg.preprocess.affective_official),
                         time_step=float(cfg.preprocess.time_step))
@@ -42,25 +42,16 @@ def restore_classifier(workdir: str | os.PathLike, which: str = "best"):
     from stepjax.training.fit import build_classifier
     from stepjax.training.state import create_train_state, make_optimizer
 
-    workdir = os.fspath(workdir)
-    ckpts = ckpt_lib.RunCheckpoints(workdir)
-    try:
-        meta = ckpts.read_meta(which)
-        if meta is None:
-            raise FileNotFoundError(f"{workdir}: no {which!r} checkpoint")
-        cfg = ml_collections.ConfigDict(meta["config"])
-        if cfg.task != "classifier":
-            raise ValueError(f"{workdir} holds a {cfg.task!r} run, not a classifier")
+    def abstract_tree(cfg):
         model = build_classifier(cfg)
-        prep = _abstract_preprocessor(cfg)
-        tx = make_optimizer(cfg.train, 1)
         f = int(cfg.preprocess.num_affective)
         example = (jnp.zeros((1, int(cfg.data.num_frames or 75), 16, 3)), jnp.zeros((1, f)) if f else None)
-        abstract = jax.eval_shape(lambda: {"train_state": create_train_state(model, tx, jax.random.PRNGKey(0), *example),
-                                           "preprocessor": prep})
-        tree, _ = ckpts.restore(abstract, which=which)
-    finally:
-        ckpts.close()
+        return jax.eval_shape(lambda: {"train_state": create_train_state(model, make_optimizer(cfg.train, 1),
+                                                                         jax.random.PRNGKey(0), *example),
+                                       "preprocessor": _abstract_preprocessor(cfg)})
+
+    cfg, tree = ckpt_lib.restore_run(workdir, "classifier", abstract_tree, which)
+    model = build_classifier(cfg)
     state = tree["train_state"]
     return cfg, model, {"model": {"params": state.params, "batch_stats": state.batch_stats},
                         "preprocessor": tree["preprocessor"]}

@@ -107,6 +107,32 @@ class RunCheckpoints:
         return out["state"], out["meta"]
 
 
+def restore_run(workdir: str | os.PathLike, task: str, abstract_tree_fn, which: str = "best",
+                hints: Mapping[str, str] | None = None) -> tuple[Any, Any]:
+    """``(cfg, tree)`` of the ``which`` checkpoint of a ``task`` run ('classifier', 'generator', ...).
+
+    The config is read from the checkpoint; ``abstract_tree_fn(cfg)`` returns the pytree (e.g. from
+    ``jax.eval_shape``) the arrays are restored into. Raises ``FileNotFoundError`` without a checkpoint,
+    ``ValueError`` when the run is of another task (``hints[that task]``, if any, is appended) and
+    :class:`ConfigMismatchError` when the arrays do not fit.
+    """
+    import ml_collections
+
+    workdir = os.fspath(workdir)
+    ckpts = RunCheckpoints(workdir)
+    try:
+        meta = ckpts.read_meta(which)
+        if meta is None:
+            raise FileNotFoundError(f"{workdir}: no {which!r} checkpoint")
+        cfg = ml_collections.ConfigDict(meta["config"])
+        if cfg.task != task:
+            raise ValueError(f"{workdir} holds a {cfg.task!r} run, not a {task}{(hints or {}).get(cfg.task, '')}")
+        tree, _ = ckpts.restore(abstract_tree_fn(cfg), which=which)
+    finally:
+        ckpts.close()
+    return cfg, tree
+
+
 def read_run_config(workdir: str | os.PathLike) -> dict:
     """The config stored with the newest checkpoint of ``workdir`` (best, else latest)."""
     ckpt = RunCheckpoints(workdir)

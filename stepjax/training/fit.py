@@ -25,9 +25,9 @@ from stepjax.models.classifier import STEPClassifier
 from stepjax.training import checkpoint as ckpt_lib
 from stepjax.training import parallel
 from stepjax.training.loop import classifier_train_step, epoch_fn, evaluate_classifier
+from stepjax.training.progress import METRICS_FILE, RunProgress
 from stepjax.training.state import TrainState, count_params, create_train_state, make_optimizer
 
-METRICS_FILE = "metrics.jsonl"
 
 
 def build_classifier(cfg) -> STEPClassifier:
@@ -36,23 +36,6 @@ def build_classifier(cfg) -> STEPClassifier:
     for key in ("channels", "strides", "residuals"):
         kwargs[key] = tuple(kwargs[key])
     return STEPClassifier(num_affective=int(cfg.preprocess.num_affective), **kwargs)
-
-
-class MetricsLog:
-    """Append-only JSON-lines metrics file; on resume, lines past the restored epoch are dropped."""
-
-    def __init__(self, path: str, resume_epoch: int | None):
-        self.path = path
-        lines = []
-        if resume_epoch is not None and os.path.exists(path):
-            with open(path) as f:
-                lines = [l for l in f if l.strip() and json.loads(l).get("epoch", -1) <= resume_epoch]
-        with open(path, "w") as f:
-            f.writelines(lines)
-
-    def write(self, record: dict) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
 
 
 def _score(report: dict) -> tuple[float, float]:
@@ -93,22 +76,9 @@ def fit_classifier(cfg, workdir: str, *, progress: bool = True, log=print, stop_
     init_rng, train_rng = jax.random.split(root)
     state = create_train_state(model, tx, init_rng, *example)
 
-    ckpts = ckpt_lib.RunCheckpoints(workdir)
-    start_epoch, best_score, best_epoch = 0, None, None
-    resume_epoch = ckpts.latest_epoch()
-    if resume_epoch is not None:
-        meta = ckpts.read_meta()
-        ckpt_lib.check_compatible(meta["config"], cfg_json)
-        restored, meta = ckpts.restore({"train_state": state, "preprocessor": prep})
-        state = restored["train_state"]
-        start_epoch = meta["epoch"] + 1
-        best_score = tuple(meta["best_score"]) if meta.get("best_score") else None
-        best_epoch = meta.get("best_epoch")
-        log(f"Resuming {workdir} from epoch {meta['epoch']} (best validation epoch {best_epoch}).")
-    metrics_log = MetricsLog(os.path.join(workdir, METRICS_FILE), resume_epoch)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        json.dump(cfg_json, f, indent=2)
-
+    tracker = RunProgress(workdir, cfg_json, int(cfg.train.epochs),
+                          checkpoint_every=int(cfg.get("checkpoint_every", 1)), log=log)
+    state = tracker.resume({"train_state": state, "preprocessor": prep})["train_state"]
     log(f"{model.__class__.__name__}: {count_params(state.params):,} parameters; "
         f"train/val/test = {len(train.labels)}/{len(val.labels)}/{0 if test is None else len(test.labels)} gaits; "
         f"{steps_per_epoch} steps/epoch")
@@ -122,9 +92,8 @@ def fit_classifier(cfg, workdir: str, *, progress: bool = True, log=print, stop_
         state = parallel.replicate(state, mesh)
         log(f"data parallel over {mesh.size} devices")
     run_epoch = epoch_fn(step, batch_size)
-    epochs = int(cfg.train.epochs)
     test_every_epoch = bool(cfg.get("eval", {}).get("report_test_every_epoch", False))
-    bar = tqdm(range(start_epoch, epochs), initial=start_epoch, total=epochs, disable=not progress,
+    bar = tqdm(tracker.epochs(), initial=tracker.start_epoch, total=tracker.num_epochs, disable=not progress,
                desc="train", unit="epoch", dynamic_ncols=True)
     for epoch in bar:
         t0 = time.time()
@@ -139,26 +108,14 @@ def fit_classifier(cfg, workdir: str, *, progress: bool = True, log=print, stop_
                   "val_loss": val_eval["loss"], "val_accuracy": val_eval["accuracy"]}
         if test_every_epoch and test is not None:  # official-parity reporting only, never used for selection
             record["test_accuracy"] = evaluate_classifier(state, model.apply, test)["accuracy"]
-        score = _score(val_eval)
-        is_best = best_score is None or score > best_score
-        if is_best:
-            best_score, best_epoch = score, epoch
-        meta = {"epoch": epoch, "config": cfg_json, "metrics": record, "best_score": list(best_score),
-                "best_epoch": best_epoch}
-        last = epoch == epochs - 1
-        if is_best or last or (epoch + 1) % int(cfg.get("checkpoint_every", 1)) == 0:
-            ckpts.save(epoch, {"train_state": state, "preprocessor": prep}, meta, best=is_best)
-        metrics_log.write(record)
+        tree = {"train_state": state, "preprocessor": prep}
+        tracker.end_epoch(epoch, tree, record, _score(val_eval))
         bar.set_postfix(loss=f"{record['train_loss']:.3f}", acc=f"{record['train_accuracy']:.3f}",
-                        val_acc=f"{record['val_accuracy']:.3f}", best=best_epoch)
-        if stop_after is not None and epoch + 1 - start_epoch >= stop_after and not last:
-            ckpts.save(epoch, {"train_state": state, "preprocessor": prep}, meta, best=False)
-            ckpts.wait()
-            ckpts.close()
+                        val_acc=f"{record['val_accuracy']:.3f}", best=tracker.best_epoch)
+        if tracker.preempted(epoch, tree, stop_after):
             return None
-    ckpts.wait()
 
-    restored, meta = ckpts.restore({"train_state": state, "preprocessor": prep}, which="best")
+    restored, meta = tracker.finish({"train_state": state, "preprocessor": prep})
     best_state = restored["train_state"]
     result = {"best_epoch": meta["epoch"], "val": _report(best_state, model, val)}
     if test is not None:
@@ -169,7 +126,7 @@ def fit_classifier(cfg, workdir: str, *, progress: bool = True, log=print, stop_
         accs = [a for a in accs if a is not None]
         if accs:  # the official protocol's number (test-set selection): reported, clearly labelled
             result["test_accuracy_max_over_epochs_OFFICIAL_PROTOCOL"] = max(accs)
-    ckpts.close()
+    tracker.close()
     with open(os.path.join(workdir, "results.json"), "w") as f:
         json.dump(result, f, indent=2)
     return result

@@ -38,8 +38,8 @@ from stepjax.data import pipeline
 from stepjax.losses import DEFAULT_BETA, DEFAULT_LAMBDA_COLLAPSE, DEFAULT_LAMBDA_DRIFT, generator_loss
 from stepjax.models.cvae import STEPGenCVAE, reparameterize
 from stepjax.training import checkpoint as ckpt_lib
-from stepjax.training.fit import METRICS_FILE, MetricsLog
 from stepjax.training.loop import chunked_apply, epoch_fn
+from stepjax.training.progress import RunProgress
 from stepjax.training.state import TrainState, count_params, make_optimizer
 
 COMPONENTS = ("rec", "drift", "vel", "acc", "collapse", "kl", "total")
@@ -102,9 +102,8 @@ def _uncommitted(tree):
 
 def generator_preprocessor(cfg, reference) -> pipeline.Preprocessor:
     """The gait part of the fitted preprocessing (alignment to ``reference``); the CVAE uses no affective
-    features. (Only the reference pose is checkpointed: orbax refuses zero-size arrays.)"""
-    empty = jnp.zeros((0,), jnp.float32)
-    return pipeline.Preprocessor(jnp.asarray(reference, jnp.float32), empty, empty, align=bool(cfg.preprocess.align),
+    features. (Only the reference pose is checkpointed.)"""
+    return pipeline.Preprocessor(jnp.asarray(reference, jnp.float32), None, None, align=bool(cfg.preprocess.align),
                                  time_step=float(cfg.preprocess.time_step))
 
 
@@ -244,21 +243,9 @@ def fit_generator(cfg, workdir: str, *, progress: bool = True, log=print, stop_a
     if cfg.train.get("init_output_from_data", False):
         state = init_output_from_data(state, train.gaits)
 
-    ckpts = ckpt_lib.RunCheckpoints(workdir)
-    start_epoch, best_score, best_epoch = 0, None, None
-    resume_epoch = ckpts.latest_epoch()
-    if resume_epoch is not None:
-        meta = ckpts.read_meta()
-        ckpt_lib.check_compatible(meta["config"], cfg_json, sections=("task", "model", "data", "preprocess", "loss"))
-        restored, meta = ckpts.restore(_run_tree(state, prep))
-        state = _strong_step(_uncommitted(restored["train_state"]))
-        start_epoch = meta["epoch"] + 1
-        best_score = tuple(meta["best_score"]) if meta.get("best_score") else None
-        best_epoch = meta.get("best_epoch")
-        log(f"Resuming {workdir} from epoch {meta['epoch']} (best validation epoch {best_epoch}).")
-    metrics_log = MetricsLog(os.path.join(workdir, METRICS_FILE), resume_epoch)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        json.dump(cfg_json, f, indent=2)
+    tracker = RunProgress(workdir, cfg_json, int(cfg.train.epochs), checkpoint_every=int(cfg.get("checkpoint_every", 1)),
+                          sections=("task", "model", "data", "preprocess", "loss"), log=log)
+    state = _strong_step(_uncommitted(tracker.resume(_run_tree(state, prep))["train_state"]))
     with open(os.path.join(workdir, SPLIT_FILE), "w") as f:
         json.dump({k: np.asarray(getattr(split, k)).tolist() for k in ("train", "val", "test")}, f)
 
@@ -268,8 +255,7 @@ def fit_generator(cfg, workdir: str, *, progress: bool = True, log=print, stop_a
     run_epoch = _cached_epoch(model, tuple(sorted(weights.items())), batch_size)
     evaluate = _cached_eval(model, tuple(sorted(weights.items())), batch_size,
                             int(cfg.get("eval", {}).get("batch_size", 256)))
-    epochs = int(cfg.train.epochs)
-    bar = tqdm(range(start_epoch, epochs), initial=start_epoch, total=epochs, disable=not progress,
+    bar = tqdm(tracker.epochs(), initial=tracker.start_epoch, total=tracker.num_epochs, disable=not progress,
                desc="train generator", unit="epoch", dynamic_ncols=True)
     for epoch in bar:
         t0 = time.time()
@@ -283,31 +269,19 @@ def fit_generator(cfg, workdir: str, *, progress: bool = True, log=print, stop_a
         record.update({f"train_{k}": train_metrics[k] for k in COMPONENTS})
         record.update({f"val_{k}": val_metrics[k] for k in COMPONENTS})
         score = (-val_metrics["total"],) if np.isfinite(val_metrics["total"]) else (-np.inf,)
-        is_best = best_score is None or score > best_score
-        if is_best:
-            best_score, best_epoch = score, epoch
-        meta = {"epoch": epoch, "config": cfg_json, "metrics": record, "best_score": list(best_score),
-                "best_epoch": best_epoch}
-        last = epoch == epochs - 1
-        if is_best or last or (epoch + 1) % int(cfg.get("checkpoint_every", 1)) == 0:
-            ckpts.save(epoch, _run_tree(state, prep), meta, best=is_best)
-        metrics_log.write(record)
-        bar.set_postfix(loss=f"{record['train_total']:.4g}", val=f"{record['val_total']:.4g}", best=best_epoch)
-        if stop_after is not None and epoch + 1 - start_epoch >= stop_after and not last:
-            ckpts.save(epoch, _run_tree(state, prep), meta, best=False)
-            ckpts.wait()
-            ckpts.close()
+        tracker.end_epoch(epoch, _run_tree(state, prep), record, score)
+        bar.set_postfix(loss=f"{record['train_total']:.4g}", val=f"{record['val_total']:.4g}", best=tracker.best_epoch)
+        if tracker.preempted(epoch, _run_tree(state, prep), stop_after):
             return None
-    ckpts.wait()
 
-    restored, meta = ckpts.restore(_run_tree(state, prep), which="best")
+    restored, meta = tracker.finish(_run_tree(state, prep))
     best = _uncommitted(_variables(restored["train_state"]))
     result: dict[str, Any] = {"best_epoch": meta["epoch"], "num_params": count_params(state.params),
                               "num_train": int(len(train.labels)), "loss": weights,
                               "val": evaluate(best, val, val_rng)}
     if test is not None:
         result["test"] = evaluate(best, test, val_rng)
-    ckpts.close()
+    tracker.close()
     with open(os.path.join(workdir, "results.json"), "w") as f:
         json.dump(result, f, indent=2)
     result["train_indices"] = np.asarray(split.train)

@@ -1,0 +1,119 @@
+"""Bookkeeping shared by every training loop: resume, best-by-validation selection, checkpoints, metrics.
+
+A loop (``fit_classifier``, ``fit_generator``) does::
+
+    progress = RunProgress(workdir, cfg_json, epochs, log=log)
+    tree = progress.resume(tree)                      # restores the latest checkpoint, if any
+    for epoch in progress.epochs():
+        ...train one epoch, validate...
+        progress.end_epoch(epoch, tree, record, score)  # metrics line, best tracking, checkpoints
+        if progress.preempted(epoch, tree, stop_after):
+            return None                               # checkpointed; re-running resumes
+    best_tree, meta = progress.finish(tree)           # the best-by-validation checkpoint
+
+Files in the workdir: ``metrics.jsonl`` (one JSON record per epoch), ``config.json`` and the orbax
+checkpoints of :class:`stepjax.training.checkpoint.RunCheckpoints`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Callable, Sequence
+
+from stepjax.training import checkpoint as ckpt_lib
+
+METRICS_FILE = "metrics.jsonl"
+
+
+class MetricsLog:
+    """Append-only JSON-lines metrics file; on resume, lines past the restored epoch are dropped."""
+
+    def __init__(self, path: str, resume_epoch: int | None):
+        self.path = path
+        lines = []
+        if resume_epoch is not None and os.path.exists(path):
+            with open(path) as f:
+                lines = [l for l in f if l.strip() and json.loads(l).get("epoch", -1) <= resume_epoch]
+        with open(path, "w") as f:
+            f.writelines(lines)
+
+    def write(self, record: dict) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+class RunProgress:
+    """Resume point, best-by-validation bookkeeping and per-epoch checkpoints of one training run.
+
+    Args:
+      workdir: the run directory (created).
+      cfg_json: the run's config as JSON (:func:`checkpoint.config_to_json`); stored with every checkpoint.
+      num_epochs: total epochs of the run.
+      sections: config sections that must match a checkpoint to resume from it.
+      checkpoint_every: save a ``latest`` checkpoint every this many epochs (best and last always).
+      log: a print-like function.
+    """
+
+    def __init__(self, workdir: str, cfg_json: dict, num_epochs: int, *,
+                 sections: Sequence[str] = ("task", "model", "data", "preprocess"), checkpoint_every: int = 1,
+                 log: Callable = print):
+        os.makedirs(workdir, exist_ok=True)
+        self.workdir, self.cfg_json, self.num_epochs = workdir, cfg_json, int(num_epochs)
+        self.sections, self.checkpoint_every, self.log = tuple(sections), int(checkpoint_every), log
+        self.ckpts = ckpt_lib.RunCheckpoints(workdir)
+        self.start_epoch, self.best_score, self.best_epoch = 0, None, None
+        self.metrics_log: MetricsLog | None = None
+        self._meta: dict | None = None
+
+    def resume(self, tree: Any) -> Any:
+        """``tree`` restored from the latest checkpoint (after a config check), or ``tree`` for a new run.
+        Also (re)writes ``config.json`` and trims ``metrics.jsonl`` to the restored epoch."""
+        resume_epoch = self.ckpts.latest_epoch()
+        if resume_epoch is not None:
+            ckpt_lib.check_compatible(self.ckpts.read_meta()["config"], self.cfg_json, sections=self.sections)
+            tree, meta = self.ckpts.restore(tree)
+            self.start_epoch = meta["epoch"] + 1
+            self.best_score = tuple(meta["best_score"]) if meta.get("best_score") else None
+            self.best_epoch = meta.get("best_epoch")
+            self.log(f"Resuming {self.workdir} from epoch {meta['epoch']} (best validation epoch {self.best_epoch}).")
+        self.metrics_log = MetricsLog(os.path.join(self.workdir, METRICS_FILE), resume_epoch)
+        with open(os.path.join(self.workdir, "config.json"), "w") as f:
+            json.dump(self.cfg_json, f, indent=2)
+        return tree
+
+    def epochs(self) -> range:
+        return range(self.start_epoch, self.num_epochs)
+
+    def end_epoch(self, epoch: int, tree: Any, record: dict, score: tuple) -> bool:
+        """Logs ``record``, tracks the best ``score`` (higher is better; validation only) and checkpoints.
+        Returns whether this epoch is the best so far."""
+        is_best = self.best_score is None or tuple(score) > self.best_score
+        if is_best:
+            self.best_score, self.best_epoch = tuple(score), epoch
+        self._meta = {"epoch": epoch, "config": self.cfg_json, "metrics": record,
+                      "best_score": list(self.best_score), "best_epoch": self.best_epoch}
+        last = epoch == self.num_epochs - 1
+        if is_best or last or (epoch + 1) % self.checkpoint_every == 0:
+            self.ckpts.save(epoch, tree, self._meta, best=is_best)
+        self.metrics_log.write(record)
+        return is_best
+
+    def preempted(self, epoch: int, tree: Any, stop_after: int | None) -> bool:
+        """``True`` (after checkpointing and closing) when ``stop_after`` epochs of this call are done and
+        the run is not: a pre-empted job; re-running the same command resumes."""
+        if stop_after is None or epoch + 1 - self.start_epoch < stop_after or epoch == self.num_epochs - 1:
+            return False
+        self.ckpts.save(epoch, tree, self._meta, best=False)
+        self.ckpts.wait()
+        self.ckpts.close()
+        return True
+
+    def finish(self, tree: Any) -> tuple[Any, dict]:
+        """Waits for pending saves; returns ``(tree, meta)`` of the best-by-validation checkpoint
+        (restored into the structure of ``tree``). Keep the object for :meth:`close`."""
+        self.ckpts.wait()
+        return self.ckpts.restore(tree, which="best")
+
+    def close(self) -> None:
+        self.ckpts.close()
