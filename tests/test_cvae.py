@@ -119,7 +119,8 @@ def test_official_weights_other_lengths(official, inputs):
 
 
 @pytest.mark.parametrize("kwargs", [{}, dict(temporal_code="sinusoidal", joint_embedding=True,
-                                             official_output_relu=False)])
+                                             official_output_relu=False),
+                                    dict(temporal_code="modulated", temporal_pooling="sinusoidal")])
 @pytest.mark.parametrize("num_frames", [1, 20, 33, 120])
 def test_shapes_any_length(kwargs, num_frames):
     model = STEPGenCVAE(**kwargs)
@@ -181,6 +182,44 @@ def test_temporal_code_breaks_time_invariance():
     assert spread(outs["none"]) < 1e-6
     assert spread(outs["sinusoidal"]) > 0.1 * np.abs(outs["sinusoidal"]).max()
     assert np.abs(outs["none"][:, 0] - outs["none"][:, t // 2]).max() > 1e-4  # boundary frames do differ
+
+
+def test_phase_aware_options():
+    """With a 1-tap kernel every layer acts frame by frame, so the official mean pooling is blind to the
+    order of the frames (a time roll leaves mu unchanged) while ``temporal_pooling='sinusoidal'`` is not;
+    the pooled features equal an explicit loop. ``temporal_code='modulated'``: z scales per-latent sinusoids,
+    so two latents give decoded motions that are not a constant offset of each other."""
+    small = dict(SMALL, kernel_size=1)
+    mus = {}
+    for pooling in ("mean", "sinusoidal"):
+        model = STEPGenCVAE(**small, temporal_pooling=pooling, code_dim=6)
+        variables, x, y = _init(model, t=24)
+        rolled = jnp.roll(x, 7, axis=1)
+        mus[pooling] = [np.asarray(jax.jit(lambda v, x: model.apply(v, x, y, method="encode")[0])(variables, a))
+                        for a in (x, rolled)]
+        if pooling == "sinusoidal":
+            assert variables["params"]["encoder"]["z_mean"]["kernel"].shape == (8 * 7, 8)
+            _, inter = model.apply(variables, x, y, method="encode", capture_intermediates=True)
+            trunk = np.asarray(inter["intermediates"]["encoder"]["trunk"]["__call__"][0])  # (N, T, V, C)
+            basis = np.concatenate([np.ones((24, 1)), sinusoidal_time_encoding(24, 6)], axis=1)
+            pooled = np.zeros((2, 8, 7))
+            for t in range(24):
+                for d in range(7):
+                    pooled[:, :, d] += trunk[:, t].mean(axis=1) * basis[t, d] / 24
+            k, b = (np.asarray(variables["params"]["encoder"]["z_mean"][n]) for n in ("kernel", "bias"))
+            np.testing.assert_allclose(mus[pooling][0], pooled.reshape(2, -1) @ k + b, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(mus["mean"][0], mus["mean"][1], rtol=1e-5, atol=1e-6)
+    assert np.abs(mus["sinusoidal"][0] - mus["sinusoidal"][1]).max() > 1e-3
+
+    model = STEPGenCVAE(**small, temporal_code="modulated", code_dim=6)
+    variables, _, _ = _init(model, t=30)
+    y = jax.nn.one_hot(jnp.array([2, 2]), 4)  # same label: only z differs
+    assert variables["params"]["decoder"]["fcn_code"]["kernel"].shape == (8 + 4, 8 * 6)
+    z = jax.random.normal(jax.random.key(3), (2, 8))
+    out = np.asarray(jax.jit(lambda v, z: model.apply(v, z, y, 30, method="decode"))(variables, z))
+    motion = out - out.mean(axis=1, keepdims=True)  # per-gait time profile
+    assert np.abs(motion).max() > 1e-2  # kernel 1 and no padding: all the motion comes from the code
+    assert np.abs(motion[0] - motion[1]).max() > 0.1 * np.abs(motion).max()  # z shapes the motion
 
 
 def test_sinusoidal_encoding():

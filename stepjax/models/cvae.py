@@ -60,7 +60,8 @@ from stepjax.nn import JointBatchNorm, STGCNStack, initializers
 
 Array = jax.Array
 
-TEMPORAL_CODES = ("none", "sinusoidal")
+TEMPORAL_CODES = ("none", "sinusoidal", "modulated")
+TEMPORAL_POOLINGS = ("mean", "sinusoidal")
 OFFICIAL_MAX_Z = 1.5
 
 
@@ -115,6 +116,10 @@ class CVAEEncoder(nn.Module):
     channels: Sequence[int] = (64, 32, 32)
     kernel_size: int = 75
     dropout: float = 0.0
+    temporal_pooling: str = "mean"
+    code_dim: int = 32
+    min_period: float = 4.0
+    max_period: float = 300.0
     official_adjacency: bool = True
     temporal_impl: str = "auto"
     init_scheme: str = "default"
@@ -123,6 +128,8 @@ class CVAEEncoder(nn.Module):
     @nn.compact
     def __call__(self, x: Array, labels_onehot: Array, train: bool = False) -> tuple[Array, Array]:
         _check_gaits(x)
+        if self.temporal_pooling not in TEMPORAL_POOLINGS:
+            raise ValueError(f"unknown temporal_pooling {self.temporal_pooling!r}; choose one of {TEMPORAL_POOLINGS}")
         n, t, v, _ = x.shape
         y = _as_onehot(labels_onehot, self.num_classes, n, x.dtype)
         h = jnp.concatenate([x, jnp.broadcast_to(y[:, None, None, :], (n, t, v, self.num_classes))], axis=-1)
@@ -131,7 +138,12 @@ class CVAEEncoder(nn.Module):
                        skeleton.spatial_adjacency(official=self.official_adjacency), self.kernel_size,
                        edge_importance=False, dropout=self.dropout, temporal_impl=self.temporal_impl,
                        init_scheme=self.init_scheme, precision=self.precision, name="trunk")(h, train)
-        h = h.mean(axis=(1, 2))
+        if self.temporal_pooling == "mean":
+            h = h.mean(axis=(1, 2))  # (N, C): blind to *when* a feature occurs
+        else:  # (N, C * (1 + D)): the mean and the projections of each channel on D sinusoids of time
+            code = jnp.asarray(sinusoidal_time_encoding(t, self.code_dim, self.min_period, self.max_period), h.dtype)
+            basis = jnp.concatenate([jnp.ones((t, 1), h.dtype), code], axis=-1)  # (T, 1 + D)
+            h = jnp.einsum("ntvc,td->ncd", h, basis, precision=self.precision).reshape(n, -1) / (t * v)
         dense = lambda name: nn.Dense(self.latent_dim, kernel_init=initializers(self.init_scheme)["kernel"],
                                       precision=self.precision, name=name)
         return dense("z_mean")(h), dense("z_logvar")(h)
@@ -146,6 +158,7 @@ class CVAEDecoder(nn.Module):
     kernel_size: int = 75
     dropout: float = 0.0
     temporal_code: str = "none"
+    code_dim: int = 32
     joint_embedding: bool = False
     min_period: float = 4.0
     max_period: float = 300.0
@@ -169,7 +182,16 @@ class CVAEDecoder(nn.Module):
         hidden = self.latent_dim
         h = nn.Dense(hidden, kernel_init=kernel_init, precision=self.precision, name="fcn")(
             jnp.concatenate([z, y], axis=-1))
-        h = jnp.broadcast_to(h[:, None, None, :], (n, num_frames, v, hidden))  # same vector at every (t, v)
+        if self.temporal_code == "modulated":  # h(t) = a(z, y) + B(z, y) code(t): z sets amplitudes and phases
+            code = jnp.asarray(sinusoidal_time_encoding(num_frames, self.code_dim, self.min_period,
+                                                        self.max_period), h.dtype)
+            b = nn.Dense(hidden * self.code_dim, kernel_init=kernel_init, precision=self.precision,
+                         name="fcn_code")(jnp.concatenate([z, y], axis=-1)).reshape(n, hidden, self.code_dim)
+            code = code / np.sqrt(max(self.code_dim // 2, 1))  # the modulated term starts at a's scale
+            h = h[:, None, :] + jnp.einsum("nhd,td->nth", b, code, precision=self.precision)
+            h = jnp.broadcast_to(h[:, :, None, :], (n, num_frames, v, hidden))
+        else:
+            h = jnp.broadcast_to(h[:, None, None, :], (n, num_frames, v, hidden))  # same vector at every (t, v)
         if self.temporal_code == "sinusoidal":
             code = sinusoidal_time_encoding(num_frames, hidden, self.min_period, self.max_period)
             h = h + jnp.asarray(code, h.dtype)[None, :, None, :]
@@ -209,6 +231,8 @@ class STEPGenCVAE(nn.Module):
     kernel_size: int = 75
     dropout: float = 0.0
     temporal_code: str = "none"
+    temporal_pooling: str = "mean"
+    code_dim: int = 32
     joint_embedding: bool = False
     official_output_relu: bool = True
     official_adjacency: bool = True
@@ -220,8 +244,10 @@ class STEPGenCVAE(nn.Module):
         common = dict(latent_dim=self.latent_dim, num_classes=self.num_classes, kernel_size=self.kernel_size,
                       dropout=self.dropout, official_adjacency=self.official_adjacency,
                       temporal_impl=self.temporal_impl, init_scheme=self.init_scheme, precision=self.precision)
-        self.encoder = CVAEEncoder(channels=self.encoder_channels, **common)
+        self.encoder = CVAEEncoder(channels=self.encoder_channels, temporal_pooling=self.temporal_pooling,
+                                   code_dim=self.code_dim, **common)
         self.decoder = CVAEDecoder(channels=self.decoder_channels, temporal_code=self.temporal_code,
+                                   code_dim=self.code_dim,
                                    joint_embedding=self.joint_embedding,
                                    official_output_relu=self.official_output_relu, **common)
 
