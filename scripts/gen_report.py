@@ -23,17 +23,18 @@ import time
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(PROJECT_ROOT, "configs"))
 
-#: name -> (description, loss, model overrides; 'full' kernel = covers the clip like the official 75 at T=75)
+#: name -> (description, loss, overrides of configs/step_gen.py as {"section.key": value}); 'full' = the
+#: kernel that spans the clip (configs/step_gen.py's 75 taps at T = 75, like the official CVAE)
+OFFICIAL_FORM = {"model.temporal_code": "none", "model.temporal_pooling": "mean"}
 VARIANTS = {
-    "step_gen": ("STEP-Gen (configs/step_gen.py: sinusoidal code, kernel 9)", "push-pull", {}),
-    "baseline_cvae": ("Baseline-CVAE (same net, L_o + KL)", "L_o + KL", {}),
-    "step_gen_input_none": ("STEP-Gen, official decoder input, kernel 9", "push-pull", {"temporal_code": "none"}),
-    "step_gen_input_none_full": ("STEP-Gen, official decoder input, full-clip kernel", "push-pull",
-                                 {"temporal_code": "none", "kernel_size": "full"}),
-    "step_gen_sinusoidal_full": ("STEP-Gen, sinusoidal code, full-clip kernel", "push-pull",
-                                 {"kernel_size": "full"}),
-    "baseline_cvae_input_none_full": ("Baseline-CVAE, official decoder input, full-clip kernel", "L_o + KL",
-                                      {"temporal_code": "none", "kernel_size": "full"}),
+    "step_gen": ("STEP-Gen (configs/step_gen.py: phase-aware, loss warm-up)", "push-pull", {}),
+    "baseline_cvae": ("Baseline-CVAE (same net and recipe)", "L_o + KL", {}),
+    "step_gen_no_warmup": ("STEP-Gen without the loss warm-up", "push-pull", {"loss.warmup_epochs": 0.0}),
+    "step_gen_additive": ("STEP-Gen, mean pooling + additive sinusoidal decoder code", "push-pull",
+                          {"model.temporal_code": "sinusoidal", "model.temporal_pooling": "mean"}),
+    "step_gen_official_form": ("STEP-Gen, official form (mean pooling, constant decoder input)", "push-pull",
+                               OFFICIAL_FORM),
+    "baseline_cvae_official_form": ("Baseline-CVAE, official form", "L_o + KL", OFFICIAL_FORM),
 }
 
 
@@ -63,12 +64,16 @@ def generator_config(args, variant: str = "step_gen", seed: int = 0):
     data_overrides(cfg, args, seed)
     cfg.model.encoder_channels = scaled(cfg.model.encoder_channels, args.width)
     cfg.model.decoder_channels = scaled(cfg.model.decoder_channels, args.width)
+    cfg.model.kernel_size = min(cfg.model.kernel_size, full_kernel(args.frames))
+    cfg.loss.warmup_epochs = float(args.warmup_epochs)
     for key, value in overrides.items():
-        cfg.model[key] = full_kernel(args.frames) if value == "full" else value
+        section, name = key.split(".")
+        cfg[section][name] = value
     if loss != "push-pull":
         cfg.loss.lambda_collapse = cfg.loss.lambda_drift = 0.0
     cfg.train.epochs = args.epochs
-    cfg.train.batch_size = args.batch_size
+    if args.batch_size:
+        cfg.train.batch_size = args.batch_size
     return cfg
 
 
@@ -87,20 +92,26 @@ def add_common_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-gaits", type=int, default=480, help="built-in walkers (split 70/15/15 by subject)")
     p.add_argument("--frames", type=int, default=32, help="frames per gait")
     p.add_argument("--width", type=float, default=0.5, help="generator channel multiplier (1 = official 64/32/32)")
-    p.add_argument("--epochs", type=int, default=25, help="generator epochs")
-    p.add_argument("--batch-size", type=int, default=32, help="generator batch size")
+    p.add_argument("--epochs", type=int, default=100, help="generator epochs")
+    p.add_argument("--warmup-epochs", type=float, default=50.0,
+                   help="loss warm-up epochs (50 x 10 steps here ~ configs/step_gen.py's 20 x 26 steps)")
+    p.add_argument("--batch-size", type=int, default=0, help="generator batch size (0: the config's, 32)")
     p.add_argument("--classifier-epochs", type=int, default=30)
     p.add_argument("--num-affective", type=int, choices=(0, 29), default=0,
                    help="classifier: 0 = Baseline-STEP (deep features only), 29 = STEP hybrid")
 
 
 def budget_lines(args) -> list[str]:
+    cfg = generator_config(args)
+    t, l = cfg.train, cfg.loss
     return [f"* data: {args.num_gaits} built-in walkers (`make_walkers`, seed 0), {args.frames} frames, split "
             f"70/15/15 grouped by subject",
-            f"* generators: channel width x{args.width} (encoder {scaled((64, 32, 32), args.width)}, decoder "
-            f"{scaled((32, 64, 3), args.width)}, z = 32), {args.epochs} epochs, batch {args.batch_size}, AdamW "
-            f"lr 2e-3 cosine, default loss normalisation (lambda_collapse 16, lambda_drift 1, beta 0.14), "
-            f"selection on validation loss",
+            f"* generators: configs/step_gen.py with channel width x{args.width} (encoder "
+            f"{tuple(cfg.model.encoder_channels)}, decoder {tuple(cfg.model.decoder_channels)}, z = "
+            f"{cfg.model.latent_dim}), temporal kernel {cfg.model.kernel_size} (spans the clip), {t.epochs} epochs, "
+            f"batch {t.batch_size}, AdamW lr {t.lr:g} {t.schedule}, per-element loss means with lambda_collapse "
+            f"{l.lambda_collapse:g}, lambda_drift {l.lambda_drift:g}, beta {l.beta:g}, push-pull/KL warm-up over "
+            f"{l.warmup_epochs:g} epochs (unless stated); selection on the validation loss",
             f"* classifier: {'Baseline-STEP' if args.num_affective == 0 else 'STEP (hybrid, 29 affective)'} "
             f"(configs/{'baseline_step' if args.num_affective == 0 else 'step'}.py), {args.classifier_epochs} epochs"]
 
@@ -144,11 +155,24 @@ def main(argv=None) -> None:
               f"{rep['generated']['recognition_accuracy']:.3f} ({train_s:.0f} s)", flush=True)
         with open(os.path.join(args.workdir, "report.json"), "w") as f:
             json.dump({"classifier": cls["test"], "variants": rows}, f, indent=2)
-    text = render(args, cls, rows)
+    text = keep_notes(render(args, cls, rows), args.out)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         f.write(text)
     print(text)
+
+
+NOTES_MARKER = "<!-- notes: everything below this line is kept when the script rewrites the file -->"
+
+
+def keep_notes(text: str, path: str) -> str:
+    """``text`` plus the hand-written notes below :data:`NOTES_MARKER` of the existing ``path``."""
+    notes = ""
+    if os.path.exists(path):
+        old = open(path).read()
+        if NOTES_MARKER in old:
+            notes = old[old.index(NOTES_MARKER) + len(NOTES_MARKER):]
+    return text + "\n" + NOTES_MARKER + (notes if notes else "\n")
 
 
 def render(args, cls, rows) -> str:

@@ -52,7 +52,7 @@ def evaluate_generator(gen_workdir: str, classifier_workdir: str, num_per_class:
     t0 = time.time()
     gen_cfg, gen_model, gen_vars, _ = restore_generator(gen_workdir, which)
     frames = int(gen_cfg.data.get("num_frames") or 75)
-    generate_fn = make_generate_fn(gen_model.clone(temporal_impl="conv"), frames,
+    generate_fn = make_generate_fn(gen_model.clone(temporal_impl="auto"), frames,
                                    bool(gen_cfg.get("generate", {}).get("official_sampler", False)))
     cls_cfg, cls_model, cls_vars = restore_classifier(classifier_workdir, "best")
     predict_fn = make_predict_fn(cls_model)

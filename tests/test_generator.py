@@ -41,9 +41,7 @@ def tiny_step_aug_config():
     gen = tiny_generator_config()
     cfg = step_aug_config.get_config()
     cfg.data = gen.data
-    # the classifier of tests/test_training.py (29 affective features: a classifier without affective
-    # features cannot be checkpointed yet, orbax refuses the zero-size normalisation arrays)
-    cfg.preprocess.num_affective = 29
+    cfg.preprocess.num_affective = 29  # the classifier of tests/test_training.py
     cfg.model.update(dict(channels=(8, 16, 16), kernel_size=5, hidden=32))
     cfg.train.update(dict(epochs=3, batch_size=16, lr=1e-2))
     for key in ("preprocess", "model", "loss", "train", "generate"):
@@ -213,3 +211,37 @@ def test_evaluate_generator_reports_fid_diversity_and_recognition(aug, tmp_path)
     assert g["num_gaits"] == 32 and 0 <= g["recognition_accuracy"] <= 1 and g["diversity"] >= 0
     assert 0 <= report["real_test"]["recognition_accuracy"] <= 1
     assert "fid_test" in format_report(report)
+
+
+def test_loss_warmup_ramps_push_pull_and_kl_weights():
+    """At optimizer step s < W, ``warmup_steps=W`` equals a step with lambda_collapse, lambda_drift and beta
+    scaled by (s + 1) / W (reconstruction unscaled); from step W on it equals the plain step."""
+    from stepjax.training.fit_generator import (build_generator, create_generator_state, generator_train_step,
+                                                loss_weights)
+    import optax
+
+    cfg = tiny_generator_config()
+    cfg.loss.beta = 0.5  # large enough that the KL term moves the parameters visibly
+    train = pipeline.prepare(cfg)["train"]
+    batch = jax.tree_util.tree_map(lambda a: jnp.asarray(a[:16]), train)
+    model = build_generator(cfg)
+    state = create_generator_state(model, optax.sgd(1e-2), jax.random.key(0), 32)  # no lr warm-up: step 0 moves
+    w = loss_weights(cfg)
+    scaled = lambda f: dict(w, **{k: w[k] * f for k in ("lambda_collapse", "lambda_drift", "beta")})
+
+    @jax.jit
+    def steps(state, rng):
+        warm = generator_train_step(state, batch, rng, weights=w, warmup_steps=4)[0].params
+        ref = generator_train_step(state, batch, rng, weights=scaled(0.25), warmup_steps=0)[0].params
+        plain = generator_train_step(state, batch, rng, weights=w)[0].params
+        late = state.replace(step=state.step + 4)  # past the ramp
+        warm_late = generator_train_step(late, batch, rng, weights=w, warmup_steps=4)[0].params
+        plain_late = generator_train_step(late, batch, rng, weights=w)[0].params
+        return warm, ref, plain, warm_late, plain_late
+
+    warm, ref, plain, warm_late, plain_late = steps(state, jax.random.key(1))
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), warm, ref)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, warm_late, plain_late)
+    diff = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree_util.tree_leaves(warm),
+                                                             jax.tree_util.tree_leaves(plain)))
+    assert diff > 1e-6  # the ramp does change the step

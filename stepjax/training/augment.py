@@ -71,7 +71,7 @@ def synthesize(gen_workdir: str, per_class: int, seed: int, out_path: str | None
     from stepjax.data.egait import write_egait_arrays
     from stepjax.generation import generate_per_class, load_generator, official_keys
 
-    generate_fn, variables = load_generator(gen_workdir, "best", temporal_impl="conv")
+    generate_fn, variables = load_generator(gen_workdir, "best", temporal_impl="auto")
     gaits, labels = generate_per_class(generate_fn, variables, per_class, seed)
     if out_path is not None:
         tmp = out_path + ".tmp"

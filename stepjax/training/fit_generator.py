@@ -130,10 +130,22 @@ def init_output_from_data(state: TrainState, gaits) -> TrainState:
     return state.replace(params=params, opt_state=state.tx.init(params))
 
 
-def generator_train_step(state: TrainState, batch, rng: jax.Array, *, weights: dict) -> tuple[TrainState, dict]:
-    """One optimizer step of the CVAE on ``batch`` (``.gaits`` aligned ``(B, T, 16, 3)``, ``.labels`` int ``(B,)``)."""
+def generator_train_step(state: TrainState, batch, rng: jax.Array, *, weights: dict,
+                         warmup_steps: int = 0) -> tuple[TrainState, dict]:
+    """One optimizer step of the CVAE on ``batch`` (``.gaits`` aligned ``(B, T, 16, 3)``, ``.labels`` int ``(B,)``).
+
+    ``warmup_steps > 0``: the push-pull and KL weights (``lambda_collapse``, ``lambda_drift``, ``beta``)
+    ramp linearly from ``1/warmup_steps`` of their value to their value over the first ``warmup_steps``
+    optimizer steps; the reconstruction keeps weight 1 (KL annealing, extended to the push-pull terms: a
+    motionless "mean gait" decoder is a local minimum that the push-pull terms deepen, see
+    docs/generator.md). The returned components are unweighted.
+    """
     sample_rng, dropout_rng = jax.random.split(rng)
     onehot = jax.nn.one_hot(batch.labels, NUM_CLASSES, dtype=batch.gaits.dtype)
+    weights = dict(weights)
+    if warmup_steps:
+        ramp = jnp.minimum(1.0, (state.step + 1).astype(jnp.float32) / warmup_steps)
+        weights.update({k: weights[k] * ramp for k in ("lambda_collapse", "lambda_drift", "beta")})
 
     def loss_fn(params):
         (x_hat, mu, logvar), updates = state.apply_fn(
@@ -205,9 +217,9 @@ def _cached_optimizer(train_json: str, steps_per_epoch: int):
 
 
 @functools.lru_cache(maxsize=16)
-def _cached_epoch(model: STEPGenCVAE, weights: tuple, batch_size: int) -> Callable:
+def _cached_epoch(model: STEPGenCVAE, weights: tuple, batch_size: int, warmup_steps: int) -> Callable:
     w = dict(weights)
-    return epoch_fn(lambda s, b, r: generator_train_step(s, b, r, weights=w), batch_size)
+    return epoch_fn(lambda s, b, r: generator_train_step(s, b, r, weights=w, warmup_steps=warmup_steps), batch_size)
 
 
 @functools.lru_cache(maxsize=16)
@@ -252,7 +264,8 @@ def fit_generator(cfg, workdir: str, *, progress: bool = True, log=print, stop_a
     log(f"STEPGenCVAE: {count_params(state.params):,} parameters; train/val/test = {len(train.labels)}/"
         f"{len(val.labels)}/{0 if test is None else len(test.labels)} gaits; {steps_per_epoch} steps/epoch; "
         f"loss {weights}")
-    run_epoch = _cached_epoch(model, tuple(sorted(weights.items())), batch_size)
+    warmup_steps = int(round(float(cfg.loss.get("warmup_epochs", 0.0)) * steps_per_epoch))
+    run_epoch = _cached_epoch(model, tuple(sorted(weights.items())), batch_size, warmup_steps)
     evaluate = _cached_eval(model, tuple(sorted(weights.items())), batch_size,
                             int(cfg.get("eval", {}).get("batch_size", 256)))
     bar = tqdm(tracker.epochs(), initial=tracker.start_epoch, total=tracker.num_epochs, disable=not progress,
