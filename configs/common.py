@@ -39,6 +39,7 @@ def modern_train(epochs: int = 30, lr: float = 3e-3) -> ml_collections.ConfigDic
         epochs=epochs, batch_size=32, optimizer="adamw", lr=lr, weight_decay=1e-4, schedule="cosine",
         warmup_epochs=1, milestones=(), label_smoothing=0.0, official_double_softmax=False, grad_clip=0.0,
         momentum=0.9, data_parallel=False,
+        compute_dtype="float32",  # 'bfloat16': mixed precision (float32 master weights; README "Performance")
     ))
 
 

@@ -8,6 +8,7 @@ parameters as an uninterrupted run (every epoch is a pure function of the state,
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -36,6 +37,13 @@ def build_classifier(cfg) -> STEPClassifier:
     for key in ("channels", "strides", "residuals"):
         kwargs[key] = tuple(kwargs[key])
     return STEPClassifier(num_affective=int(cfg.preprocess.num_affective), **kwargs)
+
+
+def make_classifier_step(train_cfg):
+    """``step(state, batch, rng)``: :func:`classifier_train_step` with the options of ``cfg.train``."""
+    return functools.partial(classifier_train_step, label_smoothing=float(train_cfg.get("label_smoothing", 0.0)),
+                             official_double_softmax=bool(train_cfg.get("official_double_softmax", False)),
+                             compute_dtype=str(train_cfg.get("compute_dtype", "float32")))
 
 
 def _score(report: dict) -> tuple[float, float]:
@@ -82,9 +90,7 @@ def fit_classifier(cfg, workdir: str, *, progress: bool = True, log=print, stop_
     log(f"{model.__class__.__name__}: {count_params(state.params):,} parameters; "
         f"train/val/test = {len(train.labels)}/{len(val.labels)}/{0 if test is None else len(test.labels)} gaits; "
         f"{steps_per_epoch} steps/epoch")
-    step = lambda s, b, r: classifier_train_step(
-        s, b, r, label_smoothing=cfg.train.get("label_smoothing", 0.0),
-        official_double_softmax=cfg.train.get("official_double_softmax", False))
+    step = make_classifier_step(cfg.train)
     if cfg.train.get("data_parallel", False):
         mesh = parallel.data_mesh()
         parallel.check_batch_divisible(batch_size, mesh)

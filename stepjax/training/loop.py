@@ -22,15 +22,33 @@ Batch = Any
 StepFn = Callable[[TrainState, Batch, jax.Array], tuple[TrainState, dict]]
 
 
+def cast_floating(tree, dtype):
+    """``tree`` with its floating-point leaves cast to ``dtype`` (other leaves untouched)."""
+    return jax.tree_util.tree_map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
+
+
 def classifier_train_step(state: TrainState, batch, rng: jax.Array, *, label_smoothing: float = 0.0,
-                          official_double_softmax: bool = False) -> tuple[TrainState, dict]:
-    """One optimizer step of a :class:`~stepjax.models.STEPClassifier` on ``batch`` (an ``Arrays``)."""
+                          official_double_softmax: bool = False,
+                          compute_dtype: str | None = None) -> tuple[TrainState, dict]:
+    """One optimizer step of a :class:`~stepjax.models.STEPClassifier` on ``batch`` (an ``Arrays``).
+
+    ``compute_dtype`` (e.g. ``'bfloat16'``): mixed precision. The float32 parameters (master weights)
+    and the inputs are cast to it for the forward and backward pass; gradients, the optimizer update,
+    the BatchNorm running statistics (accumulated in float32 by flax), the logits and the loss stay in
+    float32. The temporal DFT formulation computes in float32 whatever its input (its sums over ~100
+    frequency terms would lose too much in bfloat16). ``None``/``'float32'``: everything in float32.
+    """
     affective = batch.affective if batch.affective.shape[-1] else None
+    mixed = compute_dtype is not None and jnp.dtype(compute_dtype) != jnp.float32
 
     def loss_fn(params):
+        gaits, aff = batch.gaits, affective
+        if mixed:
+            params, gaits, aff = cast_floating((params, gaits, aff), jnp.dtype(compute_dtype))
         (logits, _), updates = state.apply_fn(
-            {"params": params, "batch_stats": state.batch_stats}, batch.gaits, affective, train=True,
+            {"params": params, "batch_stats": state.batch_stats}, gaits, aff, train=True,
             mutable=["batch_stats"], rngs={"dropout": rng})
+        logits = logits.astype(jnp.float32)
         loss = classification_loss(logits, batch.labels, label_smoothing=label_smoothing,
                                    official_double_softmax=official_double_softmax)
         return loss, (logits, updates["batch_stats"])

@@ -27,8 +27,8 @@ from stepjax import LABEL_NAMES
 from stepjax.data import pipeline, splits
 from stepjax.losses import classification_loss
 from stepjax.metrics import aggregate, classification_report
-from stepjax.training.fit import build_classifier
-from stepjax.training.loop import classifier_train_step, scan_steps, shuffled_batches
+from stepjax.training.fit import build_classifier, make_classifier_step
+from stepjax.training.loop import scan_steps, shuffled_batches
 from stepjax.training.state import create_train_state, make_optimizer
 
 
@@ -121,9 +121,7 @@ def fit_classifier_runs(cfg, workdir: str | None = None, *, progress: bool = Tru
     if num_batches == 0:
         raise ValueError(f"the smallest training split is smaller than batch_size={batch_size}")
     tx = make_optimizer(cfg.train, num_batches)
-    step = lambda s, b, r: classifier_train_step(
-        s, b, r, label_smoothing=cfg.train.get("label_smoothing", 0.0),
-        official_double_softmax=cfg.train.get("official_double_softmax", False))
+    step = make_classifier_step(cfg.train)
     f = int(cfg.preprocess.num_affective)
     example = (rs.data.gaits[0, :1], rs.data.affective[0, :1] if f else None)
     seeds = jnp.asarray([r["seed"] for r in runs], jnp.uint32)
