@@ -186,17 +186,20 @@ def render(args, cls, rows) -> str:
               f"({first['real_train']['num_gaits']} gaits) and the held-out real test split "
               f"({real['num_gaits']} gaits); diversity over 200 random pairs, multimodality over 20 pairs per "
               f"class (Action2Motion / ACTOR); recognition = classifier accuracy on generated gaits w.r.t. the "
-              f"conditioning label; joint speed = mean root-relative joint displacement per frame", "",
-             "| generator | loss | val rec (MSE) | FID train | FID test | diversity | multimodality | recognition acc | joint speed |",
-             "|---|---|---|---|---|---|---|---|---|"]
+              f"conditioning label; joint speed = mean root-relative joint displacement per frame; recon. = the real "
+              f"test gaits encoded to mu and decoded (the decoder's quality apart from the prior)", "",
+             "| generator | loss | val rec (MSE) | FID train | FID test | diversity | multimodality | recognition acc | "
+             "joint speed | recon. FID test | recon. recognition | recon. joint speed |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in rows.items():
-        g = r["generated"]
+        g, c = r["generated"], r.get("reconstructed_test", {})
+        recon = (f"{c['fid_test']:.2f} | {c['recognition_accuracy']:.3f} | {c['joint_speed']:.4f}" if c else " | | ")
         lines.append(f"| {VARIANTS[name][0]} | {VARIANTS[name][1]} | {r['val_loss']['rec']:.4f} | "
                      f"{r['fid_train']:.2f} | {r['fid_test']:.2f} | {g['diversity']:.3f} | {g['multimodality']:.3f} | "
-                     f"{g['recognition_accuracy']:.3f} | {g['joint_speed']:.4f} |")
+                     f"{g['recognition_accuracy']:.3f} | {g['joint_speed']:.4f} | {recon} |")
     lines.append(f"| *real test gaits (reference)* | | | *{first['fid_real_train_vs_test']:.2f}* (train vs test) | | "
                  f"*{real['diversity']:.3f}* | *{real['multimodality']:.3f}* | *{real['recognition_accuracy']:.3f}* | "
-                 f"*{real['joint_speed']:.4f}* |")
+                 f"*{real['joint_speed']:.4f}* | *0* | *{real['recognition_accuracy']:.3f}* | *{real['joint_speed']:.4f}* |")
     lines += ["", f"Classifier used for the features: test accuracy {cls['test']['accuracy']:.3f}, balanced "
               f"{cls['test']['balanced_accuracy']:.3f} (n = {cls['test']['num_gaits']}). Training times (s): "
               + ", ".join(f"{n} {r['train_seconds']:.0f}" for n, r in rows.items()) + "."]

@@ -26,6 +26,8 @@ import os
 import sys
 import time
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from stepjax.data import pipeline
@@ -50,7 +52,7 @@ def evaluate_generator(gen_workdir: str, classifier_workdir: str, num_per_class:
       official_sampler: ``None`` = the generator config's choice (N(0, I) unless set).
     """
     t0 = time.time()
-    gen_cfg, gen_model, gen_vars, _ = restore_generator(gen_workdir, which)
+    gen_cfg, gen_model, gen_vars, gen_prep = restore_generator(gen_workdir, which)
     frames = int(gen_cfg.data.get("num_frames") or 75)
     generate_fn = make_generate_fn(gen_model.clone(temporal_impl="auto"), frames,
                                    bool(gen_cfg.get("generate", {}).get("official_sampler", False)))
@@ -90,8 +92,33 @@ def evaluate_generator(gen_workdir: str, classifier_workdir: str, num_per_class:
         report[f"real_{name}"].update(motion_statistics(raw.gaits[getattr(split, name)]))
     if len(real_labels) == 2:
         report["fid_real_train_vs_test"] = fid(outputs["train"][0], outputs["test"][0])
+    if "test" in real_labels:  # decoder quality apart from the prior: real test gaits encoded (mu) and decoded
+        recon = reconstruct(gen_model, gen_vars, gen_prep, raw.gaits[split.test], real_labels["test"])
+        feats, logits = classifier_outputs(predict_fn, cls_vars, recon)
+        report["reconstructed_test"] = {"fid_test": fid(feats, outputs["test"][0]),
+                                        "recognition_accuracy": float(np.mean(logits.argmax(-1) == real_labels["test"])),
+                                        "rec_mse": float(np.mean((recon - np.asarray(gen_prep.gaits(
+                                            jnp.asarray(raw.gaits[split.test])))) ** 2))}
+        report["reconstructed_test"].update(motion_statistics(recon))
     report["seconds"] = {"load_and_generate": round(t_gen, 2), "total": round(time.time() - t0, 2)}
     return report
+
+
+def reconstruct(model, variables, prep, raw_gaits: np.ndarray, labels: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """``decode(mu(x, y), y)`` of raw gaits ``(N, T, 16, 3)`` after the generator's preprocessing (alignment):
+    the CVAE's deterministic reconstructions, in the generator's output space."""
+    t = raw_gaits.shape[1]
+
+    @jax.jit
+    def run(x, y):
+        x = prep.gaits(x)
+        onehot = jax.nn.one_hot(y, model.num_classes, dtype=x.dtype)
+        mu, _ = model.apply(variables, x, onehot, method="encode")
+        return model.apply(variables, mu, onehot, t, method="decode")
+
+    return np.concatenate([np.asarray(run(jnp.asarray(raw_gaits[i:i + chunk], jnp.float32),
+                                          jnp.asarray(labels[i:i + chunk])))
+                           for i in range(0, len(labels), chunk)])
 
 
 def _same_split(gen_cfg, cls_cfg) -> bool:
@@ -111,6 +138,10 @@ def format_report(r: dict) -> str:
             lines.append(f"  {k:24s} {r[k]:.4f}")
     lines.append(f"  generated: diversity {g['diversity']:.4f}  multimodality {g['multimodality']:.4f}  "
                  f"recognition accuracy {g['recognition_accuracy']:.4f}  joint speed {g['joint_speed']:.4f}")
+    if "reconstructed_test" in r:
+        c = r["reconstructed_test"]
+        lines.append(f"  reconstructed real test (decode(mu)): FID {c['fid_test']:.4f}  recognition accuracy "
+                     f"{c['recognition_accuracy']:.4f}  joint speed {c['joint_speed']:.4f}  MSE {c['rec_mse']:.5f}")
     if "real_test" in r:
         t = r["real_test"]
         lines.append(f"  real test: diversity {t['diversity']:.4f}  multimodality {t['multimodality']:.4f}  "
