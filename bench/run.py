@@ -514,7 +514,7 @@ def w_preprocess(a) -> list[dict]:
                  ref_s=r["ref"]["median_s"], jax_s=r["jax"]["median_s"],
                  ref_str=f"{r['ref']['median_s']:.2f} s", jax_str=f"{r['jax']['median_s'] * 1e3:.1f} ms",
                  flops=None, target="<= 0.1 s",
-                 note=f"compile {comp:.1f} s; max |loop - stepjax| = {diff:.1e}; reference = numpy loop of official "
+                 note=f"compile {comp:.1f} s; max abs(loop - stepjax) = {diff:.1e}; reference = numpy loop of official "
                       f"get_transformation (float64 SVD per gait, per-frame application)", raw=r)]
 
     def jx_aff():
