@@ -335,6 +335,19 @@ def test_jit_and_vmap_match_eager(walks, official):
         _close(short, eager[:, :27], rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("official", [True, False])
+def test_chunked_batches_match_single_gaits(walks, official):
+    """Large batches run in cache-sized ``lax.map`` chunks plus a remainder; any leading shape gives the same
+    numbers as one gait at a time (``vmap`` hides the batch, so each gait takes the unchunked path)."""
+    rng = np.random.default_rng(3)
+    n = 2 * aff._CHUNK + 6  # two whole chunks and a remainder
+    batch = walks[rng.integers(0, len(walks), n)] + rng.normal(0, 0.01, (n,) + walks.shape[1:])
+    fn = functools.partial(aff.affective_features, official=official)
+    one_by_one = np.asarray(jax.vmap(fn)(jnp.asarray(batch)))
+    _close(fn(batch), one_by_one, rtol=1e-6, atol=1e-6)
+    _close(fn(batch.reshape((2, n // 2) + batch.shape[1:])), one_by_one.reshape(2, n // 2, -1), rtol=1e-6, atol=1e-6)
+
+
 def _degenerate(walk):
     g = walk.copy()
     g[:, 4] = g[:, 2]  # shoulder on the neck: zero-length angle vectors
