@@ -40,6 +40,7 @@ from stepjax.affective import affective_features  # noqa: E402
 from stepjax.data.pipeline import Arrays  # noqa: E402
 from stepjax.data.preprocess import align_to_reference  # noqa: E402
 from stepjax.losses import generator_loss  # noqa: E402
+from stepjax.inference import freeze  # noqa: E402
 from stepjax.models.classifier import TRUNKS, STEPClassifier  # noqa: E402
 from stepjax.models.cvae import STEPGenCVAE  # noqa: E402
 from stepjax.training.loop import chunked_apply, classifier_train_step, epoch_fn  # noqa: E402
@@ -407,6 +408,19 @@ def w_inference(a) -> list[dict]:
         rows.append(dict(workload=f"classifier inference (eval), batch {batch}, jit, output to numpy", ref_s=rs,
                          jax_s=js, ref_str=rstr, jax_str=jstr, flops=u * batch, target=target,
                          note=f"compile {comp:.1f} s; temporal_impl={model.temporal_impl}", raw=r))
+        if batch == 1:  # serving: weights as compile-time constants (stepjax.inference.freeze)
+            frozen = freeze(lambda v, x: model.apply(v, x, train=False)[0], variables)
+
+            def frozen_fn():
+                return np.asarray(frozen(jx))
+
+            comp = compile_time(frozen_fn)
+            r = interleaved({"ref": ref, "jax": frozen_fn}, reps)
+            rs, js = r["ref"]["median_s"], r["jax"]["median_s"]
+            rows.append(dict(workload="classifier inference (eval), batch 1, `inference.freeze` (weights as constants)",
+                             ref_s=rs, jax_s=js, ref_str=f"{rs * 1e3:.2f} ms", jax_str=f"{js * 1e3:.2f} ms",
+                             flops=u, target=target, note=f"compile {comp:.1f} s; XLA folds the weight-only work "
+                             f"(frequency-domain kernels, BN scales)", raw=r))
     return rows
 
 
