@@ -65,5 +65,7 @@ def get_config():
     cfg.loss = generator_loss(beta=1e-3, warmup_epochs=20.0)
     cfg.train = common.modern_train(epochs=100, lr=2e-3)
     cfg.train.init_output_from_data = True  # output BN starts at the training gaits' mean / std (see fit_generator)
-    cfg.generate = ml_collections.ConfigDict(dict(official_sampler=False))
+    # prior: 'standard' = z ~ N(0, I); 'fitted' = a Gaussian per class fitted to the training posteriors
+    # (stepjax.generation.fit_latent_prior; used by STEP+Aug's sampling and `python -m stepjax.generation --prior`)
+    cfg.generate = ml_collections.ConfigDict(dict(official_sampler=False, prior="standard"))
     return cfg

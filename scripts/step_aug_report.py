@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 
@@ -31,6 +32,9 @@ sys.path.insert(0, SCRIPTS)
 import gen_report  # noqa: E402  (shared small-budget settings; puts configs/ on sys.path)
 
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
+ARMS = {"real": "real only", "aug": "real + synthetic (STEP+Aug, N(0, I) prior)",
+        "aug_fitted": "real + synthetic (STEP+Aug, fitted per-class prior)"}
+GENERATOR_DIR = "generator"
 
 
 def step_aug_config(args, seed: int, per_class: int):
@@ -64,6 +68,9 @@ def main(argv=None) -> None:
     p.add_argument("--synthetic-fraction", type=float, default=0.25,
                    help="synthetic gaits as a fraction of the real training split (the paper: ~1,000 on ~3,800)")
     p.add_argument("--per-class", type=int, default=None, help="synthetic gaits per class (overrides the fraction)")
+    p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS),
+                   help="real = real only; aug = STEP+Aug, N(0, I) prior; aug_fitted = STEP+Aug with the same "
+                        "generator sampled from the per-class Gaussian fitted to the training posteriors")
     gen_report.add_common_flags(p)
     args = p.parse_args(argv)
 
@@ -83,15 +90,21 @@ def main(argv=None) -> None:
         per_class = args.per_class if args.per_class is not None else \
             max(1, int(round(args.synthetic_fraction * len(split.train) / 4)))
         row = {"seed": seed, "num_real_train": int(len(split.train)), "per_class": per_class}
-        for arm, n in (("real", 0), ("aug", per_class)):
+        for arm in args.arms:
             t0 = time.time()
-            out = fit_step_aug(step_aug_config(args, seed, n), os.path.join(args.workdir, arm, f"seed{seed}"),
-                               progress=False, log=print)
+            cfg = step_aug_config(args, seed, 0 if arm == "real" else per_class)
+            workdir = os.path.join(args.workdir, arm, f"seed{seed}")
+            if arm == "aug_fitted":  # the same trained generator as the 'aug' arm, sampled with the fitted prior
+                cfg.generator.generate.prior = "fitted"
+                shared = os.path.join(args.workdir, "aug", f"seed{seed}", GENERATOR_DIR)
+                if os.path.isdir(shared) and not os.path.exists(os.path.join(workdir, GENERATOR_DIR)):
+                    shutil.copytree(shared, os.path.join(workdir, GENERATOR_DIR))
+            out = fit_step_aug(cfg, workdir, progress=False, log=print)
             test = out["classifier"]["test"]
             row[arm] = {k: test[k] for k in METRICS}
             row[arm]["num_test"] = test["num_gaits"]
             row[arm]["seconds"] = round(time.time() - t0, 1)
-            if arm == "aug":
+            if arm != "real":
                 row["generator_val"] = out["generator"]["val"]
             print(f"seed {seed} {arm}: " + "  ".join(f"{k} {test[k]:.4f}" for k in METRICS), flush=True)
         runs.append(row)
@@ -113,21 +126,25 @@ def render(args, runs) -> str:
              f"the training split only; model selection on the real validation split; test on held-out real "
              f"gaits only (stepjax.training.augment).", "", "Budgets (CPU):", ""]
     lines += gen_report.budget_lines(args)
+    arms = [a for a in ARMS if a in runs[0]]
     lines += [f"* synthetic gaits: {runs[0]['per_class']} per class "
               f"({4 * runs[0]['per_class']} with {runs[0]['num_real_train']} real training gaits for seed "
-              f"{runs[0]['seed']}), N(0, I) prior, STEP-Gen config as in docs/generator.md", "",
+              f"{runs[0]['seed']}), STEP-Gen config as in docs/generator.md; N(0, I) prior ('aug') or the "
+              f"per-class Gaussian fitted to the training split's posteriors ('aug_fitted', same generator)", "",
               "| arm | test accuracy | balanced accuracy | macro-F1 |", "|---|---|---|---|"]
-    for arm, name in (("real", "real only"), ("aug", "real + synthetic (STEP+Aug)")):
+    for arm in arms:
         cells = [("%.4f +- %.4f" % _mean_std([r[arm][k] for r in runs])) for k in METRICS]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    diffs = [("%+.4f +- %.4f" % _mean_std([r["aug"][k] - r["real"][k] for r in runs])) for k in METRICS]
-    lines.append("| difference (aug - real, paired) | " + " | ".join(diffs) + " |")
+        lines.append(f"| {ARMS[arm]} | " + " | ".join(cells) + " |")
+    for arm in arms[1:]:
+        diffs = [("%+.4f +- %.4f" % _mean_std([r[arm][k] - r["real"][k] for r in runs])) for k in METRICS]
+        lines.append(f"| difference ({arm} - real, paired) | " + " | ".join(diffs) + " |")
     lines += ["", f"mean +- sample std (ddof 1) over {len(runs)} seeds; test sets of "
-              f"{', '.join(str(r['real']['num_test']) for r in runs)} real gaits.", "", "Per seed:", "",
-              "| seed | real acc | aug acc | real bal. acc | aug bal. acc | real macro-F1 | aug macro-F1 |",
-              "|---|---|---|---|---|---|---|"]
+              f"{', '.join(str(r[arms[0]]['num_test']) for r in runs)} real gaits.", "", "Per seed (test accuracy, "
+              "balanced accuracy, macro-F1 per arm):", "",
+              "| seed | " + " | ".join(f"{a} {k}" for a in arms for k in ("acc", "bal. acc", "macro-F1")) + " |",
+              "|---|" + "---|" * (3 * len(arms))]
     for r in runs:
-        lines.append(f"| {r['seed']} | " + " | ".join(f"{r[a][k]:.4f}" for k in METRICS for a in ("real", "aug")) + " |")
+        lines.append(f"| {r['seed']} | " + " | ".join(f"{r[a][k]:.4f}" for a in arms for k in METRICS) + " |")
     return "\n".join(lines) + "\n"
 
 

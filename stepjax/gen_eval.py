@@ -12,7 +12,10 @@ on the classifier's pooled deep features, with the *real* gaits of the generator
   reach given these set sizes (FID is biased upwards for small sets);
 * diversity / multimodality of generated and of real test gaits (ACTOR reports the real values as the
   target), recognition accuracy of generated gaits (and the classifier's accuracy on real test gaits);
-* motion statistics (root-relative joint speed and pose spread over time) of generated and real gaits.
+* motion statistics (root-relative joint speed and pose spread over time) of generated and real gaits;
+* ``generated_fitted_prior``: the same metrics for latents drawn from a Gaussian per class fitted to the
+  training split's posteriors (:func:`stepjax.generation.fit_latent_prior`) instead of N(0, I);
+* ``reconstructed_test``: the real test gaits encoded (mu) and decoded: the decoder apart from the prior.
 
 The classifier should be trained on the same data config as the generator (so its training split is
 the generator's); ``same_split`` in the report says whether it is.
@@ -32,14 +35,15 @@ import numpy as np
 
 from stepjax.data import pipeline
 from stepjax.gen_metrics import classifier_outputs, fid, motion_statistics, set_metrics
-from stepjax.generation import generate_per_class, make_generate_fn, restore_generator
+from stepjax.generation import (encode_gaits, fit_latent_prior, generate_per_class, make_generate_fn,
+                                restore_generator)
 from stepjax.inference import make_predict_fn, restore_classifier
 from stepjax.training.checkpoint import config_to_json
 
 
 def evaluate_generator(gen_workdir: str, classifier_workdir: str, num_per_class: int = 250, seed: int = 0, *,
                        official_sampler: bool | None = None, which: str = "best",
-                       diversity_pairs: int = 200, multimodality_pairs: int = 20) -> dict:
+                       diversity_pairs: int = 200, multimodality_pairs: int = 20, fitted_prior: bool = True) -> dict:
     """Generator metrics (FID, diversity, multimodality, recognition accuracy) as a JSON-ready dict.
 
     Args:
@@ -50,6 +54,9 @@ def evaluate_generator(gen_workdir: str, classifier_workdir: str, num_per_class:
       num_per_class: generated gaits per class.
       seed: seed of the latent samples and of the random pairs.
       official_sampler: ``None`` = the generator config's choice (N(0, I) unless set).
+      fitted_prior: also sample a Gaussian per class fitted to the training split's posteriors
+        (:func:`stepjax.generation.fit_latent_prior`) and report those gaits under ``generated_fitted_prior``
+        (its own ``fid_train`` / ``fid_test``, recognition, diversity, motion).
     """
     t0 = time.time()
     gen_cfg, gen_model, gen_vars, gen_prep = restore_generator(gen_workdir, which)
@@ -92,6 +99,17 @@ def evaluate_generator(gen_workdir: str, classifier_workdir: str, num_per_class:
         report[f"real_{name}"].update(motion_statistics(raw.gaits[getattr(split, name)]))
     if len(real_labels) == 2:
         report["fid_real_train_vs_test"] = fid(outputs["train"][0], outputs["test"][0])
+    if len(split.train) and fitted_prior:  # class-faithful sampling: a Gaussian per class fitted on the training split
+        train_gaits = np.asarray(gen_prep.gaits(jnp.asarray(raw.gaits[split.train])))
+        mu, logvar = encode_gaits(gen_model, gen_vars, train_gaits, raw.labels[split.train])
+        prior = fit_latent_prior(mu, logvar, raw.labels[split.train], gen_model.num_classes)
+        fitted, fitted_labels = generate_per_class(generate_fn, gen_vars, num_per_class, seed, False, prior)
+        feats, logits = classifier_outputs(predict_fn, cls_vars, fitted)
+        block = set_metrics(feats, fitted_labels, logits, diversity_pairs, multimodality_pairs, seed)
+        block.update(motion_statistics(fitted))
+        for name in real_labels:
+            block[f"fid_{name}"] = fid(feats, outputs[name][0])
+        report["generated_fitted_prior"] = block
     if "test" in real_labels:  # decoder quality apart from the prior: real test gaits encoded (mu) and decoded
         recon = reconstruct(gen_model, gen_vars, gen_prep, raw.gaits[split.test], real_labels["test"])
         feats, logits = classifier_outputs(predict_fn, cls_vars, recon)
@@ -138,6 +156,11 @@ def format_report(r: dict) -> str:
             lines.append(f"  {k:24s} {r[k]:.4f}")
     lines.append(f"  generated: diversity {g['diversity']:.4f}  multimodality {g['multimodality']:.4f}  "
                  f"recognition accuracy {g['recognition_accuracy']:.4f}  joint speed {g['joint_speed']:.4f}")
+    if "generated_fitted_prior" in r:
+        f = r["generated_fitted_prior"]
+        lines.append(f"  fitted per-class prior: FID train {f.get('fid_train', float('nan')):.4f}  FID test "
+                     f"{f.get('fid_test', float('nan')):.4f}  diversity {f['diversity']:.4f}  recognition accuracy "
+                     f"{f['recognition_accuracy']:.4f}  joint speed {f['joint_speed']:.4f}")
     if "reconstructed_test" in r:
         c = r["reconstructed_test"]
         lines.append(f"  reconstructed real test (decode(mu)): FID {c['fid_test']:.4f}  recognition accuracy "

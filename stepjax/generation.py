@@ -5,10 +5,12 @@
     gaits = generate_fn(variables, labels, jax.random.key(0))      # (N, T, 16, 3), labels int (N,) or one-hot
 
     python -m stepjax.generation --workdir runs/gen --per-class 1000 --out-features synth.h5 \
-        [--out-labels synth_labels.h5] [--seed 0] [--official-sampler]
+        [--out-labels synth_labels.h5] [--seed 0] [--official-sampler | --prior fitted]
 
 ``z ~ N(0, I)`` (the CVAE prior); the official ``z = 3 * randn - 1.5`` (``Processor.generate``, bug 14) only
-with ``official_sampler=True``. The decoder runs in eval mode (running BN statistics; the official
+with ``official_sampler=True``; ``prior=fit_latent_prior_from_run(workdir)`` samples a Gaussian per class
+fitted to the training gaits' posteriors instead (ex-post density estimation: class-faithful samples when
+the KL weight left the aggregate posterior far from N(0, I); docs/generator.md). The decoder runs in eval mode (running BN statistics; the official
 ``generate`` forgets ``model.eval()``). Generated gaits live in the **aligned** coordinate frame the
 CVAE was trained in (the training reference pose, STEP_REFERENCE 4.4): feed them to a classifier as raw
 gaits (its own preprocessing re-aligns them) or to ``fit_classifier(extra_train=...)``.
@@ -24,7 +26,7 @@ import functools
 import os
 import sys
 import time
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -45,9 +47,85 @@ def _onehot(labels: jax.Array, num_classes: int) -> jax.Array:
     return labels.astype(jnp.float32)
 
 
+class LatentPrior(NamedTuple):
+    """A Gaussian per class over the CVAE latent: ``z | y ~ N(mean[y], scale_tril[y] scale_tril[y]^T)``.
+
+    A pytree (pass it through ``jit`` / ``vmap`` like any array argument). Fitted by :func:`fit_latent_prior`.
+    """
+
+    mean: jax.Array  # (K, Z)
+    scale_tril: jax.Array  # (K, Z, Z), lower-triangular Cholesky factor of the covariance
+
+
+def fit_latent_prior(mu, logvar, labels, num_classes: int = NUM_CLASSES, ridge: float = 1e-6) -> LatentPrior:
+    """Ex-post density estimation (Ghosh et al., ICLR 2020): per class, the Gaussian that matches the first two
+    moments of the class's *aggregate posterior* ``q(z | y) = mean_i N(mu_i, diag(exp(logvar_i)))``.
+
+    Mean ``mean_i mu_i``; covariance ``cov_i(mu_i) + diag(mean_i exp(logvar_i)) + ridge * I`` (the law of total
+    covariance; biased ``cov``). A CVAE trained with a small KL weight (configs/step_gen.py: beta = 1e-3)
+    leaves its aggregate posterior far from N(0, I), so prior samples miss the class and the gait manifold;
+    sampling this fitted prior decodes latents from where the training gaits of the class actually lie.
+
+    Args:
+      mu, logvar: ``(N, Z)`` posterior parameters of the **training** gaits (see :func:`encode_gaits`).
+      labels: integer ``(N,)``; every class needs at least one gait.
+    Returns:
+      :class:`LatentPrior` (float32), computed in float64 on the host.
+    """
+    mu, logvar, labels = np.asarray(mu, np.float64), np.asarray(logvar, np.float64), np.asarray(labels)
+    if mu.ndim != 2 or logvar.shape != mu.shape or labels.shape != mu.shape[:1]:
+        raise ValueError(f"need mu, logvar (N, Z) and labels (N,), got {mu.shape}, {logvar.shape}, {labels.shape}")
+    if not np.all(np.isfinite(mu)) or not np.all(np.isfinite(logvar)):
+        raise ValueError("mu / logvar contain NaN or inf")
+    z = mu.shape[1]
+    means, trils = [], []
+    for k in range(num_classes):
+        m, lv = mu[labels == k], logvar[labels == k]
+        if len(m) == 0:
+            raise ValueError(f"class {k} ({LABEL_NAMES[k]}) has no gaits to fit its latent prior on")
+        centred = m - m.mean(0)
+        cov = centred.T @ centred / len(m) + np.diag(np.exp(lv).mean(0)) + ridge * np.eye(z)
+        means.append(m.mean(0))
+        trils.append(np.linalg.cholesky(cov))
+    return LatentPrior(jnp.asarray(np.stack(means), jnp.float32), jnp.asarray(np.stack(trils), jnp.float32))
+
+
+def sample_prior(prior: LatentPrior, labels_onehot: jax.Array, rng: jax.Array) -> jax.Array:
+    """``z = mean[y] + scale_tril[y] @ eps``, ``eps ~ N(0, I)``: ``(N, Z)`` for one-hot labels ``(N, K)``."""
+    eps = jax.random.normal(rng, labels_onehot.shape[:1] + prior.mean.shape[1:], prior.mean.dtype)
+    mean = labels_onehot @ prior.mean
+    tril = jnp.einsum("nk,kij->nij", labels_onehot, prior.scale_tril)
+    return mean + jnp.einsum("nij,nj->ni", tril, eps)
+
+
+def encode_gaits(model: STEPGenCVAE, variables, gaits, labels, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior ``(mu, logvar)`` ``(N, Z)`` of model-space (aligned) gaits ``(N, T, 16, 3)`` with labels ``(N,)``."""
+
+    @jax.jit
+    def run(x, y):
+        return model.apply(variables, x, jax.nn.one_hot(y, model.num_classes, dtype=x.dtype), method="encode")
+
+    outs = [run(jnp.asarray(gaits[i:i + chunk], jnp.float32), jnp.asarray(labels[i:i + chunk]))
+            for i in range(0, len(labels), chunk)]
+    return tuple(np.concatenate([np.asarray(o[j]) for o in outs]) for j in range(2))
+
+
+def fit_latent_prior_from_run(workdir: str | os.PathLike, which: str = "best") -> LatentPrior:
+    """:func:`fit_latent_prior` on the posteriors of a generator run's own **training split** (its data config;
+    the gaits it learnt from, aligned as in training): no validation or test gait is used."""
+    from stepjax.data import pipeline
+
+    cfg, model, variables, prep = restore_generator(workdir, which)
+    raw = pipeline.load_source(cfg.data)
+    train = pipeline.split_dataset(raw, cfg.data).train
+    gaits = np.asarray(prep.gaits(jnp.asarray(raw.gaits[train])))
+    mu, logvar = encode_gaits(model, variables, gaits, raw.labels[train])
+    return fit_latent_prior(mu, logvar, raw.labels[train], model.num_classes)
+
+
 @functools.partial(jax.jit, static_argnames=("model", "num_frames", "official_sampler", "chunk"))
 def generate(model: STEPGenCVAE, variables, labels: jax.Array, rng: jax.Array, num_frames: int = 75,
-             official_sampler: bool = False, chunk: int | None = 256) -> jax.Array:
+             official_sampler: bool = False, chunk: int | None = 256, prior: LatentPrior | None = None) -> jax.Array:
     """Samples one gait per label: ``(N, num_frames, 16, 3)`` in the CVAE's aligned frame.
 
     Args:
@@ -59,9 +137,17 @@ def generate(model: STEPGenCVAE, variables, labels: jax.Array, rng: jax.Array, n
       official_sampler: ``z = 3 * randn - 1.5`` (official bug 14) instead of ``z ~ N(0, I)``.
       chunk: decode in chunks of this many gaits with ``lax.map`` (bounds the activation memory);
         ``None`` decodes all at once. Same numbers either way (up to float rounding).
+      prior: a fitted per-class :class:`LatentPrior` (:func:`fit_latent_prior_from_run`) instead of N(0, I).
     """
     onehot = _onehot(labels, model.num_classes)
-    z = sample_latent(rng, (onehot.shape[0], model.latent_dim), official_sampler)
+    if prior is not None:
+        if official_sampler:
+            raise ValueError("official_sampler and a fitted prior are exclusive")
+        if prior.mean.shape != (model.num_classes, model.latent_dim):
+            raise ValueError(f"prior.mean must be ({model.num_classes}, {model.latent_dim}), got {prior.mean.shape}")
+        z = sample_prior(prior, onehot, rng)
+    else:
+        z = sample_latent(rng, (onehot.shape[0], model.latent_dim), official_sampler)
 
     def decode(batch):
         zz, yy = batch
@@ -96,8 +182,8 @@ def make_generate_fn(model: STEPGenCVAE, num_frames: int = 75, official_sampler:
     """The pure ``generate_fn(variables, labels, rng, num_frames=..., official_sampler=...) -> gaits``."""
 
     def generate_fn(variables, labels, rng, num_frames: int = num_frames, official_sampler: bool = official_sampler,
-                    chunk: int | None = 256):
-        return generate(model, variables, labels, rng, num_frames, official_sampler, chunk)
+                    chunk: int | None = 256, prior: LatentPrior | None = None):
+        return generate(model, variables, labels, rng, num_frames, official_sampler, chunk, prior)
 
     return generate_fn
 
@@ -135,10 +221,13 @@ def official_keys(labels: np.ndarray) -> list[str]:
 
 
 def generate_per_class(generate_fn: Callable, variables, per_class: int, seed: int = 0,
-                       official_sampler: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+                       official_sampler: bool | None = None, prior: LatentPrior | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
     """``per_class`` gaits of every class as host numpy ``(gaits (4*per_class, T, 16, 3), labels)``."""
     labels = class_major_labels(per_class)
     kwargs = {} if official_sampler is None else {"official_sampler": official_sampler}
+    if prior is not None:
+        kwargs["prior"] = prior
     gaits = np.asarray(generate_fn(variables, jnp.asarray(labels), jax.random.PRNGKey(seed), **kwargs))
     return gaits, labels
 
@@ -152,6 +241,9 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num-frames", type=int, default=None, help="frames per gait (default: the training length)")
     p.add_argument("--official-sampler", action="store_true", help="z = 3*randn - 1.5 (official bug 14)")
+    p.add_argument("--prior", choices=("standard", "fitted"), default="standard",
+                   help="'standard': z ~ N(0, I); 'fitted': a Gaussian per class fitted to the posteriors of the "
+                        "run's training split (needs its training data; fit_latent_prior)")
     p.add_argument("--checkpoint", choices=("best", "latest"), default="best")
     p.add_argument("--temporal-impl", default="auto",
                    help="temporal conv formulation for inference (stepjax.nn.TEMPORAL_IMPLS; same parameters, "
@@ -169,6 +261,10 @@ def main(argv=None) -> None:
 
     generate_fn, variables = load_generator(args.workdir, args.checkpoint, args.temporal_impl)
     kwargs = {"official_sampler": True} if args.official_sampler else {}
+    if args.prior == "fitted":
+        if args.official_sampler:
+            p.error("--official-sampler and --prior fitted are exclusive")
+        kwargs["prior"] = fit_latent_prior_from_run(args.workdir, args.checkpoint)
     if args.num_frames:
         kwargs["num_frames"] = args.num_frames
     labels = class_major_labels(args.per_class)

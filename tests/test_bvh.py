@@ -501,3 +501,38 @@ def test_cli_rejects_a_regex_without_group(tmp_path):
     (tmp_path / "x_sad.bvh").write_text(B.format_bvh(make_walker(num_frames=10)))
     with pytest.raises(ValueError, match="exactly one group"):
         B.labels_from_regex(sorted(tmp_path.glob("*.bvh")), r"_sad")
+
+
+# ----------------------------------------------------------------------------------------------
+# data.source = 'bandai': windows of the real walks as a training data source
+# ----------------------------------------------------------------------------------------------
+
+def test_bandai_data_source_windows_labels_and_clip_grouped_split():
+    """configs/bandai.py's data: every window is a slice of its clip (root-relative, 30 fps), labels follow the
+    style, subjects are clip ids, and the grouped split never puts windows of one clip into two parts."""
+    import ml_collections
+
+    from stepjax.data import pipeline
+
+    bandai_clip("walk_sad_001")  # skip without the data
+    cfg = ml_collections.ConfigDict(dict(source="bandai", path=str(BANDAI_DATA.parent), num_frames=32, hop=16,
+                                         length_policy="tile", split=(0.6, 0.2, 0.2), split_seed=0,
+                                         group_by_subject=True))
+    raw = pipeline.load_source(cfg)
+    walks = B.load_bandai_emotion_walks(BANDAI_DATA.parent, root_relative=True)
+    assert raw.gaits.shape[1:] == (32, 16, 3) and len(raw.gaits) == len(raw.labels) == len(raw.subjects)
+    assert sorted(set(raw.subjects.tolist())) == list(range(len(walks)))
+    for i in (0, len(raw.gaits) // 2, len(raw.gaits) - 1):
+        stem, label, gait = walks[raw.subjects[i]]
+        start = int(raw.keys[i].rsplit("_f", 1)[1])
+        assert raw.keys[i].startswith(stem) and raw.labels[i] == label
+        window = gait[start:start + 32]  # a 31-frame loop is one shorter window, tiled to 32 frames
+        np.testing.assert_array_equal(raw.gaits[i][:len(window)], window)
+    np.testing.assert_allclose(raw.gaits[:, :, 0], 0.0, atol=1e-6)  # root-relative like E-Gait
+    split = pipeline.split_dataset(raw, cfg)
+    parts = [set(raw.subjects[getattr(split, n)].tolist()) for n in ("train", "val", "test")]
+    assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
+    for n in ("train", "val", "test"):  # 5 clips per class -> 3 / 1 / 1
+        assert set(raw.labels[getattr(split, n)].tolist()) == {0, 1, 2, 3}
+    with pytest.raises(ValueError, match="data.path"):
+        pipeline.load_source(ml_collections.ConfigDict(dict(source="bandai", path="", num_frames=32)))

@@ -214,6 +214,62 @@ def test_evaluate_generator_reports_fid_diversity_and_recognition(aug, tmp_path)
     assert 0 <= rec["recognition_accuracy"] <= 1 and np.isfinite(rec["fid_test"])
     assert 0 < rec["rec_mse"] < 0.05  # m^2: aligned gaits; even 4 tiny epochs reconstruct within ~20 cm rms
     assert "fid_test" in format_report(report) and "reconstructed" in format_report(report)
+    fitted = report["generated_fitted_prior"]  # samples of the per-class Gaussian fitted on the training split
+    assert fitted["num_gaits"] == 32 and np.isfinite(fitted["fid_test"]) and 0 <= fitted["recognition_accuracy"] <= 1
+    assert "fitted per-class prior" in format_report(report)
+
+
+def test_fit_latent_prior_matches_the_aggregate_posterior_moments():
+    """Per class: mean of mu, covariance = cov(mu) + mean(exp(logvar)) (law of total covariance); samples
+    reproduce those moments; a class without gaits and NaNs are clear errors."""
+    from stepjax.generation import fit_latent_prior, sample_prior
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(4), 50)
+    mu = rng.normal(size=(200, 3)) @ rng.normal(size=(3, 3)) + 3.0 * labels[:, None]
+    logvar = rng.normal(-2, 0.3, (200, 3))
+    prior = fit_latent_prior(mu, logvar, labels)
+    for k in range(4):
+        m, lv = mu[labels == k], logvar[labels == k]
+        cov = np.cov(m.T, bias=True) + np.diag(np.exp(lv).mean(0))
+        np.testing.assert_allclose(prior.mean[k], m.mean(0), rtol=1e-5, atol=1e-5)
+        tril = np.asarray(prior.scale_tril[k], np.float64)
+        np.testing.assert_allclose(tril @ tril.T, cov, rtol=1e-4, atol=1e-5)
+        assert np.allclose(tril, np.tril(tril))
+    onehot = jax.nn.one_hot(jnp.full((20000,), 2), 4)
+    z = np.asarray(jax.jit(sample_prior)(prior, onehot, jax.random.PRNGKey(0)), np.float64)
+    np.testing.assert_allclose(z.mean(0), prior.mean[2], atol=0.05)
+    tril = np.asarray(prior.scale_tril[2], np.float64)
+    np.testing.assert_allclose(np.cov(z.T), tril @ tril.T, rtol=0.05, atol=0.02)
+    with pytest.raises(ValueError, match="class 3"):
+        fit_latent_prior(mu[labels < 3], logvar[labels < 3], labels[labels < 3])
+    with pytest.raises(ValueError, match="NaN"):
+        fit_latent_prior(np.full_like(mu, np.nan), logvar, labels)
+
+
+def test_generate_with_a_fitted_prior(generator, tmp_path):
+    """``prior=`` replaces N(0, I) by the per-class Gaussian: a prior collapsed on one latent per class decodes
+    exactly that latent; the fit on a run's training split has the model's shape; the CLI takes --prior fitted."""
+    from stepjax.generation import LatentPrior, fit_latent_prior_from_run, generate
+
+    gen_dir, model, variables, (generate_fn, loaded_vars) = generator
+    labels = jnp.array([0, 1, 2, 3, 0])
+    point = jax.random.normal(jax.random.PRNGKey(1), (4, model.latent_dim))
+    collapsed = LatentPrior(point, jnp.zeros((4, model.latent_dim, model.latent_dim)))
+    got = generate(model, variables, labels, jax.random.PRNGKey(2), 32, prior=collapsed)
+    want = model.apply(variables, point[labels], jax.nn.one_hot(labels, 4), 32, method="decode")
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    prior = fit_latent_prior_from_run(gen_dir)
+    assert prior.mean.shape == (4, model.latent_dim) and prior.scale_tril.shape == (4, model.latent_dim, model.latent_dim)
+    sampled = generate_fn(loaded_vars, labels, jax.random.PRNGKey(2), prior=prior)
+    assert sampled.shape == (5, 32, 16, 3) and np.all(np.isfinite(sampled))
+    with pytest.raises(ValueError, match="exclusive"):
+        generate_fn(loaded_vars, labels, jax.random.PRNGKey(2), official_sampler=True, prior=prior)
+    from stepjax.data.egait import read_egait
+    from stepjax.generation import main
+
+    main(["--workdir", gen_dir, "--per-class", "2", "--out-features", str(tmp_path / "f.h5"), "--prior", "fitted"])
+    assert np.array_equal(np.bincount(read_egait(str(tmp_path / "f.h5")).labels), [2, 2, 2, 2])
 
 
 def test_loss_warmup_ramps_push_pull_and_kl_weights():

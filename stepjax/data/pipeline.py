@@ -32,7 +32,8 @@ class RawDataset(NamedTuple):
 
 
 def load_source(cfg) -> RawDataset:
-    """Reads ``cfg.source``: ``'walkers'`` (procedural, seeded) or ``'egait'`` (``cfg.path`` [+ ``cfg.labels_path``])."""
+    """Reads ``cfg.source``: ``'walkers'`` (procedural, seeded), ``'egait'`` (``cfg.path`` [+ ``cfg.labels_path``]) or
+    ``'bandai'`` (BVH motion capture, ``cfg.path``; :func:`load_bandai_windows`)."""
     if cfg.source == "walkers":
         from stepjax.data.walkers import make_walkers
 
@@ -49,7 +50,42 @@ def load_source(cfg) -> RawDataset:
         length = cfg.get("num_frames") or None
         gaits = pp.to_fixed_length(data.gaits, length, cfg.get("length_policy", "tile"))
         return RawDataset(gaits, data.labels, None, data.keys)
-    raise ValueError(f"unknown data.source {cfg.source!r}; choose 'walkers' or 'egait'")
+    if cfg.source == "bandai":
+        return load_bandai_windows(cfg)
+    raise ValueError(f"unknown data.source {cfg.source!r}; choose 'walkers', 'egait' or 'bandai'")
+
+
+def load_bandai_windows(cfg) -> RawDataset:
+    """The emotion-styled walks of the Bandai Namco Research Motion Dataset (dataset-1; real motion capture)
+    cut into ``cfg.num_frames``-frame windows every ``cfg.hop`` frames (default: no overlap).
+
+    Labels from the style (angry 0, normal = Neutral 1, happy 2, sad 3); ``subjects`` = the clip index, so the
+    subject-grouped split (``group_by_subject=True``) never puts windows of one clip into two parts (windows of a
+    clip overlap and share the actor's idiosyncrasies). Gaits are root-relative, 30 fps, facing -Z (as E-Gait);
+    a clip shorter than a window becomes one window brought to length by ``cfg.length_policy``.
+    ``cfg.contents`` (optional) restricts the walk directions (default: walk, walk-back, walk-left, walk-right).
+    """
+    from stepjax.data.bvh import BANDAI_WALK_CONTENTS, load_bandai_emotion_walks, window_clip
+
+    if not cfg.get("path"):
+        raise ValueError("data.source='bandai' needs --config.data.path=/path/to/bandai-walk (the folder holding "
+                         "data/dataset-1_<content>_<style>_<take>.bvh)")
+    frames = int(cfg.get("num_frames") or 0)
+    if frames < 4:
+        raise ValueError(f"data.num_frames must be >= 4 for Bandai windows, got {frames}")
+    hop = int(cfg.get("hop") or frames)
+    contents = tuple(cfg.get("contents") or BANDAI_WALK_CONTENTS)
+    walks = load_bandai_emotion_walks(cfg.path, target_fps=30, root_relative=True, contents=contents)
+    gaits, labels, clips, keys = [], [], [], []
+    for clip, (stem, label, gait) in enumerate(walks):
+        for key, window in window_clip(stem, gait, frames, hop).items():
+            gaits.append(window)
+            labels.append(label)
+            clips.append(clip)
+            keys.append(key)
+    fixed = pp.to_fixed_length(gaits, frames, cfg.get("length_policy", "tile"))
+    return RawDataset(np.asarray(fixed, np.float32), np.asarray(labels, np.int32), np.asarray(clips, np.int32),
+                      tuple(keys))
 
 
 def split_dataset(raw: RawDataset, cfg) -> splits.Split:

@@ -7,8 +7,10 @@
 2. trains the STEP-Gen CVAE on the **training fold only** (``<workdir>/generator``, resumable,
    model selection on the real validation fold's reconstruction loss) and checks that its training
    indices are exactly the classifier's training split;
-3. samples ``cfg.aug.per_class`` gaits per class from the best generator checkpoint (N(0, I) prior)
-   and stores them in ``<workdir>/synthetic.h5`` (E-Gait layout, keys ``00001_Happy``; reused on resume);
+3. samples ``cfg.aug.per_class`` gaits per class from the best generator checkpoint (N(0, I) prior, or
+   with ``generator.generate.prior = 'fitted'`` a Gaussian per class fitted to the training fold's
+   posteriors) and stores them in ``<workdir>/synthetic.h5`` (``synthetic_fitted_prior.h5``; E-Gait
+   layout, keys ``00001_Happy``; reused on resume);
 4. trains the classifier (``<workdir>/classifier``) with
    ``fit_classifier(..., extra_train=(synthetic_gaits, labels))``: the synthetic gaits join the
    training split only; model selection on the real validation split; test on held-out real gaits only.
@@ -65,14 +67,24 @@ def _load_synthetic(path: str, expected: int) -> tuple[np.ndarray, np.ndarray] |
     return np.stack(data.gaits).astype(np.float32), data.labels
 
 
-def synthesize(gen_workdir: str, per_class: int, seed: int, out_path: str | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """``per_class`` gaits of every class from a generator's best checkpoint (written to ``out_path``)."""
-    from stepjax.data.egait import write_egait_arrays
-    from stepjax.generation import generate_per_class, load_generator, official_keys
+PRIORS = ("standard", "fitted")
 
+
+def synthesize(gen_workdir: str, per_class: int, seed: int, out_path: str | None = None, prior: str = "standard"
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """``per_class`` gaits of every class from a generator's best checkpoint (written to ``out_path``).
+
+    ``prior``: ``'standard'`` samples z ~ N(0, I); ``'fitted'`` a Gaussian per class fitted to the posteriors of
+    the generator's own training split (:func:`stepjax.generation.fit_latent_prior_from_run`; in STEP+Aug that
+    is the classifier's training fold, so nothing leaks)."""
+    from stepjax.data.egait import write_egait_arrays
+    from stepjax.generation import fit_latent_prior_from_run, generate_per_class, load_generator, official_keys
+
+    if prior not in PRIORS:
+        raise ValueError(f"unknown prior {prior!r}; choose one of {PRIORS}")
     generate_fn, variables = load_generator(gen_workdir, "best", temporal_impl="auto")
-    gaits, labels = generate_per_class(generate_fn, variables, per_class, seed)
+    latent_prior = fit_latent_prior_from_run(gen_workdir) if prior == "fitted" else None
+    gaits, labels = generate_per_class(generate_fn, variables, per_class, seed, prior=latent_prior)
     if out_path is not None:
         tmp = out_path + ".tmp"
         write_egait_arrays(tmp, None, gaits, labels, official_keys(labels))
@@ -106,11 +118,12 @@ def fit_step_aug(cfg, workdir: str, *, progress: bool = True, log=print) -> dict
             raise AssertionError("the generator was not trained on exactly the classifier's training split")
         result["generator"] = {k: gen[k] for k in ("best_epoch", "val", "test", "num_train") if k in gen}
         result["generator_train_indices"] = gen["train_indices"]
-        path = os.path.join(workdir, SYNTHETIC_FILE)
+        prior = str(cfg.generator.get("generate", {}).get("prior", "standard"))
+        path = os.path.join(workdir, SYNTHETIC_FILE if prior == "standard" else f"synthetic_{prior}_prior.h5")
         extra = _load_synthetic(path, 4 * per_class)
         if extra is None:
-            log(f"STEP+Aug: sampling {per_class} gaits per class -> {path}")
-            extra = synthesize(gen_dir, per_class, int(cfg.aug.get("seed", 0)), path)
+            log(f"STEP+Aug: sampling {per_class} gaits per class ({prior} prior) -> {path}")
+            extra = synthesize(gen_dir, per_class, int(cfg.aug.get("seed", 0)), path, prior)
     cls = fit_classifier(cls_cfg, os.path.join(workdir, CLASSIFIER_DIR), progress=progress, log=log,
                          extra_train=extra)
     for name in ("val", "test"):  # selection and test on held-out real gaits only
