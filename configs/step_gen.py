@@ -66,6 +66,7 @@ def get_config():
     cfg.train = common.modern_train(epochs=100, lr=2e-3)
     cfg.train.init_output_from_data = True  # output BN starts at the training gaits' mean / std (see fit_generator)
     # prior: 'standard' = z ~ N(0, I); 'fitted' = a Gaussian per class fitted to the training posteriors
-    # (stepjax.generation.fit_latent_prior; used by STEP+Aug's sampling and `python -m stepjax.generation --prior`)
+    # (stepjax.generation.fit_latent_prior). Read by STEP+Aug's sampling; the generation CLI takes --prior and
+    # stepjax.gen_eval reports both priors.
     cfg.generate = ml_collections.ConfigDict(dict(official_sampler=False, prior="standard"))
     return cfg

@@ -97,7 +97,9 @@ def classifier_config(args, seed: int = 0):
 
 def training_seconds(workdir: str) -> float | None:
     """Sum of the epoch times in a run's metrics.jsonl (survives resumes, unlike a wall clock around the call)."""
-    path = os.path.join(workdir, "metrics.jsonl")
+    from stepjax.training.progress import METRICS_FILE
+
+    path = os.path.join(workdir, METRICS_FILE)
     if not os.path.exists(path):
         return None
     with open(path) as f:
@@ -108,7 +110,8 @@ def add_common_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", choices=("walkers", "bandai"), default="walkers",
                    help="built-in walkers, or the Bandai emotion walks (real mocap, configs/bandai.py)")
     p.add_argument("--bandai-dir", default="", help="Bandai dataset folder (default: configs/bandai.py's)")
-    p.add_argument("--hop", type=int, default=8, help="Bandai: frames between window starts")
+    p.add_argument("--hop", type=int, default=8, help="Bandai: frames between window starts (configs/bandai.py: "
+                   "15 for its 75-frame windows; 8 suits the 32-frame report windows)")
     p.add_argument("--num-gaits", type=int, default=480, help="built-in walkers (split 70/15/15 by subject)")
     p.add_argument("--frames", type=int, default=32, help="frames per gait")
     p.add_argument("--width", type=float, default=0.5, help="generator channel multiplier (1 = official 64/32/32)")

@@ -90,14 +90,15 @@ def main(argv=None) -> None:
         per_class = args.per_class if args.per_class is not None else \
             max(1, int(round(args.synthetic_fraction * len(split.train) / 4)))
         row = {"seed": seed, "num_real_train": int(len(split.train)), "per_class": per_class}
-        for arm in args.arms:
+        for arm in [a for a in ARMS if a in args.arms]:  # 'aug' before 'aug_fitted', which reuses its generator
             t0 = time.time()
             cfg = step_aug_config(args, seed, 0 if arm == "real" else per_class)
             workdir = os.path.join(args.workdir, arm, f"seed{seed}")
             if arm == "aug_fitted":  # the same trained generator as the 'aug' arm, sampled with the fitted prior
                 cfg.generator.generate.prior = "fitted"
                 shared = os.path.join(args.workdir, "aug", f"seed{seed}", GENERATOR_DIR)
-                if os.path.isdir(shared) and not os.path.exists(os.path.join(workdir, GENERATOR_DIR)):
+                if os.path.isdir(shared):  # always the aug arm's current generator (fit_step_aug then only resumes it)
+                    shutil.rmtree(os.path.join(workdir, GENERATOR_DIR), ignore_errors=True)
                     shutil.copytree(shared, os.path.join(workdir, GENERATOR_DIR))
             out = fit_step_aug(cfg, workdir, progress=False, log=print)
             test = out["classifier"]["test"]
@@ -135,7 +136,7 @@ def render(args, runs) -> str:
     for arm in arms:
         cells = [("%.4f +- %.4f" % _mean_std([r[arm][k] for r in runs])) for k in METRICS]
         lines.append(f"| {ARMS[arm]} | " + " | ".join(cells) + " |")
-    for arm in arms[1:]:
+    for arm in (a for a in arms if a != "real" and "real" in arms):
         diffs = [("%+.4f +- %.4f" % _mean_std([r[arm][k] - r["real"][k] for r in runs])) for k in METRICS]
         lines.append(f"| difference ({arm} - real, paired) | " + " | ".join(diffs) + " |")
     lines += ["", f"mean +- sample std (ddof 1) over {len(runs)} seeds; test sets of "

@@ -292,12 +292,13 @@ def _features(g, official: bool, time_step, stride: bool):
 
 
 def _features_chunked(g, official: bool, time_step, stride: bool):
-    """:func:`_features` over the flattened leading axes in cache-sized chunks (``lax.map``), remainder apart."""
+    """:func:`_features` over the flattened leading axes in cache-sized chunks (``lax.map``), remainder apart.
+    CPU only: on accelerators the batch runs in one piece (a sequential map would only serialise it)."""
     batch_shape, gait_shape = g.shape[:-3], g.shape[-3:]
     flat = g.reshape((-1,) + gait_shape)
     n = flat.shape[0]
     whole = n - n % _CHUNK
-    if whole == 0:
+    if whole == 0 or jax.default_backend() != "cpu":
         return _features(g, official, time_step, stride)
     fn = lambda x: _features(x, official, time_step, stride)  # noqa: E731
     out = jax.lax.map(fn, flat[:whole].reshape((-1, _CHUNK) + gait_shape))
@@ -314,7 +315,8 @@ _features_jit = jax.jit(_features_chunked, static_argnums=(1, 3))
 def affective_features(gaits, *, official: bool = False, time_step: float = 1 / 30, stride: bool = True):
     """Affective features of gaits ``(..., T, 16, 3)`` -> ``(..., 29)`` (``(..., 27)`` with ``stride=False``).
 
-    Pure ``jax.numpy`` (no loop over frames or gaits); works under ``jit`` and ``vmap``. Under ``jax.jit`` keep the
+    Pure ``jax.numpy`` (no Python loop over frames or gaits; on CPU large batches run as a ``lax.map`` over
+    cache-sized chunks of gaits); works under ``jit``, ``vmap`` and ``grad``. Under ``jax.jit`` keep the
     keyword options static, e.g. ``jax.jit(functools.partial(affective_features, official=True))``.
 
     Args:

@@ -35,8 +35,7 @@ import numpy as np
 
 from stepjax.data import pipeline
 from stepjax.gen_metrics import classifier_outputs, fid, motion_statistics, set_metrics
-from stepjax.generation import (encode_gaits, fit_latent_prior, generate_per_class, make_generate_fn,
-                                restore_generator)
+from stepjax.generation import fit_latent_prior_on, generate_per_class, make_generate_fn, restore_generator
 from stepjax.inference import make_predict_fn, restore_classifier
 from stepjax.training.checkpoint import config_to_json
 
@@ -100,14 +99,12 @@ def evaluate_generator(gen_workdir: str, classifier_workdir: str, num_per_class:
     if len(real_labels) == 2:
         report["fid_real_train_vs_test"] = fid(outputs["train"][0], outputs["test"][0])
     if len(split.train) and fitted_prior:  # class-faithful sampling: a Gaussian per class fitted on the training split
-        train_gaits = np.asarray(gen_prep.gaits(jnp.asarray(raw.gaits[split.train])))
-        mu, logvar = encode_gaits(gen_model, gen_vars, train_gaits, raw.labels[split.train])
-        prior = fit_latent_prior(mu, logvar, raw.labels[split.train], gen_model.num_classes)
+        prior = fit_latent_prior_on(gen_model, gen_vars, gen_prep, raw.gaits[split.train], raw.labels[split.train])
         fitted, fitted_labels = generate_per_class(generate_fn, gen_vars, num_per_class, seed, False, prior)
         feats, logits = classifier_outputs(predict_fn, cls_vars, fitted)
         block = set_metrics(feats, fitted_labels, logits, diversity_pairs, multimodality_pairs, seed)
         block.update(motion_statistics(fitted))
-        for name in real_labels:
+        for name in real_labels:  # (fid_train is optimistic here: the prior was fitted on those very gaits)
             block[f"fid_{name}"] = fid(feats, outputs[name][0])
         report["generated_fitted_prior"] = block
     if "test" in real_labels:  # decoder quality apart from the prior: real test gaits encoded (mu) and decoded
@@ -141,7 +138,7 @@ def reconstruct(model, variables, prep, raw_gaits: np.ndarray, labels: np.ndarra
 
 def _same_split(gen_cfg, cls_cfg) -> bool:
     keys = ("source", "num_gaits", "seed", "difficulty", "num_frames", "path", "labels_path", "split",
-            "split_seed", "group_by_subject")
+            "split_seed", "group_by_subject", "length_policy", "hop", "contents")
     a, b = config_to_json(gen_cfg.data), config_to_json(cls_cfg.data)
     return all(a.get(k) == b.get(k) for k in keys)
 

@@ -77,12 +77,15 @@ def fit_latent_prior(mu, logvar, labels, num_classes: int = NUM_CLASSES, ridge: 
         raise ValueError(f"need mu, logvar (N, Z) and labels (N,), got {mu.shape}, {logvar.shape}, {labels.shape}")
     if not np.all(np.isfinite(mu)) or not np.all(np.isfinite(logvar)):
         raise ValueError("mu / logvar contain NaN or inf")
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"labels must lie in [0, {num_classes}), got {labels.min()}..{labels.max()}")
     z = mu.shape[1]
     means, trils = [], []
     for k in range(num_classes):
         m, lv = mu[labels == k], logvar[labels == k]
         if len(m) == 0:
-            raise ValueError(f"class {k} ({LABEL_NAMES[k]}) has no gaits to fit its latent prior on")
+            name = f" ({LABEL_NAMES[k]})" if k < len(LABEL_NAMES) else ""
+            raise ValueError(f"class {k}{name} has no gaits to fit its latent prior on")
         centred = m - m.mean(0)
         cov = centred.T @ centred / len(m) + np.diag(np.exp(lv).mean(0)) + ridge * np.eye(z)
         means.append(m.mean(0))
@@ -91,23 +94,34 @@ def fit_latent_prior(mu, logvar, labels, num_classes: int = NUM_CLASSES, ridge: 
 
 
 def sample_prior(prior: LatentPrior, labels_onehot: jax.Array, rng: jax.Array) -> jax.Array:
-    """``z = mean[y] + scale_tril[y] @ eps``, ``eps ~ N(0, I)``: ``(N, Z)`` for one-hot labels ``(N, K)``."""
+    """``z = mean[y] + scale_tril[y] @ eps``, ``eps ~ N(0, I)``: ``(N, Z)`` for **one-hot** labels ``(N, K)``
+    (the rows select a class; soft labels would blend the class means and factors, not mix the Gaussians)."""
     eps = jax.random.normal(rng, labels_onehot.shape[:1] + prior.mean.shape[1:], prior.mean.dtype)
     mean = labels_onehot @ prior.mean
     tril = jnp.einsum("nk,kij->nij", labels_onehot, prior.scale_tril)
     return mean + jnp.einsum("nij,nj->ni", tril, eps)
 
 
+@functools.partial(jax.jit, static_argnames=("model",))
+def _encode(model: STEPGenCVAE, variables, x, y):
+    return model.apply(variables, x, jax.nn.one_hot(y, model.num_classes, dtype=x.dtype), method="encode")
+
+
 def encode_gaits(model: STEPGenCVAE, variables, gaits, labels, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Posterior ``(mu, logvar)`` ``(N, Z)`` of model-space (aligned) gaits ``(N, T, 16, 3)`` with labels ``(N,)``."""
-
-    @jax.jit
-    def run(x, y):
-        return model.apply(variables, x, jax.nn.one_hot(y, model.num_classes, dtype=x.dtype), method="encode")
-
-    outs = [run(jnp.asarray(gaits[i:i + chunk], jnp.float32), jnp.asarray(labels[i:i + chunk]))
+    if len(labels) == 0 or len(gaits) != len(labels):
+        raise ValueError(f"encode_gaits needs N >= 1 gaits and as many labels, got {len(gaits)} and {len(labels)}")
+    outs = [_encode(model, variables, jnp.asarray(gaits[i:i + chunk], jnp.float32), jnp.asarray(labels[i:i + chunk]))
             for i in range(0, len(labels), chunk)]
     return tuple(np.concatenate([np.asarray(o[j]) for o in outs]) for j in range(2))
+
+
+def fit_latent_prior_on(model: STEPGenCVAE, variables, preprocessor, raw_gaits, labels) -> LatentPrior:
+    """:func:`fit_latent_prior` on raw gaits ``(N, T, 16, 3)``: aligned by the generator's ``preprocessor`` (as in
+    its training), encoded, fitted. Pass **training** gaits only."""
+    gaits = np.asarray(preprocessor.gaits(jnp.asarray(raw_gaits)))
+    mu, logvar = encode_gaits(model, variables, gaits, labels)
+    return fit_latent_prior(mu, logvar, labels, model.num_classes)
 
 
 def fit_latent_prior_from_run(workdir: str | os.PathLike, which: str = "best") -> LatentPrior:
@@ -118,9 +132,7 @@ def fit_latent_prior_from_run(workdir: str | os.PathLike, which: str = "best") -
     cfg, model, variables, prep = restore_generator(workdir, which)
     raw = pipeline.load_source(cfg.data)
     train = pipeline.split_dataset(raw, cfg.data).train
-    gaits = np.asarray(prep.gaits(jnp.asarray(raw.gaits[train])))
-    mu, logvar = encode_gaits(model, variables, gaits, raw.labels[train])
-    return fit_latent_prior(mu, logvar, raw.labels[train], model.num_classes)
+    return fit_latent_prior_on(model, variables, prep, raw.gaits[train], raw.labels[train])
 
 
 @functools.partial(jax.jit, static_argnames=("model", "num_frames", "official_sampler", "chunk"))
@@ -143,8 +155,10 @@ def generate(model: STEPGenCVAE, variables, labels: jax.Array, rng: jax.Array, n
     if prior is not None:
         if official_sampler:
             raise ValueError("official_sampler and a fitted prior are exclusive")
-        if prior.mean.shape != (model.num_classes, model.latent_dim):
-            raise ValueError(f"prior.mean must be ({model.num_classes}, {model.latent_dim}), got {prior.mean.shape}")
+        k, z = model.num_classes, model.latent_dim
+        if prior.mean.shape != (k, z) or prior.scale_tril.shape != (k, z, z):
+            raise ValueError(f"prior must have mean ({k}, {z}) and scale_tril ({k}, {z}, {z}), got "
+                             f"{prior.mean.shape} and {prior.scale_tril.shape}")
         z = sample_prior(prior, onehot, rng)
     else:
         z = sample_latent(rng, (onehot.shape[0], model.latent_dim), official_sampler)
@@ -179,7 +193,8 @@ def restore_generator(workdir: str | os.PathLike, which: str = "best"):
 
 
 def make_generate_fn(model: STEPGenCVAE, num_frames: int = 75, official_sampler: bool = False) -> Callable:
-    """The pure ``generate_fn(variables, labels, rng, num_frames=..., official_sampler=...) -> gaits``."""
+    """The pure ``generate_fn(variables, labels, rng, num_frames=..., official_sampler=..., chunk=256, prior=None)
+    -> gaits`` (``prior``: a fitted :class:`LatentPrior` instead of N(0, I))."""
 
     def generate_fn(variables, labels, rng, num_frames: int = num_frames, official_sampler: bool = official_sampler,
                     chunk: int | None = 256, prior: LatentPrior | None = None):

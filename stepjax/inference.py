@@ -10,8 +10,8 @@ model in eval mode. It is a pure function of its arguments: use it inside your o
 ``jax.vmap`` (over gaits or over several ``variables``) or ``jax.grad``.
 
 For serving with fixed weights, ``predict = freeze(predict_fn, variables)`` compiles ``gaits -> Prediction``
-with the weights as constants, so XLA precomputes every weight-only expression (one-gait latency ~1.8x lower
-on CPU).
+with the weights as constants, so XLA precomputes every weight-only expression (one-gait latency on the 2-core
+CPU 10.5 -> 5.6 ms; bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -84,8 +84,8 @@ def freeze(predict_fn: Callable, variables) -> Callable:
     frequency-domain kernels of the CPU 'dft' temporal convolution (a ``(2F, Kt) x (Kt, C_in*C_out)``
     matmul per layer, about half the FLOPs of one-gait inference), BN scale folding, the graph
     products. With the weights as compile-time constants XLA folds all of that once, at compile time:
-    one-gait latency on the 2-core CPU 9.5 -> 5.4 ms (155 instead of 291 MFLOP per call; 4.0 ms pinned
-    to one core; bench/RESULTS.md). The price: the weights are fixed (no ``vmap``/``grad`` over them),
+    one-gait latency of the official classifier on the 2-core CPU 10.5 -> 5.6 ms (155 instead of 291 MFLOP
+    per call; ~4 ms pinned to one core; bench/RESULTS.md). The price: the weights are fixed (no ``vmap``/``grad`` over them),
     compilation takes ~1 s per input shape, and the constants live inside the executable. Same numbers
     as ``predict_fn`` to float32 rounding.
     """

@@ -346,6 +346,15 @@ def test_chunked_batches_match_single_gaits(walks, official):
     one_by_one = np.asarray(jax.vmap(fn)(jnp.asarray(batch)))
     _close(fn(batch), one_by_one, rtol=1e-6, atol=1e-6)
     _close(fn(batch.reshape((2, n // 2) + batch.shape[1:])), one_by_one.reshape(2, n // 2, -1), rtol=1e-6, atol=1e-6)
+    _close(fn(batch[:6].reshape((2, 3) + batch.shape[1:])), one_by_one[:6].reshape(2, 3, -1), rtol=1e-6, atol=1e-6)
+    if not official:
+        _close(aff.affective_features(batch, stride=False), one_by_one[:, :27], rtol=1e-6, atol=1e-6)
+        weights = jnp.asarray(rng.normal(size=one_by_one.shape), jnp.float32)  # gradients through the lax.map too
+        loss = lambda g, f: jnp.sum(f(g) * weights)  # noqa: E731
+        chunked = jax.grad(loss)(jnp.asarray(batch), fn)
+        single = jax.grad(loss)(jnp.asarray(batch), jax.vmap(fn))
+        scale = float(jnp.max(jnp.abs(single)))  # jerk terms carry 1/dt^3: compare relative to the largest entry
+        _close(chunked, single, rtol=1e-4, atol=1e-5 * scale)
 
 
 def _degenerate(walk):

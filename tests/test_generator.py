@@ -197,12 +197,20 @@ def test_step_aug_generator_sees_only_the_training_split_and_synthetic_gaits_onl
     assert saved["task"] == "classifier" and saved["aug"]["per_class"] == PER_CLASS
 
 
-def test_evaluate_generator_reports_fid_diversity_and_recognition(aug, tmp_path):
+def test_evaluate_generator_reports_fid_diversity_and_recognition(aug, tmp_path, monkeypatch):
+    import stepjax.generation as generation
     from stepjax.gen_eval import evaluate_generator, format_report
 
-    _, workdir, _ = aug
+    cfg, workdir, result = aug
+    encoded = []  # the fitted prior must see the generator's training split and nothing else
+    real_encode = generation.encode_gaits
+    monkeypatch.setattr(generation, "encode_gaits",
+                        lambda m, v, g, labels, **kw: encoded.append(np.asarray(labels)) or real_encode(m, v, g, labels, **kw))
     report = evaluate_generator(os.path.join(workdir, GENERATOR_DIR), os.path.join(workdir, CLASSIFIER_DIR),
                                 num_per_class=8, seed=0)
+    raw = pipeline.load_source(cfg.data)
+    assert len(encoded) == 1
+    np.testing.assert_array_equal(encoded[0], raw.labels[result["generator_train_indices"]])
     json.dumps(report)
     assert report["same_split"] and report["feature_dim"] == 16
     for key in ("fid_train", "fid_test", "fid_real_train_vs_test"):
@@ -265,11 +273,18 @@ def test_generate_with_a_fitted_prior(generator, tmp_path):
     assert sampled.shape == (5, 32, 16, 3) and np.all(np.isfinite(sampled))
     with pytest.raises(ValueError, match="exclusive"):
         generate_fn(loaded_vars, labels, jax.random.PRNGKey(2), official_sampler=True, prior=prior)
+    import stepjax.generation as generation
     from stepjax.data.egait import read_egait
-    from stepjax.generation import main
 
-    main(["--workdir", gen_dir, "--per-class", "2", "--out-features", str(tmp_path / "f.h5"), "--prior", "fitted"])
-    assert np.array_equal(np.bincount(read_egait(str(tmp_path / "f.h5")).labels), [2, 2, 2, 2])
+    with pytest.MonkeyPatch.context() as mp:  # the CLI samples the fitted prior: here one point per class
+        mp.setattr(generation, "fit_latent_prior_from_run", lambda workdir, which="best": collapsed)
+        generation.main(["--workdir", gen_dir, "--per-class", "2", "--out-features", str(tmp_path / "f.h5"),
+                         "--prior", "fitted"])
+    written = read_egait(str(tmp_path / "f.h5"))
+    assert np.array_equal(np.bincount(written.labels), [2, 2, 2, 2])
+    per_class = model.apply(variables, point, jax.nn.one_hot(jnp.arange(4), 4), 32, method="decode")
+    for gait, label in zip(written.gaits, written.labels):
+        np.testing.assert_allclose(gait, per_class[label], atol=1e-4)
 
 
 def test_loss_warmup_ramps_push_pull_and_kl_weights():
