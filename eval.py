@@ -7,6 +7,7 @@
 """
 
 import json
+import os
 
 from absl import app, flags, logging
 
@@ -16,7 +17,8 @@ flags.DEFINE_string("features", None, "Evaluate on this E-Gait features*.h5 inst
 flags.DEFINE_string("labels", None, "E-Gait labels*.h5 for --features (omit for labels in key suffixes).")
 flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint of each workdir.")
 flags.DEFINE_string("json", None, "Write the full report as JSON here.")
-flags.DEFINE_string("png", None, "Save the confusion matrix (summed over runs) as a PNG here.")
+flags.DEFINE_string("png", None, "Save the confusion matrix (summed over runs) as a PNG here; for generator workdirs "
+                    "the per-epoch loss curves (reconstruction, collapse, drift, KL; one file per workdir).")
 flags.DEFINE_string("classifier", None, "For generator workdirs: classifier run whose features give FID etc.")
 flags.DEFINE_integer("per_class", 250, "For generator workdirs: generated gaits per class.")
 flags.mark_flags_as_required(["workdir"])
@@ -44,8 +46,16 @@ def main(argv):
             raise app.UsageError("a generator workdir needs --classifier=<classifier workdir> for its metrics")
         reports = [evaluate_generator(w, FLAGS.classifier, FLAGS.per_class, which=FLAGS.checkpoint)
                    for w in FLAGS.workdir]
-        for r in reports:
+        for i, r in enumerate(reports):
             print(format_report(r))
+            if FLAGS.png:  # the push-pull (collapse, drift), reconstruction and KL curves per epoch
+                from stepjax.training.progress import read_metrics
+                from stepjax.viz import plot_loss_curves
+
+                root, ext = os.path.splitext(FLAGS.png)
+                path = FLAGS.png if len(reports) == 1 else f"{root}_{i}{ext or '.png'}"
+                plot_loss_curves(read_metrics(r["generator"]), path, title=r["generator"])
+                print(f"wrote {path}")
         if FLAGS.json:
             with open(FLAGS.json, "w") as f:
                 json.dump(reports, f, indent=2)

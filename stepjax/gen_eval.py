@@ -15,7 +15,9 @@ on the classifier's pooled deep features, with the *real* gaits of the generator
 * motion statistics (root-relative joint speed and pose spread over time) of generated and real gaits;
 * ``generated_fitted_prior``: the same metrics for latents drawn from a Gaussian per class fitted to the
   training split's posteriors (:func:`stepjax.generation.fit_latent_prior`) instead of N(0, I);
-* ``reconstructed_test``: the real test gaits encoded (mu) and decoded: the decoder apart from the prior.
+* ``reconstructed_test``: the real test gaits encoded (mu) and decoded: the decoder apart from the prior;
+* ``loss_curves``: the run's per-epoch train / validation loss components (reconstruction, push = collapse,
+  pull = drift, KL) from ``metrics.jsonl``; ``eval.py --png`` plots them.
 
 The classifier should be trained on the same data config as the generator (so its training split is
 the generator's); ``same_split`` in the report says whether it is.
@@ -38,6 +40,7 @@ from stepjax.gen_metrics import classifier_outputs, fid, motion_statistics, set_
 from stepjax.generation import fit_latent_prior_on, generate_per_class, make_generate_fn, restore_generator
 from stepjax.inference import make_predict_fn, restore_classifier
 from stepjax.training.checkpoint import config_to_json
+from stepjax.training.progress import read_metrics
 
 
 def evaluate_generator(gen_workdir: str, classifier_workdir: str, num_per_class: int = 250, seed: int = 0, *,
@@ -115,8 +118,17 @@ def evaluate_generator(gen_workdir: str, classifier_workdir: str, num_per_class:
                                         "rec_mse": float(np.mean((recon - np.asarray(gen_prep.gaits(
                                             jnp.asarray(raw.gaits[split.test])))) ** 2))}
         report["reconstructed_test"].update(motion_statistics(recon))
+    report["loss_curves"] = loss_curves(gen_workdir)
     report["seconds"] = {"load_and_generate": round(t_gen, 2), "total": round(time.time() - t0, 2)}
     return report
+
+
+def loss_curves(gen_workdir: str) -> dict[str, list[float]]:
+    """Per-epoch train / validation loss components of a generator run (``metrics.jsonl``): ``{'epoch': [...],
+    'train_rec': [...], 'val_drift': [...], ...}`` (the push = collapse, pull = drift and KL curves)."""
+    records = read_metrics(gen_workdir)
+    keys = [k for k in records[0] if k == "epoch" or k.startswith(("train_", "val_"))] if records else []
+    return {k: [r.get(k) for r in records] for k in keys}
 
 
 def reconstruct(model, variables, prep, raw_gaits: np.ndarray, labels: np.ndarray, chunk: int = 256) -> np.ndarray:
@@ -162,6 +174,12 @@ def format_report(r: dict) -> str:
         c = r["reconstructed_test"]
         lines.append(f"  reconstructed real test (decode(mu)): FID {c['fid_test']:.4f}  recognition accuracy "
                      f"{c['recognition_accuracy']:.4f}  joint speed {c['joint_speed']:.4f}  MSE {c['rec_mse']:.5f}")
+    curves = r.get("loss_curves") or {}
+    if curves.get("epoch"):
+        best = int(np.argmin(curves["val_total"])) if curves.get("val_total") else -1
+        parts = [f"{c} {curves[f'val_{c}'][0]:.4g} -> {curves[f'val_{c}'][best]:.4g}"
+                 for c in ("rec", "collapse", "drift", "kl") if f"val_{c}" in curves]
+        lines.append(f"  validation loss, epoch 0 -> best ({curves['epoch'][best]}): " + ", ".join(parts))
     if "real_test" in r:
         t = r["real_test"]
         lines.append(f"  real test: diversity {t['diversity']:.4f}  multimodality {t['multimodality']:.4f}  "

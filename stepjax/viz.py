@@ -33,3 +33,40 @@ def plot_confusion(cm, path: str, class_names: Sequence[str] = LABEL_NAMES, titl
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+#: Generator loss components (``metrics.jsonl`` keys without the ``train_`` / ``val_`` prefix), one panel each.
+GENERATOR_CURVES = ("rec", "collapse", "vel", "acc", "drift", "kl", "total")
+
+
+def plot_loss_curves(records: Sequence[dict], path: str, components: Sequence[str] = GENERATOR_CURVES,
+                     title: str = "") -> None:
+    """Saves per-epoch train / validation curves of loss components (e.g. a generator's reconstruction,
+    push = collapse (velocity, acceleration), pull = drift, KL) from ``metrics.jsonl`` records; log scale."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    present = [c for c in components if any(f"{split}_{c}" in r for r in records for split in ("train", "val"))]
+    if not present:
+        raise ValueError(f"no loss components {tuple(components)} in the metrics records")
+    cols = min(4, len(present))
+    rows = -(-len(present) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), dpi=110, squeeze=False)
+    for ax, comp in zip(axes.flat, present):
+        for split, style in (("train", "-"), ("val", "--")):
+            pts = [(r["epoch"], r[f"{split}_{comp}"]) for r in records if f"{split}_{comp}" in r]
+            if pts:
+                ax.plot(*zip(*pts), style, label=split)
+        ax.set_title(comp)
+        ax.set_xlabel("epoch")
+        if all(r.get(f"{s}_{comp}", 1.0) > 0 for r in records for s in ("train", "val")):
+            ax.set_yscale("log")
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(present):]:
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -225,6 +225,27 @@ def test_evaluate_generator_reports_fid_diversity_and_recognition(aug, tmp_path,
     fitted = report["generated_fitted_prior"]  # samples of the per-class Gaussian fitted on the training split
     assert fitted["num_gaits"] == 32 and np.isfinite(fitted["fid_test"]) and 0 <= fitted["recognition_accuracy"] <= 1
     assert "fitted per-class prior" in format_report(report)
+    curves = report["loss_curves"]  # the push (collapse) / pull (drift) curves of the run, per epoch
+    assert curves["epoch"] == list(range(cfg.generator.train.epochs))
+    for key in ("train_rec", "train_collapse", "train_drift", "val_collapse", "val_drift", "val_kl"):
+        assert len(curves[key]) == len(curves["epoch"]) and np.all(np.isfinite(curves[key]))
+    assert "validation loss, epoch 0 -> best" in format_report(report)
+
+
+def test_eval_cli_on_a_generator_writes_metrics_json_and_loss_curves_png(aug, tmp_path):
+    import subprocess
+
+    _, workdir, _ = aug
+    out_json, out_png = tmp_path / "gen.json", tmp_path / "curves.png"
+    proc = subprocess.run([sys.executable, os.path.join(PROJECT_ROOT, "eval.py"),
+                           f"--workdir={os.path.join(workdir, GENERATOR_DIR)}",
+                           f"--classifier={os.path.join(workdir, CLASSIFIER_DIR)}", "--per_class=4",
+                           f"--json={out_json}", f"--png={out_png}"],
+                          capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.load(open(out_json))[0]
+    assert np.isfinite(report["fid_test"]) and report["loss_curves"]["val_drift"]
+    assert out_png.stat().st_size > 10_000 and "validation loss" in proc.stdout
 
 
 def test_fit_latent_prior_matches_the_aggregate_posterior_moments():

@@ -43,6 +43,15 @@ class MetricsLog:
             f.write(json.dumps(record) + "\n")
 
 
+def read_metrics(workdir: str) -> list[dict]:
+    """The per-epoch records of a run's ``metrics.jsonl`` (empty if there is none)."""
+    path = os.path.join(workdir, METRICS_FILE)
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
 class RunProgress:
     """Resume point, best-by-validation bookkeeping and per-epoch checkpoints of one training run.
 
