@@ -97,13 +97,9 @@ def classifier_config(args, seed: int = 0):
 
 def training_seconds(workdir: str) -> float | None:
     """Sum of the epoch times in a run's metrics.jsonl (survives resumes, unlike a wall clock around the call)."""
-    from stepjax.training.progress import METRICS_FILE
+    from stepjax.training.progress import read_metrics
 
-    path = os.path.join(workdir, METRICS_FILE)
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        return sum(json.loads(line).get("time_s", 0.0) for line in f if line.strip())
+    return sum(r.get("time_s", 0.0) for r in read_metrics(workdir)) or None
 
 
 def add_common_flags(p: argparse.ArgumentParser) -> None:
