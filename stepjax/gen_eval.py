@@ -31,13 +31,13 @@ import os
 import sys
 import time
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from stepjax.data import pipeline
 from stepjax.gen_metrics import classifier_outputs, fid, motion_statistics, set_metrics
-from stepjax.generation import fit_latent_prior_on, generate_per_class, make_generate_fn, restore_generator
+from stepjax.generation import (decode_latents, encode_gaits, fit_latent_prior_on, generate_per_class,
+                                make_generate_fn, restore_generator)
 from stepjax.inference import make_predict_fn, restore_classifier
 from stepjax.training.checkpoint import config_to_json
 from stepjax.training.progress import read_metrics
@@ -134,18 +134,9 @@ def loss_curves(gen_workdir: str) -> dict[str, list[float]]:
 def reconstruct(model, variables, prep, raw_gaits: np.ndarray, labels: np.ndarray, chunk: int = 256) -> np.ndarray:
     """``decode(mu(x, y), y)`` of raw gaits ``(N, T, 16, 3)`` after the generator's preprocessing (alignment):
     the CVAE's deterministic reconstructions, in the generator's output space."""
-    t = raw_gaits.shape[1]
-
-    @jax.jit
-    def run(x, y):
-        x = prep.gaits(x)
-        onehot = jax.nn.one_hot(y, model.num_classes, dtype=x.dtype)
-        mu, _ = model.apply(variables, x, onehot, method="encode")
-        return model.apply(variables, mu, onehot, t, method="decode")
-
-    return np.concatenate([np.asarray(run(jnp.asarray(raw_gaits[i:i + chunk], jnp.float32),
-                                          jnp.asarray(labels[i:i + chunk])))
-                           for i in range(0, len(labels), chunk)])
+    gaits = np.asarray(prep.gaits(jnp.asarray(raw_gaits, jnp.float32)))
+    mu, _ = encode_gaits(model, variables, gaits, labels, chunk)
+    return decode_latents(model, variables, mu, labels, raw_gaits.shape[1], chunk)
 
 
 def _same_split(gen_cfg, cls_cfg) -> bool:

@@ -116,6 +116,18 @@ def encode_gaits(model: STEPGenCVAE, variables, gaits, labels, chunk: int = 256)
     return tuple(np.concatenate([np.asarray(o[j]) for o in outs]) for j in range(2))
 
 
+@functools.partial(jax.jit, static_argnames=("model", "num_frames"))
+def _decode(model: STEPGenCVAE, variables, z, y, num_frames: int):
+    return model.apply(variables, z, jax.nn.one_hot(y, model.num_classes, dtype=z.dtype), num_frames, method="decode")
+
+
+def decode_latents(model: STEPGenCVAE, variables, z, labels, num_frames: int, chunk: int = 256) -> np.ndarray:
+    """Decoded gaits ``(N, num_frames, 16, 3)`` of latents ``z (N, Z)`` with integer labels ``(N,)`` (eval mode)."""
+    return np.concatenate([np.asarray(_decode(model, variables, jnp.asarray(z[i:i + chunk], jnp.float32),
+                                              jnp.asarray(labels[i:i + chunk]), num_frames))
+                           for i in range(0, len(labels), chunk)])
+
+
 def fit_latent_prior_on(model: STEPGenCVAE, variables, preprocessor, raw_gaits, labels) -> LatentPrior:
     """:func:`fit_latent_prior` on raw gaits ``(N, T, 16, 3)``: aligned by the generator's ``preprocessor`` (as in
     its training), encoded, fitted. Pass **training** gaits only."""
