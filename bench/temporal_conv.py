@@ -69,20 +69,89 @@ def conv1d(x, k, s, pad, prec):
 
 
 def dft_4mm(x, k, s, pad, prec):
-    """(f) 'dft' with the complex product as four real batched matmuls (no transposes in frequency)."""
+    """(f) 'dft' with the complex product as four real batched matmuls (before Gauss's three)."""
     n, t_in, v, ci = x.shape
     kt, _, _, co = k.shape
-    fx, fk, gy = snn._dft_matrices(t_in, kt, s, pad)
-    nf = fx.shape[0] // 2
-    fx = fx.reshape(nf, 2, t_in).transpose(1, 0, 2).reshape(2 * nf, t_in).astype(np.float32)  # rows (a, f)
-    gy = gy.reshape(-1, nf, 2).transpose(0, 2, 1).reshape(-1, 2 * nf).astype(np.float32)  # cols (b, f)
-    xf = jnp.dot(fx, jnp.transpose(x, (1, 0, 2, 3)).reshape(t_in, -1), precision=prec).reshape(2, nf, n * v, ci)
-    kf = jnp.einsum("jco,jaf->afco", k[:, 0], fk.astype(np.float32), precision=prec)
+    fx, fk, gy = (m.astype(np.float32) for m in snn._dft_matrices(t_in, kt, s, pad))
+    nf = fx.shape[1]
+    xr, xi = jnp.dot(fx.reshape(2 * nf, t_in), jnp.transpose(x, (1, 0, 2, 3)).reshape(t_in, -1),
+                     precision=prec).reshape(2, nf, n * v, ci)
+    kr, ki = jnp.einsum("jco,jaf->afco", k[:, 0], fk, precision=prec)
     bmm = lambda a, b: jax.lax.dot_general(a, b, (((2,), (1,)), ((0,), (0,))), precision=prec)
-    yr = bmm(xf[0], kf[0]) - bmm(xf[1], kf[1])
-    yi = bmm(xf[0], kf[1]) + bmm(xf[1], kf[0])
-    y = jnp.dot(gy, jnp.stack([yr, yi]).reshape(2 * nf, -1), precision=prec).reshape(-1, n, v, co)
+    yf = jnp.stack([bmm(xr, kr) - bmm(xi, ki), bmm(xr, ki) + bmm(xi, kr)]).reshape(2 * nf, -1)
+    y = jnp.dot(jnp.transpose(gy, (1, 0, 2)).reshape(-1, 2 * nf), yf, precision=prec).reshape(-1, n, v, co)
     return jnp.transpose(y, (1, 0, 2, 3))
+
+
+def dft_2x2(x, k, s, pad, prec):
+    """(f) the 'dft' of stepjax before 2026-11-22: the complex product as ONE real matmul per frequency with
+    the 2x2 block weight [[K_r, K_i], [-K_i, K_r]] ((2 C_in) x (2 C_out)); needs transposes in frequency."""
+    n, t_in, v, ci = x.shape
+    kt, _, _, co = k.shape
+    fx, fk, gy = (m.astype(np.float32) for m in snn._dft_matrices(t_in, kt, s, pad))
+    nf = fx.shape[1]
+    xf = jnp.dot(fx.reshape(2 * nf, t_in), jnp.transpose(x, (1, 0, 2, 3)).reshape(t_in, -1), precision=prec)
+    xf = jnp.transpose(xf.reshape(2, nf, n * v, ci), (1, 2, 0, 3)).reshape(nf, n * v, 2 * ci)  # (f, nv, (a, c))
+    kr, ki = jnp.einsum("jco,jaf->afco", k[:, 0], fk, precision=prec)
+    k2 = jnp.concatenate([jnp.concatenate([kr, ki], axis=2), jnp.concatenate([-ki, kr], axis=2)], axis=1)
+    yf = jax.lax.dot_general(xf, k2, (((2,), (1,)), ((0,), (0,))), precision=prec)  # (F, NV, (b, o))
+    yf = jnp.transpose(yf.reshape(nf, n * v, 2, co), (2, 0, 1, 3)).reshape(2 * nf, -1)
+    y = jnp.dot(jnp.transpose(gy, (1, 0, 2)).reshape(-1, 2 * nf), yf, precision=prec).reshape(-1, n, v, co)
+    return jnp.transpose(y, (1, 0, 2, 3))
+
+
+@functools.lru_cache(maxsize=None)
+def _sym_mats(t_in, kt, stride, pad):
+    t_out = snn.temporal_out_len(t_in, kt, stride, pad)
+    length = max(t_in + pad, (t_out - 1) * stride - pad + kt)
+    nf = length // 2 + 1
+    th = 2 * np.pi * np.arange(nf) / length  # (F,)
+    c_in = (t_in - 1) / 2
+    po = t_in // 2
+    s = c_in - np.arange((t_in + 1) // 2)  # offsets of the folded rows (last = 0 if t_in odd)
+    cf = np.cos(np.outer(th, s))  # (F, Pe)
+    sf = -np.sin(np.outer(th, s[:po]))  # (F, Po)
+    m_c = (t_out - 1) * stride / 2 - pad
+    ang = np.outer(np.arange(kt) - c_in + m_c, th)  # (Kt, F)
+    fk = np.stack([np.cos(ang), np.sin(ang)], axis=1)  # (Kt, 2, F): K'' = sum_j k[j] e^{i th (j - c_in + m_c)}
+    w = np.full(nf, 2.0); w[0] = 1.0
+    if length % 2 == 0: w[-1] = 1.0
+    qo = t_out // 2
+    u = ((t_out - 1) / 2 - np.arange((t_out + 1) // 2)) * stride
+    ce = np.cos(np.outer(u, th)) * (w / length)  # (Qe, F)
+    so = -np.sin(np.outer(u[:qo], th)) * (w / length)  # (Qo, F)
+    return cf, sf, fk, ce, so
+
+def dft_sym(x, k, s, pad, prec):
+    """(f) Gauss dft with the transforms folded about the centre of the input / output window (cos even,
+    sin odd: half the transform MACs; the phase shifts go into the kernel response) at the price of
+    reversals, sums and concatenations in time."""
+    n, t_in, v, ci = x.shape
+    kt, _, _, co = k.shape
+    dtype = jnp.promote_types(x.dtype, jnp.float32)
+    cf, sf, fk, ce, so = (m.astype(dtype) for m in _sym_mats(t_in, kt, s, pad))
+    nf = cf.shape[0]
+    po, qo = t_in // 2, so.shape[0]
+    t_out = snn.temporal_out_len(t_in, kt, s, pad)
+    kf = jnp.einsum("jco,jaf->afco", k[:, 0].astype(dtype), fk, precision=prec)
+    kr, ki = kf[0], kf[1]
+    k3 = jnp.concatenate([kr, ki - kr, kr + ki])  # (3F, Ci, Co)
+    xt = jnp.transpose(x.astype(dtype), (1, 0, 2, 3)).reshape(t_in, n * v * ci)
+    lo, hi = xt[:po], xt[::-1][:po]
+    e = hi + lo
+    if t_in % 2:
+        e = jnp.concatenate([e, xt[po:po + 1]])
+    o = hi - lo
+    xr = jnp.dot(cf, e, precision=prec)
+    xi = jnp.dot(sf, o, precision=prec)
+    xf = jnp.concatenate([xr + xi, xr, xi]).reshape(3 * nf, n * v, ci)
+    m = jax.lax.dot_general(xf, k3, (((2,), (1,)), ((0,), (0,))), precision=prec).reshape(3, nf, n * v * co)
+    dr, di = m[0] - m[2], m[0] + m[1]
+    ev = jnp.dot(ce, dr, precision=prec)  # (Qe, NVCo)
+    od = jnp.dot(so, di, precision=prec)  # (Qo, NVCo)
+    parts = [ev[:qo] - od] + ([ev[qo:]] if t_out % 2 else []) + [(ev[:qo] + od)[::-1]]
+    y = jnp.concatenate(parts).reshape(t_out, n, v, co)
+    return jnp.transpose(y, (1, 0, 2, 3)).astype(x.dtype)
 
 
 def shiftadd(x, k, s, pad, prec):
@@ -101,7 +170,8 @@ def centre_tap(x, k, s, pad, prec):
     return jnp.einsum("ntvc,co->ntvo", x[:, ::s], k[pad, 0], precision=prec)
 
 
-EXTRA = {"fft": fft_conv, "conv1d": conv1d, "dft_4mm": dft_4mm, "shiftadd": shiftadd, "centre_tap": centre_tap}
+EXTRA = {"fft": fft_conv, "conv1d": conv1d, "dft_4mm": dft_4mm, "dft_2x2": dft_2x2, "dft_sym": dft_sym, "shiftadd": shiftadd,
+         "centre_tap": centre_tap}
 CORE = [i for i in snn.TEMPORAL_IMPLS if i != "auto"]
 DEFAULT_GRAPH = snn._GRAPH_IMPL
 
@@ -370,7 +440,7 @@ def main(argv=None):
     p.add_argument("--batch", type=int, nargs="+", default=[8, 32])
     p.add_argument("--kernels", type=int, nargs="+", default=[9, 75])
     p.add_argument("--select-kernels", type=int, nargs="+", default=[1, 3, 5, 9, 15, 25, 75])
-    p.add_argument("--impls", nargs="+", default=CORE + ["fft", "conv1d", "dft_4mm"])
+    p.add_argument("--impls", nargs="+", default=CORE + ["fft", "conv1d", "dft_4mm", "dft_2x2"])
     p.add_argument("--model-entries", nargs="+",
                    default=["conv:project_first", "conv", "toeplitz", "im2col", "conv_mmgrad", "conv_1dgrad", "dft",
                             "fft", "auto", "auto:project_first", "auto:dense_graph", "centre_tap"])

@@ -93,6 +93,21 @@ def _graph_conv_joints_first(x: Array, kernel: Array, bias: Array, a: Array, pre
     return y + _graph_bias(a, bias, precision)
 
 
+def _graph_conv_joints_batched(x: Array, kernel: Array, bias: Array, a: Array, precision) -> Array:
+    """Joint mixing first as a matmul batched over frames, ``(W*K, V) @ (V, C_in)`` per (n, t), whose output
+    is already in the ``(N*T*W, K*C_in)`` layout of the ``(K*C_in) -> C_out`` matmul: no transpose at all.
+    Same FLOPs as 'joints_first'; 2.2x faster than it at batch 1, equal at batch 8-256 (bench/NOTES.md)."""
+    n, t, v, cin = x.shape
+    k, _, w = a.shape
+    cout = kernel.shape[1] // k
+    a_t = jnp.broadcast_to(jnp.transpose(a, (2, 0, 1)).reshape(w * k, v), (n * t, w * k, v))  # rows (w, k)
+    z = jax.lax.dot_general(a_t, x.reshape(n * t, v, cin), (((2,), (1,)), ((0,), (0,))),
+                            precision=precision)  # (N*T, (W, K), C_in)
+    wk = jnp.transpose(kernel.reshape(cin, k, cout), (1, 0, 2)).reshape(k * cin, cout)
+    y = jnp.dot(z.reshape(n * t * w, k * cin), wk, precision=precision).reshape(n, t, w, cout)
+    return y + _graph_bias(a, bias, precision)
+
+
 def _graph_conv_dense_graph(x: Array, kernel: Array, bias: Array, a: Array, precision) -> Array:
     """One ``(V*C_in) -> (W*C_out)`` matmul with the graph folded into the weight (~5x the FLOPs of the
     factored form, but a single well-shaped GEMM, forward and backward)."""
@@ -105,11 +120,14 @@ def _graph_conv_dense_graph(x: Array, kernel: Array, bias: Array, a: Array, prec
 
 
 _GRAPH_FNS = {"project_first": _graph_conv_project_first, "joints_first": _graph_conv_joints_first,
+              "joints_batched": _graph_conv_joints_batched,
               "dense_graph": _graph_conv_dense_graph}
 # The contraction GraphConv uses (read at trace time; not a module attribute so that GraphConv's fields and
 # parameters stay those of the official layer). 'joints_first' was 1.6-12x faster fwd+bwd than the official
-# order on XLA:CPU (bench/NOTES.md); the others are kept for the benchmark and the equivalence test.
-_GRAPH_IMPL = "joints_first"
+# order on XLA:CPU; 'joints_batched' (same FLOPs, no transposes) ties with it from batch 8 up, is 2.2x faster
+# at batch 1 and needs less scratch memory (bench/NOTES.md). The others are kept for the benchmark and the
+# equivalence test.
+_GRAPH_IMPL = "joints_batched"
 
 
 class _Projection(nn.Module):
@@ -289,57 +307,63 @@ def _dft_matrices(t_in: int, kt: int, stride: int, pad: int) -> tuple[np.ndarray
     ``y[t] = sum_j x[t*stride + j - pad] k[j]`` is the correlation ``c[m] = sum_i x[i+m] k[i]`` at
     ``m = t*stride - pad``; ``C(f) = X(f) conj(K(f))``. L is the smallest length at which the wrap-around
     of the circular correlation misses every needed lag: ``L >= T_in + pad`` and
-    ``L > (T_out-1)*stride - pad + Kt - 1``. Returns
+    ``L > (T_out-1)*stride - pad + Kt - 1``. With ``F = L//2 + 1`` frequencies, returns
 
-    * ``fx (2F, T_in)``: rows ``(f, a)``, a = re/im of ``X(f) = sum_t x[t] e^{-2 pi i f t / L}``;
+    * ``fx (2, F, T_in)``: re/im of ``X(f) = sum_t x[t] e^{-2 pi i f t / L}``;
     * ``fk (Kt, 2, F)``: re/im of ``conj(K(f)) = sum_j k[j] e^{+2 pi i f j / L}``;
-    * ``gy (T_out, 2F)``: columns ``(f, b)``, the inverse real DFT at the needed lags only (the stride
-      and the padding are folded in), ``c[m] = sum_f w_f / L (C_r(f) cos - C_i(f) sin)(2 pi f m / L)``.
+    * ``gy (2, T_out, F)``: the inverse real DFT at the needed lags only (stride and padding folded in),
+      ``c[m] = sum_f w_f / L (C_r(f) cos - C_i(f) sin)(2 pi f m / L)``, ``w_f`` = 1 for the real-only
+      frequencies (0 and L/2), 2 otherwise.
     """
     t_out = temporal_out_len(t_in, kt, stride, pad)
     length = max(t_in + pad, (t_out - 1) * stride - pad + kt)
     nf = length // 2 + 1
     f = np.arange(nf)
-    th_x = 2 * np.pi * np.outer(np.arange(t_in), f) / length  # (T_in, F)
-    fx = np.stack([np.cos(th_x), -np.sin(th_x)], axis=1)  # (T_in, 2, F)
-    th_k = 2 * np.pi * np.outer(np.arange(kt), f) / length
-    fk = np.stack([np.cos(th_k), np.sin(th_k)], axis=1)  # (Kt, 2, F)
+    th_x = 2 * np.pi * np.outer(f, np.arange(t_in)) / length  # (F, T_in)
+    fx = np.stack([np.cos(th_x), -np.sin(th_x)])
+    th_k = 2 * np.pi * np.outer(np.arange(kt), f) / length  # (Kt, F)
+    fk = np.stack([np.cos(th_k), np.sin(th_k)], axis=1)
     w = np.full(nf, 2.0)
     w[0] = 1.0
     if length % 2 == 0:
         w[-1] = 1.0
-    th_y = 2 * np.pi * np.outer(f, np.arange(t_out) * stride - pad) / length  # (F, T_out)
-    gy = np.stack([np.cos(th_y), -np.sin(th_y)], axis=0) * (w / length)[None, :, None]  # (2, F, T_out)
-    return (np.ascontiguousarray(fx.transpose(2, 1, 0).reshape(2 * nf, t_in)), fk,
-            np.ascontiguousarray(gy.transpose(2, 1, 0).reshape(t_out, 2 * nf)))
+    th_y = 2 * np.pi * np.outer(np.arange(t_out) * stride - pad, f) / length  # (T_out, F)
+    gy = np.stack([np.cos(th_y), -np.sin(th_y)]) * (w / length)
+    return fx, fk, gy
 
 
 def _dft_temporal_conv(x: Array, kernel: Array, stride: int, pad: int, precision) -> Array:
     """'dft': the convolution theorem with the (real) DFTs written as matmuls against constant matrices
     (no FFT op, no zero padding beyond the minimal circular length, stride folded into the inverse).
 
-    Per (n, v): forward transform ``C_in*T_in*2F``, per-frequency channel mixing ``(2C_in) x (2C_out)``
-    (the complex product as one real matmul), inverse ``C_out*2F*T_out`` MACs, with ``F ~ (T_in+pad)/2``;
-    for Kt = T = 75 that is ~7x fewer FLOPs than the direct form. Every step (and its autodiff
-    transpose) is a plain matmul. Computed in at least float32.
+    Three steps, every one (and its autodiff transpose) a plain or batched matmul, time-major so that
+    at batch 1 no transpose is left:
+
+    1. forward: ``[X_r; X_i] = fx (2F, T_in) @ x (T_in, N*V*C_in)``;
+    2. per-frequency channel mixing ``Y = X conj(K)`` with Gauss's three real products instead of
+       four: ``t1 = X_r K_r``, ``t2 = X_i K_i``, ``t3 = (X_r + X_i)(K_r + K_i)``, ``Y_r = t1 - t2``,
+       ``Y_i = t3 - t1 - t2`` (three ``(N*V, C_in) @ (C_in, C_out)`` matmuls batched over F);
+    3. inverse at the needed lags: ``y = gy (T_out, 2F) @ [Y_r; Y_i]``.
+
+    MACs per (n, v): ``2F*T_in*C_in + 3F*C_in*C_out + 2F*T_out*C_out`` with ``F ~ (T_in + pad)/2``;
+    for Kt = T = 75 about 8x (C = 32) to 13x (C = 64) fewer than the
+    direct form. Computed in at least float32.
+    (bench/NOTES.md: the single 2x2-block real matmul this replaced was 5-30 % slower, most at batch 1.)
     """
     n, t_in, v, ci = x.shape
     kt, _, _, co = kernel.shape
     dtype = jnp.promote_types(x.dtype, jnp.float32)
     fx, fk, gy = (m.astype(dtype) for m in _dft_matrices(t_in, kt, stride, pad))
-    nf = fx.shape[0] // 2
-    t_out = gy.shape[0]
+    nf = fx.shape[1]
+    t_out = gy.shape[1]
     xt = jnp.transpose(x.astype(dtype), (1, 0, 2, 3)).reshape(t_in, n * v * ci)
-    xf = jnp.dot(fx, xt, precision=precision).reshape(nf, 2, n * v, ci)
-    xf = jnp.transpose(xf, (0, 2, 1, 3)).reshape(nf, n * v, 2 * ci)  # (f, nv, (a, c))
-    kf = jnp.einsum("jco,jaf->afco", kernel[:, 0].astype(dtype), fk, precision=precision)  # conj(K): (2, F, Ci, Co)
-    kr, ki = kf[0], kf[1]
-    # (Xr + i Xi)(Kr + i Ki) = (Xr Kr - Xi Ki) + i (Xr Ki + Xi Kr): rows (a, c), columns (b, o)
-    k2 = jnp.concatenate([jnp.concatenate([kr, ki], axis=2), jnp.concatenate([-ki, kr], axis=2)], axis=1)
-    yf = jax.lax.dot_general(xf, k2, (((2,), (1,)), ((0,), (0,))), precision=precision)  # (F, NV, 2Co)
-    yf = jnp.transpose(yf.reshape(nf, n * v, 2, co), (0, 2, 1, 3)).reshape(2 * nf, n * v * co)  # rows (f, b)
-    y = jnp.dot(gy, yf, precision=precision).reshape(t_out, n, v, co)
-    return jnp.transpose(y, (1, 0, 2, 3)).astype(x.dtype)
+    xr, xi = jnp.dot(fx.reshape(2 * nf, t_in), xt, precision=precision).reshape(2, nf, n * v, ci)
+    kr, ki = jnp.einsum("jco,jaf->afco", kernel[:, 0].astype(dtype), fk, precision=precision)  # (F, Ci, Co) each
+    bmm = lambda a, b: jax.lax.dot_general(a, b, (((2,), (1,)), ((0,), (0,))), precision=precision)
+    t1, t2, t3 = bmm(xr, kr), bmm(xi, ki), bmm(xr + xi, kr + ki)  # (F, NV, Co)
+    yf = jnp.stack([t1 - t2, t3 - t1 - t2]).reshape(2 * nf, n * v * co)
+    y = jnp.dot(jnp.transpose(gy, (1, 0, 2)).reshape(t_out, 2 * nf), yf, precision=precision)
+    return jnp.transpose(y.reshape(t_out, n, v, co), (1, 0, 2, 3)).astype(x.dtype)
 
 
 _TEMPORAL_FNS: dict[str, Callable] = {
@@ -361,7 +385,7 @@ def temporal_conv_macs(impl: str, kernel_size: int, stride: int, t_in: int, c_in
         return t_in * t_out * c_in * c_out
     if impl == "dft":
         nf = max(t_in + pad, (t_out - 1) * stride - pad + kernel_size) // 2 + 1
-        return 2 * nf * t_in * c_in + 4 * nf * c_in * c_out + 2 * nf * t_out * c_out
+        return 2 * nf * t_in * c_in + 3 * nf * c_in * c_out + 2 * nf * t_out * c_out
     return t_out * kernel_size * c_in * c_out
 
 
