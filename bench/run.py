@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 torch.backends.mkldnn.enabled = False  # oneDNN conv backward crashes on 75-tap kernels over T=38 (spec section 9)
-torch.set_num_threads(2)
+torch.set_num_threads(len(os.sched_getaffinity(0)))  # 2 here; 1 in the one-core child run
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -47,7 +47,7 @@ from stepjax.training.loop import chunked_apply, classifier_train_step, epoch_fn
 from stepjax.training.state import TrainState, create_train_state, make_optimizer  # noqa: E402
 
 T, V, C, K, KT = 75, 16, 3, 3, 75
-WORKLOADS = ("matmul", "classifier", "cvae", "inference", "generation", "preprocess")
+WORKLOADS = ("matmul", "classifier", "cvae", "inference", "inference_one_core", "generation", "preprocess")
 
 
 def load() -> str:
@@ -379,7 +379,7 @@ def w_cvae(a) -> list[dict]:
     return rows
 
 
-def w_inference(a) -> list[dict]:
+def _inference_rows(a, batches, where: str = "") -> list[dict]:
     rows = []
     tm = torch_classifier()
     tm.eval()
@@ -387,7 +387,8 @@ def w_inference(a) -> list[dict]:
     variables = jax.jit(lambda k: model.init(k, jnp.zeros((1, T, V, C)), train=False))(jax.random.PRNGKey(0))
     fwd = jax.jit(lambda v, x: model.apply(v, x, train=False)[0])
     u, _ = classifier_fwd_flops()
-    for batch, reps, target in ((1, 10 if a.quick else 50, "<= 3 ms"), (256, 2 if a.quick else 5, "")):
+    for batch, reps in batches:
+        target = "<= 3 ms" if batch == 1 else ""
         g = fake_gaits(batch, seed=11)
         jx, tx_ = jnp.asarray(g), to_torch_layout(g)
 
@@ -405,7 +406,7 @@ def w_inference(a) -> list[dict]:
             rstr, jstr = f"{rs * 1e3:.2f} ms", f"{js * 1e3:.2f} ms"
         else:
             rstr, jstr = f"{batch / rs:.0f} gaits/s", f"{batch / js:.0f} gaits/s"
-        rows.append(dict(workload=f"classifier inference (eval), batch {batch}, jit, output to numpy", ref_s=rs,
+        rows.append(dict(workload=f"classifier inference (eval), batch {batch}, jit, output to numpy{where}", ref_s=rs,
                          jax_s=js, ref_str=rstr, jax_str=jstr, flops=u * batch, target=target,
                          note=f"compile {comp:.1f} s; temporal_impl={model.temporal_impl}", raw=r))
         if batch == 1:  # serving: weights as compile-time constants (stepjax.inference.freeze)
@@ -417,11 +418,34 @@ def w_inference(a) -> list[dict]:
             comp = compile_time(frozen_fn)
             r = interleaved({"ref": ref, "jax": frozen_fn}, reps)
             rs, js = r["ref"]["median_s"], r["jax"]["median_s"]
-            rows.append(dict(workload="classifier inference (eval), batch 1, `inference.freeze` (weights as constants)",
-                             ref_s=rs, jax_s=js, ref_str=f"{rs * 1e3:.2f} ms", jax_str=f"{js * 1e3:.2f} ms",
+            rows.append(dict(workload=f"classifier inference (eval), batch 1, `inference.freeze` (weights as constants)"
+                             f"{where}", ref_s=rs, jax_s=js, ref_str=f"{rs * 1e3:.2f} ms", jax_str=f"{js * 1e3:.2f} ms",
                              flops=u, target=target, note=f"compile {comp:.1f} s; XLA folds the weight-only work "
                              f"(frequency-domain kernels, BN scales)", raw=r))
     return rows
+
+
+def w_inference(a) -> list[dict]:
+    return _inference_rows(a, ((1, 10 if a.quick else 200), (256, 2 if a.quick else 5)))
+
+
+def w_inference_one_core(a) -> list[dict]:
+    """One-gait latency with the process pinned to one core, both sides (a latency-serving setup: torch runs 1
+    thread, XLA sizes its thread pool from the affinity mask). Runs in a child process started with the affinity
+    set, because XLA's thread pool is created once per process."""
+    if len(os.sched_getaffinity(0)) == 1:
+        return _inference_rows(a, ((1, 10 if a.quick else 200),), where=", process pinned to 1 core")
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "one_core.json")
+        cmd = [sys.executable, os.path.abspath(__file__), "--only", "inference_one_core", "--json", out]
+        subprocess.run(cmd + (["--quick"] if a.quick else []), check=True, stdout=subprocess.DEVNULL,
+                       preexec_fn=lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}))
+        with open(out) as f:
+            child = json.load(f)
+    for row in child["rows"][1:]:  # [0] = the child's (one-core) matmul peak, not this run's
+        row["note"] += f"; one-core matmul peak {child['peak_gflops']:.0f} GFLOP/s"
+    return child["rows"][1:]
 
 
 def w_generation(a) -> list[dict]:
