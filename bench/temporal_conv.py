@@ -375,7 +375,7 @@ def model_level(batches, kernels, entries, reps, out):
             med = {k_: float(np.median(v)) for k_, v in ts.items()}
             mm_rate = mm_flops / med["matmul2048"]
             nominal = fl.get("conv:project_first", fl.get("conv"))
-            base = med.get("conv:project_first", med.get("conv"))
+            base = med.get("conv:project_first", med.get("conv", med[entries[0]]))  # ratios vs conv if timed
             rec = dict(section="model", batch=n, kernel=kt, load=[l0, load()], reps=reps,
                        matmul_gflops=mm_rate / 1e9, nominal_flops=nominal,
                        ms={k_: v * 1e3 for k_, v in med.items() if k_ != "matmul2048"},

@@ -389,10 +389,12 @@ def temporal_conv_macs(impl: str, kernel_size: int, stride: int, t_in: int, c_in
     return t_out * kernel_size * c_in * c_out
 
 
-# Relative XLA:CPU throughput (FLOP/s) of the formulations 'auto' chooses from, fitted to bench/NOTES.md:
-# 'dft' wins once its FLOPs drop below ~0.9x the direct conv's (Kt >= 9 at the STEP shapes); 'toeplitz'
-# (one large matmul) only when the sequence is short against the kernel (e.g. T = 19, Kt = 75).
-AUTO_CPU_EFFICIENCY = {"conv_1dgrad": 1.0, "dft": 1.1, "toeplitz": 2.2}
+# Relative XLA:CPU throughput (FLOP/s) of the formulations 'auto' chooses from, fitted to bench/NOTES.md
+# ('select' and 'model' tables): 'dft' wins once its MACs drop below ~0.9x the direct conv's (Kt >= 9 at the
+# STEP shapes; 'dft' was 1.1 before its mixing used Gauss's three products: fewer MACs, about the same time
+# at short kernels); 'toeplitz' (one large matmul) only when the sequence is short against the kernel
+# (e.g. T = 19, Kt = 75).
+AUTO_CPU_EFFICIENCY = {"conv_1dgrad": 1.0, "dft": 0.9, "toeplitz": 2.2}
 
 
 def select_temporal_impl(kernel_size: int, stride: int, t_in: int, c_in: int, c_out: int, batch: int,
