@@ -346,9 +346,9 @@ def _dft_temporal_conv(x: Array, kernel: Array, stride: int, pad: int, precision
     3. inverse at the needed lags: ``y = gy (T_out, 2F) @ [Y_r; Y_i]``.
 
     MACs per (n, v): ``2F*T_in*C_in + 3F*C_in*C_out + 2F*T_out*C_out`` with ``F ~ (T_in + pad)/2``;
-    for Kt = T = 75 about 8x (C = 32) to 13x (C = 64) fewer than the
-    direct form. Computed in at least float32.
-    (bench/NOTES.md: the single 2x2-block real matmul this replaced was 5-30 % slower, most at batch 1.)
+    for Kt = T = 75 about 8x (C = 32) to 13x (C = 64) fewer than the direct form. Computed in at least
+    float32. (bench/NOTES.md: the single 2x2-block real matmul this replaced was up to 30 % slower, the
+    most at batch 1.)
     """
     n, t_in, v, ci = x.shape
     kt, _, _, co = kernel.shape
