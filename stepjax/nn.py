@@ -95,8 +95,10 @@ def _graph_conv_joints_first(x: Array, kernel: Array, bias: Array, a: Array, pre
 
 def _graph_conv_joints_batched(x: Array, kernel: Array, bias: Array, a: Array, precision) -> Array:
     """Joint mixing first as a matmul batched over frames, ``(W*K, V) @ (V, C_in)`` per (n, t), whose output
-    is already in the ``(N*T*W, K*C_in)`` layout of the ``(K*C_in) -> C_out`` matmul: no transpose at all.
-    Same FLOPs as 'joints_first'; 2.2x faster than it at batch 1, equal at batch 8-256 (bench/NOTES.md)."""
+    is already in the ``(N*T*W, K*C_in)`` layout of the ``(K*C_in) -> C_out`` matmul: no transpose (XLA:CPU
+    does materialise the broadcast A, ``(N*T, W*K, V)``: 115 MB per layer at N = 500, T = 75; still less scratch
+    than 'joints_first'). Same FLOPs as 'joints_first'; 1.7-2.2x faster than it at batch 1, within noise at
+    batch 8-256 in the train step, the CVAE step and generation (bench/NOTES.md)."""
     n, t, v, cin = x.shape
     k, _, w = a.shape
     cout = kernel.shape[1] // k
@@ -340,7 +342,9 @@ def _dft_temporal_conv(x: Array, kernel: Array, stride: int, pad: int, precision
     at batch 1 no transpose is left:
 
     1. forward: ``[X_r; X_i] = fx (2F, T_in) @ x (T_in, N*V*C_in)``;
-    2. per-frequency channel mixing ``Y = X conj(K)`` with Gauss's three real products instead of
+    2. per-frequency channel mixing ``Y = X conj(K)`` (``K_r``, ``K_i`` below are the parts of ``conj(K)``;
+       the subtraction ``t3 - t1 - t2`` cancels, harmless in float32 matmuls on CPU) with Gauss's three real
+       products instead of
        four: ``t1 = X_r K_r``, ``t2 = X_i K_i``, ``t3 = (X_r + X_i)(K_r + K_i)``, ``Y_r = t1 - t2``,
        ``Y_i = t3 - t1 - t2`` (three ``(N*V, C_in) @ (C_in, C_out)`` matmuls batched over F);
     3. inverse at the needed lags: ``y = gy (T_out, 2F) @ [Y_r; Y_i]``.

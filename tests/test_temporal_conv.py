@@ -15,6 +15,8 @@ and it runs for real in the module test.
 from __future__ import annotations
 
 import itertools
+import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -131,3 +133,31 @@ def test_graph_conv_contractions_agree(official):
     for name in snn._GRAPH_FNS:
         for a_, b_ in zip(out[name], ref):
             assert np.max(np.abs(a_ - b_)) <= RTOL * np.max(np.abs(b_)), name
+
+
+def test_dft_macs_and_auto_choices_at_step_shapes():
+    """The cost model behind 'auto' (Gauss mixing: 3F products) and the choices bench/NOTES.md documents."""
+    nf = (75 + 37) // 2 + 1  # minimal circular length 112 for T = Kt = 75
+    assert snn.temporal_conv_macs("dft", 75, 1, 75, 32, 64) == 2 * nf * 75 * 32 + 3 * nf * 32 * 64 + 2 * nf * 75 * 64
+    step_shapes = [(75, 32, 1), (75, 64, 2), (38, 64, 2), (38, 64, 1)]  # (T_in, C, stride) of the STEP trunks
+    for kt in (9, 75):
+        assert {snn.select_temporal_impl(kt, s, t, c, c, 32, backend="cpu") for t, c, s in step_shapes} == {"dft"}
+    assert {snn.select_temporal_impl(3, s, t, c, c, 32, backend="cpu") for t, c, s in step_shapes} == {"conv_1dgrad"}
+
+
+def test_bench_only_formulations_match_conv():
+    """bench/temporal_conv.py's extra formulations (used by bench/latency.py) stay equivalent to 'conv'."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    import temporal_conv as bench_tc
+
+    rng = np.random.default_rng(5)
+    for t, kt, s in ((75, 75, 2), (38, 9, 1)):
+        x = rng.standard_normal((2, t, 3, 4)).astype(np.float32)
+        k = rng.standard_normal((kt, 1, 4, 5)).astype(np.float32)
+        pad = (kt - 1) // 2
+        ref = np.asarray(snn._conv_temporal_conv(x, k, s, pad, "highest"))
+        for name, fn in bench_tc.EXTRA.items():
+            if name in ("centre_tap", "shiftadd"):  # not equivalent by design / too slow to compile here
+                continue
+            y = np.asarray(fn(jnp.asarray(x), jnp.asarray(k), s, pad, "highest"))
+            assert y.shape == ref.shape and np.max(np.abs(y - ref)) <= 1e-5 * np.max(np.abs(ref)), name
