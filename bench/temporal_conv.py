@@ -79,7 +79,7 @@ def dft_4mm(x, k, s, pad, prec):
     kr, ki = jnp.einsum("jco,jaf->afco", k[:, 0], fk, precision=prec)
     bmm = lambda a, b: jax.lax.dot_general(a, b, (((2,), (1,)), ((0,), (0,))), precision=prec)
     yf = jnp.stack([bmm(xr, kr) - bmm(xi, ki), bmm(xr, ki) + bmm(xi, kr)]).reshape(2 * nf, -1)
-    y = jnp.dot(jnp.transpose(gy, (1, 0, 2)).reshape(-1, 2 * nf), yf, precision=prec).reshape(-1, n, v, co)
+    y = jnp.dot(gy, yf, precision=prec).reshape(-1, n, v, co)
     return jnp.transpose(y, (1, 0, 2, 3))
 
 
@@ -96,7 +96,7 @@ def dft_2x2(x, k, s, pad, prec):
     k2 = jnp.concatenate([jnp.concatenate([kr, ki], axis=2), jnp.concatenate([-ki, kr], axis=2)], axis=1)
     yf = jax.lax.dot_general(xf, k2, (((2,), (1,)), ((0,), (0,))), precision=prec)  # (F, NV, (b, o))
     yf = jnp.transpose(yf.reshape(nf, n * v, 2, co), (2, 0, 1, 3)).reshape(2 * nf, -1)
-    y = jnp.dot(jnp.transpose(gy, (1, 0, 2)).reshape(-1, 2 * nf), yf, precision=prec).reshape(-1, n, v, co)
+    y = jnp.dot(gy, yf, precision=prec).reshape(-1, n, v, co)
     return jnp.transpose(y, (1, 0, 2, 3))
 
 

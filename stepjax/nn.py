@@ -313,7 +313,8 @@ def _dft_matrices(t_in: int, kt: int, stride: int, pad: int) -> tuple[np.ndarray
 
     * ``fx (2, F, T_in)``: re/im of ``X(f) = sum_t x[t] e^{-2 pi i f t / L}``;
     * ``fk (Kt, 2, F)``: re/im of ``conj(K(f)) = sum_j k[j] e^{+2 pi i f j / L}``;
-    * ``gy (2, T_out, F)``: the inverse real DFT at the needed lags only (stride and padding folded in),
+    * ``gy (T_out, 2F)``, columns ``(b, f)`` with b = re/im: the inverse real DFT at the needed lags only
+      (stride and padding folded in),
       ``c[m] = sum_f w_f / L (C_r(f) cos - C_i(f) sin)(2 pi f m / L)``, ``w_f`` = 1 for the real-only
       frequencies (0 and L/2), 2 otherwise.
     """
@@ -330,7 +331,9 @@ def _dft_matrices(t_in: int, kt: int, stride: int, pad: int) -> tuple[np.ndarray
     if length % 2 == 0:
         w[-1] = 1.0
     th_y = 2 * np.pi * np.outer(np.arange(t_out) * stride - pad, f) / length  # (T_out, F)
-    gy = np.stack([np.cos(th_y), -np.sin(th_y)]) * (w / length)
+    gy = np.concatenate([np.cos(th_y), -np.sin(th_y)], axis=1) * np.tile(w / length, 2)
+    for m in (fx, fk, gy):
+        m.flags.writeable = False  # cached: shared by every caller
     return fx, fk, gy
 
 
@@ -359,14 +362,14 @@ def _dft_temporal_conv(x: Array, kernel: Array, stride: int, pad: int, precision
     dtype = jnp.promote_types(x.dtype, jnp.float32)
     fx, fk, gy = (m.astype(dtype) for m in _dft_matrices(t_in, kt, stride, pad))
     nf = fx.shape[1]
-    t_out = gy.shape[1]
+    t_out = gy.shape[0]
     xt = jnp.transpose(x.astype(dtype), (1, 0, 2, 3)).reshape(t_in, n * v * ci)
     xr, xi = jnp.dot(fx.reshape(2 * nf, t_in), xt, precision=precision).reshape(2, nf, n * v, ci)
     kr, ki = jnp.einsum("jco,jaf->afco", kernel[:, 0].astype(dtype), fk, precision=precision)  # (F, Ci, Co) each
     bmm = lambda a, b: jax.lax.dot_general(a, b, (((2,), (1,)), ((0,), (0,))), precision=precision)
     t1, t2, t3 = bmm(xr, kr), bmm(xi, ki), bmm(xr + xi, kr + ki)  # (F, NV, Co)
     yf = jnp.stack([t1 - t2, t3 - t1 - t2]).reshape(2 * nf, n * v * co)
-    y = jnp.dot(jnp.transpose(gy, (1, 0, 2)).reshape(t_out, 2 * nf), yf, precision=precision)
+    y = jnp.dot(gy, yf, precision=precision)
     return jnp.transpose(y.reshape(t_out, n, v, co), (1, 0, 2, 3)).astype(x.dtype)
 
 
