@@ -161,3 +161,42 @@ def test_bench_only_formulations_match_conv():
                 continue
             y = np.asarray(fn(jnp.asarray(x), jnp.asarray(k), s, pad, "highest"))
             assert y.shape == ref.shape and np.max(np.abs(y - ref)) <= 1e-5 * np.max(np.abs(ref)), name
+
+
+@pytest.mark.parametrize("t,kt,stride,cin,cout", [(75, 75, 1, 4, 4), (19, 9, 2, 3, 5), (1, 3, 1, 4, 4),
+                                                  (10, 1, 1, 3, 6)])
+def test_time_constant_block_equals_repeated_input(t, kt, stride, cin, cout):
+    """STGCNBlock(x1, num_frames=T) == STGCNBlock(x1 repeated over T frames): the output in eval and train
+    mode, the new BN statistics, and the gradients w.r.t. the input frame and every parameter."""
+    a = np.asarray(skeleton.spatial_adjacency(official=True), np.float32)
+    block = snn.STGCNBlock(cout, a, kt, stride, edge_importance=True, init_scheme="official")
+    rng = np.random.default_rng(5)
+    x1 = jnp.asarray(rng.standard_normal((3, 1, a.shape[1], cin)), jnp.float32)
+    xt = jnp.broadcast_to(x1, (3, t, a.shape[1], cin))
+    variables = block.init(jax.random.PRNGKey(0), xt, False)
+    t_out = snn.temporal_out_len(t, kt, stride, (kt - 1) // 2)
+    r = jnp.asarray(rng.standard_normal((3, t_out, a.shape[1], cout)), jnp.float32)
+
+    def run(train):
+        def loss(params, x, frames):
+            y, upd = block.apply({"params": params, "batch_stats": variables["batch_stats"]}, x, train, frames,
+                                 mutable=["batch_stats"])
+            return jnp.sum(y * r), (y, upd)
+
+        out = {}
+        for name, x, frames in (("constant", x1, t), ("repeated", xt, None)):
+            (_, aux), grads = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(variables["params"], x, frames)
+            gx = grads[1] if frames else grads[1].sum(axis=1, keepdims=True)  # d/d(frame) = sum over its copies
+            out[name] = (aux, grads[0], gx)
+        return out
+
+    for train in (False, True):
+        out = jax.tree_util.tree_map(np.asarray, _run(lambda: run(train)))
+        wants = jax.tree_util.tree_leaves(out["repeated"])
+        # + an absolute floor for gradients that are 0 analytically (a bias under train-mode BN): rounding noise
+        floor = 1e-6 * max(np.max(np.abs(w)) for w in wants)
+        for got, want in zip(jax.tree_util.tree_leaves(out["constant"]), wants):
+            assert got.shape == want.shape
+            assert np.max(np.abs(got - want)) <= RTOL * np.max(np.abs(want)) + floor
+    with pytest.raises(ValueError, match="one frame"):
+        block.apply(variables, jnp.concatenate([x1, x1], axis=1), False, t)

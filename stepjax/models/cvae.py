@@ -190,8 +190,8 @@ class CVAEDecoder(nn.Module):
             code = code / np.sqrt(max(self.code_dim // 2, 1))  # the modulated term starts at a's scale
             h = h[:, None, :] + jnp.einsum("nhd,td->nth", b, code, precision=self.precision)
             h = jnp.broadcast_to(h[:, :, None, :], (n, num_frames, v, hidden))
-        else:
-            h = jnp.broadcast_to(h[:, None, None, :], (n, num_frames, v, hidden))  # same vector at every (t, v)
+        else:  # the same vector at every (t, v): kept as one frame, the first block exploits it
+            h = jnp.broadcast_to(h[:, None, None, :], (n, 1, v, hidden))
         if self.temporal_code == "sinusoidal":
             code = sinusoidal_time_encoding(num_frames, hidden, self.min_period, self.max_period)
             h = h + jnp.asarray(code, h.dtype)[None, :, None, :]
@@ -204,7 +204,8 @@ class CVAEDecoder(nn.Module):
         h = STGCNStack(channels, (1,) * len(channels), (True,) * len(channels),
                        skeleton.spatial_adjacency(official=self.official_adjacency), self.kernel_size,
                        edge_importance=False, dropout=self.dropout, temporal_impl=self.temporal_impl,
-                       init_scheme=self.init_scheme, precision=self.precision, name="trunk")(h, train)
+                       init_scheme=self.init_scheme, precision=self.precision,
+                       name="trunk")(h, train, num_frames if h.shape[1] == 1 else None)
         if not self.official_output_relu:
             h = nn.Dense(self.channels[-1], kernel_init=kernel_init, precision=self.precision, name="output_proj")(h)
         return JointBatchNorm(self.init_scheme, name="data_bn")(h, train)
