@@ -127,9 +127,30 @@ _GRAPH_FNS = {"project_first": _graph_conv_project_first, "joints_first": _graph
 # The contraction GraphConv uses (read at trace time; not a module attribute so that GraphConv's fields and
 # parameters stay those of the official layer). 'joints_first' was 1.6-12x faster fwd+bwd than the official
 # order on XLA:CPU; 'joints_batched' (same FLOPs, no transposes) ties with it from batch 8 up, is 2.2x faster
-# at batch 1 and needs less scratch memory (bench/NOTES.md). The others are kept for the benchmark and the
-# equivalence test.
-_GRAPH_IMPL = "joints_batched"
+# at batch 1 and needs less scratch memory (bench/NOTES.md). 'auto' (default) picks per layer with
+# :func:`select_graph_impl`. The others are kept for the benchmark and the equivalence test.
+_GRAPH_IMPL = "auto"
+
+
+def graph_conv_macs(impl: str, num_partitions: int, num_joints: int, c_in: int, c_out: int) -> int:
+    """Multiply-accumulates of one GraphConv per (n, t): 'dense_graph' = ``V*C_in*W*C_out``; 'project_first'
+    ``V*C_in*K*C_out + K*V*W*C_out``; the joints-first orders ``W*K*V*C_in + W*K*C_in*C_out``."""
+    k, v = num_partitions, num_joints
+    if impl == "dense_graph":
+        return v * c_in * v * c_out
+    if impl == "project_first":
+        return v * c_in * k * c_out + k * v * v * c_out
+    return v * k * v * c_in + v * k * c_in * c_out
+
+
+def select_graph_impl(num_partitions: int, num_joints: int, c_in: int, c_out: int) -> str:
+    """What ``_GRAPH_IMPL = 'auto'`` uses: ``'dense_graph'`` (one ``(V*C_in) -> (W*C_out)`` GEMM, the graph
+    folded into the weight) where it needs no more MACs than the factored form, i.e. for narrow outputs
+    (C_out <= 3 at V = 16, K = 3: the decoder's last 64 -> 3 block, where the factored form's joint mixing
+    ran at a few GFLOP/s; generation 6.4 -> 5.8 s, bench/NOTES.md); otherwise ``'joints_batched'``."""
+    dense = graph_conv_macs("dense_graph", num_partitions, num_joints, c_in, c_out)
+    factored = graph_conv_macs("joints_batched", num_partitions, num_joints, c_in, c_out)
+    return "dense_graph" if dense <= factored else "joints_batched"
 
 
 class _Projection(nn.Module):
@@ -171,7 +192,10 @@ class GraphConv(nn.Module):
         a = jnp.asarray(self.adjacency, x.dtype)
         if self.edge_importance:
             a = a * self.param("edge_importance", nn.initializers.ones, a.shape, jnp.float32).astype(x.dtype)
-        return _GRAPH_FNS[_GRAPH_IMPL](x.astype(dtype), kernel.astype(dtype), bias.astype(dtype), a.astype(dtype),
+        impl = _GRAPH_IMPL
+        if impl == "auto":
+            impl = select_graph_impl(k, a.shape[1], x.shape[-1], self.features)
+        return _GRAPH_FNS[impl](x.astype(dtype), kernel.astype(dtype), bias.astype(dtype), a.astype(dtype),
                                       self.precision)
 
 

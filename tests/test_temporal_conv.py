@@ -200,3 +200,12 @@ def test_time_constant_block_equals_repeated_input(t, kt, stride, cin, cout):
             assert np.max(np.abs(got - want)) <= RTOL * np.max(np.abs(want)) + floor
     with pytest.raises(ValueError, match="one frame"):
         block.apply(variables, jnp.concatenate([x1, x1], axis=1), False, t)
+
+
+def test_graph_auto_selection():
+    """'auto' folds the graph into one GEMM only where that costs no more MACs: the decoder's 64 -> 3 block."""
+    assert snn.select_graph_impl(3, 16, 64, 3) == "dense_graph"
+    for cin, cout in ((3, 32), (7, 64), (32, 64), (64, 64), (64, 4)):
+        assert snn.select_graph_impl(3, 16, cin, cout) == "joints_batched"
+    assert snn.graph_conv_macs("dense_graph", 3, 16, 64, 3) == 16 * 64 * 16 * 3
+    assert snn.graph_conv_macs("joints_batched", 3, 16, 64, 3) == 16 * 3 * 16 * 64 + 16 * 3 * 64 * 3
