@@ -12,6 +12,10 @@ Official architecture (``generator_cvae/net/CVAE_stgcn.py``, e105 checkpoint: 87
              -> st_gctn 32->32 (identity) -> 32->64 (1x1+BN) -> 64->3 (1x1+BN, ends in ReLU)
              -> data_bn over (V, 3)
 
+The tiled latent is passed as one frame to the first block, which computes the T identical frames' graph conv
+once and their temporal conv from partial kernel sums (``STGCNBlock(..., num_frames=T)``): the same numbers
+with ~25 % fewer decoder FLOPs (bench/NOTES.md, session 5).
+
 The decoder's ``st_gctn`` blocks use ``ConvTranspose2d``; at stride 1 a transposed conv is a conv with the
 kernel flipped in time and in/out swapped, and the graph part is not transposed (it uses A, not A^T), so
 they are exactly :class:`stepjax.nn.STGCNBlock` here; :func:`stepjax.official.cvae_variables_from_state_dict`
