@@ -97,9 +97,9 @@ def sample_prior(prior: LatentPrior, labels_onehot: jax.Array, rng: jax.Array) -
     """``z = mean[y] + scale_tril[y] @ eps``, ``eps ~ N(0, I)``: ``(N, Z)`` for **one-hot** labels ``(N, K)``
     (the rows select a class; soft labels would blend the class means and factors, not mix the Gaussians)."""
     eps = jax.random.normal(rng, labels_onehot.shape[:1] + prior.mean.shape[1:], prior.mean.dtype)
-    mean = labels_onehot @ prior.mean
-    tril = jnp.einsum("nk,kij->nij", labels_onehot, prior.scale_tril)
-    return mean + jnp.einsum("nij,nj->ni", tril, eps)
+    mean = jnp.dot(labels_onehot, prior.mean, precision="highest")  # 'highest': no TF32 on GPUs
+    tril = jnp.einsum("nk,kij->nij", labels_onehot, prior.scale_tril, precision="highest")
+    return mean + jnp.einsum("nij,nj->ni", tril, eps, precision="highest")
 
 
 @functools.partial(jax.jit, static_argnames=("model",))

@@ -172,8 +172,9 @@ def test_official_matches_golden_float32(golden, key, stride):
     out = np.asarray(aff.affective_features(golden["gaits"], official=True, stride=stride))
     assert out.dtype == np.float32 and out.shape == golden[key].shape
     np.testing.assert_allclose(out, golden[key], rtol=2e-4, atol=0)
-    if stride:  # discrete: the strike rule must give the same frames
-        np.testing.assert_array_equal(out[:, 27], golden[key][:, 27].astype(np.float32))
+    if stride:  # discrete: the strike rule must give the same frames (another frame changes the value by >= 1 %;
+        # 2 ulp of slack for GPU division, which is not correctly rounded: XLA:CPU gives the official bits exactly)
+        np.testing.assert_allclose(out[:, 27], golden[key][:, 27].astype(np.float32), rtol=2.5e-7, atol=0)
 
 
 @pytest.fixture(scope="module")

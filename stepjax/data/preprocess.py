@@ -120,7 +120,7 @@ def similarity_transform(source, target):
     xc = source - mu_x
     yc = target - mu_y
     num = source.shape[-2]
-    m = jnp.einsum("...ji,...jk->...ik", yc, xc) / num  # (3, 3) = Yc Xc^T / J
+    m = jnp.einsum("...ji,...jk->...ik", yc, xc, precision="highest") / num  # (3, 3) = Yc Xc^T / J
     var_x = jnp.sum(xc ** 2, axis=(-2, -1)) / num
     u, d, vt = jnp.linalg.svd(m)
     tol = jnp.max(d, axis=-1, keepdims=True) * 3 * jnp.finfo(d.dtype).eps
@@ -130,9 +130,10 @@ def similarity_transform(source, target):
     flip = jnp.where(rank >= 3, flip_full, flip_rank2)
     s = jnp.where(flip, -1.0, 1.0).astype(d.dtype)
     sign = jnp.stack([jnp.ones_like(s), jnp.ones_like(s), s], axis=-1)  # diag(S)
-    rot = jnp.einsum("...ij,...j,...jk->...ik", u, sign, vt)
+    rot = jnp.einsum("...ij,...j,...jk->...ik", u, sign, vt, precision="highest")
     scale = jnp.sum(d * sign, axis=-1) / var_x
-    trans = mu_y[..., 0, :] - scale[..., None] * jnp.einsum("...ij,...j->...i", rot, mu_x[..., 0, :])
+    trans = mu_y[..., 0, :] - scale[..., None] * jnp.einsum("...ij,...j->...i", rot, mu_x[..., 0, :],
+                                                                     precision="highest")
     return rot, scale, trans
 
 
