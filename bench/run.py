@@ -1,8 +1,10 @@
-"""Side-by-side speed benchmark: official-style PyTorch STEP (bench/torch_reference.py) vs stepjax, on this CPU.
+"""Side-by-side speed benchmark: official-style PyTorch STEP (bench/torch_reference.py) vs stepjax, on this CPU
+(or on a GPU: both sides on the GPU, float32 without TF32).
 
     python bench/run.py                 # full run (~10 min on 2 cores)
     python bench/run.py --quick         # smoke run (fewer repeats, 1 repeat of the slow references)
     python bench/run.py --only classifier --json out.json
+    python bench/run.py --device gpu --batches 8,32,256 --impls default,dft,toeplitz --json gpu.json
 
 Every workload times its contenders in the same process, interleaved (ref, stepjax, ref, stepjax, ...), after a
 warm-up call (JIT compilation is excluded and reported separately), and reports medians. ``os.getloadavg()`` is
@@ -28,6 +30,10 @@ import torch
 
 torch.backends.mkldnn.enabled = False  # oneDNN conv backward crashes on 75-tap kernels over T=38 (spec section 9)
 torch.set_num_threads(len(os.sched_getaffinity(0)))  # 2 here; 1 in the one-core child run
+# float32 on both sides: no TF32 in cuBLAS / cuDNN (stepjax's models compute with precision='highest')
+torch.backends.cuda.matmul.allow_tf32 = False
+torch.backends.cudnn.allow_tf32 = False
+TDEV = torch.device("cpu")  # the reference's device; main() sets cuda for --device gpu
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -79,6 +85,12 @@ def interleaved(fns: dict, reps: dict | int, warmup: bool = True) -> dict:
                 fn()
                 times[k].append(time.perf_counter() - t0)
     return {k: {"median_s": statistics.median(v), "min_s": min(v), "n": len(v), "all_s": v} for k, v in times.items()}
+
+
+def fmt_ms(seconds: float) -> str:
+    """'448 ms', '6.23 ms': whole milliseconds from 100 ms up, three significant digits below."""
+    ms = seconds * 1e3
+    return f"{ms:.0f} ms" if ms >= 100 else f"{ms:.3g} ms"
 
 
 def compile_time(fn) -> float:
@@ -149,7 +161,7 @@ def fake_gaits(n: int, seed: int = 0) -> np.ndarray:
 
 def to_torch_layout(g: np.ndarray) -> torch.Tensor:
     """(N, T, V, C) -> official (N, C, T, V, 1)."""
-    return torch.from_numpy(np.ascontiguousarray(g.transpose(0, 3, 1, 2)[..., None]))
+    return torch.from_numpy(np.ascontiguousarray(g.transpose(0, 3, 1, 2)[..., None])).to(TDEV)
 
 
 def official_classifier(temporal_impl: str | None = None) -> STEPClassifier:
@@ -170,18 +182,23 @@ def torch_classifier(seed: int = 0) -> tr.Classifier:
     torch.manual_seed(seed)
     m = tr.Classifier()
     m.apply(tr.weights_init)
-    return m
+    return m.to(TDEV)
 
 
 def torch_cvae(seed: int = 0) -> tr.CVAE:
     torch.manual_seed(seed)
     m = tr.CVAE()
     m.apply(tr.weights_init)
-    return m
+    return m.to(TDEV)
 
 
 def jax_sync(x):
     return jax.block_until_ready(x)
+
+
+def torch_sync() -> None:
+    if TDEV.type == "cuda":
+        torch.cuda.synchronize()
 
 
 # ----------------------------------------------------------------------------- workloads
@@ -189,14 +206,20 @@ def jax_sync(x):
 
 
 def w_matmul(a) -> list[dict]:
-    n = 2048
+    n = 8192 if TDEV.type == "cuda" else 2048
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n, n), np.float32)
     y = rng.standard_normal((n, n), np.float32)
     jx, jy = jnp.asarray(x), jnp.asarray(y)
-    dot = jax.jit(jnp.dot)
-    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
-    r = interleaved({"ref": lambda: torch.mm(tx, ty), "jax": lambda: jax_sync(dot(jx, jy))}, 3 if a.quick else 10)
+    dot = jax.jit(functools.partial(jnp.dot, precision="highest"))
+    tx, ty = torch.from_numpy(x).to(TDEV), torch.from_numpy(y).to(TDEV)
+
+    def ref():
+        out = torch.mm(tx, ty)
+        torch_sync()
+        return out
+
+    r = interleaved({"ref": ref, "jax": lambda: jax_sync(dot(jx, jy))}, 3 if a.quick else 10)
     flops = 2 * n ** 3
     ref_gf, jax_gf = flops / r["ref"]["median_s"] / 1e9, flops / r["jax"]["median_s"] / 1e9
     a.peak_gflops = max(ref_gf, jax_gf)
@@ -214,7 +237,7 @@ def _classifier_rows(a, batch: int, impls: tuple[str, ...]) -> list[dict]:
     tm = torch_classifier()
     tm.train()
     topt = torch.optim.Adam(tm.parameters(), lr=1e-3, weight_decay=1e-4)
-    tx_, ty_ = to_torch_layout(g), torch.from_numpy(y)
+    tx_, ty_ = to_torch_layout(g), torch.from_numpy(y).to(TDEV)
     ce = torch.nn.CrossEntropyLoss()
 
     def ref_step():
@@ -280,8 +303,8 @@ def _classifier_rows(a, batch: int, impls: tuple[str, ...]) -> list[dict]:
         rows.append(dict(
             workload=f"classifier train, batch {batch}, {what}, temporal_impl={impl}",
             ref_s=r["ref"]["median_s"], jax_s=per_it,
-            ref_str=f"{r['ref']['median_s'] * 1e3:.0f} ms ({batch / r['ref']['median_s']:.1f} gaits/s)",
-            jax_str=f"{per_it * 1e3:.0f} ms ({batch / per_it:.1f} gaits/s)", flops=flops, target="",
+            ref_str=f"{fmt_ms(r['ref']['median_s'])} ({batch / r['ref']['median_s']:.1f} gaits/s)",
+            jax_str=f"{fmt_ms(per_it)} ({batch / per_it:.1f} gaits/s)", flops=flops, target="",
             note=f"compile {compiles[k]:.1f} s; XLA cost_analysis flops {xla_flops.get(impl, float('nan')) / 1e9:.1f} G"
                  f" vs analytic useful {flops / 1e9:.1f} G (nominal {3 * nominal * batch / 1e9:.1f} G)",
             raw={"ref": r["ref"], k: r[k]}))
@@ -289,9 +312,9 @@ def _classifier_rows(a, batch: int, impls: tuple[str, ...]) -> list[dict]:
 
 
 def w_classifier(a) -> list[dict]:
-    impls = ("default", "toeplitz")
+    impls = a.impls
     rows = []
-    for b in (8, 32):
+    for b in a.batches:
         log(f"classifier batch {b}")
         rows += _classifier_rows(a, b, impls)
     return rows
@@ -306,18 +329,21 @@ def w_cvae(a) -> list[dict]:
     tm = torch_cvae()
     tm.train()
     topt = torch.optim.Adam(tm.parameters(), lr=0.1, weight_decay=5e-4)
-    tx_, tl = to_torch_layout(g), torch.from_numpy(onehot)
+    tx_, tl = to_torch_layout(g), torch.from_numpy(onehot).to(TDEV)
     parts = {"fwd": [], "loss": [], "bwd": []}
 
     def ref_step():
         t0 = time.perf_counter()
         topt.zero_grad()
         x_out, mean, lsig, _ = tm(tx_, tl, tl)
+        torch_sync()
         t1 = time.perf_counter()
         loss = tr.vae_loss(tx_, x_out, mean, lsig)
+        torch_sync()
         t2 = time.perf_counter()
         loss.backward()
         topt.step()
+        torch_sync()
         t3 = time.perf_counter()
         parts["fwd"].append(t1 - t0)
         parts["loss"].append(t2 - t1)
@@ -327,7 +353,7 @@ def w_cvae(a) -> list[dict]:
     fns = {"ref": ref_step}
     compiles = {}
     jg, jy = jnp.asarray(g), jnp.asarray(onehot)
-    for impl in ("default", "toeplitz"):
+    for impl in a.impls:
         model = STEPGenCVAE(init_scheme="official") if impl == "default" else \
             STEPGenCVAE(init_scheme="official", temporal_impl=impl)
         name = model.temporal_impl
@@ -371,7 +397,7 @@ def w_cvae(a) -> list[dict]:
         rows.append(dict(
             workload=f"STEP-Gen CVAE train step, batch 8, official push-pull loss, temporal_impl={k}",
             ref_s=r["ref"]["median_s"], jax_s=r[k]["median_s"],
-            ref_str=f"{r['ref']['median_s']:.2f} s (n={r['ref']['n']})", jax_str=f"{r[k]['median_s'] * 1e3:.0f} ms",
+            ref_str=f"{r['ref']['median_s']:.2f} s (n={r['ref']['n']})", jax_str=fmt_ms(r[k]["median_s"]),
             flops=flops, target="",
             note=f"compile {compiles[k]:.1f} s; reference split: model fwd {med['fwd']:.2f} s, loss loop fwd "
                  f"{med['loss']:.2f} s, bwd+step {med['bwd']:.2f} s",
@@ -380,10 +406,14 @@ def w_cvae(a) -> list[dict]:
 
 
 def _inference_rows(a, batches, where: str = "") -> list[dict]:
+    return [row for impl in a.infer_impls for row in _inference_rows_impl(a, batches, where, impl)]
+
+
+def _inference_rows_impl(a, batches, where: str, impl: str) -> list[dict]:
     rows = []
     tm = torch_classifier()
     tm.eval()
-    model = official_classifier()
+    model = official_classifier(None if impl == "default" else impl)
     variables = jax.jit(lambda k: model.init(k, jnp.zeros((1, T, V, C)), train=False))(jax.random.PRNGKey(0))
     fwd = jax.jit(lambda v, x: model.apply(v, x, train=False)[0])
     u, _ = classifier_fwd_flops()
@@ -394,7 +424,7 @@ def _inference_rows(a, batches, where: str = "") -> list[dict]:
 
         def ref():
             with torch.no_grad():
-                return tm(tx_)[0].numpy()
+                return tm(tx_)[0].cpu().numpy()
 
         def jx_fn():
             return np.asarray(fwd(variables, jx))
@@ -420,7 +450,7 @@ def _inference_rows(a, batches, where: str = "") -> list[dict]:
             rs, js = r["ref"]["median_s"], r["jax"]["median_s"]
             rows.append(dict(workload=f"classifier inference (eval), batch 1, `inference.freeze` (weights as constants)"
                              f"{where}", ref_s=rs, jax_s=js, ref_str=f"{rs * 1e3:.2f} ms", jax_str=f"{js * 1e3:.2f} ms",
-                             flops=u, target=target, note=f"compile {comp:.1f} s; XLA folds the weight-only work "
+                             flops=u, target=target, note=f"compile {comp:.1f} s; temporal_impl={model.temporal_impl}; XLA folds the weight-only work "
                              f"(frequency-domain kernels, BN scales)", raw=r))
     return rows
 
@@ -449,11 +479,15 @@ def w_inference_one_core(a) -> list[dict]:
 
 
 def w_generation(a) -> list[dict]:
-    n, chunk = 4000, 500
+    return [row for impl in a.infer_impls for row in _generation_rows(a, impl)]
+
+
+def _generation_rows(a, impl: str) -> list[dict]:
+    n, chunk = 4000, a.gen_chunk
     labels = np.eye(4, dtype=np.float32)[np.arange(n) % 4]
     tm = torch_cvae()
     tm.eval()
-    model = STEPGenCVAE(init_scheme="official")
+    model = STEPGenCVAE(init_scheme="official", **({} if impl == "default" else {"temporal_impl": impl}))
     variables = jax.jit(lambda k: model.init({"params": k, "sample": k}, jnp.zeros((1, T, V, C)),
                                              jnp.zeros((1, 4)), train=False))(jax.random.PRNGKey(0))
 
@@ -464,14 +498,14 @@ def w_generation(a) -> list[dict]:
                              (z, labels), chunk)
 
     jl = jnp.asarray(labels)
-    tl = torch.from_numpy(labels)
+    tl = torch.from_numpy(labels).to(TDEV)
 
     def ref():
         out = []
         with torch.no_grad():
             for i in range(0, n, chunk):
-                z = torch.randn(min(chunk, n - i), 32)
-                out.append(tm.decoder(z, tl[i:i + chunk], T, V).numpy())
+                z = torch.randn(min(chunk, n - i), 32, device=TDEV)
+                out.append(tm.decoder(z, tl[i:i + chunk], T, V).cpu().numpy())
         return np.concatenate(out)
 
     def jx_fn():
@@ -483,7 +517,8 @@ def w_generation(a) -> list[dict]:
     rs, js = r["ref"]["median_s"], r["jax"]["median_s"]
     return [dict(workload=f"generate {n} gaits (decoder, N(0,I), T=75, chunks of {chunk}) incl. to numpy",
                  ref_s=rs, jax_s=js, ref_str=f"{rs:.2f} s", jax_str=f"{js:.2f} s", flops=du * n, target="<= 2 s",
-                 note=f"compile {comp:.1f} s; reference warm-up skipped (first call included in median)", raw=r)]
+                 note=f"compile {comp:.1f} s; temporal_impl={model.temporal_impl}; reference warm-up skipped (first "
+                      f"call included in median)", raw=r)]
 
 
 # -- preprocessing reference: literal official get_transformation (spec 1.4) in a Python loop
@@ -599,9 +634,27 @@ def main() -> int:
                    "(a quick trial did not finish in 10 min on a loaded machine: lax.conv inside scan is very slow on "
                    "XLA:CPU)")
     p.add_argument("--cvae-ref-reps", type=int, default=3, help="repeats of the ~16 s reference CVAE step")
+    p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
+                   help="where both sides run (auto: gpu when JAX's default backend is one)")
+    p.add_argument("--batches", default="8,32", help="classifier training batch sizes, comma-separated")
+    p.add_argument("--impls", default="default,toeplitz",
+                   help="temporal_impl values timed in the training workloads ('default' = the model's 'auto')")
+    p.add_argument("--infer-impls", default="default", help="temporal_impl values timed in inference and generation")
+    p.add_argument("--gen-chunk", type=int, default=500, help="gaits per decoder call in the generation workload")
     a = p.parse_args()
+    a.infer_impls = tuple(a.infer_impls.split(","))
+    a.batches = tuple(int(b) for b in a.batches.split(","))
+    a.impls = tuple(a.impls.split(","))
     a.peak_gflops = None
-    chosen = ["matmul"] + [w for w in WORKLOADS[1:] if not a.only or w in a.only]
+    global TDEV
+    gpu = a.device == "gpu" or (a.device == "auto" and jax.default_backend() == "gpu")
+    if gpu:
+        if jax.default_backend() != "gpu" or not torch.cuda.is_available():
+            p.error(f"--device gpu: JAX backend is {jax.default_backend()!r}, torch.cuda.is_available() = "
+                    f"{torch.cuda.is_available()}")
+        TDEV = torch.device("cuda")
+    chosen = ["matmul"] + [w for w in WORKLOADS[1:] if (not a.only or w in a.only)
+                           and not (gpu and w == "inference_one_core")]
     info = dict(date=datetime.datetime.now().isoformat(timespec="seconds"), python=platform.python_version(),
                 jax=jax.__version__, torch=torch.__version__, torch_threads=torch.get_num_threads(),
                 mkldnn=torch.backends.mkldnn.enabled, jax_devices=str(jax.devices()), quick=a.quick)
@@ -612,6 +665,8 @@ def main() -> int:
     except Exception:  # noqa: BLE001
         info["cpu"] = platform.processor()
     info["nproc"] = os.cpu_count()
+    if gpu:
+        info["gpu"] = f"{jax.devices()[0].device_kind} (torch: {torch.cuda.get_device_name()})"
     info["load_start"] = os.getloadavg()
     rows, loads = [], {}
     for w in chosen:
@@ -625,9 +680,14 @@ def main() -> int:
                              target="", note=repr(e)[:200]))
         loads[w] = {"before": before, "after": os.getloadavg()}
         log(f"done {w}")
+        if a.json:  # after every workload, so that a run stopped part-way keeps what it measured
+            with open(a.json, "w") as f:
+                json.dump({"info": info, "loads": loads, "peak_gflops": a.peak_gflops, "rows": rows,
+                           "table": fmt_table(rows, a.peak_gflops)}, f, indent=1, default=float)
     info["load_end"] = os.getloadavg()
     table = fmt_table(rows, a.peak_gflops)
-    print(f"\n# stepjax vs official-style PyTorch, {info['date']}, {info['cpu']} ({info['nproc']} cores), "
+    where = f"{info['gpu']}, host " if gpu else ""
+    print(f"\n# stepjax vs official-style PyTorch, {info['date']}, {where}{info['cpu']} ({info['nproc']} cores), "
           f"jax {info['jax']}, torch {info['torch']} ({info['torch_threads']} threads, mkldnn off)"
           f"{', QUICK' if a.quick else ''}\n")
     print(table)

@@ -458,7 +458,8 @@ def main(argv=None):
         grid = [(t, c, s) for t in (75, 38, 19) for c in (32, 64) for s in (1, 2)]
         micro(a.batch, a.kernels, grid, a.impls, a.reps, out)
     if "select" in a.section:
-        micro(a.batch, a.select_kernels, real_shapes, CORE, a.reps, out, section="select")
+        micro(a.batch, a.select_kernels, real_shapes, [i for i in a.impls if i in CORE], a.reps, out,
+              section="select")
     if "parts" in a.section:
         parts(a.batch, a.kernels, a.impls, a.reps, out)
     if "gemm" in a.section:
