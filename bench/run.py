@@ -468,7 +468,8 @@ def w_inference_one_core(a) -> list[dict]:
     import tempfile
     with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, "one_core.json")
-        cmd = [sys.executable, os.path.abspath(__file__), "--only", "inference_one_core", "--json", out]
+        cmd = [sys.executable, os.path.abspath(__file__), "--only", "inference_one_core", "--json", out,
+               "--device", "cpu", "--infer-impls", ",".join(a.infer_impls)]
         subprocess.run(cmd + (["--quick"] if a.quick else []), check=True, stdout=subprocess.DEVNULL,
                        preexec_fn=lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}))
         with open(out) as f:
@@ -635,7 +636,7 @@ def main() -> int:
                    "XLA:CPU)")
     p.add_argument("--cvae-ref-reps", type=int, default=3, help="repeats of the ~16 s reference CVAE step")
     p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
-                   help="where both sides run (auto: gpu when JAX's default backend is one)")
+                   help="where both sides run (auto: gpu when JAX's default backend is one and torch has CUDA)")
     p.add_argument("--batches", default="8,32", help="classifier training batch sizes, comma-separated")
     p.add_argument("--impls", default="default,toeplitz",
                    help="temporal_impl values timed in the training workloads ('default' = the model's 'auto')")
@@ -647,7 +648,11 @@ def main() -> int:
     a.impls = tuple(a.impls.split(","))
     a.peak_gflops = None
     global TDEV
-    gpu = a.device == "gpu" or (a.device == "auto" and jax.default_backend() == "gpu")
+    if a.device == "auto":  # same device on both sides: the GPU only where JAX and torch both have one
+        a.device = "gpu" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
+    gpu = a.device == "gpu"
+    if not gpu:
+        jax.config.update("jax_default_device", jax.devices("cpu")[0])
     if gpu:
         if jax.default_backend() != "gpu" or not torch.cuda.is_available():
             p.error(f"--device gpu: JAX backend is {jax.default_backend()!r}, torch.cuda.is_available() = "

@@ -11,7 +11,8 @@ model in eval mode. It is a pure function of its arguments: use it inside your o
 
 For serving with fixed weights, ``predict = freeze(predict_fn, variables)`` compiles ``gaits -> Prediction``
 with the weights as constants, so XLA precomputes every weight-only expression (one-gait latency on the 2-core
-CPU 8.8 -> 4.9 ms, 3.1 ms with the process on one core; bench/RESULTS.md). For one-gait latency, run the
+CPU 6.6 -> 3.7 ms, 2.8 ms with the process on one core; one H100 0.65 -> 0.52 ms; bench/RESULTS.md and
+bench/RESULTS_GPU.md). For one-gait latency, run the
 serving process on one core (``taskset -c 0 python serve.py``, or ``os.sched_setaffinity(0, {0})`` before JAX's
 first use): XLA sizes its thread pool from the affinity mask, and at batch 1 a second thread costs more in
 synchronisation than it gives.
@@ -84,12 +85,12 @@ def freeze(predict_fn: Callable, variables) -> Callable:
     """A jitted ``gaits -> Prediction`` with ``variables`` baked into the program as constants (serving).
 
     ``predict_fn(variables, gaits)`` recomputes every weight-only expression on each call: the
-    frequency-domain kernels of the CPU 'dft' temporal convolution (a ``(2F, Kt) x (Kt, C_in*C_out)``
+    frequency-domain kernels of the 'dft' temporal convolution (a ``(2F, Kt) x (Kt, C_in*C_out)``
     matmul per layer, about half the FLOPs of one-gait inference), BN scale folding, the graph
     products. With the weights as compile-time constants XLA folds all of that once, at compile time:
-    one-gait latency of the official classifier on the 2-core CPU 8.8 -> 4.9 ms (141 instead of 277 MFLOP
-    per call), 5.9 -> 3.1 ms with the process pinned to one core (bench/RESULTS.md; 2.5-3.0 ms on one core
-    without PyTorch interleaved, ``bench/latency.py``). The price: the weights are fixed (no ``vmap``/``grad``
+    one-gait latency of the official classifier on the 2-core CPU 6.6 -> 3.7 ms (141 instead of 277 MFLOP
+    per call), 5.2 -> 2.8 ms with the process pinned to one core (bench/RESULTS.md, 2026-11-22 19:28 run; 2.5-3.0
+    ms on one core without PyTorch interleaved, ``bench/latency.py``). The price: the weights are fixed (no ``vmap``/``grad``
     over them), compilation takes ~1 s per input shape, and the constants live inside the executable. Same
     numbers as ``predict_fn`` to float32 rounding.
     """

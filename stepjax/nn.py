@@ -454,12 +454,13 @@ def select_temporal_impl(kernel_size: int, stride: int, t_in: int, c_in: int, c_
                          backend: str | None = None) -> str:
     """The formulation ``impl='auto'`` uses for one temporal conv (decided at trace time from static shapes).
 
-    * GPU: ``'dft'`` where it needs fewer MACs than the direct conv (:func:`temporal_conv_macs`; Kt >= 5 at the
-      STEP shapes), else ``'conv'``. Measured on an H100 in float32 (precision 'highest', no TF32; bench/NOTES.md,
-      GPU section): the temporal conv fwd+bwd at the classifier's shapes, batch 32, is 1.3-1.4x faster with
-      'dft' than cuDNN's 'conv' at Kt 9, 2.3-7x at Kt 75, a tie at Kt 3; the Kt-75 train step at batch 256
-      takes 10 ms with 'dft', 20 ms with 'toeplitz', 66 ms with 'conv' (PyTorch: 50 ms); generating 4,000
-      gaits 0.04 / 0.08 / 0.27 s.
+    * GPU: ``'dft'`` for Kt >= 9, and for shorter kernels where it needs fewer MACs than the direct conv
+      (:func:`temporal_conv_macs`; from Kt 3 to 7 depending on the layer), else ``'conv'``. Measured on an H100
+      in float32 (precision 'highest', no TF32; bench/NOTES.md, GPU section): the temporal conv fwd+bwd at the
+      hybrid trunk's shapes, batch 32, is 1.3-1.4x faster with 'dft' than cuDNN's 'conv' at Kt 9, 2.2-7x at
+      Kt 75, a tie at Kt 3; the Kt-75 train step at batch 256 takes 10 ms with 'dft', 20 ms with 'toeplitz',
+      66 ms with 'conv' (PyTorch: 50 ms); decoding 4,000 gaits in one call 0.04 / 0.08 / 0.27 s (every layer
+      'dft', including the 3-channel last one, where the DFT needs 1.04x the direct MACs).
     * Other backends (TPU): ``'conv'`` (not measured).
     * XLA:CPU: ``Kt == 1``: ``'im2col'`` (a plain matmul); otherwise the cheapest of ``'conv_1dgrad'``,
       ``'dft'`` and ``'toeplitz'`` by :func:`temporal_conv_macs` / :data:`AUTO_CPU_EFFICIENCY`. At the STEP
@@ -470,7 +471,7 @@ def select_temporal_impl(kernel_size: int, stride: int, t_in: int, c_in: int, c_
     backend = backend or jax.default_backend()
     if backend in ("gpu", "cuda", "rocm"):
         dft, direct = (temporal_conv_macs(impl, kernel_size, stride, t_in, c_in, c_out) for impl in ("dft", "conv"))
-        return "dft" if dft < direct else "conv"
+        return "dft" if kernel_size >= 9 or dft < direct else "conv"
     if backend != "cpu":
         return "conv"
     if kernel_size == 1:
@@ -497,8 +498,8 @@ class TemporalConv(nn.Module):
     ``impl`` (all give the same numbers to float32 rounding; parameters are identical, ``kernel
     (Kt, 1, C_in, C_out)`` and ``bias (C_out,)``, so checkpoints are interchangeable):
 
-    * ``'auto'`` (default): :func:`select_temporal_impl`: the fastest measured formulation for the shape on
-      CPU and GPU ('dft' for long kernels on both), ``'conv'`` on TPU;
+    * ``'auto'`` (default): :func:`select_temporal_impl`: per shape, from measurements on CPU (a MAC count
+      weighted by measured efficiency) and on one GPU ('dft' for long kernels), ``'conv'`` on TPU;
     * ``'conv'``: ``lax.conv_general_dilated`` (its weight gradient is XLA:CPU's weak spot);
     * ``'toeplitz'``: one einsum with a banded ``(T_in, T_out, C_in, C_out)`` weight;
     * ``'im2col'``: the Kt taps gathered into the channel axis, one matmul;

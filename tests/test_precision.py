@@ -55,7 +55,7 @@ def test_alignment_and_prior_sampling_are_highest_precision():
     assert_all_highest(sample_prior, prior, jnp.eye(4), jax.random.PRNGKey(0), min_ops=3)
 
 
-@pytest.mark.parametrize("temporal_impl", ["auto", "conv", "dft", "toeplitz", "im2col", "conv_1dgrad"])
+@pytest.mark.parametrize("temporal_impl", ["auto", "conv", "dft", "toeplitz", "im2col", "conv_mmgrad", "conv_1dgrad"])
 def test_classifier_forward_and_gradient_are_highest_precision(temporal_impl):
     model = STEPClassifier(num_affective=29, kernel_size=9, temporal_impl=temporal_impl)
     gaits, feats = jnp.zeros((2, 20, 16, 3)), jnp.zeros((2, 29))

@@ -100,9 +100,9 @@ def test_auto_selection():
     from stepjax.models.classifier import STEPClassifier
     assert STEPClassifier.temporal_impl == "auto"
     for backend in ("gpu", "cuda"):  # H100 measurement (bench/NOTES.md): 'dft' from Kt 9 on, a tie at Kt 3
-        for kt in (9, 75):
-            assert {snn.select_temporal_impl(kt, s, t, c, c, 32, backend=backend)
-                    for t, c, s in ((75, 32, 1), (75, 64, 2), (38, 64, 1))} == {"dft"}
+        for kt in (9, 75):  # the trunks' layers and the decoder's 3-channel last block (DFT MACs 1.04x direct)
+            assert {snn.select_temporal_impl(kt, s, t, ci, co, 32, backend=backend)
+                    for t, ci, co, s in ((75, 32, 32, 1), (75, 64, 64, 2), (38, 64, 64, 1), (75, 3, 3, 1))} == {"dft"}
         assert snn.select_temporal_impl(3, 1, 75, 64, 64, 32, backend=backend) == "conv"
         assert snn.select_temporal_impl(1, 1, 75, 64, 64, 32, backend=backend) == "conv"
     assert snn.select_temporal_impl(75, 2, 75, 64, 64, 32, backend="tpu") == "conv"
