@@ -450,8 +450,8 @@ def _inference_rows_impl(a, batches, where: str, impl: str) -> list[dict]:
             rs, js = r["ref"]["median_s"], r["jax"]["median_s"]
             rows.append(dict(workload=f"classifier inference (eval), batch 1, `inference.freeze` (weights as constants)"
                              f"{where}", ref_s=rs, jax_s=js, ref_str=f"{rs * 1e3:.2f} ms", jax_str=f"{js * 1e3:.2f} ms",
-                             flops=u, target=target, note=f"compile {comp:.1f} s; temporal_impl={model.temporal_impl}; XLA folds the weight-only work "
-                             f"(frequency-domain kernels, BN scales)", raw=r))
+                             flops=u, target=target, note=f"compile {comp:.1f} s; temporal_impl={model.temporal_impl}; "
+                             f"XLA folds the weight-only work (frequency-domain kernels, BN scales)", raw=r))
     return rows
 
 
@@ -651,13 +651,13 @@ def main() -> int:
     if a.device == "auto":  # same device on both sides: the GPU only where JAX and torch both have one
         a.device = "gpu" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
     gpu = a.device == "gpu"
-    if not gpu:
-        jax.config.update("jax_default_device", jax.devices("cpu")[0])
     if gpu:
         if jax.default_backend() != "gpu" or not torch.cuda.is_available():
             p.error(f"--device gpu: JAX backend is {jax.default_backend()!r}, torch.cuda.is_available() = "
                     f"{torch.cuda.is_available()}")
         TDEV = torch.device("cuda")
+    else:
+        jax.config.update("jax_default_device", jax.devices("cpu")[0])
     chosen = ["matmul"] + [w for w in WORKLOADS[1:] if (not a.only or w in a.only)
                            and not (gpu and w == "inference_one_core")]
     info = dict(date=datetime.datetime.now().isoformat(timespec="seconds"), python=platform.python_version(),

@@ -132,8 +132,8 @@ def similarity_transform(source, target):
     sign = jnp.stack([jnp.ones_like(s), jnp.ones_like(s), s], axis=-1)  # diag(S)
     rot = jnp.einsum("...ij,...j,...jk->...ik", u, sign, vt, precision="highest")
     scale = jnp.sum(d * sign, axis=-1) / var_x
-    trans = mu_y[..., 0, :] - scale[..., None] * jnp.einsum("...ij,...j->...i", rot, mu_x[..., 0, :],
-                                                                     precision="highest")
+    rot_mu_x = jnp.einsum("...ij,...j->...i", rot, mu_x[..., 0, :], precision="highest")
+    trans = mu_y[..., 0, :] - scale[..., None] * rot_mu_x
     return rot, scale, trans
 
 
