@@ -68,11 +68,48 @@ def conv1d(x, k, s, pad, prec):
     return jnp.transpose(y.reshape(n, v, -1, k.shape[-1]), (0, 2, 1, 3))
 
 
+@functools.lru_cache(maxsize=None)
+def lag_dft_matrices(t_in, kt, stride, pad):
+    """The DFT matrices of stepjax's 'dft' before session 7 (the stride folded into the inverse's lags, no
+    polyphase split): circular correlation ``c[m] = sum_i x[i+m] k[i]`` of length
+    ``L = max(T_in + pad, (T_out-1)*stride - pad + Kt)`` read at ``m = t*stride - pad``. Returns
+    ``fx (2, F, T_in)``, ``fk (Kt, 2, F)``, ``gy (T_out, 2F)`` (float64)."""
+    t_out = snn.temporal_out_len(t_in, kt, stride, pad)
+    length = max(t_in + pad, (t_out - 1) * stride - pad + kt)
+    nf = length // 2 + 1
+    f = np.arange(nf)
+    th_x = 2 * np.pi * np.outer(f, np.arange(t_in)) / length
+    fx = np.stack([np.cos(th_x), -np.sin(th_x)])
+    th_k = 2 * np.pi * np.outer(np.arange(kt), f) / length
+    fk = np.stack([np.cos(th_k), np.sin(th_k)], axis=1)
+    w = np.full(nf, 2.0); w[0] = 1.0
+    if length % 2 == 0: w[-1] = 1.0
+    th_y = 2 * np.pi * np.outer(np.arange(t_out) * stride - pad, f) / length
+    gy = np.concatenate([np.cos(th_y), -np.sin(th_y)], axis=1) * np.tile(w / length, 2)
+    return fx, fk, gy
+
+
+def dft_lags(x, k, s, pad, prec):
+    """(f) stepjax's 'dft' before session 7: Gauss mixing, the stride folded into the inverse (every lag of the
+    stride-1 correlation is transformed, only the needed ones are read back); the polyphase split replaced it."""
+    n, t_in, v, ci = x.shape
+    kt, _, _, co = k.shape
+    fx, fk, gy = (m.astype(np.float32) for m in lag_dft_matrices(t_in, kt, s, pad))
+    nf = fx.shape[1]
+    xr, xi = jnp.dot(fx.reshape(2 * nf, t_in), jnp.transpose(x, (1, 0, 2, 3)).reshape(t_in, -1),
+                     precision=prec).reshape(2, nf, n * v, ci)
+    kr, ki = jnp.einsum("jco,jaf->afco", k[:, 0], fk, precision=prec)
+    bmm = lambda a, b: jax.lax.dot_general(a, b, (((2,), (1,)), ((0,), (0,))), precision=prec)
+    t1, t2, t3 = bmm(xr, kr), bmm(xi, ki), bmm(xr + xi, kr + ki)
+    y = jnp.dot(gy, jnp.stack([t1 - t2, t3 - t1 - t2]).reshape(2 * nf, -1), precision=prec)
+    return jnp.transpose(y.reshape(-1, n, v, co), (1, 0, 2, 3))
+
+
 def dft_4mm(x, k, s, pad, prec):
     """(f) 'dft' with the complex product as four real batched matmuls (before Gauss's three)."""
     n, t_in, v, ci = x.shape
     kt, _, _, co = k.shape
-    fx, fk, gy = (m.astype(np.float32) for m in snn._dft_matrices(t_in, kt, s, pad))
+    fx, fk, gy = (m.astype(np.float32) for m in lag_dft_matrices(t_in, kt, s, pad))
     nf = fx.shape[1]
     xr, xi = jnp.dot(fx.reshape(2 * nf, t_in), jnp.transpose(x, (1, 0, 2, 3)).reshape(t_in, -1),
                      precision=prec).reshape(2, nf, n * v, ci)
@@ -88,7 +125,7 @@ def dft_2x2(x, k, s, pad, prec):
     the 2x2 block weight [[K_r, K_i], [-K_i, K_r]] ((2 C_in) x (2 C_out)); needs transposes in frequency."""
     n, t_in, v, ci = x.shape
     kt, _, _, co = k.shape
-    fx, fk, gy = (m.astype(np.float32) for m in snn._dft_matrices(t_in, kt, s, pad))
+    fx, fk, gy = (m.astype(np.float32) for m in lag_dft_matrices(t_in, kt, s, pad))
     nf = fx.shape[1]
     xf = jnp.dot(fx.reshape(2 * nf, t_in), jnp.transpose(x, (1, 0, 2, 3)).reshape(t_in, -1), precision=prec)
     xf = jnp.transpose(xf.reshape(2, nf, n * v, ci), (1, 2, 0, 3)).reshape(nf, n * v, 2 * ci)  # (f, nv, (a, c))
@@ -154,6 +191,23 @@ def dft_sym(x, k, s, pad, prec):
     return jnp.transpose(y, (1, 0, 2, 3)).astype(x.dtype)
 
 
+def dft_pair(x, k, s, pad, prec):
+    """(f) Gauss 'dft' without slicing the spectrum: ``[t1; t2]`` from ONE matmul batched over 2F (the forward
+    output ``[X_r; X_i]`` as is, against ``[K_r; K_i]``), ``t3`` from the fused sum ``X_r + X_i`` (session 7)."""
+    n, t_in, v, ci = x.shape
+    kt, _, _, co = k.shape
+    fx, fk, gy = (m.astype(np.float32) for m in lag_dft_matrices(t_in, kt, s, pad))
+    nf = fx.shape[1]
+    xf = jnp.dot(fx.reshape(2 * nf, t_in), jnp.transpose(x, (1, 0, 2, 3)).reshape(t_in, -1),
+                 precision=prec).reshape(2 * nf, n * v, ci)
+    kf = jnp.einsum("jco,jaf->afco", k[:, 0], fk, precision=prec)  # (2, F, Ci, Co)
+    bmm = lambda a, b: jax.lax.dot_general(a, b, (((2,), (1,)), ((0,), (0,))), precision=prec)
+    t12 = bmm(xf, kf.reshape(2 * nf, ci, co)).reshape(2, nf, -1)
+    t3 = bmm(xf[:nf] + xf[nf:], kf[0] + kf[1]).reshape(nf, -1)
+    y = jnp.dot(gy, jnp.concatenate([t12[0] - t12[1], t3 - t12[0] - t12[1]]), precision=prec)
+    return jnp.transpose(y.reshape(-1, n, v, co), (1, 0, 2, 3))
+
+
 def shiftadd(x, k, s, pad, prec):
     """(f) matmul first (C_in -> Kt*C_out at every input frame), then sum the Kt shifted slices."""
     kt = k.shape[0]
@@ -170,7 +224,8 @@ def centre_tap(x, k, s, pad, prec):
     return jnp.einsum("ntvc,co->ntvo", x[:, ::s], k[pad, 0], precision=prec)
 
 
-EXTRA = {"fft": fft_conv, "conv1d": conv1d, "dft_4mm": dft_4mm, "dft_2x2": dft_2x2, "dft_sym": dft_sym, "shiftadd": shiftadd,
+EXTRA = {"fft": fft_conv, "conv1d": conv1d, "dft_4mm": dft_4mm, "dft_2x2": dft_2x2, "dft_sym": dft_sym,
+         "dft_pair": dft_pair, "dft_lags": dft_lags, "shiftadd": shiftadd,
          "centre_tap": centre_tap}
 CORE = [i for i in snn.TEMPORAL_IMPLS if i != "auto"]
 DEFAULT_GRAPH = snn._GRAPH_IMPL
@@ -458,7 +513,7 @@ def main(argv=None):
         grid = [(t, c, s) for t in (75, 38, 19) for c in (32, 64) for s in (1, 2)]
         micro(a.batch, a.kernels, grid, a.impls, a.reps, out)
     if "select" in a.section:
-        micro(a.batch, a.select_kernels, real_shapes, [i for i in a.impls if i in CORE], a.reps, out,
+        micro(a.batch, a.select_kernels, real_shapes, [i for i in a.impls if i in CORE or i in EXTRA], a.reps, out,
               section="select")
     if "parts" in a.section:
         parts(a.batch, a.kernels, a.impls, a.reps, out)

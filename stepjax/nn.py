@@ -348,35 +348,51 @@ _conv_mmgrad_temporal_conv = _conv_with_custom_grad(_weight_grad_matmul)
 _conv_1dgrad_temporal_conv = _conv_with_custom_grad(_weight_grad_conv1d)
 
 
+def _dft_length(t_in: int, kt: int, stride: int, pad: int) -> tuple[int, int, np.ndarray]:
+    """``(L, T_p, r)`` of the polyphase DFT form (see :func:`_dft_matrices`): the circular length, the frames
+    per phase ``ceil(T_in / stride)``, and each tap's offset ``r_j = floor((j - pad) / stride)`` in phase frames."""
+    t_out = temporal_out_len(t_in, kt, stride, pad)
+    t_phase = -(-t_in // stride)
+    r = np.floor_divide(np.arange(kt) - pad, stride)
+    return max(t_phase - int(r.min()), t_out + int(r.max())), t_phase, r
+
+
 @functools.lru_cache(maxsize=None)
 def _dft_matrices(t_in: int, kt: int, stride: int, pad: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Real DFT matrices for the circular cross-correlation of length L (float64, cast by the caller).
+    """Real DFT matrices of the strided correlation in polyphase form (float64, cast by the caller).
 
-    ``y[t] = sum_j x[t*stride + j - pad] k[j]`` is the correlation ``c[m] = sum_i x[i+m] k[i]`` at
-    ``m = t*stride - pad``; ``C(f) = X(f) conj(K(f))``. L is the smallest length at which the wrap-around
-    of the circular correlation misses every needed lag: ``L >= T_in + pad`` and
-    ``L > (T_out-1)*stride - pad + Kt - 1``. With ``F = L//2 + 1`` frequencies, returns
+    With ``s = stride``, the phases ``x_p[u] = x[s*u + p]`` (``p < s``, ``T_p = ceil(T_in/s)`` frames, zero
+    past the end) and tap ``j`` in phase ``p_j = (j - pad) mod s`` at offset ``r_j = floor((j - pad)/s)``,
+    ``y[t] = sum_j x[s*t + j - pad] k[j] = sum_j x_{p_j}[t + r_j] k[j]``: the sum of s stride-1 correlations
+    over T_p frames. In the circular form of length
+    ``L = max(T_p - min r, T_out + max r)`` (the smallest at which no wrap-around reaches a needed output;
+    about half the stride-1 length at stride 2) ``Y(f) = sum_p X_p(f) conj(K_p(f))``. With
+    ``F = L//2 + 1`` frequencies, returns
 
-    * ``fx (2, F, T_in)``: re/im of ``X(f) = sum_t x[t] e^{-2 pi i f t / L}``;
-    * ``fk (Kt, 2, F)``: re/im of ``conj(K(f)) = sum_j k[j] e^{+2 pi i f j / L}``;
-    * ``gy (T_out, 2F)``, columns ``(b, f)`` with b = re/im: the inverse real DFT at the needed lags only
-      (stride and padding folded in),
-      ``c[m] = sum_f w_f / L (C_r(f) cos - C_i(f) sin)(2 pi f m / L)``, ``w_f`` = 1 for the real-only
+    * ``fx (2, F, T_p)``: re/im of ``X_p(f) = sum_u x_p[u] e^{-2 pi i f u / L}``;
+    * ``fk (Kt, 2, F, s)``: re/im of each tap's term of ``conj(K_p(f)) = sum_{j in p} k[j] e^{+2 pi i f r_j / L}``
+      (zero outside the tap's phase);
+    * ``gy (T_out, 2F)``, columns ``(b, f)`` with b = re/im: the inverse real DFT at the outputs ``t < T_out``,
+      ``y[t] = sum_f w_f / L (Y_r(f) cos - Y_i(f) sin)(2 pi f t / L)``, ``w_f`` = 1 for the real-only
       frequencies (0 and L/2), 2 otherwise.
+
+    At stride 1 this is the plain convolution theorem (one phase, ``r_j = j - pad``).
     """
     t_out = temporal_out_len(t_in, kt, stride, pad)
-    length = max(t_in + pad, (t_out - 1) * stride - pad + kt)
+    length, t_phase, r = _dft_length(t_in, kt, stride, pad)
+    phase = np.arange(kt) - pad - stride * r
     nf = length // 2 + 1
     f = np.arange(nf)
-    th_x = 2 * np.pi * np.outer(f, np.arange(t_in)) / length  # (F, T_in)
+    th_x = 2 * np.pi * np.outer(f, np.arange(t_phase)) / length  # (F, T_p)
     fx = np.stack([np.cos(th_x), -np.sin(th_x)])
-    th_k = 2 * np.pi * np.outer(np.arange(kt), f) / length  # (Kt, F)
-    fk = np.stack([np.cos(th_k), np.sin(th_k)], axis=1)
+    th_k = 2 * np.pi * np.outer(r, f) / length  # (Kt, F)
+    in_phase = (phase[:, None] == np.arange(stride)).astype(np.float64)  # (Kt, s)
+    fk = np.stack([np.cos(th_k), np.sin(th_k)], axis=1)[..., None] * in_phase[:, None, None, :]
     w = np.full(nf, 2.0)
     w[0] = 1.0
     if length % 2 == 0:
         w[-1] = 1.0
-    th_y = 2 * np.pi * np.outer(np.arange(t_out) * stride - pad, f) / length  # (T_out, F)
+    th_y = 2 * np.pi * np.outer(np.arange(t_out), f) / length  # (T_out, F)
     gy = np.concatenate([np.cos(th_y), -np.sin(th_y)], axis=1) * np.tile(w / length, 2)
     for m in (fx, fk, gy):
         m.flags.writeable = False  # cached: shared by every caller
@@ -385,36 +401,43 @@ def _dft_matrices(t_in: int, kt: int, stride: int, pad: int) -> tuple[np.ndarray
 
 def _dft_temporal_conv(x: Array, kernel: Array, stride: int, pad: int, precision) -> Array:
     """'dft': the convolution theorem with the (real) DFTs written as matmuls against constant matrices
-    (no FFT op, no zero padding beyond the minimal circular length, stride folded into the inverse).
+    (no FFT op), on the polyphase split of :func:`_dft_matrices`: a stride s becomes s phases of
+    ``T_p = ceil(T_in/s)`` frames, transformed at about half the circular length at stride 2 (at stride 1
+    there is one phase, the plain convolution theorem).
 
-    Three steps, every one (and its autodiff transpose) a plain or batched matmul, time-major so that
-    at batch 1 no transpose is left:
+    Three steps, every one (and its autodiff transpose) a plain or batched matmul, time-major so that at
+    batch 1 no transpose is left (the phases are a free reshape of the time-major input ``(T_p, s, ...)``):
 
-    1. forward: ``[X_r; X_i] = fx (2F, T_in) @ x (T_in, N*V*C_in)``;
-    2. per-frequency channel mixing ``Y = X conj(K)`` (``K_r``, ``K_i`` below are the parts of ``conj(K)``;
-       the subtraction ``t3 - t1 - t2`` cancels, harmless in float32 matmuls on CPU) with Gauss's three real
-       products instead of
-       four: ``t1 = X_r K_r``, ``t2 = X_i K_i``, ``t3 = (X_r + X_i)(K_r + K_i)``, ``Y_r = t1 - t2``,
-       ``Y_i = t3 - t1 - t2`` (three ``(N*V, C_in) @ (C_in, C_out)`` matmuls batched over F);
-    3. inverse at the needed lags: ``y = gy (T_out, 2F) @ [Y_r; Y_i]``.
+    1. forward: ``[X_r; X_i] = fx (2F, T_p) @ x (T_p, s*N*V*C_in)``, one spectrum per (frequency, phase);
+    2. per-(frequency, phase) channel mixing ``X_p conj(K_p)`` (``K_r``, ``K_i`` below are the parts of
+       ``conj(K_p)``) with Gauss's three real products instead of four: ``t1 = X_r K_r``, ``t2 = X_i K_i``,
+       ``t3 = (X_r + X_i)(K_r + K_i)`` (three ``(N*V, C_in) @ (C_in, C_out)`` matmuls batched over F*s), then
+       ``Y_r = sum_p (t1 - t2)``, ``Y_i = sum_p (t3 - t1 - t2)`` in one element-wise pass (the subtraction
+       cancels, harmless in float32 matmuls on CPU);
+    3. inverse at the outputs: ``y = gy (T_out, 2F) @ [Y_r; Y_i]``.
 
-    MACs per (n, v): ``2F*T_in*C_in + 3F*C_in*C_out + 2F*T_out*C_out`` with ``F ~ (T_in + pad)/2``;
-    for Kt = T = 75 about 8x (C = 32) to 13x (C = 64) fewer than the direct form. Computed in at least
-    float32. (bench/NOTES.md: the single 2x2-block real matmul this replaced was up to 30 % slower, the
-    most at batch 1.)
+    MACs per (n, v): :func:`temporal_conv_macs`; for Kt = T = 75 about 8x (C = 32) to 13x (C = 64) fewer than
+    the direct form at stride 1; at stride 2 the polyphase split cuts another 25 % (the official block 1:
+    1.52M -> 1.14M per joint). Computed in at least float32. (bench/NOTES.md: the single 2x2-block real matmul
+    this replaced was up to 30 % slower, the most at batch 1; the stride folded into the inverse's lags
+    (every lag transformed, the needed ones read back) was 4-7 % slower per train step with strided layers,
+    the same at batch 1.)
     """
     n, t_in, v, ci = x.shape
     kt, _, _, co = kernel.shape
+    s = stride
     dtype = jnp.promote_types(x.dtype, jnp.float32)
-    fx, fk, gy = (m.astype(dtype) for m in _dft_matrices(t_in, kt, stride, pad))
-    nf = fx.shape[1]
+    fx, fk, gy = (m.astype(dtype) for m in _dft_matrices(t_in, kt, s, pad))
+    nf, t_phase = fx.shape[1:]
     t_out = gy.shape[0]
-    xt = jnp.transpose(x.astype(dtype), (1, 0, 2, 3)).reshape(t_in, n * v * ci)
-    xr, xi = jnp.dot(fx.reshape(2 * nf, t_in), xt, precision=precision).reshape(2, nf, n * v, ci)
-    kr, ki = jnp.einsum("jco,jaf->afco", kernel[:, 0].astype(dtype), fk, precision=precision)  # (F, Ci, Co) each
+    xt = jnp.transpose(x.astype(dtype), (1, 0, 2, 3))
+    xt = jnp.pad(xt, ((0, s * t_phase - t_in), (0, 0), (0, 0), (0, 0))).reshape(t_phase, s * n * v * ci)
+    xr, xi = jnp.dot(fx.reshape(2 * nf, t_phase), xt, precision=precision).reshape(2, nf * s, n * v, ci)
+    kr, ki = jnp.einsum("jco,jafp->afpco", kernel[:, 0].astype(dtype), fk,
+                        precision=precision).reshape(2, nf * s, ci, co)  # (F*s, Ci, Co) each
     bmm = lambda a, b: jax.lax.dot_general(a, b, (((2,), (1,)), ((0,), (0,))), precision=precision)
-    t1, t2, t3 = bmm(xr, kr), bmm(xi, ki), bmm(xr + xi, kr + ki)  # (F, NV, Co)
-    yf = jnp.stack([t1 - t2, t3 - t1 - t2]).reshape(2 * nf, n * v * co)
+    t1, t2, t3 = (bmm(a, b).reshape(nf, s, n * v * co) for a, b in ((xr, kr), (xi, ki), (xr + xi, kr + ki)))
+    yf = jnp.stack([t1 - t2, t3 - t1 - t2]).sum(axis=2).reshape(2 * nf, n * v * co)  # sum over the phases
     y = jnp.dot(gy, yf, precision=precision)
     return jnp.transpose(y.reshape(t_out, n, v, co), (1, 0, 2, 3)).astype(x.dtype)
 
@@ -437,8 +460,9 @@ def temporal_conv_macs(impl: str, kernel_size: int, stride: int, t_in: int, c_in
     if impl == "toeplitz":
         return t_in * t_out * c_in * c_out
     if impl == "dft":
-        nf = max(t_in + pad, (t_out - 1) * stride - pad + kernel_size) // 2 + 1
-        return 2 * nf * t_in * c_in + 3 * nf * c_in * c_out + 2 * nf * t_out * c_out
+        length, t_phase, _ = _dft_length(t_in, kernel_size, stride, pad)
+        nf, ci = length // 2 + 1, stride * c_in
+        return 2 * nf * t_phase * ci + 3 * nf * ci * c_out + 2 * nf * t_out * c_out
     return t_out * kernel_size * c_in * c_out
 
 
@@ -448,6 +472,9 @@ def temporal_conv_macs(impl: str, kernel_size: int, stride: int, t_in: int, c_in
 # at short kernels); 'toeplitz' (one large matmul) only when the sequence is short against the kernel
 # (e.g. T = 19, Kt = 75).
 AUTO_CPU_EFFICIENCY = {"conv_1dgrad": 1.0, "dft": 0.9, "toeplitz": 2.2}
+# 'dft' at stride > 1: the polyphase split halves the transforms' MACs, not the passes around them; fitted to
+# the session-7 'select' sweep (bench/NOTES.md): 'conv_1dgrad' stays faster up to Kt 7-8 at stride 2.
+AUTO_CPU_DFT_STRIDED_EFFICIENCY = 0.6
 
 
 def select_temporal_impl(kernel_size: int, stride: int, t_in: int, c_in: int, c_out: int, batch: int,
@@ -476,8 +503,9 @@ def select_temporal_impl(kernel_size: int, stride: int, t_in: int, c_in: int, c_
         return "conv"
     if kernel_size == 1:
         return "im2col"
+    efficiency = dict(AUTO_CPU_EFFICIENCY, **({"dft": AUTO_CPU_DFT_STRIDED_EFFICIENCY} if stride > 1 else {}))
     cost = {impl: temporal_conv_macs(impl, kernel_size, stride, t_in, c_in, c_out) / eff
-            for impl, eff in AUTO_CPU_EFFICIENCY.items()}
+            for impl, eff in efficiency.items()}
     return min(("dft", "conv_1dgrad", "toeplitz"), key=lambda impl: cost[impl])  # ties -> 'dft'
 
 

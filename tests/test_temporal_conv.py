@@ -2,7 +2,7 @@
 
 Checked: forward values and the gradients w.r.t. the input and the kernel of ``sum(y * r)`` (a random
 projection of the output), at strides 1 and 2, kernels 1, 3, 9, 75 (and an even kernel, 4), sequence
-lengths 19, 38, 75 (odd and even).
+lengths 19, 38, 75 (odd and even); stride 3 at two shapes (three phases in 'dft').
 
 Tolerance (float32): ``max|impl - conv| <= 1e-5 * max|conv|`` for each of y, dL/dx, dL/dk, i.e. agreement
 to ~80 float32 ulps of the tensor's scale (measured worst case: ~1e-6, from the DFT formulation, whose
@@ -28,7 +28,8 @@ from stepjax import skeleton
 
 RTOL = 1e-5
 IMPLS = tuple(i for i in snn.TEMPORAL_IMPLS if i != "auto")  # 'auto' is checked to trace to one of these
-CASES = [(t, kt, s) for t, kt, s in itertools.product((19, 38, 75), (1, 3, 9, 75), (1, 2))] + [(19, 4, 2)]
+CASES = [(t, kt, s) for t, kt, s in itertools.product((19, 38, 75), (1, 3, 9, 75), (1, 2))] + [(19, 4, 2), (38, 9, 3),
+                                                                                              (75, 75, 3)]
 
 
 def _run(fn, *args):
@@ -144,10 +145,16 @@ def test_dft_macs_and_auto_choices_at_step_shapes():
     """The cost model behind 'auto' (Gauss mixing: 3F products) and the choices bench/NOTES.md documents."""
     nf = (75 + 37) // 2 + 1  # minimal circular length 112 for T = Kt = 75
     assert snn.temporal_conv_macs("dft", 75, 1, 75, 32, 64) == 2 * nf * 75 * 32 + 3 * nf * 32 * 64 + 2 * nf * 75 * 64
+    # stride 2, polyphase: 2 phases of 38 frames, taps at offsets -19..18 -> L = max(38 + 19, 38 + 18) = 57
+    fx, fk, gy = snn._dft_matrices(75, 75, 2, 37)
+    assert fx.shape == (2, 29, 38) and fk.shape == (75, 2, 29, 2) and gy.shape == (38, 58)
+    assert snn.temporal_conv_macs("dft", 75, 2, 75, 64, 64) == 2 * 29 * 38 * 128 + 3 * 29 * 128 * 64 + 2 * 29 * 38 * 64
     step_shapes = [(75, 32, 1), (75, 64, 2), (38, 64, 2), (38, 64, 1)]  # (T_in, C, stride) of the STEP trunks
     for kt in (9, 75):
         assert {snn.select_temporal_impl(kt, s, t, c, c, 32, backend="cpu") for t, c, s in step_shapes} == {"dft"}
     assert {snn.select_temporal_impl(3, s, t, c, c, 32, backend="cpu") for t, c, s in step_shapes} == {"conv_1dgrad"}
+    # strided layers at Kt 7: fewer MACs in 'dft' (0.64-0.75x), but conv_1dgrad measured faster (session 7)
+    assert {snn.select_temporal_impl(7, 2, t, 64, 64, 32, backend="cpu") for t in (75, 38)} == {"conv_1dgrad"}
 
 
 def test_bench_only_formulations_match_conv():
