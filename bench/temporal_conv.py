@@ -106,7 +106,8 @@ def dft_lags(x, k, s, pad, prec):
 
 
 def dft_4mm(x, k, s, pad, prec):
-    """(f) 'dft' with the complex product as four real batched matmuls (before Gauss's three)."""
+    """(f) 'dft' with the complex product as four real batched matmuls (before Gauss's three); the lag form
+    (:func:`lag_dft_matrices`, before the polyphase split), so compare it with ``dft_lags``."""
     n, t_in, v, ci = x.shape
     kt, _, _, co = k.shape
     fx, fk, gy = (m.astype(np.float32) for m in lag_dft_matrices(t_in, kt, s, pad))
@@ -122,7 +123,8 @@ def dft_4mm(x, k, s, pad, prec):
 
 def dft_2x2(x, k, s, pad, prec):
     """(f) the 'dft' of stepjax before 2026-11-22: the complex product as ONE real matmul per frequency with
-    the 2x2 block weight [[K_r, K_i], [-K_i, K_r]] ((2 C_in) x (2 C_out)); needs transposes in frequency."""
+    the 2x2 block weight [[K_r, K_i], [-K_i, K_r]] ((2 C_in) x (2 C_out)); needs transposes in frequency.
+    Lag form (:func:`lag_dft_matrices`): compare it with ``dft_lags``."""
     n, t_in, v, ci = x.shape
     kt, _, _, co = k.shape
     fx, fk, gy = (m.astype(np.float32) for m in lag_dft_matrices(t_in, kt, s, pad))
@@ -193,7 +195,8 @@ def dft_sym(x, k, s, pad, prec):
 
 def dft_pair(x, k, s, pad, prec):
     """(f) Gauss 'dft' without slicing the spectrum: ``[t1; t2]`` from ONE matmul batched over 2F (the forward
-    output ``[X_r; X_i]`` as is, against ``[K_r; K_i]``), ``t3`` from the fused sum ``X_r + X_i`` (session 7)."""
+    output ``[X_r; X_i]`` as is, against ``[K_r; K_i]``), ``t3`` from the fused sum ``X_r + X_i`` (session 7).
+    Lag form (:func:`lag_dft_matrices`): compare it with ``dft_lags`` (the same at stride 1)."""
     n, t_in, v, ci = x.shape
     kt, _, _, co = k.shape
     fx, fk, gy = (m.astype(np.float32) for m in lag_dft_matrices(t_in, kt, s, pad))
@@ -228,6 +231,7 @@ EXTRA = {"fft": fft_conv, "conv1d": conv1d, "dft_4mm": dft_4mm, "dft_2x2": dft_2
          "dft_pair": dft_pair, "dft_lags": dft_lags, "shiftadd": shiftadd,
          "centre_tap": centre_tap}
 CORE = [i for i in snn.TEMPORAL_IMPLS if i != "auto"]
+DEFAULT_IMPLS = CORE + ["fft", "conv1d", "dft_4mm", "dft_2x2"]
 DEFAULT_GRAPH = snn._GRAPH_IMPL
 
 
@@ -495,7 +499,7 @@ def main(argv=None):
     p.add_argument("--batch", type=int, nargs="+", default=[8, 32])
     p.add_argument("--kernels", type=int, nargs="+", default=[9, 75])
     p.add_argument("--select-kernels", type=int, nargs="+", default=[1, 3, 5, 9, 15, 25, 75])
-    p.add_argument("--impls", nargs="+", default=CORE + ["fft", "conv1d", "dft_4mm", "dft_2x2"])
+    p.add_argument("--impls", nargs="+", default=DEFAULT_IMPLS)
     p.add_argument("--model-entries", nargs="+",
                    default=["conv:project_first", "conv", "toeplitz", "im2col", "conv_mmgrad", "conv_1dgrad", "dft",
                             "fft", "auto", "auto:project_first", "auto:dense_graph", "centre_tap"])
@@ -513,7 +517,8 @@ def main(argv=None):
         grid = [(t, c, s) for t in (75, 38, 19) for c in (32, 64) for s in (1, 2)]
         micro(a.batch, a.kernels, grid, a.impls, a.reps, out)
     if "select" in a.section:
-        micro(a.batch, a.select_kernels, real_shapes, [i for i in a.impls if i in CORE or i in EXTRA], a.reps, out,
+        select_impls = [i for i in a.impls if i in CORE or (i in EXTRA and a.impls != DEFAULT_IMPLS)]  # extras if named
+        micro(a.batch, a.select_kernels, real_shapes, select_impls, a.reps, out,
               section="select")
     if "parts" in a.section:
         parts(a.batch, a.kernels, a.impls, a.reps, out)

@@ -348,13 +348,14 @@ _conv_mmgrad_temporal_conv = _conv_with_custom_grad(_weight_grad_matmul)
 _conv_1dgrad_temporal_conv = _conv_with_custom_grad(_weight_grad_conv1d)
 
 
-def _dft_length(t_in: int, kt: int, stride: int, pad: int) -> tuple[int, int, np.ndarray]:
-    """``(L, T_p, r)`` of the polyphase DFT form (see :func:`_dft_matrices`): the circular length, the frames
-    per phase ``ceil(T_in / stride)``, and each tap's offset ``r_j = floor((j - pad) / stride)`` in phase frames."""
+def _dft_length(t_in: int, kt: int, stride: int, pad: int) -> tuple[int, int, int, int]:
+    """``(L, T_p, r_min, r_max)`` of the polyphase DFT form (see :func:`_dft_matrices`): the circular length,
+    the frames per phase ``ceil(T_in / stride)`` and the range of the taps' offsets
+    ``r_j = floor((j - pad) / stride)`` in phase frames."""
     t_out = temporal_out_len(t_in, kt, stride, pad)
     t_phase = -(-t_in // stride)
-    r = np.floor_divide(np.arange(kt) - pad, stride)
-    return max(t_phase - int(r.min()), t_out + int(r.max())), t_phase, r
+    r_min, r_max = -pad // stride, (kt - 1 - pad) // stride  # floor division
+    return max(t_phase - r_min, t_out + r_max), t_phase, r_min, r_max
 
 
 @functools.lru_cache(maxsize=None)
@@ -362,32 +363,30 @@ def _dft_matrices(t_in: int, kt: int, stride: int, pad: int) -> tuple[np.ndarray
     """Real DFT matrices of the strided correlation in polyphase form (float64, cast by the caller).
 
     With ``s = stride``, the phases ``x_p[u] = x[s*u + p]`` (``p < s``, ``T_p = ceil(T_in/s)`` frames, zero
-    past the end) and tap ``j`` in phase ``p_j = (j - pad) mod s`` at offset ``r_j = floor((j - pad)/s)``,
-    ``y[t] = sum_j x[s*t + j - pad] k[j] = sum_j x_{p_j}[t + r_j] k[j]``: the sum of s stride-1 correlations
-    over T_p frames. In the circular form of length
-    ``L = max(T_p - min r, T_out + max r)`` (the smallest at which no wrap-around reaches a needed output;
-    about half the stride-1 length at stride 2) ``Y(f) = sum_p X_p(f) conj(K_p(f))``. With
-    ``F = L//2 + 1`` frequencies, returns
+    past the end) and tap ``j`` written as ``j - pad = s*r + p`` (offset ``r`` in phase frames, phase ``p``),
+    ``y[t] = sum_j x[s*t + j - pad] k[j] = sum_{r, p} x_p[t + r] k[s*r + p + pad]``: the sum of s stride-1
+    correlations over T_p frames. In the circular form of length ``L = max(T_p - r_min, T_out + r_max)``
+    (long enough that no wrap-around reaches a needed output; about half the stride-1 length at stride 2)
+    ``Y(f) = sum_p X_p(f) conj(K_p(f))``. With ``F = L//2 + 1`` frequencies, returns
 
     * ``fx (2, F, T_p)``: re/im of ``X_p(f) = sum_u x_p[u] e^{-2 pi i f u / L}``;
-    * ``fk (Kt, 2, F, s)``: re/im of each tap's term of ``conj(K_p(f)) = sum_{j in p} k[j] e^{+2 pi i f r_j / L}``
-      (zero outside the tap's phase);
+    * ``fk (R, 2, F)``, ``R = r_max - r_min + 1``: re/im of ``e^{+2 pi i f r / L}``, so that
+      ``conj(K_p(f)) = sum_r k[s*r + p + pad] fk[r]`` on the kernel laid out as an ``(R, s)`` grid of taps
+      (zero outside ``0 <= j < Kt``);
     * ``gy (T_out, 2F)``, columns ``(b, f)`` with b = re/im: the inverse real DFT at the outputs ``t < T_out``,
       ``y[t] = sum_f w_f / L (Y_r(f) cos - Y_i(f) sin)(2 pi f t / L)``, ``w_f`` = 1 for the real-only
       frequencies (0 and L/2), 2 otherwise.
 
-    At stride 1 this is the plain convolution theorem (one phase, ``r_j = j - pad``).
+    At stride 1 this is the plain convolution theorem (one phase, ``r = j - pad``).
     """
     t_out = temporal_out_len(t_in, kt, stride, pad)
-    length, t_phase, r = _dft_length(t_in, kt, stride, pad)
-    phase = np.arange(kt) - pad - stride * r
+    length, t_phase, r_min, r_max = _dft_length(t_in, kt, stride, pad)
     nf = length // 2 + 1
     f = np.arange(nf)
     th_x = 2 * np.pi * np.outer(f, np.arange(t_phase)) / length  # (F, T_p)
     fx = np.stack([np.cos(th_x), -np.sin(th_x)])
-    th_k = 2 * np.pi * np.outer(r, f) / length  # (Kt, F)
-    in_phase = (phase[:, None] == np.arange(stride)).astype(np.float64)  # (Kt, s)
-    fk = np.stack([np.cos(th_k), np.sin(th_k)], axis=1)[..., None] * in_phase[:, None, None, :]
+    th_k = 2 * np.pi * np.outer(np.arange(r_min, r_max + 1), f) / length  # (R, F)
+    fk = np.stack([np.cos(th_k), np.sin(th_k)], axis=1)
     w = np.full(nf, 2.0)
     w[0] = 1.0
     if length % 2 == 0:
@@ -406,14 +405,16 @@ def _dft_temporal_conv(x: Array, kernel: Array, stride: int, pad: int, precision
     there is one phase, the plain convolution theorem).
 
     Three steps, every one (and its autodiff transpose) a plain or batched matmul, time-major so that at
-    batch 1 no transpose is left (the phases are a free reshape of the time-major input ``(T_p, s, ...)``):
+    batch 1 no transpose is left (the phases are a reshape of the time-major input to ``(T_p, s, ...)``,
+    after padding one frame where s does not divide T_in):
 
     1. forward: ``[X_r; X_i] = fx (2F, T_p) @ x (T_p, s*N*V*C_in)``, one spectrum per (frequency, phase);
     2. per-(frequency, phase) channel mixing ``X_p conj(K_p)`` (``K_r``, ``K_i`` below are the parts of
        ``conj(K_p)``) with Gauss's three real products instead of four: ``t1 = X_r K_r``, ``t2 = X_i K_i``,
        ``t3 = (X_r + X_i)(K_r + K_i)`` (three ``(N*V, C_in) @ (C_in, C_out)`` matmuls batched over F*s), then
        ``Y_r = sum_p (t1 - t2)``, ``Y_i = sum_p (t3 - t1 - t2)`` in one element-wise pass (the subtraction
-       cancels, harmless in float32 matmuls on CPU);
+       cancels, harmless in float32 matmuls on CPU); ``K_p`` comes from the kernel laid out on the
+       ``(R, s)`` grid of tap offsets and phases (one ``(2F, R)`` transform, about ``Kt`` taps' worth);
     3. inverse at the outputs: ``y = gy (T_out, 2F) @ [Y_r; Y_i]``.
 
     MACs per (n, v): :func:`temporal_conv_macs`; for Kt = T = 75 about 8x (C = 32) to 13x (C = 64) fewer than
@@ -433,7 +434,9 @@ def _dft_temporal_conv(x: Array, kernel: Array, stride: int, pad: int, precision
     xt = jnp.transpose(x.astype(dtype), (1, 0, 2, 3))
     xt = jnp.pad(xt, ((0, s * t_phase - t_in), (0, 0), (0, 0), (0, 0))).reshape(t_phase, s * n * v * ci)
     xr, xi = jnp.dot(fx.reshape(2 * nf, t_phase), xt, precision=precision).reshape(2, nf * s, n * v, ci)
-    kr, ki = jnp.einsum("jco,jafp->afpco", kernel[:, 0].astype(dtype), fk,
+    lead = -pad % s  # zero taps before tap 0 on the (R, s) grid of fk's offsets r and phases p
+    taps = jnp.pad(kernel[:, 0].astype(dtype), ((lead, fk.shape[0] * s - kt - lead), (0, 0), (0, 0)))
+    kr, ki = jnp.einsum("rpco,raf->afpco", taps.reshape(-1, s, ci, co), fk,
                         precision=precision).reshape(2, nf * s, ci, co)  # (F*s, Ci, Co) each
     bmm = lambda a, b: jax.lax.dot_general(a, b, (((2,), (1,)), ((0,), (0,))), precision=precision)
     t1, t2, t3 = (bmm(a, b).reshape(nf, s, n * v * co) for a, b in ((xr, kr), (xi, ki), (xr + xi, kr + ki)))
@@ -460,7 +463,7 @@ def temporal_conv_macs(impl: str, kernel_size: int, stride: int, t_in: int, c_in
     if impl == "toeplitz":
         return t_in * t_out * c_in * c_out
     if impl == "dft":
-        length, t_phase, _ = _dft_length(t_in, kernel_size, stride, pad)
+        length, t_phase, _, _ = _dft_length(t_in, kernel_size, stride, pad)
         nf, ci = length // 2 + 1, stride * c_in
         return 2 * nf * t_phase * ci + 3 * nf * ci * c_out + 2 * nf * t_out * c_out
     return t_out * kernel_size * c_in * c_out
@@ -473,7 +476,8 @@ def temporal_conv_macs(impl: str, kernel_size: int, stride: int, t_in: int, c_in
 # (e.g. T = 19, Kt = 75).
 AUTO_CPU_EFFICIENCY = {"conv_1dgrad": 1.0, "dft": 0.9, "toeplitz": 2.2}
 # 'dft' at stride > 1: the polyphase split halves the transforms' MACs, not the passes around them; fitted to
-# the session-7 'select' sweep (bench/NOTES.md): 'conv_1dgrad' stays faster up to Kt 7-8 at stride 2.
+# the session-7 'select' sweep (bench/NOTES.md): 'conv_1dgrad' stays faster up to Kt 7-8 at stride 2, 'dft'
+# from Kt 9 (at (75, 64, stride 2) by a 2 % margin in this model: 0.59x the direct MACs against 0.6).
 AUTO_CPU_DFT_STRIDED_EFFICIENCY = 0.6
 
 
@@ -482,7 +486,8 @@ def select_temporal_impl(kernel_size: int, stride: int, t_in: int, c_in: int, c_
     """The formulation ``impl='auto'`` uses for one temporal conv (decided at trace time from static shapes).
 
     * GPU: ``'dft'`` for Kt >= 9, and for shorter kernels where it needs fewer MACs than the direct conv
-      (:func:`temporal_conv_macs`; from Kt 3 to 7 depending on the layer), else ``'conv'``. Measured on an H100
+      (:func:`temporal_conv_macs`; from Kt 3 to 7 depending on the layer, the polyphase count of strided
+      layers included: not measured below Kt 9 beyond a tie at Kt 3), else ``'conv'``. Measured on an H100
       in float32 (precision 'highest', no TF32; bench/NOTES.md, GPU section): the temporal conv fwd+bwd at the
       hybrid trunk's shapes, batch 32, is 1.3-1.4x faster with 'dft' than cuDNN's 'conv' at Kt 9, 2.2-7x at
       Kt 75, a tie at Kt 3; the Kt-75 train step at batch 256 takes 10 ms with 'dft', 20 ms with 'toeplitz',
@@ -490,9 +495,11 @@ def select_temporal_impl(kernel_size: int, stride: int, t_in: int, c_in: int, c_
       'dft', including the 3-channel last one, where the DFT needs 1.04x the direct MACs).
     * Other backends (TPU): ``'conv'`` (not measured).
     * XLA:CPU: ``Kt == 1``: ``'im2col'`` (a plain matmul); otherwise the cheapest of ``'conv_1dgrad'``,
-      ``'dft'`` and ``'toeplitz'`` by :func:`temporal_conv_macs` / :data:`AUTO_CPU_EFFICIENCY`. At the STEP
-      shapes (T_in 75 / 38, C 32 / 64) that is 'dft' for Kt >= 9 (train step 2.5x (Kt 9) to 6.6x (Kt 75)
-      faster than 'conv' at batch 32, with the GraphConv change) and 'conv_1dgrad' for Kt 3-7. The batch
+      ``'dft'`` and ``'toeplitz'`` by :func:`temporal_conv_macs` / :data:`AUTO_CPU_EFFICIENCY` (strided
+      'dft': :data:`AUTO_CPU_DFT_STRIDED_EFFICIENCY`). At the STEP shapes (T_in 75 / 38, C 32 / 64) that is
+      'dft' for Kt >= 9 (train step 2.5x (Kt 9) to 6.6x (Kt 75) faster than 'conv' at batch 32, with the
+      GraphConv change) and 'conv_1dgrad' for Kt 3-7 (and Kt 8 at stride 2; some stride-1 layers take 'dft'
+      from Kt 5). The batch
       size shifts the absolute gains (the conv weight gradient degrades with batch) but not the ranking.
     """
     backend = backend or jax.default_backend()
@@ -503,7 +510,9 @@ def select_temporal_impl(kernel_size: int, stride: int, t_in: int, c_in: int, c_
         return "conv"
     if kernel_size == 1:
         return "im2col"
-    efficiency = dict(AUTO_CPU_EFFICIENCY, **({"dft": AUTO_CPU_DFT_STRIDED_EFFICIENCY} if stride > 1 else {}))
+    efficiency = dict(AUTO_CPU_EFFICIENCY)
+    if stride > 1:
+        efficiency["dft"] = AUTO_CPU_DFT_STRIDED_EFFICIENCY
     cost = {impl: temporal_conv_macs(impl, kernel_size, stride, t_in, c_in, c_out) / eff
             for impl, eff in efficiency.items()}
     return min(("dft", "conv_1dgrad", "toeplitz"), key=lambda impl: cost[impl])  # ties -> 'dft'

@@ -147,7 +147,7 @@ def test_dft_macs_and_auto_choices_at_step_shapes():
     assert snn.temporal_conv_macs("dft", 75, 1, 75, 32, 64) == 2 * nf * 75 * 32 + 3 * nf * 32 * 64 + 2 * nf * 75 * 64
     # stride 2, polyphase: 2 phases of 38 frames, taps at offsets -19..18 -> L = max(38 + 19, 38 + 18) = 57
     fx, fk, gy = snn._dft_matrices(75, 75, 2, 37)
-    assert fx.shape == (2, 29, 38) and fk.shape == (75, 2, 29, 2) and gy.shape == (38, 58)
+    assert fx.shape == (2, 29, 38) and fk.shape == (38, 2, 29) and gy.shape == (38, 58)
     assert snn.temporal_conv_macs("dft", 75, 2, 75, 64, 64) == 2 * 29 * 38 * 128 + 3 * 29 * 128 * 64 + 2 * 29 * 38 * 64
     step_shapes = [(75, 32, 1), (75, 64, 2), (38, 64, 2), (38, 64, 1)]  # (T_in, C, stride) of the STEP trunks
     for kt in (9, 75):
