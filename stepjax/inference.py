@@ -85,12 +85,13 @@ def freeze(predict_fn: Callable, variables) -> Callable:
     """A jitted ``gaits -> Prediction`` with ``variables`` baked into the program as constants (serving).
 
     ``predict_fn(variables, gaits)`` recomputes every weight-only expression on each call: the
-    frequency-domain kernels of the 'dft' temporal convolution (a ``(2F, Kt) x (Kt, C_in*C_out)``
-    matmul per layer, about half the FLOPs of one-gait inference), BN scale folding, the graph
-    products. With the weights as compile-time constants XLA folds all of that once, at compile time:
-    one-gait latency of the official classifier on the 2-core CPU 6.6 -> 3.7 ms (141 instead of 277 MFLOP
-    per call), 5.2 -> 2.8 ms with the process pinned to one core (bench/RESULTS.md, 2026-11-22 19:28 run; 2.5-3.0
-    ms on one core without PyTorch interleaved, ``bench/latency.py``). The price: the weights are fixed (no ``vmap``/``grad``
+    frequency-domain kernels of the 'dft' temporal convolution (a ``(2F, R) x (R, s*C_in*C_out)`` matmul
+    per layer, R ~ Kt/s tap offsets and s phases, about 45 % of the FLOPs of one-gait inference), BN scale
+    folding, the graph products. With the weights as compile-time constants XLA folds all of that once, at
+    compile time: one-gait latency of the official classifier on the 2-core CPU 6.6 -> 3.7 ms, 5.2 -> 2.8 ms
+    with the process pinned to one core (bench/RESULTS.md, 2026-11-22 19:28 run; 3.08 ms in the slower 22:42
+    run; 2.5-4.3 ms on one core without PyTorch interleaved, ``bench/latency.py``, by the hour); XLA's count
+    129 instead of 231 MFLOP per call. The price: the weights are fixed (no ``vmap``/``grad``
     over them), compilation takes ~1 s per input shape, and the constants live inside the executable. Same
     numbers as ``predict_fn`` to float32 rounding.
     """
