@@ -89,54 +89,56 @@ def lag_dft_matrices(t_in, kt, stride, pad):
     return fx, fk, gy
 
 
+def _lag_spectra(x, k, s, pad, prec):
+    """The lag form's forward transforms: ``xf (2, F, N*V, C_in)`` (re/im of the input, time-major matmul),
+    ``kf (2, F, C_in, C_out)`` (re/im of conj(K)) and the inverse ``gy (T_out, 2F)``, all float32."""
+    t_in, kt = x.shape[1], k.shape[0]
+    fx, fk, gy = (m.astype(np.float32) for m in lag_dft_matrices(t_in, kt, s, pad))
+    nf = fx.shape[1]
+    xf = jnp.dot(fx.reshape(2 * nf, t_in), jnp.transpose(x, (1, 0, 2, 3)).reshape(t_in, -1), precision=prec)
+    kf = jnp.einsum("jco,jaf->afco", k[:, 0], fk, precision=prec)
+    return xf.reshape(2, nf, -1, x.shape[-1]), kf, gy
+
+
+def _lag_inverse(gy, yf, n, v, prec):
+    """``y (N, T_out, V, C_out)`` from the stacked products ``yf (2, F, N*V, C_out)`` (re/im)."""
+    y = jnp.dot(gy, yf.reshape(gy.shape[1], -1), precision=prec)
+    return jnp.transpose(y.reshape(y.shape[0], n, v, -1), (1, 0, 2, 3))
+
+
+def _bmm(prec):
+    return lambda a, b: jax.lax.dot_general(a, b, (((2,), (1,)), ((0,), (0,))), precision=prec)
+
+
 def dft_lags(x, k, s, pad, prec):
     """(f) stepjax's 'dft' before session 7: Gauss mixing, the stride folded into the inverse (every lag of the
     stride-1 correlation is transformed, only the needed ones are read back); the polyphase split replaced it."""
-    n, t_in, v, ci = x.shape
-    kt, _, _, co = k.shape
-    fx, fk, gy = (m.astype(np.float32) for m in lag_dft_matrices(t_in, kt, s, pad))
-    nf = fx.shape[1]
-    xr, xi = jnp.dot(fx.reshape(2 * nf, t_in), jnp.transpose(x, (1, 0, 2, 3)).reshape(t_in, -1),
-                     precision=prec).reshape(2, nf, n * v, ci)
-    kr, ki = jnp.einsum("jco,jaf->afco", k[:, 0], fk, precision=prec)
-    bmm = lambda a, b: jax.lax.dot_general(a, b, (((2,), (1,)), ((0,), (0,))), precision=prec)
+    (xr, xi), (kr, ki), gy = _lag_spectra(x, k, s, pad, prec)
+    bmm = _bmm(prec)
     t1, t2, t3 = bmm(xr, kr), bmm(xi, ki), bmm(xr + xi, kr + ki)
-    y = jnp.dot(gy, jnp.stack([t1 - t2, t3 - t1 - t2]).reshape(2 * nf, -1), precision=prec)
-    return jnp.transpose(y.reshape(-1, n, v, co), (1, 0, 2, 3))
+    return _lag_inverse(gy, jnp.stack([t1 - t2, t3 - t1 - t2]), x.shape[0], x.shape[2], prec)
 
 
 def dft_4mm(x, k, s, pad, prec):
     """(f) 'dft' with the complex product as four real batched matmuls (before Gauss's three); the lag form
     (:func:`lag_dft_matrices`, before the polyphase split), so compare it with ``dft_lags``."""
-    n, t_in, v, ci = x.shape
-    kt, _, _, co = k.shape
-    fx, fk, gy = (m.astype(np.float32) for m in lag_dft_matrices(t_in, kt, s, pad))
-    nf = fx.shape[1]
-    xr, xi = jnp.dot(fx.reshape(2 * nf, t_in), jnp.transpose(x, (1, 0, 2, 3)).reshape(t_in, -1),
-                     precision=prec).reshape(2, nf, n * v, ci)
-    kr, ki = jnp.einsum("jco,jaf->afco", k[:, 0], fk, precision=prec)
-    bmm = lambda a, b: jax.lax.dot_general(a, b, (((2,), (1,)), ((0,), (0,))), precision=prec)
-    yf = jnp.stack([bmm(xr, kr) - bmm(xi, ki), bmm(xr, ki) + bmm(xi, kr)]).reshape(2 * nf, -1)
-    y = jnp.dot(gy, yf, precision=prec).reshape(-1, n, v, co)
-    return jnp.transpose(y, (1, 0, 2, 3))
+    (xr, xi), (kr, ki), gy = _lag_spectra(x, k, s, pad, prec)
+    bmm = _bmm(prec)
+    yf = jnp.stack([bmm(xr, kr) - bmm(xi, ki), bmm(xr, ki) + bmm(xi, kr)])
+    return _lag_inverse(gy, yf, x.shape[0], x.shape[2], prec)
 
 
 def dft_2x2(x, k, s, pad, prec):
     """(f) the 'dft' of stepjax before 2026-11-22: the complex product as ONE real matmul per frequency with
     the 2x2 block weight [[K_r, K_i], [-K_i, K_r]] ((2 C_in) x (2 C_out)); needs transposes in frequency.
     Lag form (:func:`lag_dft_matrices`): compare it with ``dft_lags``."""
-    n, t_in, v, ci = x.shape
-    kt, _, _, co = k.shape
-    fx, fk, gy = (m.astype(np.float32) for m in lag_dft_matrices(t_in, kt, s, pad))
-    nf = fx.shape[1]
-    xf = jnp.dot(fx.reshape(2 * nf, t_in), jnp.transpose(x, (1, 0, 2, 3)).reshape(t_in, -1), precision=prec)
-    xf = jnp.transpose(xf.reshape(2, nf, n * v, ci), (1, 2, 0, 3)).reshape(nf, n * v, 2 * ci)  # (f, nv, (a, c))
-    kr, ki = jnp.einsum("jco,jaf->afco", k[:, 0], fk, precision=prec)
+    xf, (kr, ki), gy = _lag_spectra(x, k, s, pad, prec)
+    _, nf, nv, ci = xf.shape
+    xf = jnp.transpose(xf, (1, 2, 0, 3)).reshape(nf, nv, 2 * ci)  # (f, nv, (a, c))
     k2 = jnp.concatenate([jnp.concatenate([kr, ki], axis=2), jnp.concatenate([-ki, kr], axis=2)], axis=1)
-    yf = jax.lax.dot_general(xf, k2, (((2,), (1,)), ((0,), (0,))), precision=prec)  # (F, NV, (b, o))
-    yf = jnp.transpose(yf.reshape(nf, n * v, 2, co), (2, 0, 1, 3)).reshape(2 * nf, -1)
-    y = jnp.dot(gy, yf, precision=prec).reshape(-1, n, v, co)
-    return jnp.transpose(y, (1, 0, 2, 3))
+    yf = _bmm(prec)(xf, k2)  # (F, NV, (b, o))
+    yf = jnp.transpose(yf.reshape(nf, nv, 2, -1), (2, 0, 1, 3))
+    return _lag_inverse(gy, yf, x.shape[0], x.shape[2], prec)
 
 
 @functools.lru_cache(maxsize=None)
@@ -197,19 +199,12 @@ def dft_pair(x, k, s, pad, prec):
     """(f) Gauss 'dft' without slicing the spectrum: ``[t1; t2]`` from ONE matmul batched over 2F (the forward
     output ``[X_r; X_i]`` as is, against ``[K_r; K_i]``), ``t3`` from the fused sum ``X_r + X_i`` (session 7).
     Lag form (:func:`lag_dft_matrices`): compare it with ``dft_lags`` (the same at stride 1)."""
-    n, t_in, v, ci = x.shape
-    kt, _, _, co = k.shape
-    fx, fk, gy = (m.astype(np.float32) for m in lag_dft_matrices(t_in, kt, s, pad))
-    nf = fx.shape[1]
-    xf = jnp.dot(fx.reshape(2 * nf, t_in), jnp.transpose(x, (1, 0, 2, 3)).reshape(t_in, -1),
-                 precision=prec).reshape(2 * nf, n * v, ci)
-    kf = jnp.einsum("jco,jaf->afco", k[:, 0], fk, precision=prec)  # (2, F, Ci, Co)
-    bmm = lambda a, b: jax.lax.dot_general(a, b, (((2,), (1,)), ((0,), (0,))), precision=prec)
-    t12 = bmm(xf, kf.reshape(2 * nf, ci, co)).reshape(2, nf, -1)
-    t3 = bmm(xf[:nf] + xf[nf:], kf[0] + kf[1]).reshape(nf, -1)
-    y = jnp.dot(gy, jnp.concatenate([t12[0] - t12[1], t3 - t12[0] - t12[1]]), precision=prec)
-    return jnp.transpose(y.reshape(-1, n, v, co), (1, 0, 2, 3))
-
+    xf, kf, gy = _lag_spectra(x, k, s, pad, prec)
+    _, nf, nv, ci = xf.shape
+    bmm = _bmm(prec)
+    t12 = bmm(xf.reshape(2 * nf, nv, ci), kf.reshape(2 * nf, ci, -1)).reshape(2, nf, nv, -1)
+    t3 = bmm(xf[0] + xf[1], kf[0] + kf[1])
+    return _lag_inverse(gy, jnp.stack([t12[0] - t12[1], t3 - t12[0] - t12[1]]), x.shape[0], x.shape[2], prec)
 
 def shiftadd(x, k, s, pad, prec):
     """(f) matmul first (C_in -> Kt*C_out at every input frame), then sum the Kt shifted slices."""
