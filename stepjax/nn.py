@@ -499,8 +499,8 @@ def select_temporal_impl(kernel_size: int, stride: int, t_in: int, c_in: int, c_
       'dft': :data:`AUTO_CPU_DFT_STRIDED_EFFICIENCY`). At the STEP shapes (T_in 75 / 38, C 32 / 64) that is
       'dft' for Kt >= 9 (train step 2.5x (Kt 9) to 6.6x (Kt 75) faster than 'conv' at batch 32, with the
       GraphConv change) and 'conv_1dgrad' for Kt 3-7 (and Kt 8 at stride 2; some stride-1 layers take 'dft'
-      from Kt 5). The batch
-      size shifts the absolute gains (the conv weight gradient degrades with batch) but not the ranking.
+      from Kt 5). The batch size shifts the absolute gains (the conv weight gradient degrades with batch) but
+      not the ranking.
     """
     backend = backend or jax.default_backend()
     if backend in ("gpu", "cuda", "rocm"):
