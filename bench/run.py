@@ -53,11 +53,20 @@ from stepjax.training.loop import chunked_apply, classifier_train_step, epoch_fn
 from stepjax.training.state import TrainState, create_train_state, make_optimizer  # noqa: E402
 
 T, V, C, K, KT = 75, 16, 3, 3, 75
+HUGETLB = "glibc.malloc.hugetlb=1"  # --malloc hugepages
 WORKLOADS = ("matmul", "classifier", "cvae", "inference", "inference_one_core", "generation", "preprocess")
 
 
 def load() -> str:
     return "/".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def read_text(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return "n/a"
 
 
 def log(msg: str) -> None:
@@ -642,7 +651,14 @@ def main() -> int:
                    help="temporal_impl values timed in the training workloads ('default' = the model's 'auto')")
     p.add_argument("--infer-impls", default="default", help="temporal_impl values timed in inference and generation")
     p.add_argument("--gen-chunk", type=int, default=500, help="gaits per decoder call in the generation workload")
+    p.add_argument("--malloc", choices=("default", "hugepages"), default="default",
+                   help="hugepages: re-run this script with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (glibc >= 2.35), so "
+                   "that both sides' large buffers are backed by transparent huge pages (bench/NOTES.md, session 8)")
     a = p.parse_args()
+    if a.malloc == "hugepages" and HUGETLB not in os.environ.get("GLIBC_TUNABLES", ""):
+        sys.stdout.flush()  # glibc reads its tunables at process start only: start again with them
+        env = dict(os.environ, GLIBC_TUNABLES=":".join(filter(None, (os.environ.get("GLIBC_TUNABLES"), HUGETLB))))
+        os.execve(sys.executable, [sys.executable, *sys.argv], env)
     a.infer_impls = tuple(a.infer_impls.split(","))
     a.batches = tuple(int(b) for b in a.batches.split(","))
     a.impls = tuple(a.impls.split(","))
@@ -670,6 +686,8 @@ def main() -> int:
     except Exception:  # noqa: BLE001
         info["cpu"] = platform.processor()
     info["nproc"] = os.cpu_count()
+    info["glibc_tunables"] = os.environ.get("GLIBC_TUNABLES", "")
+    info["thp"] = read_text("/sys/kernel/mm/transparent_hugepage/enabled")
     if gpu:
         info["gpu"] = f"{jax.devices()[0].device_kind} (torch: {torch.cuda.get_device_name()})"
     info["load_start"] = os.getloadavg()
@@ -694,7 +712,8 @@ def main() -> int:
     where = f"{info['gpu']}, host " if gpu else ""
     print(f"\n# stepjax vs official-style PyTorch, {info['date']}, {where}{info['cpu']} ({info['nproc']} cores), "
           f"jax {info['jax']}, torch {info['torch']} ({info['torch_threads']} threads, mkldnn off)"
-          f"{', QUICK' if a.quick else ''}\n")
+          f"{', QUICK' if a.quick else ''}; GLIBC_TUNABLES={info['glibc_tunables'] or '(unset)'}, "
+          f"THP {info['thp']}\n")
     print(table)
     print("\nload average (1/5/15 min) per workload, before -> after: " + "; ".join(
         f"{w}: {'/'.join(f'{x:.2f}' for x in v['before'])} -> {'/'.join(f'{x:.2f}' for x in v['after'])}"

@@ -1,0 +1,141 @@
+"""What glibc's allocator costs both sides: 4 KiB pages (the default) vs transparent huge pages for malloc'd buffers.
+
+    python bench/malloc.py                  # 4 rounds, each: one child process per setting, in alternating order
+    python bench/malloc.py --rounds 6 --batches 8 32 --gen
+
+glibc serves a request above its mmap threshold (and, in a thread's arena, anything above 64 MiB) with a fresh
+``mmap`` and returns it with ``munmap`` when freed, so every call of a jitted train step (its temporary buffer)
+and every large PyTorch tensor is page-faulted in again, one 4 KiB page at a time. With
+``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` (glibc >= 2.35, transparent huge pages in 'madvise' or 'always' mode)
+those buffers are backed by 2 MiB pages: ~50x fewer faults. glibc reads its tunables at process start only, so
+each setting runs in its own child process; the children alternate (A B, B A, ...) because this machine's
+speed drifts between minutes. Each child times the official classifier's train step (stepjax jit, PyTorch
+reference, as in bench/run.py) and optionally generation of 4,000 gaits, and reports medians and the minor page
+faults per call. ``bench/run.py --malloc hugepages`` runs the whole table under the tunable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+SETTINGS = {"4 KiB pages (default)": "", "huge pages (glibc.malloc.hugetlb=1)": "glibc.malloc.hugetlb=1"}
+
+
+def timed(fn, reps: int) -> tuple[float, float]:
+    """(median seconds, median minor page faults) of ``reps`` calls after one warm-up call."""
+    fn()
+    ts, faults = [], []
+    for _ in range(reps):
+        f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+    return float(np.median(ts)), float(np.median(faults))
+
+
+def child(batches: list[int], gen: bool, reps: int) -> dict:
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import jax
+    import jax.numpy as jnp
+    import torch
+
+    import run as B  # bench/run.py: the same models, optimizers and fake gaits as the full table
+
+    out = {}
+    for batch in batches:
+        g = B.fake_gaits(batch, seed=batch)
+        y = np.random.default_rng(1).integers(0, 4, batch)
+        tm = B.torch_classifier()
+        tm.train()
+        topt = torch.optim.Adam(tm.parameters(), lr=1e-3, weight_decay=1e-4)
+        tx, ty, ce = B.to_torch_layout(g), torch.from_numpy(y), torch.nn.CrossEntropyLoss()
+
+        def ref_step(tm=tm, topt=topt, tx=tx, ty=ty):
+            topt.zero_grad()
+            loss = ce(tm(tx)[0], ty)
+            loss.backward()
+            topt.step()
+            return float(loss.detach())
+
+        arrays = B.Arrays(jnp.asarray(g), jnp.zeros((batch, 0), jnp.float32), jnp.asarray(y, jnp.int32))
+        holder = {"s": B.create_train_state(B.official_classifier(None), B.adam_l2(1e-3, 1e-4),
+                                            jax.random.PRNGKey(0), arrays.gaits)}
+        step = jax.jit(functools.partial(B.classifier_train_step, official_double_softmax=True))
+
+        def jax_step(holder=holder, arrays=arrays):
+            holder["s"], m = step(holder["s"], arrays, jax.random.PRNGKey(1))
+            return float(m["loss"])
+
+        out[f"classifier train step b{batch}, PyTorch"] = timed(ref_step, reps)
+        out[f"classifier train step b{batch}, stepjax"] = timed(jax_step, reps)
+    if gen:
+        from stepjax.models.cvae import STEPGenCVAE
+        from stepjax.training.loop import chunked_apply
+
+        n, t = 4000, 75
+        labels = jnp.asarray(np.eye(4, dtype=np.float32)[np.arange(n) % 4])
+        model = STEPGenCVAE(init_scheme="official")
+        variables = jax.jit(lambda k: model.init({"params": k, "sample": k}, jnp.zeros((1, t, 16, 3)),
+                                                 jnp.zeros((1, 4)), train=False))(jax.random.PRNGKey(0))
+
+        @jax.jit
+        def generate(variables, labels, rng):
+            z = jax.random.normal(rng, (labels.shape[0], 32))
+            return chunked_apply(lambda b: model.apply(variables, b[0], b[1], t, False, method=STEPGenCVAE.decode),
+                                 (z, labels), 500)
+
+        out["generate 4,000 gaits, stepjax"] = timed(lambda: np.asarray(generate(variables, labels,
+                                                                                jax.random.PRNGKey(0))), 3)
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--batches", type=int, nargs="+", default=[8, 32])
+    p.add_argument("--gen", action="store_true", help="also time generating 4,000 gaits (stepjax only)")
+    p.add_argument("--reps", type=int, default=5, help="timed calls per workload per child")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.child:
+        print(json.dumps(child(a.batches, a.gen, a.reps)))
+        return 0
+    results: dict[str, dict[str, list]] = {s: {} for s in SETTINGS}
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", "--reps", str(a.reps), "--batches",
+           *map(str, a.batches)] + (["--gen"] if a.gen else [])
+    for r in range(a.rounds):
+        order = list(SETTINGS) if r % 2 == 0 else list(SETTINGS)[::-1]
+        for setting in order:
+            env = dict(os.environ)
+            env.pop("GLIBC_TUNABLES", None)
+            if SETTINGS[setting]:
+                env["GLIBC_TUNABLES"] = SETTINGS[setting]
+            res = json.loads(subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+                             .stdout.strip().splitlines()[-1])
+            for k, v in res.items():
+                results[setting].setdefault(k, []).append(v)
+            print(f"round {r + 1}/{a.rounds}, {setting}: " + "; ".join(f"{k} {v[0] * 1e3:.0f} ms" for k, v in
+                                                                       res.items()), flush=True)
+    base, huge = list(SETTINGS)
+    print(f"\n{a.rounds} rounds, alternating child processes; per cell: median over the rounds of each child's "
+          f"median ({a.reps} calls), minor page faults per call\n")
+    print(f"| workload | {base} | {huge} | speed-up |\n|---|---|---|---|")
+    for k in results[base]:
+        tb, th = (float(np.median([v[0] for v in results[s][k]])) for s in (base, huge))
+        fb, fh = (float(np.median([v[1] for v in results[s][k]])) for s in (base, huge))
+        print(f"| {k} | {tb * 1e3:.1f} ms ({fb:.0f} faults) | {th * 1e3:.1f} ms ({fh:.0f} faults) | {tb / th:.2f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
