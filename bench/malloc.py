@@ -7,17 +7,21 @@ glibc serves a request above its mmap threshold (and, in a thread's arena, anyth
 ``mmap`` and returns it with ``munmap`` when freed, so every call of a jitted train step (its temporary buffer)
 and every large PyTorch tensor is page-faulted in again, one 4 KiB page at a time. With
 ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` (glibc >= 2.35, transparent huge pages in 'madvise' or 'always' mode)
-those buffers are backed by 2 MiB pages: ~50x fewer faults. glibc reads its tunables at process start only, so
-each setting runs in its own child process; the children alternate (A B, B A, ...) because this machine's
-speed drifts between minutes. Each child times the official classifier's train step (stepjax jit, PyTorch
-reference, as in bench/run.py) and optionally generation of 4,000 gaits, and reports medians and the minor page
-faults per call. ``bench/run.py --malloc hugepages`` runs the whole table under the tunable.
+those buffers are backed by 2 MiB pages (a fresh 154 MB numpy array: 37,501 -> 709 faults here). glibc reads its
+tunables at process start only, so each setting runs in its own child process; the children alternate (A B,
+B A, ...) because this machine's speed drifts between minutes. Each child times the official classifier's train
+step called once per batch (stepjax jit, PyTorch reference, as in bench/run.py) and optionally generation of
+4,000 gaits, and reports medians and the minor page faults per call. It also reports the faults of a fresh
+154 MB numpy array (the check that the setting took effect) and a sha256 of each side's parameters after its
+steps (the check that the allocator changes no number). ``bench/run.py --malloc hugepages`` runs the whole
+table under the tunable.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import json
 import os
 import resource
@@ -43,6 +47,20 @@ def timed(fn, reps: int) -> tuple[float, float]:
     return float(np.median(ts)), float(np.median(faults))
 
 
+def sha256_of(arrays) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]
+
+
+def fresh_array_faults() -> int:
+    """Minor page faults of filling a fresh 154 MB array: ~37,500 with 4 KiB pages, ~700 with huge pages."""
+    f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    np.ones(500 * 75 * 16 * 64, np.float32)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
+
+
 def child(batches: list[int], gen: bool, reps: int) -> dict:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import jax
@@ -51,7 +69,7 @@ def child(batches: list[int], gen: bool, reps: int) -> dict:
 
     import run as B  # bench/run.py: the same models, optimizers and fake gaits as the full table
 
-    out = {}
+    out, hashes = {}, {}
     for batch in batches:
         g = B.fake_gaits(batch, seed=batch)
         y = np.random.default_rng(1).integers(0, 4, batch)
@@ -60,7 +78,7 @@ def child(batches: list[int], gen: bool, reps: int) -> dict:
         topt = torch.optim.Adam(tm.parameters(), lr=1e-3, weight_decay=1e-4)
         tx, ty, ce = B.to_torch_layout(g), torch.from_numpy(y), torch.nn.CrossEntropyLoss()
 
-        def ref_step(tm=tm, topt=topt, tx=tx, ty=ty):
+        def ref_step():
             topt.zero_grad()
             loss = ce(tm(tx)[0], ty)
             loss.backward()
@@ -72,12 +90,15 @@ def child(batches: list[int], gen: bool, reps: int) -> dict:
                                             jax.random.PRNGKey(0), arrays.gaits)}
         step = jax.jit(functools.partial(B.classifier_train_step, official_double_softmax=True))
 
-        def jax_step(holder=holder, arrays=arrays):
+        def jax_step():
             holder["s"], m = step(holder["s"], arrays, jax.random.PRNGKey(1))
             return float(m["loss"])
 
         out[f"classifier train step b{batch}, PyTorch"] = timed(ref_step, reps)
         out[f"classifier train step b{batch}, stepjax"] = timed(jax_step, reps)
+        hashes[f"b{batch} PyTorch"] = sha256_of(p.detach().numpy() for p in tm.parameters())
+        hashes[f"b{batch} stepjax"] = sha256_of(map(np.asarray, jax.tree_util.tree_leaves(
+            (holder["s"].params, holder["s"].batch_stats))))
     if gen:
         from stepjax.models.cvae import STEPGenCVAE
         from stepjax.training.loop import chunked_apply
@@ -95,8 +116,8 @@ def child(batches: list[int], gen: bool, reps: int) -> dict:
                                  (z, labels), 500)
 
         out["generate 4,000 gaits, stepjax"] = timed(lambda: np.asarray(generate(variables, labels,
-                                                                                jax.random.PRNGKey(0))), 3)
-    return out
+                                                                                jax.random.PRNGKey(0))), reps)
+    return {"timings": out, "hashes": hashes, "fresh_array_faults": fresh_array_faults()}
 
 
 def main(argv=None) -> int:
@@ -111,6 +132,7 @@ def main(argv=None) -> int:
         print(json.dumps(child(a.batches, a.gen, a.reps)))
         return 0
     results: dict[str, dict[str, list]] = {s: {} for s in SETTINGS}
+    hashes: dict[str, list[str]] = {}  # parameters after the steps -> the children that ended with them
     cmd = [sys.executable, os.path.abspath(__file__), "--child", "--reps", str(a.reps), "--batches",
            *map(str, a.batches)] + (["--gen"] if a.gen else [])
     for r in range(a.rounds):
@@ -120,15 +142,20 @@ def main(argv=None) -> int:
             env.pop("GLIBC_TUNABLES", None)
             if SETTINGS[setting]:
                 env["GLIBC_TUNABLES"] = SETTINGS[setting]
-            res = json.loads(subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
-                             .stdout.strip().splitlines()[-1])
-            for k, v in res.items():
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            if proc.returncode:
+                sys.exit(f"child ({setting}) failed:\n{proc.stderr[-3000:]}")
+            res = json.loads(proc.stdout.strip().splitlines()[-1])
+            for k, v in res["timings"].items():
                 results[setting].setdefault(k, []).append(v)
-            print(f"round {r + 1}/{a.rounds}, {setting}: " + "; ".join(f"{k} {v[0] * 1e3:.0f} ms" for k, v in
-                                                                       res.items()), flush=True)
+            hashes.setdefault(json.dumps(res["hashes"], sort_keys=True), []).append(setting)
+            print(f"round {r + 1}/{a.rounds}, {setting}: fresh 154 MB array {res['fresh_array_faults']} faults; " +
+                  "; ".join(f"{k} {v[0] * 1e3:.0f} ms" for k, v in res["timings"].items()), flush=True)
     base, huge = list(SETTINGS)
     print(f"\n{a.rounds} rounds, alternating child processes; per cell: median over the rounds of each child's "
-          f"median ({a.reps} calls), minor page faults per call\n")
+          f"median ({a.reps} calls), minor page faults per call")
+    print("parameters after the steps: " + ("identical in every child (sha256)" if len(hashes) == 1 else
+                                            f"DIFFER between children: {hashes}") + "\n")
     print(f"| workload | {base} | {huge} | speed-up |\n|---|---|---|---|")
     for k in results[base]:
         tb, th = (float(np.median([v[0] for v in results[s][k]])) for s in (base, huge))

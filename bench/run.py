@@ -61,7 +61,7 @@ def load() -> str:
     return "/".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def read_text(path: str) -> str:
+def read_sysfs(path: str) -> str:
     try:
         with open(path) as f:
             return f.read().strip()
@@ -653,12 +653,15 @@ def main() -> int:
     p.add_argument("--gen-chunk", type=int, default=500, help="gaits per decoder call in the generation workload")
     p.add_argument("--malloc", choices=("default", "hugepages"), default="default",
                    help="hugepages: re-run this script with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (glibc >= 2.35), so "
-                   "that both sides' large buffers are backed by transparent huge pages (bench/NOTES.md, session 8)")
+                   "that both sides' large buffers are backed by transparent huge pages (bench/NOTES.md, session 8); "
+                   "default: glibc's default (re-runs without that tunable if the environment has it)")
     a = p.parse_args()
-    if a.malloc == "hugepages" and HUGETLB not in os.environ.get("GLIBC_TUNABLES", ""):
-        sys.stdout.flush()  # glibc reads its tunables at process start only: start again with them
-        env = dict(os.environ, GLIBC_TUNABLES=":".join(filter(None, (os.environ.get("GLIBC_TUNABLES"), HUGETLB))))
-        os.execve(sys.executable, [sys.executable, *sys.argv], env)
+    tunables = [t for t in os.environ.get("GLIBC_TUNABLES", "").split(":") if t]
+    if (a.malloc == "hugepages") != (HUGETLB in tunables):  # glibc reads its tunables at process start only:
+        tunables = [t for t in tunables if t != HUGETLB] + ([HUGETLB] if a.malloc == "hugepages" else [])
+        env = dict(os.environ, GLIBC_TUNABLES=":".join(tunables))  # start again with them (and the same
+        sys.stdout.flush()                                          # interpreter flags, sys.orig_argv)
+        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
     a.infer_impls = tuple(a.infer_impls.split(","))
     a.batches = tuple(int(b) for b in a.batches.split(","))
     a.impls = tuple(a.impls.split(","))
@@ -687,7 +690,8 @@ def main() -> int:
         info["cpu"] = platform.processor()
     info["nproc"] = os.cpu_count()
     info["glibc_tunables"] = os.environ.get("GLIBC_TUNABLES", "")
-    info["thp"] = read_text("/sys/kernel/mm/transparent_hugepage/enabled")
+    info["libc"] = os.confstr("CS_GNU_LIBC_VERSION") if "CS_GNU_LIBC_VERSION" in os.confstr_names else "n/a"
+    info["thp"] = read_sysfs("/sys/kernel/mm/transparent_hugepage/enabled")
     if gpu:
         info["gpu"] = f"{jax.devices()[0].device_kind} (torch: {torch.cuda.get_device_name()})"
     info["load_start"] = os.getloadavg()
@@ -712,7 +716,7 @@ def main() -> int:
     where = f"{info['gpu']}, host " if gpu else ""
     print(f"\n# stepjax vs official-style PyTorch, {info['date']}, {where}{info['cpu']} ({info['nproc']} cores), "
           f"jax {info['jax']}, torch {info['torch']} ({info['torch_threads']} threads, mkldnn off)"
-          f"{', QUICK' if a.quick else ''}; GLIBC_TUNABLES={info['glibc_tunables'] or '(unset)'}, "
+          f"{', QUICK' if a.quick else ''}; {info['libc']}, GLIBC_TUNABLES={info['glibc_tunables'] or '(unset)'}, "
           f"THP {info['thp']}\n")
     print(table)
     print("\nload average (1/5/15 min) per workload, before -> after: " + "; ".join(
