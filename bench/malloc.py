@@ -4,17 +4,17 @@
     python bench/malloc.py --rounds 6 --batches 8 32 --gen
 
 glibc serves a request above its mmap threshold (and, in a thread's arena, anything above 64 MiB) with a fresh
-``mmap`` and returns it with ``munmap`` when freed, so every call of a jitted train step (its temporary buffer)
-and every large PyTorch tensor is page-faulted in again, one 4 KiB page at a time. With
+``mmap`` and returns it with ``munmap`` when freed, so every call of a jitted train step (its temporary buffer) and
+every large PyTorch tensor is page-faulted in again, one 4 KiB page at a time. With
 ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` (glibc >= 2.35, transparent huge pages in 'madvise' or 'always' mode)
-those buffers are backed by 2 MiB pages (a fresh 154 MB numpy array: 37,501 -> 709 faults here). glibc reads its
-tunables at process start only, so each setting runs in its own child process; the children alternate (A B,
-B A, ...) because this machine's speed drifts between minutes. Each child times the official classifier's train
-step called once per batch (stepjax jit, PyTorch reference, as in bench/run.py) and optionally generation of
-4,000 gaits, and reports medians and the minor page faults per call. It also reports the faults of a fresh
-154 MB numpy array (the check that the setting took effect) and a sha256 of each side's parameters after its
-steps (the check that the allocator changes no number). ``bench/run.py --malloc hugepages`` runs the whole
-table under the tunable.
+those buffers are backed by 2 MiB pages (a jitted op's fresh 154 MB output: 37,501 -> 709 faults here). glibc reads
+its tunables at process start only, so each setting runs in its own child process; the children alternate (A B, B
+A, ...) because this machine's speed drifts between minutes. Each child times the official classifier's train step
+called once per batch (stepjax jit, PyTorch reference, as in bench/run.py) and optionally generation of 4,000
+gaits, and reports medians and the minor page faults per call. It also reports the faults of a jitted op's fresh
+154 MB output (the check that the setting took effect) and a sha256 of each side's parameters after its steps (the
+check that the allocator changes no number). ``bench/run.py --malloc hugepages`` runs the whole table under the
+tunable.
 """
 
 from __future__ import annotations
@@ -55,9 +55,17 @@ def sha256_of(arrays) -> str:
 
 
 def fresh_array_faults() -> int:
-    """Minor page faults of filling a fresh 154 MB array: ~37,500 with 4 KiB pages, ~700 with huge pages."""
+    """Minor page faults of one jitted element-wise op writing a fresh 154 MB output (XLA allocates it with
+    glibc's malloc): ~37,500 with 4 KiB pages, ~700 with huge pages. (Not a numpy array: numpy madvises its
+    large allocations for huge pages itself.)"""
+    import jax
+    import jax.numpy as jnp
+
+    x = jnp.ones(500 * 75 * 16 * 64, jnp.float32)
+    scale = jax.jit(lambda x: x * 1.5)
+    scale(x).block_until_ready()  # compile; the timed call below allocates its own output
     f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    np.ones(500 * 75 * 16 * 64, np.float32)
+    scale(x).block_until_ready()
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
 
 
