@@ -20,7 +20,6 @@ tunable.
 from __future__ import annotations
 
 import argparse
-import functools
 import hashlib
 import json
 import os
@@ -73,58 +72,31 @@ def child(batches: list[int], gen: bool, reps: int) -> dict:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import jax
     import jax.numpy as jnp
-    import torch
 
     import run as B  # bench/run.py: the same models, optimizers and fake gaits as the full table
 
     out, hashes = {}, {}
     for batch in batches:
-        g = B.fake_gaits(batch, seed=batch)
-        y = np.random.default_rng(1).integers(0, 4, batch)
-        tm = B.torch_classifier()
-        tm.train()
-        topt = torch.optim.Adam(tm.parameters(), lr=1e-3, weight_decay=1e-4)
-        tx, ty, ce = B.to_torch_layout(g), torch.from_numpy(y), torch.nn.CrossEntropyLoss()
-
-        def ref_step():
-            topt.zero_grad()
-            loss = ce(tm(tx)[0], ty)
-            loss.backward()
-            topt.step()
-            return float(loss.detach())
-
+        g, y = B.classifier_batch(batch)
+        ref_step, tm = B.torch_classifier_step(g, y)
         arrays = B.Arrays(jnp.asarray(g), jnp.zeros((batch, 0), jnp.float32), jnp.asarray(y, jnp.int32))
-        holder = {"s": B.create_train_state(B.official_classifier(None), B.adam_l2(1e-3, 1e-4),
-                                            jax.random.PRNGKey(0), arrays.gaits)}
-        step = jax.jit(functools.partial(B.classifier_train_step, official_double_softmax=True))
-
-        def jax_step():
-            holder["s"], m = step(holder["s"], arrays, jax.random.PRNGKey(1))
-            return float(m["loss"])
-
+        jax_step, holder, _ = B.jax_classifier_step(B.official_classifier(None), arrays)
         out[f"classifier train step b{batch}, PyTorch"] = timed(ref_step, reps)
         out[f"classifier train step b{batch}, stepjax"] = timed(jax_step, reps)
         hashes[f"b{batch} PyTorch"] = sha256_of(p.detach().numpy() for p in tm.parameters())
         hashes[f"b{batch} stepjax"] = sha256_of(map(np.asarray, jax.tree_util.tree_leaves(
             (holder["s"].params, holder["s"].batch_stats))))
     if gen:
+        from stepjax.generation import generate
         from stepjax.models.cvae import STEPGenCVAE
-        from stepjax.training.loop import chunked_apply
 
         n, t = 4000, 75
         labels = jnp.asarray(np.eye(4, dtype=np.float32)[np.arange(n) % 4])
         model = STEPGenCVAE(init_scheme="official")
         variables = jax.jit(lambda k: model.init({"params": k, "sample": k}, jnp.zeros((1, t, 16, 3)),
                                                  jnp.zeros((1, 4)), train=False))(jax.random.PRNGKey(0))
-
-        @jax.jit
-        def generate(variables, labels, rng):
-            z = jax.random.normal(rng, (labels.shape[0], 32))
-            return chunked_apply(lambda b: model.apply(variables, b[0], b[1], t, False, method=STEPGenCVAE.decode),
-                                 (z, labels), 500)
-
-        out["generate 4,000 gaits, stepjax"] = timed(lambda: np.asarray(generate(variables, labels,
-                                                                                jax.random.PRNGKey(0))), reps)
+        out["generate 4,000 gaits, stepjax"] = timed(
+            lambda: np.asarray(generate(model, variables, labels, jax.random.PRNGKey(0), t, chunk=500)), reps)
     return {"timings": out, "hashes": hashes, "fresh_array_faults": fresh_array_faults()}
 
 

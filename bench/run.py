@@ -45,11 +45,12 @@ import torch_reference as tr  # noqa: E402
 from stepjax.affective import affective_features  # noqa: E402
 from stepjax.data.pipeline import Arrays  # noqa: E402
 from stepjax.data.preprocess import align_to_reference  # noqa: E402
+from stepjax.generation import generate  # noqa: E402
 from stepjax.losses import generator_loss  # noqa: E402
 from stepjax.inference import freeze  # noqa: E402
 from stepjax.models.classifier import TRUNKS, STEPClassifier  # noqa: E402
 from stepjax.models.cvae import STEPGenCVAE  # noqa: E402
-from stepjax.training.loop import chunked_apply, classifier_train_step, epoch_fn  # noqa: E402
+from stepjax.training.loop import classifier_train_step, epoch_fn  # noqa: E402
 from stepjax.training.state import TrainState, create_train_state, make_optimizer  # noqa: E402
 
 T, V, C, K, KT = 75, 16, 3, 3, 75
@@ -214,6 +215,46 @@ def torch_sync() -> None:
 # Each returns a list of row dicts: workload, ref_s, jax_s, ref_str, jax_str, flops (per call, useful), target, note.
 
 
+CLASSIFIER_STEP = functools.partial(classifier_train_step, official_double_softmax=True)  # as the official code
+
+
+def classifier_batch(batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """The classifier workload's fixed batch: fake gaits ``(B, T, V, C)`` and random labels ``(B,)``."""
+    return fake_gaits(batch, seed=batch), np.random.default_rng(1).integers(0, 4, batch)
+
+
+def torch_classifier_step(g: np.ndarray, y: np.ndarray):
+    """The reference train step on one fixed batch: official module, Adam(weight_decay) = coupled L2,
+    CrossEntropy on the softmax output (official bug). Returns ``(step() -> loss, torch model)``."""
+    tm = torch_classifier()
+    tm.train()
+    topt = torch.optim.Adam(tm.parameters(), lr=1e-3, weight_decay=1e-4)
+    tx, ty, ce = to_torch_layout(g), torch.from_numpy(y).to(TDEV), torch.nn.CrossEntropyLoss()
+
+    def ref_step():
+        topt.zero_grad()
+        loss = ce(tm(tx)[0], ty)
+        loss.backward()
+        topt.step()
+        return float(loss.detach())
+
+    return ref_step, tm
+
+
+def jax_classifier_step(model: STEPClassifier, batch_arr: Arrays):
+    """stepjax's jitted train step on one fixed batch, same optimizer as the reference. Returns
+    ``(step() -> loss, holder with the state under 's', the jitted step)``."""
+    holder = {"s": create_train_state(model, adam_l2(1e-3, 1e-4), jax.random.PRNGKey(0), batch_arr.gaits)}
+    jstep = jax.jit(CLASSIFIER_STEP)
+    key = jax.random.PRNGKey(1)
+
+    def jax_step():
+        holder["s"], m = jstep(holder["s"], batch_arr, key)
+        return jax_sync(m["loss"])
+
+    return jax_step, holder, jstep
+
+
 def w_matmul(a) -> list[dict]:
     n = 8192 if TDEV.type == "cuda" else 2048
     rng = np.random.default_rng(0)
@@ -239,28 +280,12 @@ def w_matmul(a) -> list[dict]:
 
 
 def _classifier_rows(a, batch: int, impls: tuple[str, ...]) -> list[dict]:
-    rng = np.random.default_rng(1)
-    g = fake_gaits(batch, seed=batch)
-    y = rng.integers(0, 4, batch)
-    # reference: official module, Adam(weight_decay) = coupled L2, CrossEntropy on the softmax output (official bug)
-    tm = torch_classifier()
-    tm.train()
-    topt = torch.optim.Adam(tm.parameters(), lr=1e-3, weight_decay=1e-4)
-    tx_, ty_ = to_torch_layout(g), torch.from_numpy(y).to(TDEV)
-    ce = torch.nn.CrossEntropyLoss()
-
-    def ref_step():
-        topt.zero_grad()
-        out, _ = tm(tx_)
-        loss = ce(out, ty_)
-        loss.backward()
-        topt.step()
-        return float(loss.detach())
-
+    g, y = classifier_batch(batch)
+    ref_step, _ = torch_classifier_step(g, y)
     fns = {"ref": ref_step}
     compiles = {}
     batch_arr = Arrays(jnp.asarray(g), jnp.zeros((batch, 0), jnp.float32), jnp.asarray(y, jnp.int32))
-    step_fn = functools.partial(classifier_train_step, official_double_softmax=True)
+    step_fn = CLASSIFIER_STEP
     nb = 2 if a.quick else 4  # batches per scanned epoch
     data = Arrays(jnp.asarray(fake_gaits(batch * nb, seed=7)), jnp.zeros((batch * nb, 0), jnp.float32),
                   jnp.asarray(np.random.default_rng(2).integers(0, 4, batch * nb), jnp.int32))
@@ -269,14 +294,8 @@ def _classifier_rows(a, batch: int, impls: tuple[str, ...]) -> list[dict]:
         model = official_classifier(None if impl == "default" else impl)
         name = model.temporal_impl if impl == "default" else impl
         tx = adam_l2(1e-3, 1e-4)
-        holder = {"s": create_train_state(model, tx, jax.random.PRNGKey(0), batch_arr.gaits)}
-        jstep = jax.jit(step_fn)
+        jax_step, holder, jstep = jax_classifier_step(model, batch_arr)
         key = jax.random.PRNGKey(1)
-
-        def jax_step(holder=holder, jstep=jstep):
-            holder["s"], m = jstep(holder["s"], batch_arr, key)
-            return jax_sync(m["loss"])
-
         compiles[f"step[{name}]"] = compile_time(jax_step)
         log(f"  step[{name}] batch {batch}: compile+first call {compiles[f'step[{name}]']:.1f} s; "
             f"second call {compile_time(jax_step):.2f} s")
@@ -501,12 +520,6 @@ def _generation_rows(a, impl: str) -> list[dict]:
     variables = jax.jit(lambda k: model.init({"params": k, "sample": k}, jnp.zeros((1, T, V, C)),
                                              jnp.zeros((1, 4)), train=False))(jax.random.PRNGKey(0))
 
-    @jax.jit
-    def generate(variables, labels, rng):
-        z = jax.random.normal(rng, (labels.shape[0], 32))
-        return chunked_apply(lambda b: model.apply(variables, b[0], b[1], T, False, method=STEPGenCVAE.decode),
-                             (z, labels), chunk)
-
     jl = jnp.asarray(labels)
     tl = torch.from_numpy(labels).to(TDEV)
 
@@ -519,7 +532,7 @@ def _generation_rows(a, impl: str) -> list[dict]:
         return np.concatenate(out)
 
     def jx_fn():
-        return np.asarray(generate(variables, jl, jax.random.PRNGKey(0)))
+        return np.asarray(generate(model, variables, jl, jax.random.PRNGKey(0), T, chunk=chunk))
 
     comp = compile_time(jx_fn)
     r = interleaved({"ref": ref, "jax": jx_fn}, 1 if a.quick else 2, warmup=False)
