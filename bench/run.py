@@ -70,6 +70,16 @@ def read_sysfs(path: str) -> str:
         return "n/a"
 
 
+def cpu_model() -> str:
+    """The host CPU's model name (``lscpu``), e.g. 'AMD EPYC' or 'Intel(R) Xeon(R) Processor'."""
+    try:
+        return next(line.split(":", 1)[1].strip() for line in
+                    subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
+                    if line.startswith("Model name"))
+    except Exception:  # noqa: BLE001
+        return platform.processor()
+
+
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')} load {load()}] {msg}", file=sys.stderr, flush=True)
 
@@ -223,9 +233,10 @@ def classifier_batch(batch: int) -> tuple[np.ndarray, np.ndarray]:
     return fake_gaits(batch, seed=batch), np.random.default_rng(1).integers(0, 4, batch)
 
 
-def torch_classifier_step(g: np.ndarray, y: np.ndarray):
+def torch_classifier_step(g: np.ndarray, y: np.ndarray, autocast_bf16: bool = False):
     """The reference train step on one fixed batch: official module, Adam(weight_decay) = coupled L2,
-    CrossEntropy on the softmax output (official bug). Returns ``(step() -> loss, torch model)``."""
+    CrossEntropy on the softmax output (official bug). ``autocast_bf16``: forward under
+    ``torch.autocast(dtype=bfloat16)`` (PyTorch's mixed precision). Returns ``(step() -> loss, torch model)``."""
     tm = torch_classifier()
     tm.train()
     topt = torch.optim.Adam(tm.parameters(), lr=1e-3, weight_decay=1e-4)
@@ -233,7 +244,9 @@ def torch_classifier_step(g: np.ndarray, y: np.ndarray):
 
     def ref_step():
         topt.zero_grad()
-        loss = ce(tm(tx)[0], ty)
+        with torch.autocast(TDEV.type, dtype=torch.bfloat16, enabled=autocast_bf16):
+            out = tm(tx)[0]
+        loss = ce(out.float(), ty)
         loss.backward()
         topt.step()
         return float(loss.detach())
@@ -241,11 +254,12 @@ def torch_classifier_step(g: np.ndarray, y: np.ndarray):
     return ref_step, tm
 
 
-def jax_classifier_step(model: STEPClassifier, batch_arr: Arrays):
-    """stepjax's jitted train step on one fixed batch, same optimizer as the reference. Returns
-    ``(step() -> loss, holder with the state under 's', the jitted step)``."""
+def jax_classifier_step(model: STEPClassifier, batch_arr: Arrays, compute_dtype: str | None = None):
+    """stepjax's jitted train step on one fixed batch, same optimizer as the reference (``compute_dtype``:
+    the library's mixed-precision option). Returns ``(step() -> loss, holder with the state under 's', the
+    jitted step)``."""
     holder = {"s": create_train_state(model, adam_l2(1e-3, 1e-4), jax.random.PRNGKey(0), batch_arr.gaits)}
-    jstep = jax.jit(CLASSIFIER_STEP)
+    jstep = jax.jit(functools.partial(CLASSIFIER_STEP, compute_dtype=compute_dtype))
     key = jax.random.PRNGKey(1)
 
     def jax_step():
@@ -695,12 +709,7 @@ def main() -> int:
     info = dict(date=datetime.datetime.now().isoformat(timespec="seconds"), python=platform.python_version(),
                 jax=jax.__version__, torch=torch.__version__, torch_threads=torch.get_num_threads(),
                 mkldnn=torch.backends.mkldnn.enabled, jax_devices=str(jax.devices()), quick=a.quick)
-    try:
-        info["cpu"] = next(line.split(":", 1)[1].strip() for line in
-                           subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
-                           if line.startswith("Model name"))
-    except Exception:  # noqa: BLE001
-        info["cpu"] = platform.processor()
+    info["cpu"] = cpu_model()
     info["nproc"] = os.cpu_count()
     info["glibc_tunables"] = os.environ.get("GLIBC_TUNABLES", "")
     info["libc"] = os.confstr("CS_GNU_LIBC_VERSION") if "CS_GNU_LIBC_VERSION" in os.confstr_names else "n/a"
