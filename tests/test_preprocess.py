@@ -56,7 +56,9 @@ def test_alignment_is_invariant_to_the_pose_of_the_input():
     np.testing.assert_allclose(pp.align_to_reference(moved, ref), pp.align_to_reference(gaits, ref), atol=1e-4)
     batched = pp.align_to_reference(gaits, ref)
     mapped = jax.vmap(pp.align_to_reference, in_axes=(0, None))(gaits, ref)
-    np.testing.assert_allclose(batched, mapped, atol=1e-6)
+    # Same math, differently fused programs: float32 rounding only. 1e-6 held on the Intel hosts; an AMD EPYC
+    # host (2026-12-04) gave 1.2e-6 at one coordinate of magnitude 0.44 (~40 ulp through the 3x3 SVD).
+    np.testing.assert_allclose(batched, mapped, atol=1e-5)
 
 
 def test_length_policies():
