@@ -167,13 +167,13 @@ def _triangle_area(a, b, c):
     return 0.5 * _safe_norm(_cross(b - a, c - a))
 
 
-def _box_volume(box_max, box_min):
+def _box_volume(box_max, box_min, mean_t):
     """Mean over frames of the box volume / 1000; ``box_*`` are ``(3, ..., T)``."""
     size = box_max - box_min
-    return jnp.mean(size[0] * size[1] * size[2] / 1000, axis=-1)
+    return mean_t(size[0] * size[1] * size[2] / 1000)
 
 
-def _volume_official(p):
+def _volume_official(p, mean_t):
     """Mean over frames of the bounding box as the official ``if ... elif`` loop over the 16 joints computes it.
 
     Per coordinate the loop starts from ``min = +inf, max = -inf`` and, joint by joint, does
@@ -185,22 +185,26 @@ def _volume_official(p):
     cummin = jax.lax.cummin(p, axis=1)
     prefix_min = jnp.concatenate([jnp.full_like(p[:, :1], jnp.inf), cummin[:, :-1]], axis=1)
     tested = ~(p < prefix_min)
-    return _box_volume(jnp.max(jnp.where(tested, p, -jnp.inf), axis=1), jnp.min(p, axis=1))
+    return _box_volume(jnp.max(jnp.where(tested, p, -jnp.inf), axis=1), jnp.min(p, axis=1), mean_t)
 
 
-def _volume_bbox(p):
-    return _box_volume(jnp.max(p, axis=1), jnp.min(p, axis=1))
+def _volume_bbox(p, mean_t):
+    return _box_volume(jnp.max(p, axis=1), jnp.min(p, axis=1), mean_t)
 
 
 # ----------------------------------------------------------------------------- foot strikes
 
-def _strike_mask(y):
+def _strike_mask(y, lengths=None):
     """Official foot-strike frames of a foot height ``y (..., T)``: interior frames ``i`` (``1 <= i <= T-2``) with
-    ``y[i] <= y[i-1] and y[i] <= y[i+1]`` (local minima; every frame of a flat bottom plateau counts)."""
+    ``y[i] <= y[i-1] and y[i] <= y[i+1]`` (local minima; every frame of a flat bottom plateau counts). With
+    ``lengths (...)`` only the first ``lengths`` frames are the gait (``i <= lengths - 2``)."""
     mid = y[..., 1:-1]
     m = (mid <= y[..., :-2]) & (mid <= y[..., 2:])
     pad = jnp.zeros_like(m[..., :1])
-    return jnp.concatenate([pad, m, pad], axis=-1)
+    m = jnp.concatenate([pad, m, pad], axis=-1)
+    if lengths is not None:
+        m = m & (jnp.arange(y.shape[-1]) < lengths[..., None] - 1)
+    return m
 
 
 def _strike_stats(mask):
@@ -213,14 +217,14 @@ def _strike_stats(mask):
     return count, last - first
 
 
-def _mean_strike_gap(p, *, official: bool):
+def _mean_strike_gap(p, lengths=None, *, official: bool):
     """Mean gap in frames between consecutive same-foot strikes, pooled over both feet.
 
     Both feet with >= 2 strikes: (sum of all gaps) / (number of gaps). Only one foot: that foot's mean gap
-    (+ 1 in the official code). Neither: ``T`` frames.
+    (+ 1 in the official code). Neither: ``T`` frames (the gait's length).
     """
-    t, dtype = p.shape[-1], p.dtype
-    (n1, s1), (n2, s2) = (_strike_stats(_strike_mask(p[UP_AXIS, j])) for j in _FEET)
+    t, dtype = (p.shape[-1] if lengths is None else lengths), p.dtype
+    (n1, s1), (n2, s2) = (_strike_stats(_strike_mask(p[UP_AXIS, j], lengths)) for j in _FEET)
     ok1, ok2 = n1 >= 2, n2 >= 2
     f = lambda x: x.astype(dtype)  # noqa: E731
     pooled = f(s1 + s2) / f(jnp.maximum(n1 + n2 - 2, 1))
@@ -230,7 +234,7 @@ def _mean_strike_gap(p, *, official: bool):
     return jnp.where(ok1 & ok2, pooled, jnp.where(ok1, one1, jnp.where(ok2, one2, jnp.asarray(t, dtype))))
 
 
-def _stride_length_m(p):
+def _stride_length_m(p, lengths, mean_t):
     """Fixed stride length in metres: twice the mean horizontal (XZ) distance between the two feet at the
     foot-strike frames of either foot (a frame that is a strike for both feet counts twice); when there is no
     strike at all, twice the mean over all frames. Translation-, heading- and mirror-invariant, and defined for
@@ -238,10 +242,10 @@ def _stride_length_m(p):
     horizontal = np.array([a for a in range(NUM_COORDS) if a != UP_AXIS])
     left, right = p[:, _FEET[0]], p[:, _FEET[1]]  # (3, ..., T)
     sep = _safe_norm(left[horizontal] - right[horizontal])  # (..., T)
-    w = sum(_strike_mask(foot[UP_AXIS]).astype(p.dtype) for foot in (left, right))
+    w = sum(_strike_mask(foot[UP_AXIS], lengths).astype(p.dtype) for foot in (left, right))
     total = jnp.sum(w, axis=-1)
     at_strikes = jnp.sum(w * sep, axis=-1) / jnp.where(total > 0, total, 1.0)
-    return 2 * jnp.where(total > 0, at_strikes, jnp.mean(sep, axis=-1))
+    return 2 * jnp.where(total > 0, at_strikes, mean_t(sep))
 
 
 # ----------------------------------------------------------------------------- features
@@ -256,14 +260,30 @@ _TRIANGLES = np.array([(9, 2, 6), (15, 0, 12)], dtype=np.int32)  # features 10-1
 _CHUNK = 32
 
 
-def _features(g, official: bool, time_step, stride: bool):
-    """Features of gaits ``(..., T, 16, 3)`` -> ``(..., F)``, computed on the planar layout (see "numerics")."""
+def _frame_mean(lengths, lost: int = 0):
+    """Mean over the last (frame) axis: of all frames, or of the first ``lengths - lost`` (``lost`` frames are
+    used up by ``lost`` frame differences)."""
+    if lengths is None:
+        return lambda x: jnp.mean(x, axis=-1)
+
+    def mean(x):
+        n = lengths - lost
+        valid = jnp.arange(x.shape[-1]) < n[..., None]
+        return jnp.sum(jnp.where(valid, x, 0), axis=-1) / n.astype(x.dtype)
+
+    return mean
+
+
+def _features(g, official: bool, time_step, stride: bool, lengths=None):
+    """Features of gaits ``(..., T, 16, 3)`` -> ``(..., F)``, computed on the planar layout (see "numerics");
+    ``lengths (...)``: frames of each gait (the rest is padding), ``None`` for all ``T``."""
     angle = _angle_official if official else _angle_safe
     norm = _norm if official else _safe_norm
     area = _heron if official else _triangle_area
     p = jnp.moveaxis(g, (-1, -2, -3), (0, 1, -1))  # (3, 16, ..., T)
     joints = lambda idx: p[:, np.asarray(idx)]  # noqa: E731  (3, k, ..., T)
-    mean_t = lambda x: jnp.moveaxis(jnp.mean(x, axis=-1), 0, -1)  # noqa: E731  (k, ..., T) -> (..., k)
+    frame_mean = _frame_mean(lengths)
+    mean_t = lambda x, lost=0: jnp.moveaxis(_frame_mean(lengths, lost)(x), 0, -1)  # noqa: E731  (k, ..., T) -> (..., k)
 
     # Each group is computed on a stacked joint axis (fewer ops, faster compiles, especially for gradients).
     first = joints(_ANGLE_JOINTS[:, 0]) - joints(_ANGLE_JOINTS[:, 1])
@@ -272,7 +292,7 @@ def _features(g, official: bool, time_step, stride: bool):
     second = jnp.concatenate([second[:, :_VERTICAL_ROW], vertical, second[:, _VERTICAL_ROW + 1:]], axis=1)
     tri = [joints(_TRIANGLES[:, i]) for i in range(3)]
     cols = [
-        (_volume_official(p) if official else _volume_bbox(p))[..., None],
+        (_volume_official(p, frame_mean) if official else _volume_bbox(p, frame_mean))[..., None],
         mean_t(angle(first, second)),
         mean_t(norm(joints(_DISTANCE_JOINTS) - p[:, :1]) / 10),
         mean_t(area(*tri) / 100),
@@ -281,17 +301,17 @@ def _features(g, official: bool, time_step, stride: bool):
     vel = jnp.diff(moving, axis=-1) / time_step
     acc = jnp.diff(vel, axis=-1) / time_step
     jerk = jnp.diff(acc, axis=-1) / time_step
-    for diff in (vel, acc, jerk):
-        cols.append(mean_t(norm(diff) / 10))  # (..., 5)
+    for lost, diff in enumerate((vel, acc, jerk), start=1):
+        cols.append(mean_t(norm(diff) / 10, lost))  # (..., 5)
 
     if stride:
-        gap = _mean_strike_gap(p, official=official)
-        length = gap if official else _stride_length_m(p)
+        gap = _mean_strike_gap(p, lengths, official=official)
+        length = gap if official else _stride_length_m(p, lengths, frame_mean)
         cols.append(jnp.stack([length, gap * time_step], axis=-1))
     return jnp.concatenate(cols, axis=-1).astype(g.dtype)
 
 
-def _features_chunked(g, official: bool, time_step, stride: bool):
+def _features_chunked(g, official: bool, time_step, stride: bool, lengths=None):
     """:func:`_features` over the flattened leading axes in cache-sized chunks (``lax.map``), remainder apart.
     CPU only: on accelerators the batch runs in one piece (a sequential map would only serialise it)."""
     batch_shape, gait_shape = g.shape[:-3], g.shape[-3:]
@@ -299,20 +319,23 @@ def _features_chunked(g, official: bool, time_step, stride: bool):
     n = flat.shape[0]
     whole = n - n % _CHUNK
     if whole == 0 or jax.default_backend() != "cpu":
-        return _features(g, official, time_step, stride)
-    fn = lambda x: _features(x, official, time_step, stride)  # noqa: E731
-    out = jax.lax.map(fn, flat[:whole].reshape((-1, _CHUNK) + gait_shape))
+        return _features(g, official, time_step, stride, lengths)
+    flat_len = None if lengths is None else jnp.broadcast_to(lengths, batch_shape).reshape(-1)
+    fn = lambda x, n_: _features(x, official, time_step, stride, n_)  # noqa: E731
+    chunk_len = None if flat_len is None else flat_len[:whole].reshape(-1, _CHUNK)
+    out = jax.lax.map(lambda xs: fn(*xs), (flat[:whole].reshape((-1, _CHUNK) + gait_shape), chunk_len))
     out = out.reshape((whole, -1))
     if whole < n:
-        out = jnp.concatenate([out, fn(flat[whole:])], axis=0)
+        out = jnp.concatenate([out, fn(flat[whole:], None if flat_len is None else flat_len[whole:])], axis=0)
     return out.reshape(batch_shape + out.shape[-1:])
 
 
 # Compiled once per shape/dtype/mode: eager calls are fast, and inside a caller's jit this is simply inlined.
-_features_jit = jax.jit(_features_chunked, static_argnums=(1, 3))
+_features_jit = jax.jit(_features_chunked, static_argnums=(1, 3))  # lengths: None or an array
 
 
-def affective_features(gaits, *, official: bool = False, time_step: float = 1 / 30, stride: bool = True):
+def affective_features(gaits, lengths=None, *, official: bool = False, time_step: float = 1 / 30,
+                       stride: bool = True):
     """Affective features of gaits ``(..., T, 16, 3)`` -> ``(..., 29)`` (``(..., 27)`` with ``stride=False``).
 
     Pure ``jax.numpy`` (no Python loop over frames or gaits; on CPU large batches run as a ``lax.map`` over
@@ -322,6 +345,11 @@ def affective_features(gaits, *, official: bool = False, time_step: float = 1 / 
     Args:
       gaits: raw joint positions (numpy or jax), metres, Y up, joint order of ``stepjax.skeleton``. Integer input
         is cast to the default float dtype; float64 stays float64 only with x64 enabled.
+      lengths: optional int ``(...)``: the number of real frames of each gait, for variable-length gaits
+        stacked to a common ``T`` (``stepjax.data.preprocess.to_fixed_length`` tiles them): only the first
+        ``lengths`` frames are used, so the features equal those of the untiled gait (the official code computes
+        them on the raw frames, before any padding). ``None``: every frame is real. Each must be in ``[4, T]``
+        (checked when concrete).
       official: ``True`` reproduces ``compute_features(frames, time_step, add_stride_features)`` of the official
         code exactly, bugs included:
 
@@ -353,10 +381,26 @@ def affective_features(gaits, *, official: bool = False, time_step: float = 1 / 
       ``(..., F)`` array in the input's float dtype, order ``FEATURE_NAMES``.
 
     Raises:
-      ValueError: if the trailing shape is not ``(T, 16, 3)`` or ``T < 4``.
+      ValueError: if the trailing shape is not ``(T, 16, 3)`` or ``T < 4``, or ``lengths`` does not fit.
     """
     g = _as_gaits(gaits)
-    return _features_jit(g, bool(official), time_step, bool(stride))
+    if lengths is not None:
+        lengths = _as_lengths(lengths, g.shape)
+    return _features_jit(g, bool(official), time_step, bool(stride), lengths)
+
+
+def _as_lengths(lengths, gait_shape) -> jax.Array:
+    batch_shape, t = tuple(gait_shape[:-3]), gait_shape[-3]
+    if tuple(np.shape(lengths)) != batch_shape:
+        raise ValueError(f"lengths must have the gaits' batch shape {batch_shape}, got {tuple(np.shape(lengths))}")
+    if not isinstance(lengths, jax.core.Tracer):
+        values = np.asarray(lengths)
+        if not np.issubdtype(values.dtype, np.integer):
+            raise ValueError(f"lengths must be integers, got dtype {values.dtype}")
+        if values.size and (values.min() < MIN_FRAMES or values.max() > t):
+            raise ValueError(f"lengths must lie in [{MIN_FRAMES}, T={t}] (jerk uses 3 frame differences), "
+                             f"got min {values.min()}, max {values.max()}")
+    return jnp.asarray(lengths, jnp.int32)
 
 
 # ----------------------------------------------------------------------------- normalisation

@@ -10,17 +10,20 @@ import numpy as np
 
 from stepjax import LABEL_NAMES
 from stepjax.data import pipeline
-from stepjax.data.preprocess import to_fixed_length, validate_gaits
+from stepjax.data.preprocess import real_frame_counts, to_fixed_length, validate_gaits
 from stepjax.inference import make_predict_fn, restore_classifier
 from stepjax.metrics import aggregate, classification_report
 
 SPLITS = ("train", "val", "test", "all")
 
 
-def predict_labels(predict_fn, variables, gaits: np.ndarray, chunk: int = 512) -> np.ndarray:
-    """Argmax predictions for raw gaits ``(N, T, 16, 3)``, jitted, in chunks."""
+def predict_labels(predict_fn, variables, gaits: np.ndarray, chunk: int = 512,
+                   lengths: np.ndarray | None = None) -> np.ndarray:
+    """Argmax predictions for raw gaits ``(N, T, 16, 3)`` (``lengths``: real frames per gait), jitted, in chunks."""
     fn = jax.jit(predict_fn)
-    preds = [np.asarray(fn(variables, gaits[s:s + chunk]).logits.argmax(-1)) for s in range(0, len(gaits), chunk)]
+    part = lambda a, s: None if a is None else a[s:s + chunk]  # noqa: E731
+    preds = [np.asarray(fn(variables, gaits[s:s + chunk], part(lengths, s)).logits.argmax(-1))
+             for s in range(0, len(gaits), chunk)]
     return np.concatenate(preds)
 
 
@@ -33,7 +36,9 @@ def evaluate_workdir(workdir: str, split: str = "test", features: str | None = N
         from stepjax.data.egait import read_egait
 
         data = read_egait(features, labels or None)
-        gaits = to_fixed_length(data.gaits, int(cfg.data.num_frames or 75), cfg.data.get("length_policy", "tile"))
+        length, policy = int(cfg.data.num_frames or 75), cfg.data.get("length_policy", "tile")
+        gaits = to_fixed_length(data.gaits, length, policy)
+        lengths = real_frame_counts(data.gaits, length, policy)
         y, source = data.labels, os.fspath(features)
     else:
         if split not in SPLITS:
@@ -44,8 +49,9 @@ def evaluate_workdir(workdir: str, split: str = "test", features: str | None = N
         if len(idx) == 0:
             raise ValueError(f"split {split!r} of {workdir} is empty")
         gaits, y, source = raw.gaits[idx], raw.labels[idx], f"{cfg.data.source}:{split}"
+        lengths = raw.lengths_at(idx)
     validate_gaits(gaits)
-    preds = predict_labels(predict_fn, variables, gaits)
+    preds = predict_labels(predict_fn, variables, gaits, lengths=lengths)
     report = classification_report(y, preds, len(LABEL_NAMES))
     report.update(workdir=os.fspath(workdir), data=source, checkpoint=which)
     return report

@@ -80,7 +80,7 @@ def evaluate_generator(gen_workdir: str, classifier_workdir: str, num_per_class:
     for name in ("train", "test"):
         idx = getattr(split, name)
         if len(idx) >= 2:
-            outputs[name] = classifier_outputs(predict_fn, cls_vars, raw.gaits[idx])
+            outputs[name] = classifier_outputs(predict_fn, cls_vars, raw.gaits[idx], lengths=raw.lengths_at(idx))
             real_labels[name] = raw.labels[idx]
     gen_feats = outputs["generated"][0]
     report = {

@@ -113,14 +113,16 @@ def motion_statistics(gaits: np.ndarray) -> dict:
     return {"joint_speed": float(speed), "pose_std": float(g.std(axis=1).mean())}
 
 
-def classifier_outputs(predict_fn: Callable, variables, gaits: np.ndarray, chunk: int = 512
-                       ) -> tuple[np.ndarray, np.ndarray]:
+def classifier_outputs(predict_fn: Callable, variables, gaits: np.ndarray, chunk: int = 512,
+                       lengths: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(features (N, D), logits (N, K))`` of raw gaits through a classifier ``predict_fn``
-    (:func:`stepjax.inference.make_predict_fn`; its own preprocessing is applied), jitted, in chunks."""
+    (:func:`stepjax.inference.make_predict_fn`; its own preprocessing is applied), jitted, in chunks.
+    ``lengths``: real frames per gait (``RawDataset.lengths``), ``None`` when all are real."""
     fn = jax.jit(predict_fn)
     feats, logits = [], []
     for s in range(0, len(gaits), chunk):
-        out = fn(variables, np.asarray(gaits[s:s + chunk], np.float32))
+        part = None if lengths is None else lengths[s:s + chunk]
+        out = fn(variables, np.asarray(gaits[s:s + chunk], np.float32), part)
         feats.append(np.asarray(out.features))
         logits.append(np.asarray(out.logits))
     return np.concatenate(feats), np.concatenate(logits)

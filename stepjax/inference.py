@@ -67,13 +67,18 @@ def restore_classifier(workdir: str | os.PathLike, which: str = "best"):
 
 
 def make_predict_fn(model) -> Callable:
-    """The pure ``predict_fn(variables, gaits) -> Prediction`` for a classifier module."""
+    """The pure ``predict_fn(variables, gaits, lengths=None) -> Prediction`` for a classifier module.
 
-    def predict_fn(variables, gaits: jax.Array) -> Prediction:
+    ``lengths`` (int, ``(N,)`` or a scalar for one gait) is for variable-length gaits tiled to a common length
+    (``stepjax.data.preprocess.to_fixed_length``): the affective features are then computed on each gait's
+    first ``lengths`` (real) frames, as in training; ``None``: every frame is real."""
+
+    def predict_fn(variables, gaits: jax.Array, lengths: jax.Array | None = None) -> Prediction:
         single = gaits.ndim == 3
         if single:
             gaits = gaits[None]
-        model_gaits, affective = variables["preprocessor"](gaits)
+            lengths = None if lengths is None else jnp.reshape(lengths, (1,))
+        model_gaits, affective = variables["preprocessor"](gaits, lengths)
         logits, features = model.apply(variables["model"], model_gaits, affective, train=False)
         out = Prediction(logits, jax.nn.softmax(logits, -1), features)
         return jax.tree_util.tree_map(lambda a: a[0], out) if single else out
@@ -82,7 +87,7 @@ def make_predict_fn(model) -> Callable:
 
 
 def freeze(predict_fn: Callable, variables) -> Callable:
-    """A jitted ``gaits -> Prediction`` with ``variables`` baked into the program as constants (serving).
+    """A jitted ``gaits [, lengths] -> Prediction`` with ``variables`` baked into the program as constants (serving).
 
     ``predict_fn(variables, gaits)`` recomputes every weight-only expression on each call: the
     frequency-domain kernels of the 'dft' temporal convolution (a ``(2F, R) x (R, s*C_in*C_out)`` matmul
@@ -96,7 +101,7 @@ def freeze(predict_fn: Callable, variables) -> Callable:
     numbers as ``predict_fn`` to float32 rounding.
     """
     frozen = jax.tree_util.tree_map(np.asarray, variables)
-    return jax.jit(lambda gaits: predict_fn(frozen, gaits))
+    return jax.jit(lambda gaits, *lengths: predict_fn(frozen, gaits, *lengths))
 
 
 def load_classifier(workdir: str | os.PathLike, which: str = "best") -> tuple[Callable, dict]:

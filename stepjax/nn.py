@@ -597,6 +597,8 @@ class STGCNBlock(nn.Module):
     def __call__(self, x: Array, train: bool, num_frames: int | None = None) -> Array:
         if num_frames is not None and x.shape[1] != 1:
             raise ValueError(f"with num_frames the input must be one frame (N, 1, V, C), got {x.shape}")
+        if self.kernel_size % 2 != 1:  # 'same' padding (Kt-1)/2 on both sides needs an odd kernel (as official)
+            raise ValueError(f"STGCNBlock needs an odd temporal kernel_size, got {self.kernel_size}")
         dense_init = initializers(self.init_scheme)["kernel"]
         if not self.residual:
             res = 0.0

@@ -379,6 +379,61 @@ def test_fixed_gradients_are_finite(walks):
     assert np.isnan(np.asarray(_features_official(_degenerate(walks[1])))[[1, 2]]).all()
 
 
+def test_fixed_gradients_match_finite_differences():
+    """Values, not just finiteness: d(w . features)/d(gait) against central differences, in float64, on a generic
+    walk (no ties in the strike rule, so the features are differentiable there)."""
+    rng = np.random.default_rng(11)
+    g = synthetic_walk(rng, noise=0.02)
+    for foot in (12, 15):  # break the flat contact plateaus: a tie moves a strike under a tiny perturbation
+        g[:, foot, 1] += rng.uniform(0, 1e-3, T_SMALL)
+    with jax.enable_x64(True):
+        w = jnp.asarray(rng.normal(size=29))
+        scalar = jax.jit(lambda x: jnp.sum(aff.affective_features(x) * w))
+        x = jnp.asarray(g, jnp.float64)
+        grad = np.asarray(jax.grad(scalar)(x))
+        eps = 1e-6
+        for idx in [tuple(int(i) for i in rng.integers((T_SMALL, 16, 3))) for _ in range(40)]:
+            e = np.zeros_like(g)
+            e[idx] = eps
+            fd = (float(scalar(x + e)) - float(scalar(x - e))) / (2 * eps)
+            np.testing.assert_allclose(grad[idx], fd, rtol=1e-5, atol=1e-6 * np.abs(grad).max(), err_msg=str(idx))
+        # every joint group moves the features: the speed/acceleration/jerk joints and the distance joints too
+        per_feature = np.abs(np.asarray(jax.jacrev(aff.affective_features)(x))).sum(axis=(1, 2, 3))
+        assert np.all(per_feature[:27] > 0), np.flatnonzero(per_feature[:27] == 0)
+
+
+# ----------------------------------------------------------------------------- variable-length gaits
+
+@pytest.mark.parametrize("official", [True, False])
+def test_lengths_give_the_features_of_the_untiled_gaits(official):
+    """Gaits tiled to a common length (the official loader's padding) with ``lengths`` = their real frames have
+    the features of the real frames alone (the official code computes them before padding), through the chunked
+    path (a batch larger than one chunk), ``jit`` and ``vmap``; without ``lengths`` the wrap jumps change them."""
+    from stepjax.data.preprocess import tile_to_length
+
+    rng = np.random.default_rng(5)
+    n, t = aff._CHUNK + 5, 40
+    lengths = rng.integers(aff.MIN_FRAMES, t + 1, n)
+    lengths[:3] = (aff.MIN_FRAMES, t, 9)
+    walks = [synthetic_walk(rng, num_frames=int(k)).astype(np.float32) for k in lengths]
+    tiled = np.stack([tile_to_length(w, t) for w in walks])
+    fn = functools.partial(aff.affective_features, official=official)
+    expected = np.stack([np.asarray(fn(w)) for w in walks])
+    _close(fn(tiled, lengths), expected, rtol=1e-5, atol=1e-5)
+    _close(jax.jit(fn)(tiled, lengths), expected, rtol=1e-5, atol=1e-5)
+    _close(jax.vmap(fn)(tiled, lengths), expected, rtol=1e-5, atol=1e-5)
+    _close(fn(tiled, np.full(n, t)), fn(tiled), rtol=1e-5, atol=1e-5)
+    short = lengths < t
+    assert not np.allclose(np.asarray(fn(tiled))[short, 17:27], expected[short, 17:27], rtol=1e-2)
+
+
+@pytest.mark.parametrize("lengths,match", [(np.full(3, 3), r"\[4, T=12\]"), (np.full(3, 13), r"\[4, T=12\]"),
+                                           (np.full(2, 8), "batch shape"), (np.full(3, 8.0), "integers")])
+def test_bad_lengths_raise(lengths, match):
+    with pytest.raises(ValueError, match=match):
+        aff.affective_features(np.zeros((3, T_SMALL, 16, 3), np.float32), lengths)
+
+
 @pytest.mark.parametrize("shape", [(12, 16, 2), (12, 48), (16, 3), (12, 15, 3), (3, 16, 3), (2, 0, 16, 3)])
 def test_bad_shapes_raise(shape):
     with pytest.raises(ValueError, match=r"\(.*\)"):

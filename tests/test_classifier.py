@@ -87,6 +87,33 @@ def test_block_residual_rule(cin, cout, stride, residual, kind):
     y = block.apply(v, x, train=False)
     assert y.shape == (2, (9 - 1) // stride + 1, 16, cout)
     assert bool(jnp.all(y >= 0))  # ends in ReLU
+    # the residual's value: relu(z + r) - relu(z) == r wherever both pre-activations are positive, where z is
+    # the block without residual (same gcn/tcn parameters) and r the identity or the strided 1x1 projection + BN
+    x = jax.random.normal(jax.random.PRNGKey(1), (2, 9, 16, cin))
+    y = np.asarray(block.apply(v, x, train=False))
+    plain = STGCNBlock(cout, skeleton.spatial_adjacency(), kernel_size=5, stride=stride, residual=False)
+    z = np.asarray(plain.apply({c: {k: t for k, t in tree.items() if not k.startswith("residual")}
+                                for c, tree in v.items()}, x, train=False))
+    if kind == "none":
+        np.testing.assert_array_equal(y, z)
+        return
+    xs = np.asarray(x[:, ::stride])
+    if kind == "identity":
+        r = xs
+    else:
+        p, bn = v["params"]["residual_proj"], v["params"]["residual_bn"]
+        stats = v["batch_stats"]["residual_bn"]
+        h = xs @ np.asarray(p["kernel"]) + np.asarray(p["bias"])
+        r = (h - stats["mean"]) / np.sqrt(stats["var"] + 1e-5) * bn["scale"] + bn["bias"]
+    both = (z > 0) & (y > 0)
+    assert both.mean() > 0.2
+    np.testing.assert_allclose(y[both] - z[both], np.broadcast_to(r, y.shape)[both], rtol=1e-4, atol=1e-5)
+
+
+def test_even_temporal_kernel_is_a_clear_error():
+    block = STGCNBlock(8, skeleton.spatial_adjacency(), kernel_size=4)
+    with pytest.raises(ValueError, match="odd temporal kernel_size, got 4"):
+        block.init(jax.random.PRNGKey(0), jnp.ones((1, 10, 16, 8)), train=False)
 
 
 def test_hybrid_needs_affective_features_and_heads_differ():
@@ -100,5 +127,7 @@ def test_hybrid_needs_affective_features_and_heads_differ():
         assert ("fc1" in v["params"]) and v["params"]["fc1"]["kernel"].shape[1] == (128 if head == "mlp" else 96)
     with pytest.raises(ValueError, match=r"affective features of shape \(N, 29\)"):
         m.apply(v, x)
+    with pytest.raises(ValueError, match="batches of at least 2 gaits"):  # fusion_bn over one gait: all zeros
+        m.apply(v, x[:1], aff[:1], train=True, mutable=["batch_stats"])
     with pytest.raises(ValueError, match=r"\(N, T, 16, 3\)"):
         m.apply(v, jnp.zeros((2, 12, 48)), aff)

@@ -93,3 +93,47 @@ def test_official_tiling_reproduces_golden_egait_inputs():
 def test_validate_gaits(bad, match):
     with pytest.raises(ValueError, match=match):
         pp.validate_gaits(bad)
+
+
+@pytest.mark.parametrize("official", [True, False])
+def test_egait_source_computes_affective_features_on_the_real_frames(official):
+    """E-Gait gaits (26-32 frames in the samples) are tiled to 75 for the model, but their affective features are
+    those of the real frames (the official features file is computed before any padding)."""
+    import ml_collections
+    from conftest import EGAIT_SAMPLES, require
+    from stepjax import affective as aff
+    from stepjax.data import pipeline
+    from stepjax.data.egait import read_egait
+
+    path = require(EGAIT_SAMPLES / "sample_features.h5")
+    data = read_egait(path, EGAIT_SAMPLES / "sample_labels.h5")
+    raw = pipeline.load_source(ml_collections.ConfigDict(dict(
+        source="egait", path=str(path), labels_path=str(EGAIT_SAMPLES / "sample_labels.h5"), num_frames=75)))
+    np.testing.assert_array_equal(raw.lengths, [len(g) for g in data.gaits])
+    assert raw.gaits.shape == (3, 75, 16, 3) and raw.lengths.max() < 75
+    cfg = ml_collections.ConfigDict(dict(reference="first", num_affective=29, affective_official=official,
+                                         time_step=1 / 30, align=True))
+    prep = pipeline.fit_preprocessor(raw.gaits, cfg, raw.lengths)
+    real = np.stack([np.asarray(aff.affective_features(g, official=official)) for g in data.gaits])
+    norm = aff.fit_normalizer(real)
+    np.testing.assert_allclose(prep.aff_center, norm.center, rtol=1e-5, atol=1e-6)
+    arrays = pipeline.apply_preprocessor(prep, raw.gaits, raw.labels, lengths=raw.lengths)
+    np.testing.assert_allclose(arrays.affective, aff.normalize(real, norm), atol=1e-4)
+    tiled = np.asarray(aff.affective_features(raw.gaits, official=official))
+    assert not np.allclose(tiled[:, 17:27], real[:, 17:27], rtol=0.1)  # what ignoring the lengths would give
+
+
+def test_alignment_of_a_first_frame_without_spread_is_a_finite_translation():
+    """A first frame with every joint on the root (e.g. a zeroed frame) has no rotation or scale to fit: the gait
+    is only translated (R = I, c = 1) instead of turning into NaN, and the other gaits of the batch are unchanged."""
+    d = golden("classifier_io.npz")
+    raw = d["gaits_raw"].reshape(32, 75, 16, 3)[:3].copy()
+    raw[1, 0] = raw[1, 0, 0]  # all joints at the root in frame 0
+    out = np.asarray(pp.align_to_reference(raw, d["align_reference"]))
+    assert np.all(np.isfinite(out))
+    ref_mean = np.asarray(pp.root_center(d["align_reference"])).mean(0)
+    np.testing.assert_allclose(out[1], np.asarray(pp.root_center(raw[1])) + ref_mean, atol=1e-6)
+    np.testing.assert_allclose(out[[0, 2]], np.asarray(pp.align_to_reference(raw[[0, 2]], d["align_reference"])),
+                               atol=1e-6)
+    grad = jax.grad(lambda g: jnp.sum(pp.align_to_reference(g, d["align_reference"]) ** 2))(jnp.asarray(raw))
+    assert np.all(np.isfinite(np.asarray(grad)))

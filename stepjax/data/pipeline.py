@@ -23,12 +23,18 @@ from stepjax.skeleton import mirror
 
 
 class RawDataset(NamedTuple):
-    """Raw (un-aligned) fixed-length gaits ``(N, T, 16, 3)`` float32, labels int32 ``(N,)``, subject ids."""
+    """Raw (un-aligned) fixed-length gaits ``(N, T, 16, 3)`` float32, labels int32 ``(N,)``, subject ids, and
+    ``lengths`` int32 ``(N,)``: the real frames of gaits that were tiled to ``T`` (``None``: all ``T`` are real)."""
 
     gaits: np.ndarray
     labels: np.ndarray
     subjects: np.ndarray | None
     keys: tuple[str, ...] | None = None
+    lengths: np.ndarray | None = None
+
+    def lengths_at(self, idx) -> np.ndarray | None:
+        """``lengths[idx]``, or ``None`` when every frame is real."""
+        return None if self.lengths is None else self.lengths[idx]
 
 
 def load_source(cfg) -> RawDataset:
@@ -47,9 +53,9 @@ def load_source(cfg) -> RawDataset:
             raise ValueError("data.source='egait' needs --config.data.path=/path/to/features.h5 "
                              "(and data.labels_path unless labels are in the key suffix)")
         data = read_egait(cfg.path, cfg.get("labels_path") or None)
-        length = cfg.get("num_frames") or None
-        gaits = pp.to_fixed_length(data.gaits, length, cfg.get("length_policy", "tile"))
-        return RawDataset(gaits, data.labels, None, data.keys)
+        length, policy = cfg.get("num_frames") or None, cfg.get("length_policy", "tile")
+        gaits = pp.to_fixed_length(data.gaits, length, policy)
+        return RawDataset(gaits, data.labels, None, data.keys, pp.real_frame_counts(data.gaits, length, policy))
     if cfg.source == "bandai":
         return load_bandai_windows(cfg)
     raise ValueError(f"unknown data.source {cfg.source!r}; choose 'walkers', 'egait' or 'bandai'")
@@ -83,9 +89,10 @@ def load_bandai_windows(cfg) -> RawDataset:
             labels.append(label)
             clips.append(clip)
             keys.append(key)
-    fixed = pp.to_fixed_length(gaits, frames, cfg.get("length_policy", "tile"))
+    policy = cfg.get("length_policy", "tile")
+    fixed = pp.to_fixed_length(gaits, frames, policy)
     return RawDataset(np.asarray(fixed, np.float32), np.asarray(labels, np.int32), np.asarray(clips, np.int32),
-                      tuple(keys))
+                      tuple(keys), pp.real_frame_counts(gaits, frames, policy))
 
 
 def split_dataset(raw: RawDataset, cfg) -> splits.Split:
@@ -116,23 +123,25 @@ class Preprocessor:
         """Model input ``(N, T, 16, 3)``: aligned to the stored reference (official) or raw."""
         return pp.align_to_reference(raw, self.reference) if self.align else raw
 
-    def affective(self, raw: jax.Array) -> jax.Array | None:
-        """Normalised affective features ``(N, F)`` of raw gaits, or ``None`` for Baseline-STEP."""
+    def affective(self, raw: jax.Array, lengths: jax.Array | None = None) -> jax.Array | None:
+        """Normalised affective features ``(N, F)`` of raw gaits, or ``None`` for Baseline-STEP. ``lengths (N,)``:
+        real frames of gaits tiled to a common length (:attr:`RawDataset.lengths`), ``None``: all frames."""
         if not self.num_affective:
             return None
-        feats = aff.affective_features(raw, official=self.affective_official, time_step=self.time_step,
+        feats = aff.affective_features(raw, lengths, official=self.affective_official, time_step=self.time_step,
                                        stride=self.num_affective == 29)
         return aff.normalize(feats, aff.Normalizer(self.aff_center, self.aff_half_range))
 
-    def __call__(self, raw: jax.Array) -> tuple[jax.Array, jax.Array | None]:
-        return self.gaits(raw), self.affective(raw)
+    def __call__(self, raw: jax.Array, lengths: jax.Array | None = None) -> tuple[jax.Array, jax.Array | None]:
+        return self.gaits(raw), self.affective(raw, lengths)
 
 
-def fit_preprocessor(train_gaits: np.ndarray, cfg) -> Preprocessor:
+def fit_preprocessor(train_gaits: np.ndarray, cfg, lengths: np.ndarray | None = None) -> Preprocessor:
     """Fits the alignment reference and the affective normalisation on training gaits only.
 
     ``cfg.reference``: ``'first'`` (official: root-centred first frame of the first training gait)
     or ``'mean'`` (mean root-centred first frame over the training gaits; less arbitrary).
+    ``lengths``: real frames per gait (:attr:`RawDataset.lengths`), ``None`` when all are real.
     """
     centred = np.asarray(pp.root_center(train_gaits[:, 0]))
     if cfg.reference == "first":
@@ -145,9 +154,9 @@ def fit_preprocessor(train_gaits: np.ndarray, cfg) -> Preprocessor:
     if num_aff not in (0, 27, 29):
         raise ValueError(f"preprocess.num_affective must be 0, 27 or 29, got {num_aff}")
     if num_aff:
-        feats = _chunked(lambda g: aff.affective_features(g, official=bool(cfg.affective_official),
-                                                          time_step=float(cfg.time_step), stride=num_aff == 29),
-                         np.asarray(train_gaits, np.float32), 256)
+        feats = _chunked(lambda g, n: aff.affective_features(g, n, official=bool(cfg.affective_official),
+                                                             time_step=float(cfg.time_step), stride=num_aff == 29),
+                         np.asarray(train_gaits, np.float32), lengths, 256)
         norm = aff.fit_normalizer(feats)
         center, half = jnp.asarray(norm.center), jnp.asarray(norm.half_range)
     else:
@@ -165,20 +174,30 @@ class Arrays(NamedTuple):
     labels: jax.Array
 
 
-def apply_preprocessor(prep: Preprocessor, raw: np.ndarray, labels: np.ndarray, chunk: int = 256) -> Arrays:
+def apply_preprocessor(prep: Preprocessor, raw: np.ndarray, labels: np.ndarray, chunk: int = 256, *,
+                       lengths: np.ndarray | None = None) -> Arrays:
     """Runs the jitted preprocessor over raw gaits in fixed-size chunks (the last one padded), so
-    splits of any size share one compiled function; returns device arrays."""
-    gaits, feats = _chunked(lambda r: prep(r), raw, chunk)
+    splits of any size share one compiled function; returns device arrays. ``lengths``: real frames per gait
+    (:attr:`RawDataset.lengths`), ``None`` when all are real."""
+    gaits, feats = _chunked(lambda r, n: prep(r, n), raw, lengths, chunk)
     if feats is None:
         feats = jnp.zeros((gaits.shape[0], 0), gaits.dtype)
     return Arrays(gaits, feats, jnp.asarray(labels, jnp.int32))
 
 
-def _chunked(fn, raw: np.ndarray, chunk: int):
+def _chunked(fn, raw: np.ndarray, lengths: np.ndarray | None, chunk: int):
+    """``fn(raw, lengths)`` jitted over fixed-size chunks (the last one padded with copies of the last gait)."""
     jitted = jax.jit(fn)
     n = len(raw)
-    padded = np.concatenate([raw, np.repeat(raw[-1:], (-n) % chunk, axis=0)]) if n % chunk else raw
-    outs = [jitted(jnp.asarray(padded[s:s + chunk])) for s in range(0, len(padded), chunk)]
+    pad = lambda a: np.concatenate([a, np.repeat(a[-1:], (-n) % chunk, axis=0)]) if n % chunk else a  # noqa: E731
+    padded = pad(raw)
+    if lengths is not None:
+        lengths = np.asarray(lengths, np.int32)
+        if lengths.shape != (n,):
+            raise ValueError(f"lengths {lengths.shape} do not match the {n} gaits")
+        lengths = pad(lengths)
+    outs = [jitted(jnp.asarray(padded[s:s + chunk]), None if lengths is None else jnp.asarray(lengths[s:s + chunk]))
+            for s in range(0, len(padded), chunk)]
     return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a)[:n], *outs)
 
 
@@ -200,7 +219,7 @@ def prepare(cfg, extra_train: tuple[np.ndarray, np.ndarray] | None = None) -> di
     if len(split.train) == 0 or len(split.val) == 0:
         raise ValueError(f"split {tuple(cfg.data.split)} leaves an empty train or validation set "
                          f"({len(raw.labels)} gaits)")
-    train_raw, train_labels = raw.gaits[split.train], raw.labels[split.train]
+    train_raw, train_labels, train_len = raw.gaits[split.train], raw.labels[split.train], raw.lengths_at(split.train)
     if extra_train is not None:
         extra_gaits, extra_labels = np.asarray(extra_train[0], np.float32), np.asarray(extra_train[1], np.int32)
         pp.validate_gaits(extra_gaits, "extra training gaits")
@@ -209,12 +228,16 @@ def prepare(cfg, extra_train: tuple[np.ndarray, np.ndarray] | None = None) -> di
                              f"match the real gaits {train_raw.shape[1:]}")
         train_raw = np.concatenate([train_raw, extra_gaits])
         train_labels = np.concatenate([train_labels, extra_labels])
+        if train_len is not None:  # generated gaits have all their frames
+            train_len = np.concatenate([train_len, np.full(len(extra_gaits), train_raw.shape[1], np.int32)])
     if cfg.data.get("augment_mirror", False):
         train_raw, train_labels = augment_mirror(train_raw, train_labels)
-    prep = fit_preprocessor(train_raw, cfg.preprocess)
+        train_len = None if train_len is None else np.concatenate([train_len, train_len])
+    prep = fit_preprocessor(train_raw, cfg.preprocess, train_len)
     out = {"preprocessor": prep, "split": split, "raw": raw,
-           "train": apply_preprocessor(prep, train_raw, train_labels)}
+           "train": apply_preprocessor(prep, train_raw, train_labels, lengths=train_len)}
     for name in ("val", "test"):
         idx = getattr(split, name)
-        out[name] = apply_preprocessor(prep, raw.gaits[idx], raw.labels[idx]) if len(idx) else None
+        out[name] = (apply_preprocessor(prep, raw.gaits[idx], raw.labels[idx], lengths=raw.lengths_at(idx))
+                     if len(idx) else None)
     return out

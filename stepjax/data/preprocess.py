@@ -89,6 +89,19 @@ def to_fixed_length(gaits: Sequence[np.ndarray], length: int | None = None, poli
     return np.stack([fn(np.asarray(g, np.float32), length) for g in gaits]).astype(np.float32)
 
 
+def real_frame_counts(gaits: Sequence[np.ndarray], length: int | None = None, policy: str = "tile") -> np.ndarray:
+    """Frames of each gait that :func:`to_fixed_length` keeps unrepeated: ``min(T_i, length)`` for ``'tile'`` and
+    ``'crop'`` (the rest of a short gait is its cyclic repetition), ``length`` for ``'resample'``. int32 ``(N,)``;
+    pass it as ``lengths`` to the affective features so that they are those of the real frames."""
+    if policy not in LENGTH_POLICIES:
+        raise ValueError(f"unknown length policy {policy!r}; choose one of {LENGTH_POLICIES}")
+    if length is None:
+        length = max(g.shape[0] for g in gaits)
+    if policy == "resample":
+        return np.full(len(gaits), length, np.int32)
+    return np.asarray([min(g.shape[0], length) for g in gaits], np.int32)
+
+
 def sliding_windows(gait: np.ndarray, length: int, hop: int) -> np.ndarray:
     """All windows ``(W, length, ...)`` of ``gait`` starting every ``hop`` frames (tiled if too short)."""
     if gait.shape[0] <= length:
@@ -111,6 +124,9 @@ def similarity_transform(source, target):
     ``U D V^T = svd(M)``, ``S = I`` except ``S[2,2] = -1`` when ``det(M) < 0`` (full rank) or
     ``det(U) det(V) < 0`` (rank 2), ``R = U S V^T``, ``c = trace(D S) / var(X)``,
     ``t = mu_Y - c R mu_X``. ``R`` is always a proper rotation. Batched over leading axes.
+    A source without spread (every point at one place, e.g. a zeroed first frame: ``var(X) = 0``) has no
+    defined rotation or scale (the official code returns a 2-D identity there and then fails): it gets
+    ``R = I``, ``c = 1`` (a pure translation onto the target's centroid) instead of NaN.
 
     Returns:
       ``(R (..., 3, 3), c (...), t (..., 3))``.
@@ -122,6 +138,9 @@ def similarity_transform(source, target):
     num = source.shape[-2]
     m = jnp.einsum("...ji,...jk->...ik", yc, xc, precision="highest") / num  # (3, 3) = Yc Xc^T / J
     var_x = jnp.sum(xc ** 2, axis=(-2, -1)) / num
+    spread = var_x > jnp.finfo(var_x.dtype).tiny
+    # without spread, decompose a stand-in with distinct singular values: no NaN in the SVD's gradient
+    m = jnp.where(spread[..., None, None], m, jnp.diag(jnp.asarray([3.0, 2.0, 1.0], m.dtype)))
     u, d, vt = jnp.linalg.svd(m)
     tol = jnp.max(d, axis=-1, keepdims=True) * 3 * jnp.finfo(d.dtype).eps
     rank = jnp.sum(d > tol, axis=-1)
@@ -131,7 +150,8 @@ def similarity_transform(source, target):
     s = jnp.where(flip, -1.0, 1.0).astype(d.dtype)
     sign = jnp.stack([jnp.ones_like(s), jnp.ones_like(s), s], axis=-1)  # diag(S)
     rot = jnp.einsum("...ij,...j,...jk->...ik", u, sign, vt, precision="highest")
-    scale = jnp.sum(d * sign, axis=-1) / var_x
+    rot = jnp.where(spread[..., None, None], rot, jnp.eye(3, dtype=rot.dtype))
+    scale = jnp.where(spread, jnp.sum(d * sign, axis=-1) / jnp.where(spread, var_x, 1.0), 1.0)
     rot_mu_x = jnp.einsum("...ij,...j->...i", rot, mu_x[..., 0, :], precision="highest")
     trans = mu_y[..., 0, :] - scale[..., None] * rot_mu_x
     return rot, scale, trans

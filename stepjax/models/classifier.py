@@ -78,6 +78,9 @@ class STEPClassifier(nn.Module):
             return dense(self.num_classes, "head")(features), features
         if self.head not in HEADS:
             raise ValueError(f"unknown head {self.head!r}; choose one of {HEADS}")
+        if train and gaits.shape[0] < 2:  # PyTorch's BatchNorm1d raises here too
+            raise ValueError("training STEP needs batches of at least 2 gaits: fusion_bn normalises each feature "
+                             "over the batch, so one gait gives all zeros and no gradient")
         h = jnp.concatenate([features, affective.astype(features.dtype)], axis=-1)
         h = batch_norm(train, self.init_scheme, name="fusion_bn")(h)
         if self.head == "official":

@@ -77,8 +77,8 @@ def build_runset(cfg, raw: pipeline.RawDataset, run_splits: Sequence[splits.Spli
     """Fits each run's preprocessing on its own training split and stacks everything."""
     arrays = []
     for s in run_splits:
-        prep = pipeline.fit_preprocessor(raw.gaits[s.train], cfg.preprocess)
-        arrays.append(pipeline.apply_preprocessor(prep, raw.gaits, raw.labels))
+        prep = pipeline.fit_preprocessor(raw.gaits[s.train], cfg.preprocess, raw.lengths_at(s.train))
+        arrays.append(pipeline.apply_preprocessor(prep, raw.gaits, raw.labels, lengths=raw.lengths))
     data = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *arrays)
     tr, trc = _pad([s.train for s in run_splits])
     va, vac = _pad([s.val for s in run_splits])
