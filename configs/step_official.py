@@ -11,7 +11,8 @@ Fixed: no double softmax, stratified seeded split with a validation set, model s
 normalisation statistics from the training split only. Data: the built-in walkers by default; for
 E-Gait files use configs/egait.py or --config.data.source=egait --config.data.path=...
 
-This runs for hours on a CPU (1000 epochs): use --config.train.epochs=N to shorten (milestones scale).
+This runs for hours on a CPU (1000 epochs): use --config.train.epochs=N to shorten (the milestones are
+fractions of the epochs, 0.5/0.75/0.875, so they scale).
 """
 
 import os
@@ -31,6 +32,7 @@ def get_config():
                                         official_adjacency=True, init_scheme="official")
     cfg.train = common.modern_train(epochs=1000, lr=1e-3)
     cfg.train.update(dict(batch_size=8, optimizer="adam_l2", weight_decay=1e-4, schedule="piecewise",
-                          milestones=(500, 750, 875), warmup_epochs=0))
+                          milestones=(0.5, 0.75, 0.875), milestone_unit="fraction",
+                          warmup_epochs=0))  # epochs 500/750/875 of 1000
     cfg.eval.report_test_every_epoch = True
     return cfg

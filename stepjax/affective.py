@@ -412,13 +412,20 @@ class Normalizer(NamedTuple):
     half_range: jax.Array
 
 
+#: A feature whose training half-range is below this fraction of its centre is constant up to float rounding
+#: (e.g. a shoulder angle of a rigid torso: 90 +- 2e-6 degrees in float32) and is treated as constant: dividing
+#: by that range would amplify rounding noise by 1e6 or more.
+CONSTANT_RTOL = 1e-5
+
+
 def fit_normalizer(train_features) -> Normalizer:
     """Fits the official min/max normalisation on **training** features ``(..., F)`` (all leading axes pooled).
 
     ``center = (max + min) / 2`` and ``half_range = (max - min) / 2`` per feature, which maps the training set
     to ``[-1, 1]``. The official ``normalize_features.py`` fits on all gaits of the file, test included (a leak):
     fit on the training split only and apply the result to validation/test features with ``normalize``.
-    NaN features propagate into the statistics.
+    A feature that is constant up to rounding (``half_range <= CONSTANT_RTOL * |center|``) gets
+    ``half_range = 0`` and normalises to 0, like an exactly constant one. NaN features propagate into the statistics.
     """
     x = jnp.asarray(train_features)
     if x.ndim < 1 or x.size == 0:
@@ -426,7 +433,8 @@ def fit_normalizer(train_features) -> Normalizer:
     x = x.reshape(-1, x.shape[-1])
     hi = jnp.max(x, axis=0)
     lo = jnp.min(x, axis=0)
-    return Normalizer(center=(hi + lo) / 2, half_range=(hi - lo) / 2)
+    center, half = (hi + lo) / 2, (hi - lo) / 2
+    return Normalizer(center=center, half_range=jnp.where(half <= CONSTANT_RTOL * jnp.abs(center), 0.0, half))
 
 
 def normalize(features, normalizer: Normalizer):

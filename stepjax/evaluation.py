@@ -31,7 +31,7 @@ def evaluate_workdir(workdir: str, split: str = "test", features: str | None = N
                      which: str = "best") -> dict:
     """Classification report of one run's checkpoint on ``split`` of its own data, or on E-Gait files."""
     cfg, model, variables = restore_classifier(workdir, which)
-    predict_fn = make_predict_fn(model)
+    predict_fn = make_predict_fn(model, int(cfg.data.get("num_frames") or 0) or None)
     if features:
         from stepjax.data.egait import read_egait
 

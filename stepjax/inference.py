@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from stepjax.data.pipeline import Preprocessor
+from stepjax.data.preprocess import validate_gaits
 from stepjax.training import checkpoint as ckpt_lib
 
 
@@ -66,14 +67,27 @@ def restore_classifier(workdir: str | os.PathLike, which: str = "best"):
                         "preprocessor": tree["preprocessor"]}
 
 
-def make_predict_fn(model) -> Callable:
+def make_predict_fn(model, num_frames: int | None = None) -> Callable:
     """The pure ``predict_fn(variables, gaits, lengths=None) -> Prediction`` for a classifier module.
+
+    ``gaits``: ``(N, T, 16, 3)`` or one ``(T, 16, 3)`` gait, raw positions in metres (integers are cast to
+    float32); with ``num_frames`` (the training length; :func:`load_classifier` sets it) any other ``T`` is a
+    ``ValueError``: bring gaits to it with ``stepjax.data.preprocess.to_fixed_length``.
 
     ``lengths`` (int, ``(N,)`` or a scalar for one gait) is for variable-length gaits tiled to a common length
     (``stepjax.data.preprocess.to_fixed_length``): the affective features are then computed on each gait's
     first ``lengths`` (real) frames, as in training; ``None``: every frame is real."""
 
     def predict_fn(variables, gaits: jax.Array, lengths: jax.Array | None = None) -> Prediction:
+        gaits = jnp.asarray(gaits)
+        validate_gaits(gaits, "gaits", batched=gaits.ndim != 3, check_finite=False)
+        if num_frames and gaits.shape[-3] != num_frames:
+            raise ValueError(f"this classifier was trained on {num_frames}-frame gaits, got {gaits.shape[-3]} frames "
+                             f"(shape {gaits.shape}); use stepjax.data.preprocess.to_fixed_length and pass lengths")
+        if gaits.ndim == 4 and gaits.shape[0] == 0:
+            raise ValueError(f"no gaits: shape {gaits.shape}")
+        if not jnp.issubdtype(gaits.dtype, jnp.floating):
+            gaits = gaits.astype(jnp.float32)
         single = gaits.ndim == 3
         if single:
             gaits = gaits[None]
@@ -106,5 +120,5 @@ def freeze(predict_fn: Callable, variables) -> Callable:
 
 def load_classifier(workdir: str | os.PathLike, which: str = "best") -> tuple[Callable, dict]:
     """``(predict_fn, variables)`` of the best-validation (or ``'latest'``) checkpoint of ``workdir``."""
-    _, model, variables = restore_classifier(workdir, which)
-    return make_predict_fn(model), variables
+    cfg, model, variables = restore_classifier(workdir, which)
+    return make_predict_fn(model, int(cfg.data.get("num_frames") or 0) or None), variables

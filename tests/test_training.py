@@ -101,6 +101,15 @@ def test_predict_fn_is_pure_and_matches_under_jit_and_vmap(trained):
 
     assert np.all(np.isfinite(user_code(variables, gaits)))
 
+    # bad input is a clear error, not a broadcasting traceback; variable-length gaits go through ``lengths``
+    for bad, match in [(gaits.reshape(6, 32, 48), r"reshape\(\.\.\., 16, 3\)"), (gaits[:, :20], "32-frame gaits"),
+                       (gaits[:0], "no gaits"), (jnp.swapaxes(gaits, 1, 2), r"\(N, T, 16, 3\)")]:
+        with pytest.raises(ValueError, match=match):
+            predict_fn(variables, bad)
+    np.testing.assert_allclose(predict_fn(variables, gaits, jnp.full((6,), 32)).logits, eager.logits, atol=1e-4)
+    one = predict_fn(variables, gaits[0], 20)  # a 20-frame gait tiled to 32: its affective features use 20
+    assert one.logits.shape == (4,) and np.all(np.isfinite(one.logits))
+
 
 def test_frozen_predictor_matches_predict_fn(trained):
     """``freeze`` bakes the weights in as constants (XLA folds the weight-only work): same predictions for a
@@ -185,3 +194,19 @@ def test_bfloat16_mixed_precision_step_keeps_float32_master_weights():
     d16 = np.concatenate([np.ravel(a - b) for a, b in zip(jax.tree_util.tree_leaves(s16.params),
                                                          jax.tree_util.tree_leaves(state.params))])
     assert np.dot(d32, d16) / (np.linalg.norm(d32) * np.linalg.norm(d16)) > 0.9
+
+
+@pytest.mark.parametrize("epochs", [1000, 50])
+def test_official_milestones_scale_with_the_epochs(epochs):
+    """configs/step_official.py: lr 1e-3, x0.1 at 50 / 75 / 87.5 % of the epochs (500/750/875 of 1000, the
+    official recipe), also when the run is shortened with --config.train.epochs."""
+    import step_official
+    from stepjax.training.state import make_schedule
+
+    train = step_official.get_config().train
+    train.epochs = epochs
+    lr = make_schedule(train, steps_per_epoch=3)
+    at = lambda e: float(lr(e * 3))  # noqa: E731
+    m = [round(f * epochs) for f in (0.5, 0.75, 0.875)]
+    assert [at(0), at(m[0] - 1), at(m[0]), at(m[1]), at(m[2]), at(epochs - 1)] == pytest.approx(
+        [1e-3, 1e-3, 1e-4, 1e-5, 1e-6, 1e-6], rel=1e-5)

@@ -8,7 +8,8 @@ Each checkpoint is an orbax composite of
 
 Orbax writes into a temporary directory and renames it when complete, and the older of the two
 ``latest`` checkpoints is deleted only after the new one is finalised, so a crash mid-save never
-destroys the last good checkpoint.
+destroys the last good checkpoint. A new best checkpoint is finalised before the ``latest`` one that
+records it, so the best model named by a resumed run is always on disk.
 """
 
 from __future__ import annotations
@@ -43,11 +44,20 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [f"{prefix[:-1]}: checkpoint has {a!r}, config has {b!r}"]
 
 
-def check_compatible(saved: Mapping, current: Mapping, sections=("task", "model", "data", "preprocess")) -> None:
-    """Raises :class:`ConfigMismatchError` listing every differing key of the given config sections."""
+#: Config sections (and top-level keys) a run resumes only with: everything that changes its numbers.
+RESUME_SECTIONS = ("task", "seed", "model", "data", "preprocess", "train", "aug")
+#: Keys that may change between a run and its resumption (same numbers to float tolerance).
+RESUME_MAY_CHANGE = ("train.data_parallel",)
+
+
+def check_compatible(saved: Mapping, current: Mapping, sections=RESUME_SECTIONS,
+                     may_change=RESUME_MAY_CHANGE) -> None:
+    """Raises :class:`ConfigMismatchError` listing every differing key of the given config sections (a section
+    absent from both configs matches), except the dotted keys in ``may_change``."""
     diffs = []
     for s in sections:
-        diffs += _diff(saved.get(s), current.get(s), f"{s}.")
+        diffs += [d for d in _diff(saved.get(s), current.get(s), f"{s}.")
+                  if d.split(":")[0] not in may_change]
     if diffs:
         raise ConfigMismatchError("the workdir holds a checkpoint of another config; use a new --workdir or "
                                   "the same config. Differences:\n  " + "\n  ".join(diffs))
@@ -64,12 +74,15 @@ class RunCheckpoints:
         self.best = ocp.CheckpointManager(os.path.join(workdir, BEST), options=opts(1))
 
     def save(self, epoch: int, tree: Any, meta: Mapping, *, best: bool = False) -> None:
-        args = ocp.args.Composite(state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(dict(meta)))
-        if epoch not in self.latest.all_steps():
-            self.latest.save(epoch, args=args, force=True)
+        """Saves ``latest/<epoch>`` (async) and, with ``best``, ``best/<epoch>`` first and to completion: a
+        ``latest`` checkpoint whose meta names ``epoch`` as the best one then never exists without that best
+        checkpoint, whenever the process dies."""
+        args = lambda: ocp.args.Composite(state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(dict(meta)))
         if best and epoch not in self.best.all_steps():
-            self.best.save(epoch, args=ocp.args.Composite(state=ocp.args.StandardSave(tree),
-                                                          meta=ocp.args.JsonSave(dict(meta))), force=True)
+            self.best.save(epoch, args=args(), force=True)
+            self.best.wait_until_finished()
+        if epoch not in self.latest.all_steps():
+            self.latest.save(epoch, args=args(), force=True)
 
     def wait(self) -> None:
         self.latest.wait_until_finished()

@@ -256,7 +256,7 @@ def fit_generator(cfg, workdir: str, *, progress: bool = True, log=print, stop_a
         state = init_output_from_data(state, train.gaits)
 
     tracker = RunProgress(workdir, cfg_json, int(cfg.train.epochs), checkpoint_every=int(cfg.get("checkpoint_every", 1)),
-                          sections=("task", "model", "data", "preprocess", "loss"), log=log)
+                          sections=ckpt_lib.RESUME_SECTIONS + ("loss",), log=log)
     state = _strong_step(_uncommitted(tracker.resume(_run_tree(state, prep))["train_state"]))
     with open(os.path.join(workdir, SPLIT_FILE), "w") as f:
         json.dump({k: np.asarray(getattr(split, k)).tolist() for k in ("train", "val", "test")}, f)

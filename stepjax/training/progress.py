@@ -65,7 +65,7 @@ class RunProgress:
     """
 
     def __init__(self, workdir: str, cfg_json: dict, num_epochs: int, *,
-                 sections: Sequence[str] = ("task", "model", "data", "preprocess"), checkpoint_every: int = 1,
+                 sections: Sequence[str] = ckpt_lib.RESUME_SECTIONS, checkpoint_every: int = 1,
                  log: Callable = print):
         os.makedirs(workdir, exist_ok=True)
         self.workdir, self.cfg_json, self.num_epochs = workdir, cfg_json, int(num_epochs)
@@ -85,11 +85,30 @@ class RunProgress:
             self.start_epoch = meta["epoch"] + 1
             self.best_score = tuple(meta["best_score"]) if meta.get("best_score") else None
             self.best_epoch = meta.get("best_epoch")
+            self._check_best(tree, meta)
             self.log(f"Resuming {self.workdir} from epoch {meta['epoch']} (best validation epoch {self.best_epoch}).")
         self.metrics_log = MetricsLog(os.path.join(self.workdir, METRICS_FILE), resume_epoch)
         with open(os.path.join(self.workdir, "config.json"), "w") as f:
             json.dump(self.cfg_json, f, indent=2)
         return tree
+
+    def _check_best(self, tree: Any, meta: dict) -> None:
+        """Makes the best-so-far bookkeeping agree with ``best/`` on disk (a checkpoint written before saves were
+        ordered, or a ``best/`` directory removed by hand): the restored epoch is re-saved as best if it is the best
+        one, else the newest best checkpoint on disk is taken, else the search starts afresh (with a warning)."""
+        if self.best_epoch is None or self.best_epoch in self.ckpts.best.all_steps():
+            return
+        if self.best_epoch == meta["epoch"]:
+            self.ckpts.save(meta["epoch"], tree, meta, best=True)
+            return
+        on_disk = self.ckpts.read_meta("best")
+        missing = self.best_epoch
+        if on_disk is None:
+            self.best_score = self.best_epoch = None
+        else:
+            self.best_score, self.best_epoch = tuple(on_disk["best_score"]), on_disk["epoch"]
+        self.log(f"WARNING: the best checkpoint of epoch {missing} is missing from {self.workdir}/best; "
+                 f"best-by-validation selection continues from {self.best_epoch if on_disk else 'scratch'}.")
 
     def epochs(self) -> range:
         return range(self.start_epoch, self.num_epochs)

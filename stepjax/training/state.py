@@ -23,16 +23,20 @@ class TrainState(train_state.TrainState):
 def make_schedule(cfg, steps_per_epoch: int) -> optax.Schedule:
     """Learning rate per optimizer step.
 
-    * ``'piecewise'``: ``lr * 0.1 ** #(milestones <= epoch)``, milestones in epochs (the official
-      ``adjust_lr``, but correct after resuming past a milestone: bug 19);
+    * ``'piecewise'``: ``lr * 0.1 ** #(milestones <= epoch)`` (the official ``adjust_lr``, but correct after
+      resuming past a milestone: bug 19); milestones in epochs, or, with ``milestone_unit='fraction'``, in
+      fractions of ``epochs`` (so that shortening a run with ``--config.train.epochs`` scales them);
     * ``'cosine'``: linear warm-up for ``warmup_epochs`` then cosine decay to 0 at ``epochs``;
     * ``'constant'``.
     """
     if cfg.schedule == "constant":
         return optax.constant_schedule(cfg.lr)
     if cfg.schedule == "piecewise":
-        return optax.piecewise_constant_schedule(
-            cfg.lr, {int(m) * steps_per_epoch: 0.1 for m in cfg.milestones})
+        unit = cfg.get("milestone_unit", "epoch")
+        if unit not in ("epoch", "fraction"):
+            raise ValueError(f"unknown train.milestone_unit {unit!r}; choose 'epoch' or 'fraction'")
+        epochs = [int(round(m * cfg.epochs)) if unit == "fraction" else int(m) for m in cfg.milestones]
+        return optax.piecewise_constant_schedule(cfg.lr, {e * steps_per_epoch: 0.1 for e in epochs})
     if cfg.schedule == "cosine":
         total = max(cfg.epochs * steps_per_epoch, 1)
         warmup = min(int(cfg.get("warmup_epochs", 0) * steps_per_epoch), total - 1)

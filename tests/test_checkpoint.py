@@ -1,0 +1,91 @@
+"""Checkpoint bookkeeping (stepjax.training.checkpoint / progress) on tiny trees: no model, no training."""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from stepjax.training import checkpoint as ckpt_lib
+from stepjax.training.progress import RunProgress
+
+CFG = {"task": "classifier", "seed": 0, "model": {"width": 4}, "data": {}, "preprocess": {},
+       "train": {"lr": 1e-3, "epochs": 4, "data_parallel": False}}
+
+
+def _tree(epoch):
+    return {"w": np.full((3,), float(epoch), np.float32)}
+
+
+def _run(workdir, scores, cfg=CFG, log=None):
+    """Runs epochs with the given validation scores; returns the RunProgress (closed)."""
+    progress = RunProgress(str(workdir), cfg, len(scores), log=log or (lambda *a: None))
+    tree = progress.resume(_tree(-1))
+    for epoch in progress.epochs():
+        tree = _tree(epoch)
+        progress.end_epoch(epoch, tree, {"epoch": epoch}, (scores[epoch],))
+    progress.ckpts.wait()
+    progress.close()
+    return progress
+
+
+def test_best_checkpoint_is_final_before_the_latest_one_that_names_it(tmp_path, monkeypatch):
+    """A new best is saved and finalised before the ``latest`` save starts, so no crash can leave a latest
+    checkpoint whose meta names a best epoch that is not on disk."""
+    ckpts = ckpt_lib.RunCheckpoints(tmp_path)
+    order = []
+    for name in ("best", "latest"):
+        mngr = getattr(ckpts, name)
+        save = mngr.save
+        monkeypatch.setattr(mngr, "save", lambda *a, _s=save, _n=name, **k: (order.append((_n, sorted(
+            ckpts.best.all_steps()))), _s(*a, **k))[1])
+    ckpts.save(0, _tree(0), {"epoch": 0}, best=True)
+    assert order == [("best", []), ("latest", [0])]  # best/0 finalised when latest/0 starts
+    ckpts.wait()
+    ckpts.close()
+
+
+def test_resume_recovers_a_missing_best_checkpoint(tmp_path):
+    """If ``best/<e>`` is gone (a run killed mid-save by an older version, or removed by hand) while the latest
+    checkpoint names epoch e as best, resuming re-saves it from the restored tree when it is that epoch, and
+    otherwise continues from the best checkpoint on disk with a warning, never a silent wrong selection."""
+    _run(tmp_path / "a", [0.1, 0.5])
+    shutil.rmtree(tmp_path / "a" / "best" / "1")
+    progress = RunProgress(str(tmp_path / "a"), CFG, 3, log=lambda *a: None)
+    progress.resume(_tree(-1))
+    assert progress.best_epoch == 1 and 1 in progress.ckpts.best.all_steps()
+    tree, meta = progress.finish(_tree(-1))
+    progress.close()
+    assert meta["epoch"] == 1 and np.all(tree["w"] == 1.0)
+
+    _run(tmp_path / "b", [0.5, 0.1])  # best epoch 0, latest epoch 1
+    shutil.rmtree(tmp_path / "b" / "best" / "0")
+    logs = []
+    progress = RunProgress(str(tmp_path / "b"), CFG, 3, log=logs.append)
+    progress.resume(_tree(-1))
+    assert progress.best_epoch is None and progress.best_score is None
+    assert any("best checkpoint of epoch 0 is missing" in line for line in logs)
+    progress.close()
+
+
+@pytest.mark.parametrize("key,value,ok", [("seed", 1, False), ("train.lr", 0.1, False), ("aug", {"per_class": 0}, False),
+                                          ("train.data_parallel", True, True)])
+def test_resume_refuses_a_config_that_changes_the_numbers(tmp_path, key, value, ok):
+    _run(tmp_path, [0.1, 0.2])
+    cfg = {k: (dict(v) if isinstance(v, dict) else v) for k, v in CFG.items()}
+    section, _, field = key.partition(".")
+    if field:
+        cfg[section][field] = value
+    else:
+        cfg[section] = value
+    progress = RunProgress(str(tmp_path), cfg, 3, log=lambda *a: None)
+    try:
+        if ok:
+            progress.resume(_tree(-1))
+            assert progress.start_epoch == 2
+        else:
+            with pytest.raises(ckpt_lib.ConfigMismatchError, match=key.split(".")[0]):
+                progress.resume(_tree(-1))
+    finally:
+        progress.close()
+    assert os.path.isdir(tmp_path / "best")
