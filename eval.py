@@ -6,7 +6,6 @@
     python eval.py --workdir runs/gen --classifier runs/baseline_step   # a generator checkpoint: FID etc.
 """
 
-import json
 import os
 
 from absl import app, flags, logging
@@ -28,7 +27,7 @@ FLAGS = flags.FLAGS
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-    from stepjax.utils import enable_compilation_cache
+    from stepjax.utils import enable_compilation_cache, write_json
 
     enable_compilation_cache()
     import numpy as np
@@ -57,8 +56,7 @@ def main(argv):
                 plot_loss_curves(read_metrics(r["generator"]), path, title=r["generator"])
                 print(f"wrote {path}")
         if FLAGS.json:
-            with open(FLAGS.json, "w") as f:
-                json.dump(reports, f, indent=2)
+            write_json(FLAGS.json, reports)
         return
     out = evaluate_workdirs(FLAGS.workdir, split=FLAGS.split, features=FLAGS.features, labels=FLAGS.labels,
                             which=FLAGS.checkpoint)
@@ -76,8 +74,7 @@ def main(argv):
     if FLAGS.png:
         plot_confusion(cm, FLAGS.png)
     if FLAGS.json:
-        with open(FLAGS.json, "w") as f:
-            json.dump(out, f, indent=2)
+        write_json(FLAGS.json, out)
 
 
 if __name__ == "__main__":

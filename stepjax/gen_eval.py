@@ -26,7 +26,6 @@ the generator's); ``same_split`` in the report says whether it is.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -41,6 +40,7 @@ from stepjax.generation import (decode_latents, encode_gaits, fit_latent_prior_o
 from stepjax.inference import make_predict_fn, restore_classifier
 from stepjax.training.checkpoint import config_to_json
 from stepjax.training.progress import read_metrics
+from stepjax.utils import write_json
 
 
 def evaluate_generator(gen_workdir: str, classifier_workdir: str, num_per_class: int = 250, seed: int = 0, *,
@@ -198,8 +198,7 @@ def main(argv=None) -> None:
                                 official_sampler=args.official_sampler, which=args.checkpoint)
     print(format_report(report))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2)
+        write_json(args.json, report)
         print(f"wrote {args.json}", file=sys.stderr)
 
 

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from stepjax import LABEL_NAMES, NUM_CLASSES
+from stepjax.data.preprocess import validate_labels
 from stepjax.models.cvae import STEPGenCVAE, sample_latent
 from stepjax.training import checkpoint as ckpt_lib
 from stepjax.training.loop import chunked_apply
@@ -40,6 +41,8 @@ from stepjax.training.loop import chunked_apply
 
 def _onehot(labels: jax.Array, num_classes: int) -> jax.Array:
     labels = jnp.asarray(labels)
+    if labels.ndim == 1 and jnp.issubdtype(labels.dtype, jnp.integer) and not isinstance(labels, jax.core.Tracer):
+        validate_labels(labels, "labels", num_classes)  # out of range would one-hot to an all-zero condition
     if labels.ndim == 1 and jnp.issubdtype(labels.dtype, jnp.integer):
         return jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
     if labels.ndim != 2 or labels.shape[-1] != num_classes:

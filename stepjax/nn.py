@@ -31,25 +31,59 @@ BN_EPS = 1e-5
 BN_MOMENTUM = 0.9
 
 
+def _zeros_for(kernel_shape) -> Initializer:
+    return nn.initializers.zeros
+
+
 def official_initializers() -> dict[str, Initializer]:
     """The official ``weights_init``: conv kernels ~ N(0, 0.02), biases 0, BN scale ~ N(1, 0.02)."""
     return {
         "kernel": nn.initializers.normal(0.02),
+        "bias_for": _zeros_for,
         "bn_scale": lambda key, shape, dtype=jnp.float32: 1.0 + 0.02 * jax.random.normal(key, shape, dtype),
     }
 
 
+def _transposed_fan(kernel_shape) -> int:
+    """PyTorch's fan-in of the ``ConvTranspose2d`` weight ``(I, O, kT, 1)`` that a stepjax kernel ``(..., I, O)``
+    (``(Kt, 1, I, O)`` or ``(I, O)``) stands for: ``O * kT`` (torch reads dim 1 of a transposed weight as fan-in)."""
+    return int(np.prod(kernel_shape)) // int(kernel_shape[-2])
+
+
+def _uniform(bound: float) -> Initializer:
+    return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
+def official_transposed_initializers() -> dict[str, Initializer]:
+    """What the official decoder's ``ConvTranspose2d`` layers really get (bug 18: ``weights_init`` matches class
+    names containing ``Conv2d``, not ``ConvTranspose2d``): PyTorch's default kaiming-uniform(a=sqrt(5)), i.e.
+    kernel and bias ~ U(-1/sqrt(fan), 1/sqrt(fan)) with fan = ``O * kT`` (:func:`_transposed_fan`); its BatchNorms
+    are matched, N(1, 0.02)."""
+    return {
+        "kernel": lambda key, shape, dtype=jnp.float32: _uniform(1 / np.sqrt(_transposed_fan(shape)))(key, shape, dtype),
+        "bias_for": lambda kernel_shape: _uniform(1 / np.sqrt(_transposed_fan(kernel_shape))),
+        "bn_scale": official_initializers()["bn_scale"],
+    }
+
+
 def default_initializers() -> dict[str, Initializer]:
-    """Flax defaults (LeCun normal kernels, unit BN scale); the stepjax default for new training."""
-    return {"kernel": nn.initializers.lecun_normal(), "bn_scale": nn.initializers.ones}
+    """Flax defaults (LeCun normal kernels, zero biases, unit BN scale); the stepjax default for new training."""
+    return {"kernel": nn.initializers.lecun_normal(), "bias_for": _zeros_for, "bn_scale": nn.initializers.ones}
+
+
+#: ``init_scheme`` values: ``'default'``, ``'official'`` and ``'official_transposed'`` (the official decoder).
+INIT_SCHEMES = ("default", "official", "official_transposed")
 
 
 def initializers(name: str) -> dict[str, Initializer]:
+    """``{'kernel', 'bias_for' (kernel shape -> bias initializer), 'bn_scale'}`` of an init scheme."""
     if name == "official":
         return official_initializers()
+    if name == "official_transposed":
+        return official_transposed_initializers()
     if name == "default":
         return default_initializers()
-    raise ValueError(f"unknown init {name!r}; choose 'official' or 'default'")
+    raise ValueError(f"unknown init {name!r}; choose one of {INIT_SCHEMES}")
 
 
 def batch_norm(train: bool, init: str, axis: int | tuple[int, ...] = -1, name: str | None = None) -> nn.BatchNorm:
@@ -153,16 +187,26 @@ def select_graph_impl(num_partitions: int, num_joints: int, c_in: int, c_out: in
     return "dense_graph" if dense <= factored else "joints_batched"
 
 
+def dense(features: int, init_scheme: str, in_features: int, precision: Any = "highest",
+          name: str | None = None) -> nn.Dense:
+    """``nn.Dense(features)`` initialised by ``init_scheme`` (kernel, bias and all)."""
+    inits = initializers(init_scheme)
+    return nn.Dense(features, kernel_init=inits["kernel"], bias_init=inits["bias_for"]((in_features, features)),
+                    precision=precision, name=name)
+
+
 class _Projection(nn.Module):
     """The parameters of ``nn.Dense(features)`` (``kernel (C_in, features)``, ``bias (features,)``), unapplied."""
 
     features: int
-    kernel_init: Initializer
+    init_scheme: str = "default"
 
     @nn.compact
     def __call__(self, in_features: int) -> tuple[Array, Array]:
-        kernel = self.param("kernel", self.kernel_init, (in_features, self.features), jnp.float32)
-        bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+        inits = initializers(self.init_scheme)
+        shape = (in_features, self.features)
+        kernel = self.param("kernel", inits["kernel"], shape, jnp.float32)
+        bias = self.param("bias", inits["bias_for"](shape), (self.features,), jnp.float32)
         return kernel, bias
 
 
@@ -187,7 +231,7 @@ class GraphConv(nn.Module):
     @nn.compact
     def __call__(self, x: Array) -> Array:
         k = self.adjacency.shape[0]
-        kernel, bias = _Projection(k * self.features, initializers(self.init_scheme)["kernel"], name="proj")(x.shape[-1])
+        kernel, bias = _Projection(k * self.features, self.init_scheme, name="proj")(x.shape[-1])
         dtype = jnp.result_type(x, kernel)
         a = jnp.asarray(self.adjacency, x.dtype)
         if self.edge_importance:
@@ -561,9 +605,10 @@ class TemporalConv(nn.Module):
         ``num_frames`` times (computed by :func:`temporal_conv_of_constant`, whatever ``impl``)."""
         if self.impl not in TEMPORAL_IMPLS:
             raise ValueError(f"unknown temporal conv impl {self.impl!r}; choose one of {TEMPORAL_IMPLS}")
-        kernel = self.param("kernel", initializers(self.init_scheme)["kernel"],
-                            (self.kernel_size, 1, x.shape[-1], self.features), jnp.float32).astype(x.dtype)
-        bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32).astype(x.dtype)
+        inits = initializers(self.init_scheme)
+        shape = (self.kernel_size, 1, x.shape[-1], self.features)
+        kernel = self.param("kernel", inits["kernel"], shape, jnp.float32).astype(x.dtype)
+        bias = self.param("bias", inits["bias_for"](shape), (self.features,), jnp.float32).astype(x.dtype)
         if num_frames is not None:
             return temporal_conv_of_constant(x, kernel, num_frames, self.stride, self.precision) + bias
         return temporal_conv(x, kernel, self.stride, self.impl, self.precision) + bias
@@ -599,14 +644,13 @@ class STGCNBlock(nn.Module):
             raise ValueError(f"with num_frames the input must be one frame (N, 1, V, C), got {x.shape}")
         if self.kernel_size % 2 != 1:  # 'same' padding (Kt-1)/2 on both sides needs an odd kernel (as official)
             raise ValueError(f"STGCNBlock needs an odd temporal kernel_size, got {self.kernel_size}")
-        dense_init = initializers(self.init_scheme)["kernel"]
         if not self.residual:
             res = 0.0
         elif x.shape[-1] == self.features and self.stride == 1:
             res = x
         else:
-            res = nn.Dense(self.features, kernel_init=dense_init, precision=self.precision,
-                           name="residual_proj")(x[:, ::self.stride])
+            res = dense(self.features, self.init_scheme, x.shape[-1], self.precision,
+                        name="residual_proj")(x[:, ::self.stride])
             res = batch_norm(train, self.init_scheme, name="residual_bn")(res)
         h = GraphConv(self.features, self.adjacency, self.edge_importance, self.init_scheme, self.precision, name="gcn")(x)
         h = nn.relu(batch_norm(train, self.init_scheme, name="gcn_bn")(h))

@@ -1,8 +1,31 @@
-"""Small process-level helpers for the command-line entry points."""
+"""Small process-level helpers: the command-line entry points' compilation cache, strict JSON output."""
 
 from __future__ import annotations
 
+import json
+import math
 import os
+from typing import Any
+
+
+def strict_json(obj: Any) -> Any:
+    """``obj`` with every NaN / inf float replaced by ``None`` (JSON ``null``; Python's ``json`` would write the
+    non-standard ``NaN`` that strict parsers reject), numpy scalars and arrays as Python values."""
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):  # numpy / jax arrays and scalars
+        return strict_json(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
+    """Writes ``strict_json(obj)`` to ``path`` (standard JSON: undefined metrics are ``null``)."""
+    with open(path, "w") as f:
+        json.dump(strict_json(obj), f, indent=indent, allow_nan=False)
 
 
 def enable_compilation_cache(path: str | None = None) -> str | None:

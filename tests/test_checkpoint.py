@@ -89,3 +89,36 @@ def test_resume_refuses_a_config_that_changes_the_numbers(tmp_path, key, value, 
     finally:
         progress.close()
     assert os.path.isdir(tmp_path / "best")
+
+
+def test_readers_create_nothing_and_point_to_sub_runs(tmp_path):
+    missing = tmp_path / "typo"
+    with pytest.raises(FileNotFoundError, match="no such run directory"):
+        ckpt_lib.read_run_config(missing)
+    with pytest.raises(FileNotFoundError, match="no such run directory"):
+        ckpt_lib.restore_run(missing, "classifier", lambda cfg: None)
+    assert not missing.exists()
+    _run(tmp_path / "aug" / "classifier", [0.1])  # a STEP+Aug parent holds classifier/ (and generator/)
+    with pytest.raises(FileNotFoundError, match=r"did you mean .*aug/classifier\?"):
+        ckpt_lib.read_run_config(tmp_path / "aug")
+    assert sorted(os.listdir(tmp_path / "aug")) == ["classifier"]
+    assert ckpt_lib.read_run_config(tmp_path / "aug" / "classifier")["task"] == "classifier"
+
+
+def test_run_outputs_are_strict_json(tmp_path):
+    """Undefined metrics (NaN precision of an absent class) are written as null: standard JSON."""
+    import json
+
+    from stepjax.metrics import classification_report
+    from stepjax.utils import write_json
+
+    report = classification_report(np.array([0, 0, 1]), np.array([0, 1, 1]), 4)  # classes 2, 3 absent
+    write_json(tmp_path / "r.json", {"report": report, "arr": np.array([1.0, np.inf]), "n": np.int64(3)})
+
+    def refuse(name):
+        raise ValueError(name)
+
+    back = json.loads((tmp_path / "r.json").read_text(), parse_constant=refuse)
+    assert back["arr"] == [1.0, None] and back["n"] == 3
+    assert back["report"]["per_class"]["Happy"]["precision"] is None
+    assert back["report"]["per_class"]["Angry"]["recall"] == 0.5

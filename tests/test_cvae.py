@@ -273,3 +273,34 @@ def test_official_sampler():
     assert abs(float(z.mean()) + 1.5) < 0.1 and abs(float(z.std()) - 3.0) < 0.1
     z = sample_latent(jax.random.key(0), (20000, 4))
     assert abs(float(z.mean())) < 0.05 and abs(float(z.std()) - 1.0) < 0.05
+
+
+def test_official_init_reproduces_what_the_official_weights_init_leaves():
+    """Bug 18: the official ``weights_init`` matches ``Conv2d`` (N(0, 0.02), zero bias) and BatchNorm (N(1, 0.02)),
+    not the decoder's ``ConvTranspose2d`` layers, which keep PyTorch's kaiming-uniform(a=sqrt(5)): kernel and bias
+    ~ U(+-1/sqrt(fan)), fan = out_channels * kT for a transposed weight (I, O, kT, 1)."""
+    model = STEPGenCVAE(init_scheme="official")
+    v = jax.jit(lambda k: model.init({"params": k, "sample": k}, jnp.zeros((2, 75, 16, 3)), jnp.array([0, 1])))(
+        jax.random.PRNGKey(0))
+    flat = {"/".join(str(getattr(p, "key", p)) for p in path): np.asarray(a)
+            for path, a in jax.tree_util.tree_flatten_with_path(v["params"])[0]}
+    checked = 0
+    for name, a in flat.items():
+        layer, leaf = name.rsplit("/", 1)
+        if "bn" in layer or leaf == "edge_importance":
+            if leaf == "scale":
+                assert abs(a.mean() - 1) < 0.02 and 0.005 < a.std() < 0.04, name
+            continue
+        if name.startswith("encoder"):
+            if leaf == "kernel" and a.size > 500:  # N(0, 0.02)
+                assert abs(a.std() - 0.02) < 0.002, (name, a.std())
+            if leaf == "bias":
+                assert np.all(a == 0), name
+            continue
+        kernel = flat[f"{layer}/kernel"]
+        bound = 1 / np.sqrt(np.prod(kernel.shape) // kernel.shape[-2])  # O * kT
+        assert np.abs(a).max() <= bound and (a.size < 50 or np.abs(a).max() > 0.8 * bound), (name, bound)
+        if a.size > 500:
+            assert abs(a.std() - bound / np.sqrt(3)) < 0.1 * bound, (name, a.std(), bound)  # uniform
+        checked += 1
+    assert checked == 2 * 9  # fcn, 3 gcn projections, 3 temporal convs, 2 residual projections; kernel + bias

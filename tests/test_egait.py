@@ -54,6 +54,11 @@ def test_synthetic_labels_from_key_suffix(tmp_path):
     ("nan", r"'001_x' contains NaN/inf \(first at frame 3, column 5\)"),
     ("empty", r"f\.h5: file holds no gaits"),
     ("bad_label", r"label of key '000_x' is 7"),
+    ("string_label", r"label of key '000_x' is .*expected one integer"),
+    ("bool_label", r"label of key '000_x' is .*dtype bool"),
+    ("group_label", r"label of key '000_x' is a group"),
+    ("vector_label", r"label of key '000_x' is \[0\. 0\. 0\. \.\.\. .*shape \(10, 48\)"),
+    ("not_hdf5", r"l\.h5: not an HDF5 file"),
 ])
 def test_bad_files_give_clear_errors(tmp_path, problem, match):
     f_path, l_path = tmp_path / "f.h5", tmp_path / "l.h5"
@@ -71,12 +76,18 @@ def test_bad_files_give_clear_errors(tmp_path, problem, match):
         feats = {}
     if problem == "bad_label":
         labels["000_x"] = 7
+    odd = {"string_label": "Sad", "bool_label": np.bool_(True), "vector_label": np.zeros((10, 48))}
     with h5py.File(f_path, "w") as f:
         for k, v in feats.items():
             f[k] = v
     with h5py.File(l_path, "w") as f:
         for k, v in labels.items():
-            f[k] = np.int64(v)
+            if k == "000_x" and problem == "group_label":
+                f.create_group(k)
+            else:
+                f[k] = odd.get(problem, np.int64(v)) if k == "000_x" else np.int64(v)
+    if problem == "not_hdf5":
+        l_path.write_text("not hdf5")
     with pytest.raises(egait.EGaitFormatError, match=match):
         egait.read_egait(f_path, l_path)
 
@@ -97,3 +108,28 @@ def test_reads_real_egait_samples():
     np.testing.assert_array_equal(data.lengths, [32, 26, 30])
     np.testing.assert_array_equal(data.labels, [3, 1, 1])  # perceived labels, not the key's word
     assert all(np.abs(g[:, 0]).max() == 0 for g in data.gaits)  # root-relative
+
+
+@pytest.mark.parametrize("labels,match", [([0, 1, 2, -1], r"entries \[3\] are \[-1\]"), ([0, 7, 1, 2], r"\[7\]"),
+                                          ([0, 1.5, 1, 2], r"\[1.5\]")])
+def test_writer_refuses_labels_outside_the_four_classes(tmp_path, labels, match):
+    gaits = np.zeros((4, 5, 16, 3))
+    with pytest.raises(ValueError, match=match):
+        egait.write_egait_arrays(tmp_path / "f.h5", tmp_path / "l.h5", gaits, labels)
+    with pytest.raises(ValueError, match=match):
+        egait.write_egait(tmp_path / "f.h5", tmp_path / "l.h5", {f"k{i}": g for i, g in enumerate(gaits)},
+                          {f"k{i}": l for i, l in enumerate(labels)})
+
+
+def test_writer_refuses_keys_its_reader_would_refuse(tmp_path):
+    with pytest.raises(ValueError, match="must not contain '/'"):
+        egait.write_egait(tmp_path / "f.h5", tmp_path / "l.h5", {"subj1/001": np.zeros((5, 48))}, {"subj1/001": 2})
+
+
+def test_generator_conditioning_refuses_labels_outside_the_classes():
+    from stepjax.generation import _onehot
+
+    assert _onehot(np.array([0, 3]), 4).shape == (2, 4)
+    for bad in ([4, 9], [-1, 2]):
+        with pytest.raises(ValueError, match="whole numbers in 0..3"):
+            _onehot(np.array(bad), 4)

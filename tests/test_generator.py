@@ -186,6 +186,8 @@ def test_step_aug_generator_sees_only_the_training_split_and_synthetic_gaits_onl
     extra = (np.stack(synth.gaits), synth.labels)
     data = pipeline.prepare(cls_cfg, extra_train=extra)
     assert len(data["train"].labels) == len(split.train) + 4 * PER_CLASS
+    with pytest.raises(ValueError, match="extra training labels must be whole numbers in 0..3"):
+        pipeline.prepare(cls_cfg, extra_train=(extra[0], np.full(len(extra[1]), 7)))  # would train on nothing
     prep = data["preprocessor"]
     for name in ("val", "test"):  # exactly the real gaits of the split, preprocessed
         idx = getattr(split, name)

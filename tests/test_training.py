@@ -210,3 +210,16 @@ def test_official_milestones_scale_with_the_epochs(epochs):
     m = [round(f * epochs) for f in (0.5, 0.75, 0.875)]
     assert [at(0), at(m[0] - 1), at(m[0]), at(m[1]), at(m[2]), at(epochs - 1)] == pytest.approx(
         [1e-3, 1e-3, 1e-4, 1e-5, 1e-6, 1e-6], rel=1e-5)
+
+
+@pytest.mark.parametrize("field,value,match", [("epochs", 0, "epochs must be a positive integer"),
+                                               ("compute_dtype", "bf16", r"compute_dtype must be one of"),
+                                               ("batch_size", 0, "batch_size"), ("lr", 0.0, "lr must be > 0")])
+def test_train_config_mistakes_fail_before_any_work(tmp_path, field, value, match):
+    from stepjax.training.run import train_from_config
+
+    cfg = tiny_config()
+    cfg.train[field] = value
+    with pytest.raises(ValueError, match=match):
+        train_from_config(cfg, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()

@@ -19,6 +19,7 @@ import h5py
 import numpy as np
 
 from stepjax import LABEL_NAMES
+from stepjax.data.preprocess import validate_labels
 from stepjax.skeleton import NUM_COORDS, NUM_JOINTS
 
 NUM_COLUMNS = NUM_JOINTS * NUM_COORDS
@@ -79,9 +80,16 @@ def _read_gait(path: str, f: h5py.File, key: str) -> np.ndarray:
 
 
 def _read_label(path: str, f: h5py.File, key: str, num_classes: int) -> int:
-    value = np.asarray(f[key][()])
-    if value.size != 1 or not np.isfinite(value).all() or float(value.reshape(())) != int(value.reshape(())):
-        raise EGaitFormatError(f"{path}: label of key {key!r} is {value!r}, expected one integer")
+    node = f[key]
+    if not isinstance(node, h5py.Dataset):
+        raise EGaitFormatError(f"{path}: label of key {key!r} is a group, expected one integer")
+    value = np.asarray(node[()])
+    numeric = value.dtype != bool and (np.issubdtype(value.dtype, np.integer) or np.issubdtype(value.dtype, np.floating))
+    if (value.size != 1 or not numeric or not np.isfinite(value).all()
+            or float(value.reshape(())) != int(value.reshape(()))):
+        shown = np.array2string(value.ravel(), threshold=6) if value.size > 1 else repr(value)
+        raise EGaitFormatError(f"{path}: label of key {key!r} is {shown} (dtype {value.dtype}, shape {value.shape}), "
+                               f"expected one integer")
     label = int(value.reshape(()))
     if not 0 <= label < num_classes:
         raise EGaitFormatError(f"{path}: label of key {key!r} is {label}, expected 0..{num_classes - 1}")
@@ -107,6 +115,8 @@ def read_egait(features_path: str | os.PathLike, labels_path: str | os.PathLike 
     for p in (features_path, labels_path):
         if p is not None and not os.path.exists(p):
             raise FileNotFoundError(f"E-Gait file not found: {p}")
+        if p is not None and not h5py.is_hdf5(p):
+            raise EGaitFormatError(f"{os.fspath(p)}: not an HDF5 file")
     with h5py.File(features_path, "r") as ff:
         keys = tuple(sorted(ff.keys()))
         if not keys:
@@ -147,9 +157,13 @@ def write_egait(features_path: str | os.PathLike, labels_path: str | os.PathLike
     """
     if not gaits:
         raise ValueError("write_egait: no gaits to write")
+    slashed = [k for k in gaits if "/" in str(k)]
+    if slashed:  # h5py would make groups of them, which read_egait (rightly) refuses
+        raise ValueError(f"write_egait: keys must not contain '/', got {slashed[:3]}")
     if labels_path is not None:
         if labels is None or set(labels) != set(gaits):
             raise ValueError("write_egait: labels must have exactly the keys of gaits")
+        validate_labels([labels[k] for k in gaits], "write_egait: labels")
     else:
         for k in gaits:
             label_from_key(k)
@@ -174,7 +188,7 @@ def write_egait_arrays(features_path: str | os.PathLike, labels_path: str | os.P
                        gaits: np.ndarray, labels: Sequence[int], keys: Sequence[str] | None = None) -> list[str]:
     """Writes a batch ``(N, T, 16, 3)`` with keys ``{i:05d}_{Emotion}`` (STEP-Gen style) by default."""
     gaits = np.asarray(gaits)
-    labels = [int(l) for l in labels]
+    labels = validate_labels(labels, "write_egait_arrays: labels").tolist()
     if keys is None:
         keys = [f"{i + 1:05d}_{LABEL_NAMES[l]}" for i, l in enumerate(labels)]
     if not (len(keys) == len(labels) == len(gaits)):

@@ -221,8 +221,9 @@ def prepare(cfg, extra_train: tuple[np.ndarray, np.ndarray] | None = None) -> di
                          f"({len(raw.labels)} gaits)")
     train_raw, train_labels, train_len = raw.gaits[split.train], raw.labels[split.train], raw.lengths_at(split.train)
     if extra_train is not None:
-        extra_gaits, extra_labels = np.asarray(extra_train[0], np.float32), np.asarray(extra_train[1], np.int32)
+        extra_gaits = np.asarray(extra_train[0], np.float32)
         pp.validate_gaits(extra_gaits, "extra training gaits")
+        extra_labels = pp.validate_labels(extra_train[1], "extra training labels")
         if extra_gaits.shape[1:] != train_raw.shape[1:] or len(extra_gaits) != len(extra_labels):
             raise ValueError(f"extra training gaits {extra_gaits.shape} / labels {extra_labels.shape} do not "
                              f"match the real gaits {train_raw.shape[1:]}")

@@ -20,6 +20,7 @@ from typing import Sequence
 import jax.numpy as jnp
 import numpy as np
 
+from stepjax import NUM_CLASSES
 from stepjax.skeleton import NUM_COORDS, NUM_JOINTS, ROOT
 
 LENGTH_POLICIES = ("tile", "crop", "resample")
@@ -42,6 +43,23 @@ def validate_gaits(gaits, name: str = "gaits", *, batched: bool = True, check_fi
         raise ValueError(f"{name} has no frames: shape {shape}")
     if check_finite and not bool(np.all(np.isfinite(np.asarray(gaits)))):
         raise ValueError(f"{name} contains NaN or inf values")
+
+
+def validate_labels(labels, name: str = "labels", num_classes: int = NUM_CLASSES) -> np.ndarray:
+    """``labels`` as int32 ``(N,)`` after checking that they are whole numbers in ``[0, num_classes)`` (0 Angry,
+    1 Neutral, 2 Happy, 3 Sad); raises ``ValueError`` naming the first offending entries. API edges only (reads
+    the values)."""
+    arr = np.asarray(labels)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array of class indices, got shape {arr.shape}")
+    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise ValueError(f"{name} must be integer class indices, got dtype {arr.dtype}")
+    bad = ~np.isfinite(arr) | (arr != np.round(arr)) | (arr < 0) | (arr >= num_classes) if arr.size else arr
+    if arr.size and bad.any():
+        idx = np.flatnonzero(bad)[:5]
+        raise ValueError(f"{name} must be whole numbers in 0..{num_classes - 1}; entries {idx.tolist()} are "
+                         f"{arr[idx].tolist()}")
+    return arr.astype(np.int32)
 
 
 # ----------------------------------------------------------------------------- fixed length

@@ -38,12 +38,12 @@ Options beyond the official form (defaults reproduce it):
   (``output_proj``) maps to coordinates before the output BN: no ReLU acts on the coordinates.
   (Removing the ReLU from the 64->3 block itself would need an activation flag on
   :class:`stepjax.nn.STGCNBlock`, which the shared blocks do not have.)
-* ``init_scheme='official'``: conv kernels ~ N(0, 0.02), BN scale ~ N(1, 0.02) everywhere. In the official
-  code the decoder's ``ConvTranspose2d`` layers (``fcn``, every ``st_gctn`` conv and residual) are *not*
-  matched by ``weights_init`` (the class name does not contain ``Conv2d``, bug 18) and keep PyTorch's
-  default kaiming-uniform(a=sqrt(5)) init, i.e. U(-1/sqrt(fan), 1/sqrt(fan)). This port applies the
-  N(0, 0.02) scheme to them too (the shared blocks take one init scheme); this only matters for training
-  from scratch, not for loading the checkpoint.
+* ``init_scheme='official'``: what the official ``weights_init`` leaves: the encoder's convs ~ N(0, 0.02) with
+  zero biases and every BN scale ~ N(1, 0.02); the decoder's ``ConvTranspose2d`` layers (``fcn``, every
+  ``st_gctn`` graph and temporal conv and residual) are *not* matched by ``weights_init`` (the class name does
+  not contain ``Conv2d``, bug 18) and keep PyTorch's default kaiming-uniform(a=sqrt(5)) init, kernels and
+  biases ~ U(-1/sqrt(fan), 1/sqrt(fan)) with PyTorch's fan of a transposed weight, ``out_channels * kT``
+  (the decoder uses ``stepjax.nn`` scheme ``'official_transposed'``). Only matters for training from scratch.
 
 Sampling: ``__call__`` and :meth:`STEPGenCVAE.sample` draw from the ``'sample'`` RNG stream
 (``model.apply(variables, x, y, rngs={'sample': key})``) unless an explicit ``rng`` is given. The
@@ -60,7 +60,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from stepjax import NUM_CLASSES, skeleton
-from stepjax.nn import JointBatchNorm, STGCNStack, initializers
+from stepjax.nn import JointBatchNorm, STGCNStack, dense, initializers
 
 Array = jax.Array
 
@@ -182,15 +182,16 @@ class CVAEDecoder(nn.Module):
             raise ValueError(f"the last decoder channel count must be {skeleton.NUM_COORDS}, got {self.channels}")
         n, v = z.shape[0], skeleton.NUM_JOINTS
         y = _as_onehot(labels_onehot, self.num_classes, n, z.dtype)
-        kernel_init = initializers(self.init_scheme)["kernel"]
+        # the official decoder's layers are ConvTranspose2d, which the official weights_init skips (bug 18)
+        scheme = "official_transposed" if self.init_scheme == "official" else self.init_scheme
         hidden = self.latent_dim
-        h = nn.Dense(hidden, kernel_init=kernel_init, precision=self.precision, name="fcn")(
-            jnp.concatenate([z, y], axis=-1))
+        zy = jnp.concatenate([z, y], axis=-1)
+        h = dense(hidden, scheme, zy.shape[-1], self.precision, name="fcn")(zy)
         if self.temporal_code == "modulated":  # h(t) = a(z, y) + B(z, y) code(t): z sets amplitudes and phases
             code = jnp.asarray(sinusoidal_time_encoding(num_frames, self.code_dim, self.min_period,
                                                         self.max_period), h.dtype)
-            b = nn.Dense(hidden * self.code_dim, kernel_init=kernel_init, precision=self.precision,
-                         name="fcn_code")(jnp.concatenate([z, y], axis=-1)).reshape(n, hidden, self.code_dim)
+            b = dense(hidden * self.code_dim, scheme, zy.shape[-1], self.precision,
+                      name="fcn_code")(zy).reshape(n, hidden, self.code_dim)
             code = code / np.sqrt(max(self.code_dim // 2, 1))  # the modulated term starts at a's scale
             h = h[:, None, :] + jnp.einsum("nhd,td->nth", b, code, precision=self.precision)
             h = jnp.broadcast_to(h[:, :, None, :], (n, num_frames, v, hidden))
@@ -208,11 +209,11 @@ class CVAEDecoder(nn.Module):
         h = STGCNStack(channels, (1,) * len(channels), (True,) * len(channels),
                        skeleton.spatial_adjacency(official=self.official_adjacency), self.kernel_size,
                        edge_importance=False, dropout=self.dropout, temporal_impl=self.temporal_impl,
-                       init_scheme=self.init_scheme, precision=self.precision,
+                       init_scheme=scheme, precision=self.precision,
                        name="trunk")(h, train, num_frames if h.shape[1] == 1 else None)
         if not self.official_output_relu:
-            h = nn.Dense(self.channels[-1], kernel_init=kernel_init, precision=self.precision, name="output_proj")(h)
-        return JointBatchNorm(self.init_scheme, name="data_bn")(h, train)
+            h = dense(self.channels[-1], scheme, h.shape[-1], self.precision, name="output_proj")(h)
+        return JointBatchNorm(scheme, name="data_bn")(h, train)
 
 
 class STEPGenCVAE(nn.Module):

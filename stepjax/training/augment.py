@@ -22,13 +22,13 @@ so its test set contains synthetic gaits, and its generator saw the whole datase
 
 from __future__ import annotations
 
-import json
 import os
 
 import ml_collections
 import numpy as np
 
 from stepjax.data import pipeline
+from stepjax.utils import write_json
 
 GENERATOR_DIR = "generator"
 CLASSIFIER_DIR = "classifier"
@@ -130,6 +130,5 @@ def fit_step_aug(cfg, workdir: str, *, progress: bool = True, log=print) -> dict
         if name in cls and cls[name]["num_gaits"] != len(getattr(split, name)):
             raise AssertionError(f"the classifier's {name} split is not the real {name} split")
     result["classifier"] = cls
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-        json.dump({k: v for k, v in result.items() if k != "generator_train_indices"}, f, indent=2)
+    write_json(os.path.join(workdir, "results.json"), {k: v for k, v in result.items() if k != "generator_train_indices"})
     return result

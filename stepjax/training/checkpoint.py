@@ -66,10 +66,11 @@ def check_compatible(saved: Mapping, current: Mapping, sections=RESUME_SECTIONS,
 class RunCheckpoints:
     """Latest and best-by-validation checkpoints of one workdir."""
 
-    def __init__(self, workdir: str | os.PathLike, keep_latest: int = 2):
+    def __init__(self, workdir: str | os.PathLike, keep_latest: int = 2, *, create: bool = True):
+        """``create=False`` for readers: nothing is created on disk (a mistyped path stays absent)."""
         workdir = os.path.abspath(os.fspath(workdir))
         self.workdir = workdir
-        opts = lambda n: ocp.CheckpointManagerOptions(max_to_keep=n, create=True)
+        opts = lambda n: ocp.CheckpointManagerOptions(max_to_keep=n, create=create)
         self.latest = ocp.CheckpointManager(os.path.join(workdir, LATEST), options=opts(keep_latest))
         self.best = ocp.CheckpointManager(os.path.join(workdir, BEST), options=opts(1))
 
@@ -120,6 +121,25 @@ class RunCheckpoints:
         return out["state"], out["meta"]
 
 
+def _require_dir(workdir) -> None:
+    if not os.path.isdir(workdir):
+        raise FileNotFoundError(f"{workdir}: no such run directory")
+
+
+def _subrun_hint(workdir) -> str:
+    """A hint for a parent directory of runs (STEP+Aug writes ``classifier/`` and ``generator/``) or for a
+    vmapped multi-run directory (k-fold / seeds: results and config only, no checkpoints)."""
+    try:
+        with open(os.path.join(workdir, "config.json")) as f:
+            if json.load(f).get("task") == "classifier_runs":
+                return ("; it holds vmapped k-fold/seed runs (configs/step_cv.py), which keep results.json and "
+                        "metrics.jsonl but no checkpoints: train one run with train.py for a model to evaluate")
+    except (OSError, ValueError):
+        pass
+    subs = [d for d in ("classifier", "generator") if os.path.isdir(os.path.join(workdir, d, BEST))]
+    return f"; did you mean {' or '.join(os.path.join(os.fspath(workdir), d) for d in subs)}?" if subs else ""
+
+
 def restore_run(workdir: str | os.PathLike, task: str, abstract_tree_fn, which: str = "best",
                 hints: Mapping[str, str] | None = None) -> tuple[Any, Any]:
     """``(cfg, tree)`` of the ``which`` checkpoint of a ``task`` run ('classifier', 'generator', ...).
@@ -132,11 +152,12 @@ def restore_run(workdir: str | os.PathLike, task: str, abstract_tree_fn, which: 
     import ml_collections
 
     workdir = os.fspath(workdir)
-    ckpts = RunCheckpoints(workdir)
+    _require_dir(workdir)
+    ckpts = RunCheckpoints(workdir, create=False)
     try:
         meta = ckpts.read_meta(which)
         if meta is None:
-            raise FileNotFoundError(f"{workdir}: no {which!r} checkpoint")
+            raise FileNotFoundError(f"{workdir}: no {which!r} checkpoint{_subrun_hint(workdir)}")
         cfg = ml_collections.ConfigDict(meta["config"])
         if cfg.task != task:
             raise ValueError(f"{workdir} holds a {cfg.task!r} run, not a {task}{(hints or {}).get(cfg.task, '')}")
@@ -148,11 +169,13 @@ def restore_run(workdir: str | os.PathLike, task: str, abstract_tree_fn, which: 
 
 def read_run_config(workdir: str | os.PathLike) -> dict:
     """The config stored with the newest checkpoint of ``workdir`` (best, else latest)."""
-    ckpt = RunCheckpoints(workdir)
+    _require_dir(workdir)
+    ckpt = RunCheckpoints(workdir, create=False)
     try:
         meta = ckpt.read_meta("best") or ckpt.read_meta("latest")
     finally:
         ckpt.close()
     if meta is None:
-        raise FileNotFoundError(f"{workdir}: no checkpoint found (expected {LATEST}/ or {BEST}/ inside)")
+        raise FileNotFoundError(f"{workdir}: no checkpoint found (expected {LATEST}/ or {BEST}/ inside)"
+                                f"{_subrun_hint(workdir)}")
     return meta["config"]

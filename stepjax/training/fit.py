@@ -15,7 +15,6 @@ import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -28,6 +27,7 @@ from stepjax.training import parallel
 from stepjax.training.loop import classifier_train_step, epoch_fn, evaluate_classifier
 from stepjax.training.progress import METRICS_FILE, RunProgress
 from stepjax.training.state import TrainState, count_params, create_train_state, make_optimizer
+from stepjax.utils import write_json
 
 
 
@@ -135,8 +135,7 @@ def fit_classifier(cfg, workdir: str, *, progress: bool = True, log=print, stop_
         if accs:  # the official protocol's number (test-set selection): reported, clearly labelled
             result["test_accuracy_max_over_epochs_OFFICIAL_PROTOCOL"] = max(accs)
     tracker.close()
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-        json.dump(result, f, indent=2)
+    write_json(os.path.join(workdir, "results.json"), result)
     return result
 
 

@@ -41,6 +41,7 @@ from stepjax.training import checkpoint as ckpt_lib
 from stepjax.training.loop import chunked_apply, epoch_fn
 from stepjax.training.progress import RunProgress
 from stepjax.training.state import TrainState, count_params, make_optimizer
+from stepjax.utils import write_json
 
 COMPONENTS = ("rec", "drift", "vel", "acc", "collapse", "kl", "total")
 SPLIT_FILE = "split.json"
@@ -295,8 +296,7 @@ def fit_generator(cfg, workdir: str, *, progress: bool = True, log=print, stop_a
     if test is not None:
         result["test"] = evaluate(best, test, val_rng)
     tracker.close()
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-        json.dump(result, f, indent=2)
+    write_json(os.path.join(workdir, "results.json"), result)
     result["train_indices"] = np.asarray(split.train)
     return result
 

@@ -27,9 +27,11 @@ from stepjax import LABEL_NAMES
 from stepjax.data import pipeline, splits
 from stepjax.losses import classification_loss
 from stepjax.metrics import aggregate, classification_report
+from stepjax.training import checkpoint as ckpt_lib
 from stepjax.training.fit import build_classifier, make_classifier_step
 from stepjax.training.loop import scan_steps, shuffled_batches
 from stepjax.training.state import create_train_state, make_optimizer
+from stepjax.utils import write_json
 
 
 class RunSet(NamedTuple):
@@ -111,6 +113,9 @@ class _Carry(NamedTuple):
 
 def fit_classifier_runs(cfg, workdir: str | None = None, *, progress: bool = True, log=print) -> dict:
     """Trains all runs of ``cfg.runs`` in one vmapped loop; returns per-run test reports and mean +- std."""
+    if workdir:  # the config of the numbers (these runs keep no checkpoints: see the README)
+        os.makedirs(workdir, exist_ok=True)
+        write_json(os.path.join(workdir, "config.json"), ckpt_lib.config_to_json(cfg))
     raw = pipeline.load_source(cfg.data)
     run_splits, runs = make_splits(cfg, raw)
     rs = build_runset(cfg, raw, run_splits)
@@ -164,8 +169,7 @@ def fit_classifier_runs(cfg, workdir: str | None = None, *, progress: bool = Tru
     result = {"runs": reports, "aggregate": aggregate(reports), "train_time_s": train_time, "num_runs": num_runs}
     if workdir:
         os.makedirs(workdir, exist_ok=True)
-        with open(os.path.join(workdir, "results.json"), "w") as fh:
-            json.dump(result, fh, indent=2)
+        write_json(os.path.join(workdir, "results.json"), result)
         with open(os.path.join(workdir, "metrics.jsonl"), "w") as fh:
             fh.writelines(json.dumps(h) + "\n" for h in history)
     return result

@@ -8,6 +8,12 @@ from stepjax.metrics import format_confusion
 
 
 def train_from_config(cfg, workdir: str, *, progress: bool = True) -> dict:
+    from stepjax.training.state import check_train_config
+
+    if "train" in cfg:
+        check_train_config(cfg.train)
+    if "generator" in cfg and "train" in cfg.generator:
+        check_train_config(cfg.generator.train, "generator.train")
     if cfg.task == "classifier":
         from stepjax.training.fit import fit_classifier
 

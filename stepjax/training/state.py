@@ -20,6 +20,26 @@ class TrainState(train_state.TrainState):
     batch_stats: Any = None
 
 
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+def check_train_config(cfg, name: str = "train") -> None:
+    """Fails fast (before any data is read) on a ``train`` section that could only fail later or run nothing."""
+    epochs = cfg.get("epochs")
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+        raise ValueError(f"{name}.epochs must be a positive integer, got {epochs!r}")
+    batch = cfg.get("batch_size")
+    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+        raise ValueError(f"{name}.batch_size must be a positive integer, got {batch!r}")
+    dtype = cfg.get("compute_dtype", "float32")
+    if dtype not in COMPUTE_DTYPES:
+        raise ValueError(f"{name}.compute_dtype must be one of {COMPUTE_DTYPES}, got {dtype!r}")
+    if not cfg.get("lr", 0) > 0:
+        raise ValueError(f"{name}.lr must be > 0, got {cfg.get('lr')!r}")
+    if cfg.get("schedule") not in SCHEDULES:
+        raise ValueError(f"unknown {name}.schedule {cfg.get('schedule')!r}; choose one of {SCHEDULES}")
+
+
 def make_schedule(cfg, steps_per_epoch: int) -> optax.Schedule:
     """Learning rate per optimizer step.
 
