@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Sequence
 
@@ -22,9 +23,13 @@ def predict_labels(predict_fn, variables, gaits: np.ndarray, chunk: int = 512,
     """Argmax predictions for raw gaits ``(N, T, 16, 3)`` (``lengths``: real frames per gait), jitted, in chunks."""
     fn = jax.jit(predict_fn)
     part = lambda a, s: None if a is None else a[s:s + chunk]  # noqa: E731
-    preds = [np.asarray(fn(variables, gaits[s:s + chunk], part(lengths, s)).logits.argmax(-1))
-             for s in range(0, len(gaits), chunk)]
-    return np.concatenate(preds)
+    logits = np.concatenate([np.asarray(fn(variables, gaits[s:s + chunk], part(lengths, s)).logits)
+                             for s in range(0, len(gaits), chunk)])
+    bad = np.flatnonzero(~np.all(np.isfinite(logits), axis=-1))
+    if bad.size:  # the argmax of NaN would silently count as class 0
+        raise ValueError(f"non-finite logits for {bad.size} of {len(gaits)} gaits (first indices {bad[:5].tolist()}): "
+                         f"check those gaits (units, degenerate frames) or the checkpoint")
+    return logits.argmax(-1)
 
 
 def evaluate_workdir(workdir: str, split: str = "test", features: str | None = None, labels: str | None = None,
@@ -58,6 +63,14 @@ def evaluate_workdir(workdir: str, split: str = "test", features: str | None = N
 
 
 def evaluate_workdirs(workdirs: Sequence[str], **kwargs) -> dict:
-    """Reports of several runs (seeds / folds) and their mean +- std."""
+    """Reports of several runs (seeds / folds) and their mean +- std. Runs evaluated on their own splits must
+    share their data config (a mean over different datasets is not a protocol number): else ``ValueError``."""
+    if len(workdirs) > 1 and not kwargs.get("features"):
+        from stepjax.training.checkpoint import read_run_config
+
+        data = {w: json.dumps(read_run_config(w).get("data"), sort_keys=True) for w in workdirs}
+        if len(set(data.values())) > 1:
+            raise ValueError("these runs were trained on different data configs, so their own test splits differ: "
+                             "evaluate them separately, or all on the same files with --features/--labels")
     reports = [evaluate_workdir(w, **kwargs) for w in workdirs]
     return {"runs": reports, "aggregate": aggregate(reports)}

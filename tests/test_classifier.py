@@ -1,5 +1,6 @@
 """STEP classifiers: golden outputs with the official weights, layer-level reference checks."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -131,3 +132,37 @@ def test_hybrid_needs_affective_features_and_heads_differ():
         m.apply(v, x[:1], aff[:1], train=True, mutable=["batch_stats"])
     with pytest.raises(ValueError, match=r"\(N, T, 16, 3\)"):
         m.apply(v, jnp.zeros((2, 12, 48)), aff)
+
+
+def test_batch_norm_follows_pytorch_including_the_unbiased_running_variance():
+    """stepjax.nn.BatchNorm == torch.nn.BatchNorm1d/2d semantics, written out in numpy: training normalises with
+    the biased batch variance, the running variance moves towards the *unbiased* one (Flax's BatchNorm stores
+    the biased one: 7/8 of PyTorch's for a BN over 8 gaits, like STEP's fusion_bn); eval uses the running stats;
+    init updates nothing; variables are named as Flax's, so checkpoints are interchangeable."""
+    from stepjax.nn import BatchNorm
+
+    x = np.asarray(jax.random.normal(jax.random.PRNGKey(0), (8, 5, 6)) * 3 + 1)
+    bn = BatchNorm(use_running_average=False, axis=-1)
+    v = bn.init(jax.random.PRNGKey(1), x)
+    assert set(v["params"]) == {"scale", "bias"} and set(v["batch_stats"]) == {"mean", "var"}
+    np.testing.assert_array_equal(v["batch_stats"]["var"], 1.0)  # init does not update
+    v = {"params": {"scale": np.linspace(0.5, 2, 6), "bias": np.linspace(-1, 1, 6)}, "batch_stats": v["batch_stats"]}
+    y, upd = bn.apply(v, x, mutable=["batch_stats"])
+    flat = x.reshape(-1, 6)
+    mean, var_b, var_u = flat.mean(0), flat.var(0), flat.var(0, ddof=1)
+    np.testing.assert_allclose(y, (x - mean) / np.sqrt(var_b + 1e-5) * v["params"]["scale"] + v["params"]["bias"],
+                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(upd["batch_stats"]["mean"], 0.1 * mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(upd["batch_stats"]["var"], 0.9 + 0.1 * var_u, rtol=1e-5)
+    flax_bn = nn.BatchNorm(use_running_average=False, momentum=0.9, epsilon=1e-5)
+    y_flax, upd_flax = flax_bn.apply(v, x, mutable=["batch_stats"])
+    np.testing.assert_allclose(y, y_flax, rtol=1e-6, atol=1e-6)  # same forward as Flax's ...
+    np.testing.assert_allclose(upd_flax["batch_stats"]["var"], 0.9 + 0.1 * var_b, rtol=1e-5)  # ... not the same stats
+    eval_bn = BatchNorm(use_running_average=True, axis=-1)
+    stats = {"mean": np.arange(6.0), "var": np.arange(1.0, 7.0)}
+    y_eval = eval_bn.apply({"params": v["params"], "batch_stats": stats}, x)
+    np.testing.assert_allclose(y_eval, (x - stats["mean"]) / np.sqrt(stats["var"] + 1e-5) * v["params"]["scale"]
+                               + v["params"]["bias"], rtol=1e-5, atol=1e-5)
+    # bfloat16 input: statistics in float32, output in bfloat16
+    y16, _ = bn.apply(v, x.astype(jnp.bfloat16), mutable=["batch_stats"])
+    assert y16.dtype == jnp.bfloat16 and np.allclose(np.asarray(y16, np.float32), y, atol=0.05)

@@ -223,3 +223,21 @@ def test_train_config_mistakes_fail_before_any_work(tmp_path, field, value, matc
     with pytest.raises(ValueError, match=match):
         train_from_config(cfg, str(tmp_path / "run"))
     assert not (tmp_path / "run").exists()
+
+
+def test_evaluation_refuses_silent_wrong_numbers(monkeypatch):
+    """NaN logits are an error (their argmax would count as 'Angry'), and a mean +- std over runs trained on
+    different data configs (hence different test splits) is refused."""
+    from stepjax import evaluation
+    from stepjax.inference import Prediction
+    from stepjax.training import checkpoint
+
+    def predict_fn(variables, gaits, lengths=None):
+        logits = jnp.where(jnp.arange(gaits.shape[0])[:, None] == 2, jnp.nan, jnp.ones((gaits.shape[0], 4)))
+        return Prediction(logits, logits, logits)
+
+    with pytest.raises(ValueError, match=r"non-finite logits for 1 of 4 gaits \(first indices \[2\]\)"):
+        evaluation.predict_labels(predict_fn, None, np.zeros((4, 8, 16, 3), np.float32))
+    monkeypatch.setattr(checkpoint, "read_run_config", lambda w: {"data": {"num_gaits": len(w)}})
+    with pytest.raises(ValueError, match="different data configs"):
+        evaluation.evaluate_workdirs(["a", "bb"])
