@@ -237,7 +237,7 @@ def _mean_strike_gap(p, lengths=None, *, official: bool):
 def _stride_length_m(p, lengths, mean_t):
     """Fixed stride length in metres: twice the mean horizontal (XZ) distance between the two feet at the
     foot-strike frames of either foot (a frame that is a strike for both feet counts twice); when there is no
-    strike at all, twice the mean over all frames. Translation-, heading- and mirror-invariant, and defined for
+    strike at all, twice the mean over the gait's frames. Translation-, heading- and mirror-invariant, and defined for
     root-relative data (it does not need the walker to advance)."""
     horizontal = np.array([a for a in range(NUM_COORDS) if a != UP_AXIS])
     left, right = p[:, _FEET[0]], p[:, _FEET[1]]  # (3, ..., T)

@@ -60,7 +60,8 @@ def official_transposed_initializers() -> dict[str, Initializer]:
     kernel and bias ~ U(-1/sqrt(fan), 1/sqrt(fan)) with fan = ``O * kT`` (:func:`_transposed_fan`); its BatchNorms
     are matched, N(1, 0.02)."""
     return {
-        "kernel": lambda key, shape, dtype=jnp.float32: _uniform(1 / np.sqrt(_transposed_fan(shape)))(key, shape, dtype),
+        "kernel": lambda key, shape, dtype=jnp.float32: _uniform(1 / np.sqrt(_transposed_fan(shape)))(
+            key, shape, dtype),
         "bias_for": lambda kernel_shape: _uniform(1 / np.sqrt(_transposed_fan(kernel_shape))),
         "bn_scale": official_initializers()["bn_scale"],
     }

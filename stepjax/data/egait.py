@@ -84,7 +84,8 @@ def _read_label(path: str, f: h5py.File, key: str, num_classes: int) -> int:
     if not isinstance(node, h5py.Dataset):
         raise EGaitFormatError(f"{path}: label of key {key!r} is a group, expected one integer")
     value = np.asarray(node[()])
-    numeric = value.dtype != bool and (np.issubdtype(value.dtype, np.integer) or np.issubdtype(value.dtype, np.floating))
+    numeric = value.dtype != bool and (np.issubdtype(value.dtype, np.integer)
+                                       or np.issubdtype(value.dtype, np.floating))
     if (value.size != 1 or not numeric or not np.isfinite(value).all()
             or float(value.reshape(())) != int(value.reshape(()))):
         shown = np.array2string(value.ravel(), threshold=6) if value.size > 1 else repr(value)

@@ -130,5 +130,6 @@ def fit_step_aug(cfg, workdir: str, *, progress: bool = True, log=print) -> dict
         if name in cls and cls[name]["num_gaits"] != len(getattr(split, name)):
             raise AssertionError(f"the classifier's {name} split is not the real {name} split")
     result["classifier"] = cls
-    write_json(os.path.join(workdir, "results.json"), {k: v for k, v in result.items() if k != "generator_train_indices"})
+    write_json(os.path.join(workdir, "results.json"),
+               {k: v for k, v in result.items() if k != "generator_train_indices"})
     return result
