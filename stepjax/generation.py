@@ -5,7 +5,7 @@
     gaits = generate_fn(variables, labels, jax.random.key(0))      # (N, T, 16, 3), labels int (N,) or one-hot
 
     python -m stepjax.generation --workdir runs/gen --per-class 1000 --out-features synth.h5 \
-        [--out-labels synth_labels.h5] [--seed 0] [--official-sampler | --prior fitted]
+        [--out-labels synth_labels.h5] [--seed 0] [--official-sampler | --prior fitted] [--official-train-bn]
 
 ``z ~ N(0, I)`` (the CVAE prior); the official ``z = 3 * randn - 1.5`` (``Processor.generate``, bug 14) only
 with ``official_sampler=True``; ``prior=fit_latent_prior_from_run(workdir)`` samples a Gaussian per class
@@ -150,9 +150,10 @@ def fit_latent_prior_from_run(workdir: str | os.PathLike, which: str = "best") -
     return fit_latent_prior_on(model, variables, prep, raw.gaits[train], raw.labels[train])
 
 
-@functools.partial(jax.jit, static_argnames=("model", "num_frames", "official_sampler", "chunk"))
+@functools.partial(jax.jit, static_argnames=("model", "num_frames", "official_sampler", "chunk", "official_train_bn"))
 def generate(model: STEPGenCVAE, variables, labels: jax.Array, rng: jax.Array, num_frames: int = 75,
-             official_sampler: bool = False, chunk: int | None = 256, prior: LatentPrior | None = None) -> jax.Array:
+             official_sampler: bool = False, chunk: int | None = 256, prior: LatentPrior | None = None,
+             official_train_bn: bool = False) -> jax.Array:
     """Samples one gait per label: ``(N, num_frames, 16, 3)`` in the CVAE's aligned frame.
 
     Args:
@@ -165,6 +166,9 @@ def generate(model: STEPGenCVAE, variables, labels: jax.Array, rng: jax.Array, n
       chunk: decode in chunks of this many gaits with ``lax.map`` (bounds the activation memory);
         ``None`` decodes all at once. Same numbers either way (up to float rounding).
       prior: a fitted per-class :class:`LatentPrior` (:func:`fit_latent_prior_from_run`) instead of N(0, I).
+      official_train_bn: decode as the official ``Processor.generate`` does (bug 14: no ``model.eval()``): every
+        BatchNorm uses the statistics of the one gait being decoded (the official code decodes one gait per
+        call) instead of the running statistics. The stored statistics are not changed.
     """
     onehot = _onehot(labels, model.num_classes)
     if prior is not None:
@@ -180,6 +184,13 @@ def generate(model: STEPGenCVAE, variables, labels: jax.Array, rng: jax.Array, n
 
     def decode(batch):
         zz, yy = batch
+        if official_train_bn:  # one gait per BatchNorm batch, as the official per-sample loop
+            def one(a, b):
+                out, _ = model.apply(variables, a[None], b[None], num_frames, train=True, method="decode",
+                                     mutable=["batch_stats"])
+                return out[0]
+
+            return jax.vmap(one)(zz, yy)
         return model.apply(variables, zz, yy, num_frames, train=False, method="decode")
 
     if chunk is None or chunk >= onehot.shape[0]:
@@ -208,12 +219,13 @@ def restore_generator(workdir: str | os.PathLike, which: str = "best"):
 
 
 def make_generate_fn(model: STEPGenCVAE, num_frames: int = 75, official_sampler: bool = False) -> Callable:
-    """The pure ``generate_fn(variables, labels, rng, num_frames=..., official_sampler=..., chunk=256, prior=None)
-    -> gaits`` (``prior``: a fitted :class:`LatentPrior` instead of N(0, I))."""
+    """The pure ``generate_fn(variables, labels, rng, num_frames=..., official_sampler=..., chunk=256, prior=None,
+    official_train_bn=False) -> gaits`` (``prior``: a fitted :class:`LatentPrior` instead of N(0, I); see
+    :func:`generate`)."""
 
     def generate_fn(variables, labels, rng, num_frames: int = num_frames, official_sampler: bool = official_sampler,
-                    chunk: int | None = 256, prior: LatentPrior | None = None):
-        return generate(model, variables, labels, rng, num_frames, official_sampler, chunk, prior)
+                    chunk: int | None = 256, prior: LatentPrior | None = None, official_train_bn: bool = False):
+        return generate(model, variables, labels, rng, num_frames, official_sampler, chunk, prior, official_train_bn)
 
     return generate_fn
 
@@ -271,6 +283,9 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num-frames", type=int, default=None, help="frames per gait (default: the training length)")
     p.add_argument("--official-sampler", action="store_true", help="z = 3*randn - 1.5 (official bug 14)")
+    p.add_argument("--official-train-bn", action="store_true",
+                   help="decode with per-gait BatchNorm batch statistics, as the official generate() without "
+                        "model.eval() (bug 14)")
     p.add_argument("--prior", choices=("standard", "fitted"), default="standard",
                    help="'standard': z ~ N(0, I); 'fitted': a Gaussian per class fitted to the posteriors of the "
                         "run's training split (needs its training data; fit_latent_prior)")
@@ -296,7 +311,11 @@ def main(argv=None) -> None:
             p.error("--official-sampler and --prior fitted are exclusive")
         kwargs["prior"] = fit_latent_prior_from_run(args.workdir, args.checkpoint)
     if args.num_frames:
+        if args.num_frames < 4:
+            p.error("--num-frames must be >= 4")
         kwargs["num_frames"] = args.num_frames
+    if args.official_train_bn:
+        kwargs["official_train_bn"] = True
     labels = class_major_labels(args.per_class)
     t0 = time.time()
     gaits = np.asarray(generate_fn(variables, jnp.asarray(labels), jax.random.PRNGKey(args.seed), **kwargs))

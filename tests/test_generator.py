@@ -121,6 +121,15 @@ def test_generate_is_pure_under_jit_and_vmap(generator):
     assert not np.allclose(mapped[0], mapped[1])  # different latents
     official = generate_fn(loaded_vars, labels, key, official_sampler=True)
     assert not np.allclose(official, jitted)
+    # bug 14, no model.eval(): each gait decoded alone with train-mode BN (its own batch statistics)
+    train_bn = generate(model, variables, labels, key, 32, chunk=4, official_train_bn=True)
+    z = jax.random.normal(key, (6, model.latent_dim))  # the latents `generate` draws (N(0, I) from `key`)
+    np.testing.assert_allclose(generate(model, variables, labels, key, 32, chunk=None), jitted, atol=1e-5)
+    for i in (0, 3):
+        alone, _ = model.apply(variables, z[i:i + 1], jax.nn.one_hot(labels[i:i + 1], 4), 32, train=True,
+                               method="decode", mutable=["batch_stats"])
+        np.testing.assert_allclose(train_bn[i], alone[0], atol=1e-4)
+    assert not np.allclose(train_bn, jitted, atol=1e-3)
 
 
 def test_cli_writes_egait_readable_with_and_without_labels(generator, tmp_path):
