@@ -11,7 +11,7 @@ import numpy as np
 
 from stepjax import LABEL_NAMES
 from stepjax.data import pipeline
-from stepjax.data.preprocess import real_frame_counts, to_fixed_length, validate_gaits
+from stepjax.data.preprocess import real_frame_counts, to_fixed_length, validate_gaits, warn_if_not_metres
 from stepjax.inference import make_predict_fn, restore_classifier
 from stepjax.metrics import aggregate, classification_report
 
@@ -56,6 +56,7 @@ def evaluate_workdir(workdir: str, split: str = "test", features: str | None = N
         gaits, y, source = raw.gaits[idx], raw.labels[idx], f"{cfg.data.source}:{split}"
         lengths = raw.lengths_at(idx)
     validate_gaits(gaits)
+    warn_if_not_metres(gaits, source)
     preds = predict_labels(predict_fn, variables, gaits, lengths=lengths)
     report = classification_report(y, preds, len(LABEL_NAMES))
     report.update(workdir=os.fspath(workdir), data=source, checkpoint=which)

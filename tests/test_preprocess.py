@@ -137,3 +137,16 @@ def test_alignment_of_a_first_frame_without_spread_is_a_finite_translation():
                                atol=1e-6)
     grad = jax.grad(lambda g: jnp.sum(pp.align_to_reference(g, d["align_reference"]) ** 2))(jnp.asarray(raw))
     assert np.all(np.isfinite(np.asarray(grad)))
+
+
+def test_gaits_not_in_metres_are_flagged():
+    import warnings
+
+    from stepjax.data.walkers import make_walkers
+
+    g = np.asarray(make_walkers(8, seed=0, num_frames=12).gaits)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert 1.0 < pp.warn_if_not_metres(g) < 2.0  # metres: silent
+    with pytest.warns(UserWarning, match=r"median body height 1\d\d\.?\d* .*centimetres\? divide by 100"):
+        pp.warn_if_not_metres(g * 100)

@@ -215,6 +215,7 @@ def prepare(cfg, extra_train: tuple[np.ndarray, np.ndarray] | None = None) -> di
     """
     raw = load_source(cfg.data)
     pp.validate_gaits(raw.gaits, "dataset gaits")
+    pp.warn_if_not_metres(raw.gaits, "dataset gaits")
     split = split_dataset(raw, cfg.data)
     if len(split.train) == 0 or len(split.val) == 0:
         raise ValueError(f"split {tuple(cfg.data.split)} leaves an empty train or validation set "

@@ -45,6 +45,25 @@ def validate_gaits(gaits, name: str = "gaits", *, batched: bool = True, check_fi
         raise ValueError(f"{name} contains NaN or inf values")
 
 
+#: Plausible median body height (metres) of a gait batch: outside it, the data is probably not in metres.
+BODY_HEIGHT_RANGE_M = (0.3, 3.0)
+
+
+def warn_if_not_metres(gaits, name: str = "gaits") -> float:
+    """Warns (``UserWarning``) when the median body height of ``gaits (N, T, 16, 3)`` (vertical extent of the
+    joints in the first frame) lies outside :data:`BODY_HEIGHT_RANGE_M`: stepjax expects metres, and gaits in
+    centimetres or millimetres get confident but meaningless predictions. Returns that height."""
+    import warnings
+
+    first = np.asarray(gaits)[:, 0]
+    height = float(np.median(first[..., 1].max(-1) - first[..., 1].min(-1))) if len(first) else float("nan")
+    lo, hi = BODY_HEIGHT_RANGE_M
+    if np.isfinite(height) and not lo <= height <= hi:
+        warnings.warn(f"{name}: median body height {height:.4g} is outside {lo}-{hi}; stepjax expects metres with "
+                      f"Y up (centimetres? divide by 100)", stacklevel=2)
+    return height
+
+
 def validate_labels(labels, name: str = "labels", num_classes: int = NUM_CLASSES) -> np.ndarray:
     """``labels`` as int32 ``(N,)`` after checking that they are whole numbers in ``[0, num_classes)`` (0 Angry,
     1 Neutral, 2 Happy, 3 Sad); raises ``ValueError`` naming the first offending entries. API edges only (reads
