@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from stepjax import NUM_CLASSES, skeleton
-from stepjax.nn import JointBatchNorm, STGCNStack, batch_norm, initializers
+from stepjax.nn import JointBatchNorm, STGCNStack, batch_norm, dense
 
 Array = jax.Array
 
@@ -72,10 +72,9 @@ class STEPClassifier(nn.Module):
                        self.edge_importance, self.dropout, self.temporal_impl, self.init_scheme, self.precision,
                        name="trunk")(x, train)
         features = x.mean(axis=(1, 2))
-        dense = lambda n, name: nn.Dense(n, kernel_init=initializers(self.init_scheme)["kernel"],
-                                         precision=self.precision, name=name)
+        linear = lambda n, name, x: dense(n, self.init_scheme, x.shape[-1], self.precision, name=name)(x)  # noqa: E731
         if not self.num_affective:
-            return dense(self.num_classes, "head")(features), features
+            return linear(self.num_classes, "head", features), features
         if self.head not in HEADS:
             raise ValueError(f"unknown head {self.head!r}; choose one of {HEADS}")
         if train and gaits.shape[0] < 2:  # PyTorch's BatchNorm1d raises here too
@@ -84,8 +83,8 @@ class STEPClassifier(nn.Module):
         h = jnp.concatenate([features, affective.astype(features.dtype)], axis=-1)
         h = batch_norm(train, self.init_scheme, name="fusion_bn")(h)
         if self.head == "official":
-            h = dense(96, "fc1")(h)
+            h = linear(96, "fc1", h)
         else:
-            h = nn.relu(dense(self.hidden, "fc1")(h))
+            h = nn.relu(linear(self.hidden, "fc1", h))
             h = nn.Dropout(self.head_dropout, deterministic=not train)(h)
-        return dense(self.num_classes, "fc2")(h), features
+        return linear(self.num_classes, "fc2", h), features

@@ -60,7 +60,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from stepjax import NUM_CLASSES, skeleton
-from stepjax.nn import JointBatchNorm, STGCNStack, dense, initializers
+from stepjax.nn import JointBatchNorm, STGCNStack, dense
 
 Array = jax.Array
 
@@ -148,9 +148,10 @@ class CVAEEncoder(nn.Module):
             code = jnp.asarray(sinusoidal_time_encoding(t, self.code_dim, self.min_period, self.max_period), h.dtype)
             basis = jnp.concatenate([jnp.ones((t, 1), h.dtype), code], axis=-1)  # (T, 1 + D)
             h = jnp.einsum("ntvc,td->ncd", h, basis, precision=self.precision).reshape(n, -1) / (t * v)
-        dense = lambda name: nn.Dense(self.latent_dim, kernel_init=initializers(self.init_scheme)["kernel"],
-                                      precision=self.precision, name=name)
-        return dense("z_mean")(h), dense("z_logvar")(h)
+        def head(name):
+            return dense(self.latent_dim, self.init_scheme, h.shape[-1], self.precision, name=name)(h)
+
+        return head("z_mean"), head("z_logvar")
 
 
 class CVAEDecoder(nn.Module):
