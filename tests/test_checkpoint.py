@@ -122,3 +122,35 @@ def test_run_outputs_are_strict_json(tmp_path):
     assert back["arr"] == [1.0, None] and back["n"] == 3
     assert back["report"]["per_class"]["Happy"]["precision"] is None
     assert back["report"]["per_class"]["Angry"]["recall"] == 0.5
+
+
+def test_one_training_process_per_workdir(tmp_path):
+    """A second trainer on a busy workdir gets a clear error naming the holder; the lock dies with its holder
+    (an flock, released by the OS however the process ends), so a crashed run leaves nothing stale."""
+    import subprocess
+    import sys
+
+    from stepjax.training.run import train_from_config
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from stepjax.training.checkpoint import workdir_lock\n"
+         f"with workdir_lock({str(tmp_path)!r}):\n    print('held', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ckpt_lib.WorkdirBusyError, match=f"pid {holder.pid} on .*another --workdir"):
+            with ckpt_lib.workdir_lock(tmp_path):
+                pass
+        import ml_collections  # train.py's entry point takes the lock before any work
+
+        with pytest.raises(ckpt_lib.WorkdirBusyError):
+            train_from_config(ml_collections.ConfigDict({"task": "classifier"}), str(tmp_path), progress=False)
+    finally:
+        holder.kill()  # no cleanup code runs: the OS drops the lock
+        holder.wait()
+    with ckpt_lib.workdir_lock(tmp_path):  # free again; nested use in one process is refused too
+        with pytest.raises(ckpt_lib.WorkdirBusyError, match=f"pid {os.getpid()} "):
+            with ckpt_lib.workdir_lock(tmp_path):
+                pass
+    with ckpt_lib.workdir_lock(tmp_path):
+        pass

@@ -14,15 +14,19 @@ records it, so the best model named by a resumed run is always on disk.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from typing import Any, Mapping
+import socket
+import warnings
+from typing import Any, Iterator, Mapping
 
 import jax
 import orbax.checkpoint as ocp
 
 LATEST = "checkpoints"
 BEST = "best"
+LOCK = ".lock"
 
 
 class ConfigMismatchError(ValueError):
@@ -61,6 +65,49 @@ def check_compatible(saved: Mapping, current: Mapping, sections=RESUME_SECTIONS,
     if diffs:
         raise ConfigMismatchError("the workdir holds a checkpoint of another config; use a new --workdir or "
                                   "the same config. Differences:\n  " + "\n  ".join(diffs))
+
+
+class WorkdirBusyError(RuntimeError):
+    """Another process is training into the same workdir."""
+
+
+@contextlib.contextmanager
+def workdir_lock(workdir: str | os.PathLike) -> Iterator[None]:
+    """Holds an exclusive lock on ``<workdir>/.lock`` (created with the workdir) while the block runs.
+
+    Two training processes on one workdir would interleave their checkpoints and metrics; the second one gets
+    :class:`WorkdirBusyError` (naming the first one's pid and host) instead. The lock is an ``flock`` on an
+    open file, so the operating system releases it when the holder exits, however it dies: no stale locks to
+    clean up. Where ``fcntl`` is missing (Windows) or the file system cannot lock, the block runs unlocked
+    (with a warning in the latter case). Readers (``eval.py``, loading a model) take no lock.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    workdir = os.fspath(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, LOCK), "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # held through another open file, i.e. by another trainer
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise WorkdirBusyError(f"{workdir} is in use by {holder}, which is training into it; wait for it to "
+                                   "finish or use another --workdir") from None
+        except OSError as e:  # a file system without flock (e.g. ENOLCK on some NFS mounts)
+            warnings.warn(f"cannot lock {workdir} ({e}); training into it unlocked", stacklevel=3)
+            yield
+            return
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 class RunCheckpoints:

@@ -8,12 +8,20 @@ from stepjax.metrics import format_confusion
 
 
 def train_from_config(cfg, workdir: str, *, progress: bool = True) -> dict:
+    """Trains ``cfg.task`` into ``workdir`` (resuming what is there), holding the workdir's lock
+    (:func:`~stepjax.training.checkpoint.workdir_lock`) throughout; returns the run's results."""
+    from stepjax.training.checkpoint import workdir_lock
     from stepjax.training.state import check_train_config
 
     if "train" in cfg:
         check_train_config(cfg.train)
     if "generator" in cfg and "train" in cfg.generator:
         check_train_config(cfg.generator.train, "generator.train")
+    with workdir_lock(workdir):
+        return _train(cfg, workdir, progress)
+
+
+def _train(cfg, workdir: str, progress: bool) -> dict:
     if cfg.task == "classifier":
         from stepjax.training.fit import fit_classifier
 
