@@ -27,15 +27,20 @@ FLAGS = flags.FLAGS
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-    from stepjax.utils import enable_compilation_cache, write_json
+    from stepjax.utils import cli_errors, enable_compilation_cache
 
     enable_compilation_cache()
+    with cli_errors("eval.py"):
+        _evaluate()
+
+
+def _evaluate():
     import numpy as np
 
     from stepjax.evaluation import evaluate_workdirs
     from stepjax.metrics import format_confusion
+    from stepjax.utils import write_json
     from stepjax.viz import plot_confusion
-
     from stepjax.training.checkpoint import read_run_config
 
     if read_run_config(FLAGS.workdir[0]).get("task") == "generator":

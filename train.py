@@ -18,12 +18,13 @@ FLAGS = flags.FLAGS
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-    from stepjax.utils import enable_compilation_cache
+    from stepjax.utils import cli_errors, enable_compilation_cache
 
     enable_compilation_cache()
     from stepjax.training.run import train_from_config
 
-    train_from_config(FLAGS.config, FLAGS.workdir, progress=FLAGS.progress)
+    with cli_errors("train.py"):
+        train_from_config(FLAGS.config, FLAGS.workdir, progress=FLAGS.progress)
 
 
 if __name__ == "__main__":

@@ -190,12 +190,13 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     from absl import logging
 
-    from stepjax.utils import enable_compilation_cache
+    from stepjax.utils import cli_errors, enable_compilation_cache
 
     logging.set_verbosity(logging.WARNING)
     enable_compilation_cache()
-    report = evaluate_generator(args.workdir, args.classifier, args.per_class, args.seed,
-                                official_sampler=args.official_sampler, which=args.checkpoint)
+    with cli_errors("python -m stepjax.gen_eval"):
+        report = evaluate_generator(args.workdir, args.classifier, args.per_class, args.seed,
+                                    official_sampler=args.official_sampler, which=args.checkpoint)
     print(format_report(report))
     if args.json:
         write_json(args.json, report)

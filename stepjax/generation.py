@@ -298,11 +298,17 @@ def main(argv=None) -> None:
         p.error("--per-class must be >= 1")
     from absl import logging
 
-    from stepjax.data.egait import write_egait_arrays
-    from stepjax.utils import enable_compilation_cache
+    from stepjax.utils import cli_errors, enable_compilation_cache
 
     logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
     enable_compilation_cache()
+    with cli_errors("python -m stepjax.generation"):
+        _generate_to_files(p, args)
+
+
+def _generate_to_files(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Loads the run's generator, samples ``args.per_class`` gaits per class and writes them as E-Gait HDF5."""
+    from stepjax.data.egait import write_egait_arrays
 
     generate_fn, variables = load_generator(args.workdir, args.checkpoint, args.temporal_impl)
     kwargs = {"official_sampler": True} if args.official_sampler else {}

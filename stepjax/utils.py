@@ -1,11 +1,14 @@
-"""Small process-level helpers: the command-line entry points' compilation cache, strict JSON output."""
+"""Small process-level helpers: the command-line entry points' compilation cache and error reporting, strict
+JSON output."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
-from typing import Any
+import sys
+from typing import Any, Iterator
 
 
 def strict_json(obj: Any) -> Any:
@@ -43,3 +46,20 @@ def enable_compilation_cache(path: str | None = None) -> str | None:
     jax.config.update("jax_compilation_cache_dir", path)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     return path
+
+
+@contextlib.contextmanager
+def cli_errors(prog: str) -> Iterator[None]:
+    """For command-line entry points: a user mistake (``ValueError`` and its subclasses such as a config
+    mismatch or a malformed HDF5 file, ``OSError`` such as a missing file, a busy workdir) ends the process
+    with ``<prog>: error: <message>`` on stderr and exit status 2 instead of a traceback. Set
+    ``STEPJAX_TRACEBACK=1`` for the traceback (e.g. when reporting a bug). Other exceptions pass through."""
+    from stepjax.training.checkpoint import WorkdirBusyError
+
+    try:
+        yield
+    except (ValueError, OSError, WorkdirBusyError) as err:
+        if os.environ.get("STEPJAX_TRACEBACK"):
+            raise
+        print(f"{prog}: error: {err}\n(STEPJAX_TRACEBACK=1 shows the traceback)", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -497,10 +497,14 @@ def test_cli_labels_from_csv_without_windows(tmp_path, capsys):
     np.testing.assert_allclose(data.gaits[0], data.gaits[1], atol=1e-4)  # yaw removed
 
 
-def test_cli_rejects_a_regex_without_group(tmp_path):
+def test_cli_rejects_a_regex_without_group(tmp_path, capsys):
     (tmp_path / "x_sad.bvh").write_text(B.format_bvh(make_walker(num_frames=10)))
     with pytest.raises(ValueError, match="exactly one group"):
         B.labels_from_regex(sorted(tmp_path.glob("*.bvh")), r"_sad")
+    status = B.main([str(tmp_path), "--out-features", str(tmp_path / "f.h5"), "--out-labels", str(tmp_path / "l.h5"),
+                     "--label-regex", "_sad"])
+    assert status == 2
+    assert re.match(r"stepjax-bvh2egait: error: .*exactly one group", capsys.readouterr().err)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -143,6 +144,25 @@ def test_eval_cli_writes_json_and_png(trained, tmp_path):
     assert report["aggregate"]["accuracy"]["std"] == 0.0 and report["aggregate"]["num_runs"] == 2
     assert "mean +- std over 2 runs" in proc.stdout
     assert out_png.stat().st_size > 1000
+
+
+def test_clis_report_user_mistakes_without_a_traceback(trained, tmp_path):
+    """A missing workdir or file is one ``<prog>: error: ...`` line and exit status 2, not a traceback (which
+    STEPJAX_TRACEBACK=1 brings back)."""
+    _, workdir, _ = trained
+    missing = tmp_path / "no_such_run"
+    cases = [([str(PROJECT_ROOT / "eval.py"), f"--workdir={missing}"], "eval.py: error: .*no such run directory"),
+             ([str(PROJECT_ROOT / "eval.py"), f"--workdir={workdir}", f"--features={missing}.h5"],
+              "eval.py: error: .*no_such_run.h5"),
+             (["-m", "stepjax.generation", f"--workdir={workdir}", f"--out-features={tmp_path / 'g.h5'}"],
+              "stepjax.generation: error: .* holds a 'classifier' run, not a generator")]
+    for args, message in cases:
+        proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=600)
+        assert proc.returncode == 2 and re.search(message, proc.stderr), proc.stderr[-2000:]
+        assert "Traceback" not in proc.stderr
+    proc = subprocess.run([sys.executable, *cases[0][0]], capture_output=True, text=True, cwd=PROJECT_ROOT,
+                          timeout=600, env={**os.environ, "STEPJAX_TRACEBACK": "1"})
+    assert proc.returncode != 0 and "Traceback" in proc.stderr and "FileNotFoundError" in proc.stderr
 
 
 def test_baseline_step_trains_checkpoints_and_loads(tmp_path):

@@ -822,11 +822,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--hop needs --window")
     src = Path(args.src_dir)
     if not src.is_dir():
-        print(f"error: {src} is not a folder", file=sys.stderr)
+        print(f"{parser.prog}: error: {src} is not a folder", file=sys.stderr)
         return 2
     paths = sorted(p for p in src.iterdir() if p.is_file() and p.suffix.lower() == ".bvh")
     if not paths:
-        print(f"error: no .bvh files in {src}", file=sys.stderr)
+        print(f"{parser.prog}: error: no .bvh files in {src}", file=sys.stderr)
         return 2
     try:
         labels_by_path = (labels_from_regex(paths, args.label_regex) if args.label_regex is not None
@@ -843,11 +843,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 gaits[key] = piece
                 labels[key] = label
         if not gaits:
-            print("error: no labelled BVH file to convert", file=sys.stderr)
+            print(f"{parser.prog}: error: no labelled BVH file to convert", file=sys.stderr)
             return 2
         write_egait(args.out_features, args.out_labels, gaits, labels)
     except (ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return 2
     counts = np.bincount(list(labels.values()), minlength=len(LABEL_NAMES))
     summary = ", ".join(f"{name} {c}" for name, c in zip(LABEL_NAMES, counts))
