@@ -232,6 +232,18 @@ def test_official_milestones_scale_with_the_epochs(epochs):
         [1e-3, 1e-3, 1e-4, 1e-5, 1e-6, 1e-6], rel=1e-5)
 
 
+def test_milestones_on_the_same_epoch_each_decay():
+    """A 3-epoch run of the official fractions puts two milestones on epoch 2 (round(1.5) = round(2.25) = 2):
+    both apply there, as in PyTorch's MultiStepLR (a dict keyed by step once kept only one)."""
+    import step_official
+    from stepjax.training.state import make_schedule
+
+    train = step_official.get_config().train
+    train.epochs = 3
+    lr = make_schedule(train, steps_per_epoch=2)
+    assert [float(lr(s)) for s in range(6)] == pytest.approx([1e-3, 1e-3, 1e-3, 1e-3, 1e-5, 1e-5], rel=1e-5)
+
+
 @pytest.mark.parametrize("field,value,match", [("epochs", 0, "epochs must be a positive integer"),
                                                ("compute_dtype", "bf16", r"compute_dtype must be one of"),
                                                ("batch_size", 0, "batch_size"), ("lr", 0.0, "lr must be > 0")])

@@ -56,7 +56,10 @@ def make_schedule(cfg, steps_per_epoch: int) -> optax.Schedule:
         if unit not in ("epoch", "fraction"):
             raise ValueError(f"unknown train.milestone_unit {unit!r}; choose 'epoch' or 'fraction'")
         epochs = [int(round(m * cfg.epochs)) if unit == "fraction" else int(m) for m in cfg.milestones]
-        return optax.piecewise_constant_schedule(cfg.lr, {e * steps_per_epoch: 0.1 for e in epochs})
+        scales: dict[int, float] = {}
+        for e in epochs:  # milestones that fall on one epoch decay once each (PyTorch's MultiStepLR does too)
+            scales[e * steps_per_epoch] = scales.get(e * steps_per_epoch, 1.0) * 0.1
+        return optax.piecewise_constant_schedule(cfg.lr, scales)
     if cfg.schedule == "cosine":
         total = max(cfg.epochs * steps_per_epoch, 1)
         warmup = min(int(cfg.get("warmup_epochs", 0) * steps_per_epoch), total - 1)
