@@ -33,21 +33,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from stepjax import LABEL_NAMES, NUM_CLASSES
-from stepjax.data.preprocess import validate_labels
-from stepjax.models.cvae import STEPGenCVAE, sample_latent
+from stepjax.affective import MIN_FRAMES
+from stepjax.models.cvae import STEPGenCVAE, onehot_labels, sample_latent
 from stepjax.training import checkpoint as ckpt_lib
 from stepjax.training.loop import chunked_apply
-
-
-def _onehot(labels: jax.Array, num_classes: int) -> jax.Array:
-    labels = jnp.asarray(labels)
-    if labels.ndim == 1 and jnp.issubdtype(labels.dtype, jnp.integer) and not isinstance(labels, jax.core.Tracer):
-        validate_labels(labels, "labels", num_classes)  # out of range would one-hot to an all-zero condition
-    if labels.ndim == 1 and jnp.issubdtype(labels.dtype, jnp.integer):
-        return jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
-    if labels.ndim != 2 or labels.shape[-1] != num_classes:
-        raise ValueError(f"labels must be integer (N,) or one-hot (N, {num_classes}), got {labels.shape}")
-    return labels.astype(jnp.float32)
 
 
 class LatentPrior(NamedTuple):
@@ -150,11 +139,11 @@ def fit_latent_prior_from_run(workdir: str | os.PathLike, which: str = "best") -
     return fit_latent_prior_on(model, variables, prep, raw.gaits[train], raw.labels[train])
 
 
-@functools.partial(jax.jit, static_argnames=("model", "num_frames", "official_sampler", "chunk", "official_train_bn"))
 def generate(model: STEPGenCVAE, variables, labels: jax.Array, rng: jax.Array, num_frames: int = 75,
              official_sampler: bool = False, chunk: int | None = 256, prior: LatentPrior | None = None,
              official_train_bn: bool = False) -> jax.Array:
-    """Samples one gait per label: ``(N, num_frames, 16, 3)`` in the CVAE's aligned frame.
+    """Samples one gait per label: ``(N, num_frames, 16, 3)`` in the CVAE's aligned frame (jitted; ``model``,
+    ``num_frames``, ``official_sampler``, ``chunk`` and ``official_train_bn`` are static).
 
     Args:
       model: the :class:`~stepjax.models.cvae.STEPGenCVAE` (static; hashable).
@@ -169,8 +158,23 @@ def generate(model: STEPGenCVAE, variables, labels: jax.Array, rng: jax.Array, n
       official_train_bn: decode as the official ``Processor.generate`` does (bug 14: no ``model.eval()``): every
         BatchNorm uses the statistics of the one gait being decoded (the official code decodes one gait per
         call) instead of the running statistics. The stored statistics are not changed.
+
+    Raises ``ValueError`` on labels outside ``[0, K)``, ``num_frames < 4`` or ``chunk < 1``; labels traced by
+    the caller's own ``jit`` cannot be checked, and an invalid one yields a NaN gait (:func:`onehot_labels`).
     """
-    onehot = _onehot(labels, model.num_classes)
+    if int(num_frames) < MIN_FRAMES:
+        raise ValueError(f"num_frames must be >= {MIN_FRAMES} (a gait's jerk needs 4 frames), got {num_frames}")
+    if chunk is not None and int(chunk) < 1:
+        raise ValueError(f"chunk must be >= 1 or None, got {chunk}")
+    onehot = onehot_labels(labels, model.num_classes)  # checks concrete labels before tracing
+    return _generate(model, variables, onehot, rng, int(num_frames), official_sampler, chunk, prior,
+                     official_train_bn)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "num_frames", "official_sampler", "chunk", "official_train_bn"))
+def _generate(model: STEPGenCVAE, variables, onehot: jax.Array, rng: jax.Array, num_frames: int,
+              official_sampler: bool, chunk: int | None, prior: LatentPrior | None,
+              official_train_bn: bool) -> jax.Array:
     if prior is not None:
         if official_sampler:
             raise ValueError("official_sampler and a fitted prior are exclusive")

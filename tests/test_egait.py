@@ -127,9 +127,11 @@ def test_writer_refuses_keys_its_reader_would_refuse(tmp_path):
 
 
 def test_generator_conditioning_refuses_labels_outside_the_classes():
-    from stepjax.generation import _onehot
+    from stepjax.models.cvae import onehot_labels
 
-    assert _onehot(np.array([0, 3]), 4).shape == (2, 4)
+    np.testing.assert_array_equal(onehot_labels(np.array([0, 3]), 4), np.eye(4)[[0, 3]])
     for bad in ([4, 9], [-1, 2]):
         with pytest.raises(ValueError, match="whole numbers in 0..3"):
-            _onehot(np.array(bad), 4)
+            onehot_labels(np.array(bad), 4)
+    with pytest.raises(ValueError, match=r"one-hot \(2, 4\)"):
+        onehot_labels(np.eye(3)[:2], 4)

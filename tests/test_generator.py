@@ -132,6 +132,26 @@ def test_generate_is_pure_under_jit_and_vmap(generator):
     assert not np.allclose(train_bn, jitted, atol=1e-3)
 
 
+def test_generate_refuses_bad_labels_and_sizes(generator):
+    """Out-of-range labels would one-hot to an all-zero condition (a gait of no class): concrete ones raise,
+    ones traced by the caller's jit decode to NaN; a too-short decode or an empty chunk raises."""
+    from stepjax.generation import generate
+
+    _, model, variables, (generate_fn, loaded_vars) = generator
+    key = jax.random.PRNGKey(0)
+    for bad in ([0, 4], [0, -1]):
+        with pytest.raises(ValueError, match=r"labels must be whole numbers in 0\.\.3"):
+            generate_fn(loaded_vars, jnp.array(bad), key)
+        with pytest.raises(ValueError, match=r"labels must be whole numbers in 0\.\.3"):
+            model.apply(variables, jnp.array(bad), 32, rng=key, method="sample")
+    traced = jax.jit(lambda y: generate(model, variables, y, key, 32))(jnp.array([1, 7, 2]))
+    assert np.all(np.isnan(traced[1])) and np.all(np.isfinite(np.asarray(traced)[[0, 2]]))
+    with pytest.raises(ValueError, match="num_frames must be >= 4"):
+        generate_fn(loaded_vars, jnp.array([0]), key, num_frames=3)
+    with pytest.raises(ValueError, match="chunk must be >= 1"):
+        generate_fn(loaded_vars, jnp.array([0, 1]), key, chunk=0)
+
+
 def test_cli_writes_egait_readable_with_and_without_labels(generator, tmp_path):
     from stepjax.data.egait import read_egait
     from stepjax.generation import generate_per_class, main

@@ -98,12 +98,25 @@ def sample_latent(rng: Array, shape: Sequence[int], official: bool = False, dtyp
     return eps * OFFICIAL_MAX_Z * 2 - OFFICIAL_MAX_Z if official else eps
 
 
-def _as_onehot(labels: Array, num_classes: int, batch: int, dtype) -> Array:
+def onehot_labels(labels: Array, num_classes: int, batch: int | None = None, dtype=jnp.float32) -> Array:
+    """The CVAE's condition ``(N, num_classes)`` from integer labels ``(N,)`` or one-hot rows ``(N, K)``.
+
+    Concrete integer labels outside ``[0, num_classes)`` raise ``ValueError`` (one-hot would turn them into an
+    all-zero condition of no class); traced ones (inside the caller's ``jit``) cannot raise, so their rows
+    become NaN and the gaits decoded from them are NaN instead of silently wrong. ``batch`` checks ``N``.
+    """
     labels = jnp.asarray(labels)
     if labels.ndim == 1 and jnp.issubdtype(labels.dtype, jnp.integer):
-        labels = jax.nn.one_hot(labels, num_classes, dtype=dtype)
-    if labels.shape != (batch, num_classes):
-        raise ValueError(f"labels must be one-hot ({batch}, {num_classes}) or integer ({batch},), got {labels.shape}")
+        if not isinstance(labels, jax.core.Tracer):
+            from stepjax.data.preprocess import validate_labels
+
+            validate_labels(labels, "labels", num_classes)
+        valid = (labels >= 0) & (labels < num_classes)
+        labels = jnp.where(valid[:, None], jax.nn.one_hot(labels, num_classes, dtype=dtype), jnp.nan)
+    n = labels.shape[0] if batch is None and labels.ndim else batch
+    if labels.ndim != 2 or labels.shape != (n, num_classes):
+        raise ValueError(f"labels must be one-hot ({n or 'N'}, {num_classes}) or integer ({n or 'N'},), "
+                         f"got {labels.shape}")
     return labels.astype(dtype)
 
 
@@ -135,7 +148,7 @@ class CVAEEncoder(nn.Module):
         if self.temporal_pooling not in TEMPORAL_POOLINGS:
             raise ValueError(f"unknown temporal_pooling {self.temporal_pooling!r}; choose one of {TEMPORAL_POOLINGS}")
         n, t, v, _ = x.shape
-        y = _as_onehot(labels_onehot, self.num_classes, n, x.dtype)
+        y = onehot_labels(labels_onehot, self.num_classes, n, x.dtype)
         h = jnp.concatenate([x, jnp.broadcast_to(y[:, None, None, :], (n, t, v, self.num_classes))], axis=-1)
         h = JointBatchNorm(self.init_scheme, name="data_bn")(h, train)  # (V, 3+K) = official index v*(3+K)+c
         h = STGCNStack(self.channels, (1,) * len(self.channels), (True,) * len(self.channels),
@@ -182,7 +195,7 @@ class CVAEDecoder(nn.Module):
         if self.channels[-1] != skeleton.NUM_COORDS:
             raise ValueError(f"the last decoder channel count must be {skeleton.NUM_COORDS}, got {self.channels}")
         n, v = z.shape[0], skeleton.NUM_JOINTS
-        y = _as_onehot(labels_onehot, self.num_classes, n, z.dtype)
+        y = onehot_labels(labels_onehot, self.num_classes, n, z.dtype)
         # the official decoder's layers are ConvTranspose2d, which the official weights_init skips (bug 18)
         scheme = "official_transposed" if self.init_scheme == "official" else self.init_scheme
         hidden = self.latent_dim
