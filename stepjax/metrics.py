@@ -10,9 +10,16 @@ from stepjax import LABEL_NAMES
 
 
 def confusion_matrix(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> np.ndarray:
-    """``C[i, j]`` = number of gaits of true class i predicted as j, int64 ``(K, K)``."""
+    """``C[i, j]`` = number of gaits of true class i predicted as j, int64 ``(K, K)``; ``labels`` and ``preds``
+    are ``(N,)`` class indices in ``[0, K)`` (``ValueError`` otherwise: numpy would count -1 as class K-1)."""
+    from stepjax.data.preprocess import validate_labels
+
+    labels = validate_labels(labels, "labels", num_classes)
+    preds = validate_labels(preds, "preds", num_classes)
+    if labels.shape != preds.shape:
+        raise ValueError(f"labels {labels.shape} and preds {preds.shape} must have the same shape")
     cm = np.zeros((num_classes, num_classes), np.int64)
-    np.add.at(cm, (np.asarray(labels), np.asarray(preds)), 1)
+    np.add.at(cm, (labels, preds), 1)
     return cm
 
 
@@ -23,10 +30,9 @@ def classification_report(labels: np.ndarray, preds: np.ndarray, num_classes: in
     Classes absent from both labels and predictions get precision = recall = F1 = NaN and are left
     out of the macro averages (they carry no information).
     """
+    if len(class_names) < num_classes:
+        raise ValueError(f"{num_classes} classes but {len(class_names)} class_names")
     labels = np.asarray(labels)
-    preds = np.asarray(preds)
-    if labels.shape != preds.shape or labels.ndim != 1:
-        raise ValueError(f"labels {labels.shape} and preds {preds.shape} must be equal 1-D shapes")
     cm = confusion_matrix(labels, preds, num_classes)
     tp = np.diag(cm).astype(np.float64)
     support = cm.sum(1).astype(np.float64)
