@@ -61,3 +61,11 @@ def test_kfold_runs_test_every_gait_once_and_report_mean_std(tmp_path):
     from stepjax.training.checkpoint import read_run_config
     with pytest.raises(FileNotFoundError, match="no checkpoints: train one run"):  # eval.py's first call
         read_run_config(tmp_path)
+
+
+def test_a_run_with_an_empty_validation_split_is_refused():
+    """With no validation gaits every epoch scores NaN, nothing beats the initial weights, and the 'best'
+    model reported would be the untrained one: refused before training, naming the run."""
+    cfg = runs_config("kfold", folds=3, repeats=1, val_fraction=0.0)
+    with pytest.raises(ValueError, match=r"run \{'seed': 0, 'repeat': 0, 'fold': 0\} has an empty val split"):
+        fit_classifier_runs(cfg, progress=False)

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from stepjax import LABEL_NAMES
 from stepjax.data import pipeline, splits
+from stepjax.data import preprocess as pp
 from stepjax.losses import classification_loss
 from stepjax.metrics import aggregate, classification_report
 from stepjax.training import checkpoint as ckpt_lib
@@ -117,7 +118,14 @@ def fit_classifier_runs(cfg, workdir: str | None = None, *, progress: bool = Tru
         os.makedirs(workdir, exist_ok=True)
         write_json(os.path.join(workdir, "config.json"), ckpt_lib.config_to_json(cfg))
     raw = pipeline.load_source(cfg.data)
+    pp.validate_gaits(raw.gaits, "dataset gaits")
+    pp.warn_if_not_metres(raw.gaits, "dataset gaits")
     run_splits, runs = make_splits(cfg, raw)
+    for r, s in zip(runs, run_splits):  # an empty validation split would keep the initial weights as "best"
+        empty = [name for name in ("train", "val", "test") if len(getattr(s, name)) == 0]
+        if empty:
+            raise ValueError(f"run {r} has an empty {' and '.join(empty)} split ({len(raw.labels)} gaits); raise "
+                             "runs.val_fraction or use fewer folds")
     rs = build_runset(cfg, raw, run_splits)
     num_runs = len(runs)
     model = build_classifier(cfg)
@@ -155,6 +163,11 @@ def fit_classifier_runs(cfg, workdir: str | None = None, *, progress: bool = Tru
         carry, metrics = epoch_all(carry, rs.data, rs.train_idx, rs.train_count, rs.val_idx, rs.val_count,
                                    train_rngs, epoch)
         history.append({k: np.asarray(v).tolist() for k, v in metrics.items()} | {"epoch": epoch})
+        loss = np.asarray(metrics["loss"])
+        if not np.all(np.isfinite(loss)):
+            r = int(np.flatnonzero(~np.isfinite(loss.reshape(num_runs, -1)).any(-1))[0])
+            raise FloatingPointError(f"training loss of run {runs[r]} became {loss.reshape(num_runs, -1)[r].tolist()} "
+                                     f"at epoch {epoch}; lower train.lr or enable train.grad_clip")
     jax.block_until_ready(carry)
     train_time = time.time() - t_start
 
