@@ -41,7 +41,7 @@ def evaluate_workdir(workdir: str, split: str = "test", features: str | None = N
         from stepjax.data.egait import read_egait
 
         data = read_egait(features, labels or None)
-        length, policy = int(cfg.data.num_frames or 75), cfg.data.get("length_policy", "tile")
+        length, policy = pipeline.trained_num_frames(cfg), cfg.data.get("length_policy", "tile")
         gaits = to_fixed_length(data.gaits, length, policy)
         lengths = real_frame_counts(data.gaits, length, policy)
         y, source = data.labels, os.fspath(features)

@@ -62,14 +62,14 @@ def evaluate_generator(gen_workdir: str, classifier_workdir: str, num_per_class:
     """
     t0 = time.time()
     gen_cfg, gen_model, gen_vars, gen_prep = restore_generator(gen_workdir, which)
-    frames = int(gen_cfg.data.get("num_frames") or 75)
+    frames = pipeline.trained_num_frames(gen_cfg)
     generate_fn = make_generate_fn(gen_model.clone(temporal_impl="auto"), frames,
                                    bool(gen_cfg.get("generate", {}).get("official_sampler", False)))
     cls_cfg, cls_model, cls_vars = restore_classifier(classifier_workdir, "best")
     predict_fn = make_predict_fn(cls_model)
-    if int(cls_cfg.data.get("num_frames") or 75) != frames:
+    if pipeline.trained_num_frames(cls_cfg) != frames:
         raise ValueError(f"generator makes {frames}-frame gaits but the classifier was trained on "
-                         f"{cls_cfg.data.num_frames} frames")
+                         f"{pipeline.trained_num_frames(cls_cfg)} frames")
     gaits, labels = generate_per_class(generate_fn, gen_vars, num_per_class, seed, official_sampler)
     t_gen = time.time() - t0
 

@@ -204,14 +204,14 @@ def _generate(model: STEPGenCVAE, variables, onehot: jax.Array, rng: jax.Array, 
 
 def restore_generator(workdir: str | os.PathLike, which: str = "best"):
     """``(cfg, model, {'params', 'batch_stats'}, preprocessor)`` of a generator run."""
-    from stepjax.training.fit_generator import (build_generator, create_generator_state, generator_preprocessor,
-                                                num_frames_of)
+    from stepjax.data.pipeline import trained_num_frames
+    from stepjax.training.fit_generator import build_generator, create_generator_state, generator_preprocessor
     from stepjax.training.state import make_optimizer
 
     def abstract_tree(cfg):
         return jax.eval_shape(lambda: {
             "train_state": create_generator_state(build_generator(cfg), make_optimizer(cfg.train, 1),
-                                                  jax.random.PRNGKey(0), num_frames_of(cfg)),
+                                                  jax.random.PRNGKey(0), trained_num_frames(cfg)),
             "reference": jnp.zeros((16, 3), jnp.float32)})
 
     cfg, tree = ckpt_lib.restore_run(workdir, "generator", abstract_tree, which,
@@ -242,13 +242,13 @@ def load_generator(workdir: str | os.PathLike, which: str = "best", temporal_imp
     returns ``(N, T, 16, 3)`` gaits. ``temporal_impl`` swaps the temporal-convolution implementation
     for inference (same parameters; e.g. ``'auto'``, the fastest formulation for each layer's shape).
     """
-    from stepjax.training.fit_generator import num_frames_of
+    from stepjax.data.pipeline import trained_num_frames
 
     cfg, model, variables, _ = restore_generator(workdir, which)
     if temporal_impl:
         model = model.clone(temporal_impl=temporal_impl)
     official = bool(cfg.get("generate", {}).get("official_sampler", False))
-    return make_generate_fn(model, num_frames_of(cfg), official), variables
+    return make_generate_fn(model, trained_num_frames(cfg), official), variables
 
 
 def class_major_labels(per_class: int, num_classes: int = NUM_CLASSES) -> np.ndarray:

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stepjax.data.pipeline import Preprocessor
+from stepjax.data.pipeline import Preprocessor, trained_num_frames
 from stepjax.data.preprocess import validate_gaits
 from stepjax.training import checkpoint as ckpt_lib
 
@@ -55,7 +55,7 @@ def restore_classifier(workdir: str | os.PathLike, which: str = "best"):
     def abstract_tree(cfg):
         model = build_classifier(cfg)
         f = int(cfg.preprocess.num_affective)
-        example = (jnp.zeros((1, int(cfg.data.num_frames or 75), 16, 3)), jnp.zeros((1, f)) if f else None)
+        example = (jnp.zeros((1, trained_num_frames(cfg), 16, 3)), jnp.zeros((1, f)) if f else None)
         return jax.eval_shape(lambda: {"train_state": create_train_state(model, make_optimizer(cfg.train, 1),
                                                                          jax.random.PRNGKey(0), *example),
                                        "preprocessor": _abstract_preprocessor(cfg)})

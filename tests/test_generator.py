@@ -152,6 +152,37 @@ def test_generate_refuses_bad_labels_and_sizes(generator):
         generate_fn(loaded_vars, jnp.array([0, 1]), key, chunk=0)
 
 
+def test_runs_record_the_length_they_trained_on(tmp_path):
+    """``data.num_frames = 0`` means the longest gait of the file: both trainers store the length used, so
+    loaders rebuild the model for it (a generator once decoded 75 frames after training on 40)."""
+    from stepjax.data.egait import write_egait
+    from stepjax.data.walkers import make_walkers
+    from stepjax.generation import load_generator
+    from stepjax.inference import load_classifier
+    from stepjax.training.fit import fit_classifier
+
+    sys.path.insert(0, str(PROJECT_ROOT / "tests"))
+    from test_training import tiny_config
+
+    w = make_walkers(96, seed=5, num_frames=40)
+    cut = {f"{i:03d}": g[:40 - i % 9].reshape(40 - i % 9, 48) for i, g in enumerate(w.gaits)}
+    write_egait(tmp_path / "f.h5", tmp_path / "l.h5", cut, {k: int(y) for k, y in zip(cut, w.labels)})
+    data = dict(source="egait", path=str(tmp_path / "f.h5"), labels_path=str(tmp_path / "l.h5"), num_frames=0)
+    gen_cfg, cls_cfg = tiny_generator_config(epochs=1), tiny_config(epochs=1)
+    for cfg in (gen_cfg, cls_cfg):
+        cfg.data = type(cfg.data)(dict(data, split=cfg.data.split, split_seed=0, length_policy="tile"))
+    fit_generator(gen_cfg, str(tmp_path / "gen"), **QUIET)
+    fit_classifier(cls_cfg, str(tmp_path / "cls"), **QUIET)
+    for run in ("gen", "cls"):
+        assert ckpt_lib.read_run_config(tmp_path / run)["data"]["num_frames"] == 40
+    generate_fn, variables = load_generator(tmp_path / "gen")
+    assert generate_fn(variables, jnp.array([0, 3]), jax.random.PRNGKey(0)).shape == (2, 40, 16, 3)
+    predict_fn, variables = load_classifier(tmp_path / "cls")
+    assert predict_fn(variables, jnp.asarray(w.gaits[:2])).logits.shape == (2, 4)
+    with pytest.raises(ValueError, match="40"):
+        predict_fn(variables, jnp.asarray(w.gaits[:2, :32]))
+
+
 def test_cli_writes_egait_readable_with_and_without_labels(generator, tmp_path):
     from stepjax.data.egait import read_egait
     from stepjax.generation import generate_per_class, main

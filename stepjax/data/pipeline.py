@@ -95,6 +95,23 @@ def load_bandai_windows(cfg) -> RawDataset:
                       tuple(keys), pp.real_frame_counts(gaits, frames, policy))
 
 
+#: Frames per gait of a config whose ``data.num_frames`` is 0 and of runs that did not record it (the official 75).
+DEFAULT_NUM_FRAMES = 75
+
+
+def trained_num_frames(cfg) -> int:
+    """Frames per gait a run trained on: ``cfg.data.num_frames``, which training records when the config said 0
+    ('the longest gait of the source'; :func:`record_num_frames`), else :data:`DEFAULT_NUM_FRAMES`."""
+    return int(cfg["data"].get("num_frames") or DEFAULT_NUM_FRAMES)
+
+
+def record_num_frames(cfg_json: dict, train_gaits: np.ndarray) -> None:
+    """Writes the length actually used into the run's saved config where it said 0, so that every loader
+    (``load_classifier``, ``load_generator``, STEP+Aug, ``eval.py``) rebuilds the model for that length."""
+    if not cfg_json["data"].get("num_frames"):
+        cfg_json["data"]["num_frames"] = int(train_gaits.shape[1])
+
+
 def split_dataset(raw: RawDataset, cfg) -> splits.Split:
     """Seeded stratified train/val/test split (grouped by subject when known and ``cfg.group_by_subject``)."""
     groups = raw.subjects if cfg.get("group_by_subject", True) else None

@@ -72,8 +72,7 @@ def fit_classifier(cfg, workdir: str, *, progress: bool = True, log=print, stop_
     cfg_json = ckpt_lib.config_to_json(cfg)
     data = pipeline.prepare(cfg, extra_train=extra_train)
     train, val, test = data["train"], data["val"], data["test"]
-    if not cfg.data.get("num_frames"):  # 'the longest gait of the file': record the length that was used
-        cfg_json["data"]["num_frames"] = int(train.gaits.shape[1])
+    pipeline.record_num_frames(cfg_json, train.gaits)
     prep = data["preprocessor"]
     model = build_classifier(cfg)
     batch_size = int(cfg.train.batch_size)

@@ -76,10 +76,6 @@ def loss_weights(cfg) -> dict:
     return out
 
 
-def num_frames_of(cfg) -> int:
-    return int(cfg.data.get("num_frames") or 75)
-
-
 def create_generator_state(model: STEPGenCVAE, tx, rng: jax.Array, num_frames: int) -> TrainState:
     """Initialises the CVAE (eval mode) on a dummy batch and wraps it in a :class:`TrainState`."""
     # jitted and cached: an eager init compiles every initializer and op separately (tens of seconds on CPU)
@@ -243,6 +239,7 @@ def fit_generator(cfg, workdir: str, *, progress: bool = True, log=print, stop_a
     cfg_json = ckpt_lib.config_to_json(cfg)
     data = pipeline.prepare(cfg)
     train, val, test, prep, split = data["train"], data["val"], data["test"], data["preprocessor"], data["split"]
+    pipeline.record_num_frames(cfg_json, train.gaits)
     model = build_generator(cfg)
     weights = loss_weights(cfg)
     batch_size = int(cfg.train.batch_size)
