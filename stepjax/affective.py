@@ -348,8 +348,8 @@ def affective_features(gaits, lengths=None, *, official: bool = False, time_step
       lengths: optional int ``(...)``: the number of real frames of each gait, for variable-length gaits
         stacked to a common ``T`` (``stepjax.data.preprocess.to_fixed_length`` tiles them): only the first
         ``lengths`` frames are used, so the features equal those of the untiled gait (the official code computes
-        them on the raw frames, before any padding). ``None``: every frame is real. Each must be in ``[4, T]``
-        (checked when concrete).
+        them on the raw frames, before any padding). ``None``: every frame is real. Each must be in ``[4, T]``:
+        checked when concrete (``ValueError``); lengths traced by the caller's ``jit`` are clipped to it.
       official: ``True`` reproduces ``compute_features(frames, time_step, add_stride_features)`` of the official
         code exactly, bugs included:
 
@@ -400,7 +400,9 @@ def _as_lengths(lengths, gait_shape) -> jax.Array:
         if values.size and (values.min() < MIN_FRAMES or values.max() > t):
             raise ValueError(f"lengths must lie in [{MIN_FRAMES}, T={t}] (jerk uses 3 frame differences), "
                              f"got min {values.min()}, max {values.max()}")
-    return jnp.asarray(lengths, jnp.int32)
+    # traced lengths (the caller's jit) cannot be checked: clipped, so that a bad one gives the features of
+    # 4 or T frames rather than NaN (0 frames) or a mean diluted by padding (more than T)
+    return jnp.clip(jnp.asarray(lengths, jnp.int32), MIN_FRAMES, t)
 
 
 # ----------------------------------------------------------------------------- normalisation

@@ -89,6 +89,9 @@ def make_predict_fn(model, num_frames: int | None = None) -> Callable:
         if not jnp.issubdtype(gaits.dtype, jnp.floating):
             gaits = gaits.astype(jnp.float32)
         single = gaits.ndim == 3
+        if lengths is not None and jnp.shape(lengths) not in ([(), (1,)] if single else [gaits.shape[:1]]):
+            raise ValueError(f"lengths must have shape {'() or (1,)' if single else gaits.shape[:1]} for gaits "
+                             f"{gaits.shape}, got {jnp.shape(lengths)}")
         if single:
             gaits = gaits[None]
             lengths = None if lengths is None else jnp.reshape(lengths, (1,))

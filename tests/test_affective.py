@@ -434,6 +434,15 @@ def test_bad_lengths_raise(lengths, match):
         aff.affective_features(np.zeros((3, T_SMALL, 16, 3), np.float32), lengths)
 
 
+def test_traced_lengths_out_of_range_are_clipped():
+    """Inside the caller's jit lengths cannot be checked: 0 would give NaN features and more than T a mean
+    diluted by the padding frames; they are clipped to [4, T] instead."""
+    g = synthetic_walk(np.random.default_rng(2)).astype(np.float32)[None].repeat(3, 0)
+    t = g.shape[1]
+    got = jax.jit(aff.affective_features)(g, jnp.array([0, 2 * t, 7]))
+    _close(got, aff.affective_features(g, np.array([aff.MIN_FRAMES, t, 7])), rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("shape", [(12, 16, 2), (12, 48), (16, 3), (12, 15, 3), (3, 16, 3), (2, 0, 16, 3)])
 def test_bad_shapes_raise(shape):
     with pytest.raises(ValueError, match=r"\(.*\)"):

@@ -110,6 +110,9 @@ def test_predict_fn_is_pure_and_matches_under_jit_and_vmap(trained):
     np.testing.assert_allclose(predict_fn(variables, gaits, jnp.full((6,), 32)).logits, eager.logits, atol=1e-4)
     one = predict_fn(variables, gaits[0], 20)  # a 20-frame gait tiled to 32: its affective features use 20
     assert one.logits.shape == (4,) and np.all(np.isfinite(one.logits))
+    for g, lengths in [(gaits, jnp.full((5,), 32)), (gaits, 32), (gaits[0], jnp.full((2,), 32))]:
+        with pytest.raises(ValueError, match="lengths must have shape"):
+            predict_fn(variables, g, lengths)
 
 
 def test_frozen_predictor_matches_predict_fn(trained):
