@@ -123,6 +123,25 @@ def test_egait_source_computes_affective_features_on_the_real_frames(official):
     assert not np.allclose(tiled[:, 17:27], real[:, 17:27], rtol=0.1)  # what ignoring the lengths would give
 
 
+def test_a_training_gait_with_nan_features_is_refused_by_name():
+    """One degenerate training gait (head on the neck: a zero-length vector, NaN angles in the official
+    formulas) would turn the normalisation of those features, and so those features of every gait, into NaN."""
+    import ml_collections
+    from stepjax.data import pipeline
+    from stepjax.data.walkers import make_walkers
+
+    gaits = np.array(make_walkers(8, seed=0, num_frames=20).gaits)
+    gaits[5, 3, 3] = gaits[5, 3, 2]
+    cfg = ml_collections.ConfigDict(dict(reference="first", num_affective=29, affective_official=True,
+                                         time_step=1 / 30, align=True))
+    with pytest.raises(ValueError, match=r"affective features \[.*\] of 1 training gait\(s\) \(indices in the "
+                                         r"training split: \[5\]\) are not finite; the official formulas"):
+        pipeline.fit_preprocessor(gaits, cfg)
+    cfg.affective_official = False  # the fixed formulas stay finite
+    prep = pipeline.fit_preprocessor(gaits, cfg)
+    assert np.all(np.isfinite(prep.aff_center)) and np.all(np.isfinite(prep.aff_half_range))
+
+
 def test_alignment_of_a_first_frame_without_spread_is_a_finite_translation():
     """A first frame with every joint on the root (e.g. a zeroed frame) has no rotation or scale to fit: the gait
     is only translated (R = I, c = 1) instead of turning into NaN, and the other gaits of the batch are unchanged."""

@@ -153,6 +153,20 @@ class Preprocessor:
         return self.gaits(raw), self.affective(raw, lengths)
 
 
+def _check_finite_features(feats: np.ndarray, official: bool) -> None:
+    """One non-finite training feature would make its normalisation statistics, hence that feature of every
+    gait, NaN: refused, naming the gaits and features."""
+    bad = ~np.isfinite(feats)
+    if bad.any():
+        gaits, features = np.flatnonzero(bad.any(1)), np.flatnonzero(bad.any(0))
+        raise ValueError(
+            f"affective features {features.tolist()} of {len(gaits)} training gait(s) (indices in the training "
+            f"split: {gaits[:10].tolist()}) are not finite; "
+            + ("the official formulas (preprocess.affective_official=True) give NaN for degenerate poses "
+               "(a zero-length limb vector, Heron's formula on a flat triangle): use affective_official=False "
+               "or remove those gaits" if official else "check those gaits for repeated or collapsed joints"))
+
+
 def fit_preprocessor(train_gaits: np.ndarray, cfg, lengths: np.ndarray | None = None) -> Preprocessor:
     """Fits the alignment reference and the affective normalisation on training gaits only.
 
@@ -174,6 +188,7 @@ def fit_preprocessor(train_gaits: np.ndarray, cfg, lengths: np.ndarray | None = 
         feats = _chunked(lambda g, n: aff.affective_features(g, n, official=bool(cfg.affective_official),
                                                              time_step=float(cfg.time_step), stride=num_aff == 29),
                          np.asarray(train_gaits, np.float32), lengths, 256)
+        _check_finite_features(np.asarray(feats), bool(cfg.affective_official))
         norm = aff.fit_normalizer(feats)
         center, half = jnp.asarray(norm.center), jnp.asarray(norm.half_range)
     else:
