@@ -154,3 +154,10 @@ def test_one_training_process_per_workdir(tmp_path):
                 pass
     with ckpt_lib.workdir_lock(tmp_path):
         pass
+
+
+def test_readers_refuse_an_unknown_checkpoint_name(tmp_path):
+    _run(tmp_path, [0.5, 0.7])
+    with pytest.raises(ValueError, match=r"which must be one of \('best', 'latest'\), got 'last'"):
+        ckpt_lib.restore_run(tmp_path, "classifier", lambda cfg: _tree(0), which="last")
+    assert ckpt_lib.restore_run(tmp_path, "classifier", lambda cfg: _tree(0), which="best")[1]["w"][0] == 1.0

@@ -27,6 +27,8 @@ import orbax.checkpoint as ocp
 LATEST = "checkpoints"
 BEST = "best"
 LOCK = ".lock"
+#: The checkpoints a reader may ask for: the best-by-validation one or the newest.
+WHICH = ("best", "latest")
 
 
 class ConfigMismatchError(ValueError):
@@ -140,11 +142,16 @@ class RunCheckpoints:
         self.latest.close()
         self.best.close()
 
+    def _manager(self, which: str) -> ocp.CheckpointManager:
+        if which not in WHICH:
+            raise ValueError(f"which must be one of {WHICH}, got {which!r}")
+        return getattr(self, which)
+
     def latest_epoch(self, which: str = "latest") -> int | None:
-        return getattr(self, which).latest_step()
+        return self._manager(which).latest_step()
 
     def read_meta(self, which: str = "latest", epoch: int | None = None) -> dict | None:
-        mngr = getattr(self, which)
+        mngr = self._manager(which)
         epoch = mngr.latest_step() if epoch is None else epoch
         if epoch is None:
             return None
@@ -153,7 +160,7 @@ class RunCheckpoints:
     def restore(self, abstract_tree: Any, which: str = "latest", epoch: int | None = None) -> tuple[Any, dict]:
         """Restores ``(tree, meta)`` into the structure/shapes of ``abstract_tree`` (e.g. from
         ``jax.eval_shape``). Raises :class:`ConfigMismatchError` on a structure/shape mismatch."""
-        mngr = getattr(self, which)
+        mngr = self._manager(which)
         epoch = mngr.latest_step() if epoch is None else epoch
         if epoch is None:
             raise FileNotFoundError(f"no {which} checkpoint in {self.workdir}")
