@@ -168,6 +168,19 @@ def test_clis_report_user_mistakes_without_a_traceback(trained, tmp_path):
     assert proc.returncode != 0 and "Traceback" in proc.stderr and "FileNotFoundError" in proc.stderr
 
 
+def test_top_level_api_is_complete_and_lazy():
+    """``import stepjax`` loads no JAX; the documented entry points resolve to the functions of their modules."""
+    code = ("import sys, stepjax; assert 'jax' not in sys.modules, 'eager import'\n"
+            "import stepjax.inference as i, stepjax.generation as g, stepjax.affective as a, stepjax.data.egait as e\n"
+            "assert (stepjax.load_classifier, stepjax.freeze) == (i.load_classifier, i.freeze)\n"
+            "assert (stepjax.load_generator, stepjax.generate) == (g.load_generator, g.generate)\n"
+            "assert stepjax.affective_features is a.affective_features and stepjax.read_egait is e.read_egait\n"
+            "assert set(stepjax.__all__) <= set(dir(stepjax))\n"
+            "try:\n    stepjax.nope\nexcept AttributeError:\n    pass\nelse:\n    raise SystemExit('no error')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
 def test_baseline_step_trains_checkpoints_and_loads(tmp_path):
     """Baseline-STEP (no affective features): its preprocessor has no affective arrays; the run must still
     checkpoint, restore and serve predictions (a zero-size normaliser once made orbax refuse the save)."""

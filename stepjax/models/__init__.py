@@ -1,5 +1,6 @@
 """Flax models: STEP classifiers (Baseline-STEP, STEP hybrid) and the STEP-Gen CVAE."""
 
 from stepjax.models.classifier import STEPClassifier
+from stepjax.models.cvae import STEPGenCVAE
 
-__all__ = ["STEPClassifier"]
+__all__ = ["STEPClassifier", "STEPGenCVAE"]
