@@ -6,13 +6,12 @@ import json
 import os
 from typing import Sequence
 
-import jax
 import numpy as np
 
 from stepjax import LABEL_NAMES
 from stepjax.data import pipeline
 from stepjax.data.preprocess import real_frame_counts, to_fixed_length, validate_gaits, warn_if_not_metres
-from stepjax.inference import make_predict_fn, restore_classifier
+from stepjax.inference import make_predict_fn, predict_in_chunks, restore_classifier
 from stepjax.metrics import aggregate, classification_report
 
 SPLITS = ("train", "val", "test", "all")
@@ -20,16 +19,9 @@ SPLITS = ("train", "val", "test", "all")
 
 def predict_labels(predict_fn, variables, gaits: np.ndarray, chunk: int = 512,
                    lengths: np.ndarray | None = None) -> np.ndarray:
-    """Argmax predictions for raw gaits ``(N, T, 16, 3)`` (``lengths``: real frames per gait), jitted, in chunks."""
-    fn = jax.jit(predict_fn)
-    part = lambda a, s: None if a is None else a[s:s + chunk]  # noqa: E731
-    logits = np.concatenate([np.asarray(fn(variables, gaits[s:s + chunk], part(lengths, s)).logits)
-                             for s in range(0, len(gaits), chunk)])
-    bad = np.flatnonzero(~np.all(np.isfinite(logits), axis=-1))
-    if bad.size:  # the argmax of NaN would silently count as class 0
-        raise ValueError(f"non-finite logits for {bad.size} of {len(gaits)} gaits (first indices {bad[:5].tolist()}): "
-                         f"check those gaits (units, degenerate frames) or the checkpoint")
-    return logits.argmax(-1)
+    """Argmax predictions for raw gaits ``(N, T, 16, 3)`` (``lengths``: real frames per gait), jitted, in chunks;
+    ``ValueError`` on non-finite logits (:func:`~stepjax.inference.predict_in_chunks`)."""
+    return predict_in_chunks(predict_fn, variables, gaits, chunk, lengths).logits.argmax(-1)
 
 
 def evaluate_workdir(workdir: str, split: str = "test", features: str | None = None, labels: str | None = None,

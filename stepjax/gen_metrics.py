@@ -32,7 +32,6 @@ from __future__ import annotations
 
 from typing import Callable
 
-import jax
 import numpy as np
 
 from stepjax import LABEL_NAMES
@@ -117,15 +116,12 @@ def classifier_outputs(predict_fn: Callable, variables, gaits: np.ndarray, chunk
                        lengths: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(features (N, D), logits (N, K))`` of raw gaits through a classifier ``predict_fn``
     (:func:`stepjax.inference.make_predict_fn`; its own preprocessing is applied), jitted, in chunks.
-    ``lengths``: real frames per gait (``RawDataset.lengths``), ``None`` when all are real."""
-    fn = jax.jit(predict_fn)
-    feats, logits = [], []
-    for s in range(0, len(gaits), chunk):
-        part = None if lengths is None else lengths[s:s + chunk]
-        out = fn(variables, np.asarray(gaits[s:s + chunk], np.float32), part)
-        feats.append(np.asarray(out.features))
-        logits.append(np.asarray(out.logits))
-    return np.concatenate(feats), np.concatenate(logits)
+    ``lengths``: real frames per gait (``RawDataset.lengths``), ``None`` when all are real. ``ValueError`` on
+    non-finite logits (a NaN gait would count as a recognised class 0)."""
+    from stepjax.inference import predict_in_chunks
+
+    out = predict_in_chunks(predict_fn, variables, gaits, chunk, lengths)
+    return out.features, out.logits
 
 
 def set_metrics(features: np.ndarray, labels: np.ndarray, logits: np.ndarray | None = None,

@@ -103,6 +103,25 @@ def make_predict_fn(model, num_frames: int | None = None) -> Callable:
     return predict_fn
 
 
+def predict_in_chunks(predict_fn: Callable, variables, gaits: np.ndarray, chunk: int = 512,
+                      lengths: np.ndarray | None = None) -> Prediction:
+    """``predict_fn`` over many raw gaits ``(N, T, 16, 3)`` on the host: jitted, ``chunk`` gaits per call, a
+    :class:`Prediction` of numpy arrays (``lengths``: real frames per gait, ``None`` when all are real).
+
+    Raises ``ValueError`` on non-finite logits (their argmax would silently count as class 0), naming the gaits.
+    """
+    fn = jax.jit(predict_fn)
+    part = lambda a, s: None if a is None else a[s:s + chunk]  # noqa: E731
+    outs = [fn(variables, np.asarray(gaits[s:s + chunk], np.float32), part(lengths, s))
+            for s in range(0, len(gaits), chunk)]
+    out = Prediction(*(np.concatenate([np.asarray(o[i]) for o in outs]) for i in range(3)))
+    bad = np.flatnonzero(~np.all(np.isfinite(out.logits), axis=-1))
+    if bad.size:
+        raise ValueError(f"non-finite logits for {bad.size} of {len(gaits)} gaits (first indices {bad[:5].tolist()}): "
+                         f"check those gaits (units, degenerate frames) or the checkpoint")
+    return out
+
+
 def freeze(predict_fn: Callable, variables) -> Callable:
     """A jitted ``gaits [, lengths] -> Prediction`` with ``variables`` baked into the program as constants (serving).
 

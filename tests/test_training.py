@@ -286,6 +286,10 @@ def test_evaluation_refuses_silent_wrong_numbers(monkeypatch):
 
     with pytest.raises(ValueError, match=r"non-finite logits for 1 of 4 gaits \(first indices \[2\]\)"):
         evaluation.predict_labels(predict_fn, None, np.zeros((4, 8, 16, 3), np.float32))
+    from stepjax.gen_metrics import classifier_outputs  # gen_eval's recognition accuracy, same refusal
+
+    with pytest.raises(ValueError, match=r"non-finite logits for 1 of 4 gaits"):
+        classifier_outputs(predict_fn, None, np.zeros((4, 8, 16, 3), np.float32), chunk=3)
     monkeypatch.setattr(checkpoint, "read_run_config", lambda w: {"data": {"num_gaits": len(w)}})
     with pytest.raises(ValueError, match="different data configs"):
         evaluation.evaluate_workdirs(["a", "bb"])
