@@ -257,6 +257,16 @@ def test_step_aug_generator_sees_only_the_training_split_and_synthetic_gaits_onl
     # the classifier checkpoint's training config records the augmentation; eval.py scores real test gaits
     saved = json.load(open(os.path.join(workdir, CLASSIFIER_DIR, "config.json")))
     assert saved["task"] == "classifier" and saved["aug"]["per_class"] == PER_CLASS
+    # a resumed STEP+Aug reuses the synthetic gaits only if they were sampled the same way
+    from stepjax.training.augment import _load_synthetic
+
+    path = os.path.join(workdir, SYNTHETIC_FILE)
+    provenance = json.load(open(path + ".json"))
+    assert provenance == {"generator_best_epoch": result["generator"]["best_epoch"], "seed": 0,
+                          "per_class": PER_CLASS, "prior": "standard"}
+    np.testing.assert_array_equal(_load_synthetic(path, provenance)[0], extra[0])
+    assert _load_synthetic(path, dict(provenance, seed=1)) is None
+    assert _load_synthetic(path, dict(provenance, generator_best_epoch=-1)) is None
 
 
 def test_evaluate_generator_reports_fid_diversity_and_recognition(aug, tmp_path, monkeypatch):

@@ -22,6 +22,7 @@ so its test set contains synthetic gaits, and its generator saw the whole datase
 
 from __future__ import annotations
 
+import json
 import os
 
 import ml_collections
@@ -56,14 +57,17 @@ def classifier_config(cfg) -> ml_collections.ConfigDict:
     return c
 
 
-def _load_synthetic(path: str, expected: int) -> tuple[np.ndarray, np.ndarray] | None:
-    if not os.path.exists(path):
+def _load_synthetic(path: str, provenance: dict) -> tuple[np.ndarray, np.ndarray] | None:
+    """The synthetic gaits of an earlier (interrupted) run of the same STEP+Aug, or ``None`` when there are none
+    or they were sampled otherwise (another generator checkpoint, seed, count or prior: ``<path>.json``)."""
+    if not (os.path.exists(path) and os.path.exists(path + ".json")):
         return None
+    with open(path + ".json") as f:
+        if json.load(f) != provenance:
+            return None
     from stepjax.data.egait import read_egait
 
     data = read_egait(path)
-    if len(data) != expected:
-        return None
     return np.stack(data.gaits).astype(np.float32), data.labels
 
 
@@ -120,10 +124,13 @@ def fit_step_aug(cfg, workdir: str, *, progress: bool = True, log=print) -> dict
         result["generator_train_indices"] = gen["train_indices"]
         prior = str(cfg.generator.get("generate", {}).get("prior", "standard"))
         path = os.path.join(workdir, SYNTHETIC_FILE if prior == "standard" else f"synthetic_{prior}_prior.h5")
-        extra = _load_synthetic(path, 4 * per_class)
+        provenance = {"generator_best_epoch": int(gen["best_epoch"]), "seed": int(cfg.aug.get("seed", 0)),
+                      "per_class": per_class, "prior": prior}
+        extra = _load_synthetic(path, provenance)
         if extra is None:
             log(f"STEP+Aug: sampling {per_class} gaits per class ({prior} prior) -> {path}")
-            extra = synthesize(gen_dir, per_class, int(cfg.aug.get("seed", 0)), path, prior)
+            extra = synthesize(gen_dir, per_class, provenance["seed"], path, prior)
+            write_json(path + ".json", provenance)
     cls = fit_classifier(cls_cfg, os.path.join(workdir, CLASSIFIER_DIR), progress=progress, log=log,
                          extra_train=extra)
     for name in ("val", "test"):  # selection and test on held-out real gaits only
