@@ -132,6 +132,11 @@ def test_hybrid_needs_affective_features_and_heads_differ():
         m.apply(v, x[:1], aff[:1], train=True, mutable=["batch_stats"])
     with pytest.raises(ValueError, match=r"\(N, T, 16, 3\)"):
         m.apply(v, jnp.zeros((2, 12, 48)), aff)
+    baseline = STEPClassifier(channels=(4, 8, 8), kernel_size=3)
+    vb = baseline.init(jax.random.PRNGKey(0), x)
+    assert baseline.apply(vb, x, jnp.zeros((2, 0)))[0].shape == (2, 4)  # an empty feature array is fine
+    with pytest.raises(ValueError, match="Baseline-STEP model .* takes no affective features"):
+        baseline.apply(vb, x, aff)  # once silently ignored
 
 
 def test_batch_norm_follows_pytorch_including_the_unbiased_running_variance():

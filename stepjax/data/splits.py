@@ -43,8 +43,13 @@ def _check(labels) -> np.ndarray:
     labels = np.asarray(labels)
     if labels.ndim != 1 or len(labels) == 0:
         raise ValueError(f"labels must be a non-empty 1-D array, got shape {labels.shape}")
-    if labels.min() < 0:
-        raise ValueError("labels must be non-negative class indices")
+    if labels.dtype.kind not in "iuf":
+        raise ValueError(f"labels must be non-negative whole class indices, got dtype {labels.dtype}")
+    bad = labels < 0
+    if labels.dtype.kind == "f":  # float labels were once truncated (1.7 -> 1)
+        bad |= ~np.isfinite(labels) | (labels != np.round(labels))
+    if bad.any():
+        raise ValueError(f"labels must be non-negative whole class indices, got {labels[bad][:5].tolist()}")
     return labels.astype(np.int64)
 
 

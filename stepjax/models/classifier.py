@@ -66,6 +66,9 @@ class STEPClassifier(nn.Module):
         if self.num_affective and (affective is None or affective.shape != (gaits.shape[0], self.num_affective)):
             got = None if affective is None else affective.shape
             raise ValueError(f"this STEP model needs affective features of shape (N, {self.num_affective}), got {got}")
+        if not self.num_affective and affective is not None and affective.shape[-1]:
+            raise ValueError(f"this Baseline-STEP model (num_affective=0) takes no affective features, got "
+                             f"{affective.shape}: pass None, or build the model with num_affective")
         adjacency = skeleton.spatial_adjacency(official=self.official_adjacency)
         x = JointBatchNorm(self.init_scheme, name="data_bn")(gaits, train)
         x = STGCNStack(self.channels, self.strides, self.residuals, adjacency, self.kernel_size,
