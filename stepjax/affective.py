@@ -308,7 +308,12 @@ def _features(g, official: bool, time_step, stride: bool, lengths=None):
         gap = _mean_strike_gap(p, lengths, official=official)
         length = gap if official else _stride_length_m(p, lengths, frame_mean)
         cols.append(jnp.stack([length, gap * time_step], axis=-1))
-    return jnp.concatenate(cols, axis=-1).astype(g.dtype)
+    out = jnp.concatenate(cols, axis=-1).astype(g.dtype)
+    # min/max and comparisons drop NaN silently: a gait with a non-finite coordinate in a real frame gets NaN
+    finite = jnp.isfinite(g).all(axis=(-2, -1))  # (..., T)
+    if lengths is not None:
+        finite |= jnp.arange(g.shape[-3]) >= lengths[..., None]
+    return jnp.where(finite.all(-1)[..., None], out, jnp.nan)
 
 
 def _features_chunked(g, official: bool, time_step, stride: bool, lengths=None):
@@ -378,7 +383,8 @@ def affective_features(gaits, lengths=None, *, official: bool = False, time_step
         features).
 
     Returns:
-      ``(..., F)`` array in the input's float dtype, order ``FEATURE_NAMES``.
+      ``(..., F)`` array in the input's float dtype, order ``FEATURE_NAMES``; all NaN for a gait with a NaN or
+      inf coordinate in one of its (real) frames.
 
     Raises:
       ValueError: if the trailing shape is not ``(T, 16, 3)`` or ``T < 4``, or ``lengths`` does not fit.

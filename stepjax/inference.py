@@ -79,8 +79,9 @@ def make_predict_fn(model, num_frames: int | None = None) -> Callable:
     first ``lengths`` (real) frames, as in training; ``None``: every frame is real."""
 
     def predict_fn(variables, gaits: jax.Array, lengths: jax.Array | None = None) -> Prediction:
+        concrete = not isinstance(gaits, jax.core.Tracer)
         gaits = jnp.asarray(gaits)
-        validate_gaits(gaits, "gaits", batched=gaits.ndim != 3, check_finite=False)
+        validate_gaits(gaits, "gaits", batched=None, check_finite=concrete)
         if num_frames and gaits.shape[-3] != num_frames:
             raise ValueError(f"this classifier was trained on {num_frames}-frame gaits, got {gaits.shape[-3]} frames "
                              f"(shape {gaits.shape}); use stepjax.data.preprocess.to_fixed_length and pass lengths")
@@ -97,6 +98,10 @@ def make_predict_fn(model, num_frames: int | None = None) -> Callable:
             lengths = None if lengths is None else jnp.reshape(lengths, (1,))
         model_gaits, affective = variables["preprocessor"](gaits, lengths)
         logits, features = model.apply(variables["model"], model_gaits, affective, train=False)
+        # traced gaits cannot be checked, and XLA's fused ReLUs can turn a NaN input into a finite (wrong)
+        # prediction: the outputs of a gait with a non-finite coordinate are made NaN explicitly
+        finite = jnp.all(jnp.isfinite(gaits), axis=(1, 2, 3))[:, None]
+        logits, features = (jnp.where(finite, a, jnp.nan) for a in (logits, features))
         out = Prediction(logits, jax.nn.softmax(logits, -1), features)
         return jax.tree_util.tree_map(lambda a: a[0], out) if single else out
 

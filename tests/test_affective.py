@@ -434,6 +434,25 @@ def test_bad_lengths_raise(lengths, match):
         aff.affective_features(np.zeros((3, T_SMALL, 16, 3), np.float32), lengths)
 
 
+@pytest.mark.parametrize("official", [True, False])
+def test_a_non_finite_coordinate_makes_the_gaits_features_nan(official):
+    """min/max and comparisons skip NaN, so a NaN hand once gave finite features; now the whole row is NaN,
+    eagerly, under jit and through the chunked path, and only for real frames (not the padding past lengths)."""
+    rng = np.random.default_rng(4)
+    n, t = aff._CHUNK + 3, 30
+    g = np.stack([synthetic_walk(rng, num_frames=t) for _ in range(n)]).astype(np.float32)
+    g[1, 5, 6, 0] = np.nan  # a hand in a real frame
+    g[n - 1, 0, 0, 1] = np.inf  # the root, in the remainder past the chunks
+    g[2, t - 1, 3, 2] = np.nan  # the head in the last frame, a padding frame for lengths = t - 1
+    fn = functools.partial(aff.affective_features, official=official)
+    for out in (fn(g), jax.jit(fn)(g)):
+        out = np.asarray(out)
+        assert np.all(np.isnan(out[[1, 2, n - 1]]))
+        assert np.all(np.isfinite(out[[0, 3, n - 2]]))
+    with_len = np.asarray(fn(g, np.full(n, t - 1)))
+    assert np.all(np.isfinite(with_len[2])) and np.all(np.isnan(with_len[1]))
+
+
 def test_traced_lengths_out_of_range_are_clipped():
     """Inside the caller's jit lengths cannot be checked: 0 would give NaN features and more than T a mean
     diluted by the padding frames; they are clipped to [4, T] instead."""

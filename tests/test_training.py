@@ -110,6 +110,15 @@ def test_predict_fn_is_pure_and_matches_under_jit_and_vmap(trained):
     np.testing.assert_allclose(predict_fn(variables, gaits, jnp.full((6,), 32)).logits, eager.logits, atol=1e-4)
     one = predict_fn(variables, gaits[0], 20)  # a 20-frame gait tiled to 32: its affective features use 20
     assert one.logits.shape == (4,) and np.all(np.isfinite(one.logits))
+    nan_gaits = gaits.at[2, 4, 7, 1].set(jnp.nan)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        predict_fn(variables, nan_gaits)
+    traced = jax.jit(predict_fn)(variables, nan_gaits)  # XLA's fused ReLUs once made this finite (and wrong)
+    assert np.all(np.isnan(traced.probs[2])) and np.all(np.isnan(traced.features[2]))
+    np.testing.assert_allclose(np.delete(np.asarray(traced.logits), 2, 0), np.delete(np.asarray(eager.logits), 2, 0),
+                               atol=1e-5)
+    with pytest.raises(ValueError, match=r"\(N, T, 16, 3\) or one gait \(T, 16, 3\)"):
+        predict_fn(variables, gaits[:, :, :15])
     for g, lengths in [(gaits, jnp.full((5,), 32)), (gaits, 32), (gaits[0], jnp.full((2,), 32))]:
         with pytest.raises(ValueError, match="lengths must have shape"):
             predict_fn(variables, g, lengths)

@@ -26,15 +26,16 @@ from stepjax.skeleton import NUM_COORDS, NUM_JOINTS, ROOT
 LENGTH_POLICIES = ("tile", "crop", "resample")
 
 
-def validate_gaits(gaits, name: str = "gaits", *, batched: bool = True, check_finite: bool = True) -> None:
-    """Raises ``ValueError`` unless ``gaits`` is ``(N, T, 16, 3)`` (``(T, 16, 3)`` if not batched) and finite.
+def validate_gaits(gaits, name: str = "gaits", *, batched: bool | None = True, check_finite: bool = True) -> None:
+    """Raises ``ValueError`` unless ``gaits`` is ``(N, T, 16, 3)`` (``(T, 16, 3)`` if not batched, either with
+    ``batched=None``) and finite.
 
     Meant for API edges, outside ``jit`` (the finiteness check reads the values).
     """
     shape = tuple(np.shape(gaits))
-    want = 4 if batched else 3
-    if len(shape) != want or shape[-2:] != (NUM_JOINTS, NUM_COORDS):
-        layout = "(N, T, 16, 3)" if batched else "(T, 16, 3)"
+    want = (4,) if batched else (3,) if batched is not None else (3, 4)
+    if len(shape) not in want or shape[-2:] != (NUM_JOINTS, NUM_COORDS):
+        layout = {(4,): "(N, T, 16, 3)", (3,): "(T, 16, 3)"}.get(want, "(N, T, 16, 3) or one gait (T, 16, 3)")
         hint = ""
         if shape and shape[-1] == NUM_JOINTS * NUM_COORDS:
             hint = "; E-Gait rows of 48 columns reshape with .reshape(..., 16, 3)"
