@@ -42,12 +42,17 @@ def _evaluate():
     from stepjax.utils import write_json
     from stepjax.viz import plot_confusion
     from stepjax.training.checkpoint import read_run_config
+    from stepjax.utils import check_output_dir
 
+    for path in (FLAGS.json, FLAGS.png):  # before the work, not after it
+        check_output_dir(path)
+    if FLAGS.labels and not FLAGS.features:
+        raise ValueError("--labels goes with --features (the labels of those gaits); a run's own split has its labels")
     if read_run_config(FLAGS.workdir[0]).get("task") == "generator":
         from stepjax.gen_eval import evaluate_generator, format_report
 
         if not FLAGS.classifier:
-            raise app.UsageError("a generator workdir needs --classifier=<classifier workdir> for its metrics")
+            raise ValueError("a generator workdir needs --classifier=<classifier workdir> for its metrics")
         reports = [evaluate_generator(w, FLAGS.classifier, FLAGS.per_class, which=FLAGS.checkpoint)
                    for w in FLAGS.workdir]
         for i, r in enumerate(reports):
@@ -63,6 +68,8 @@ def _evaluate():
         if FLAGS.json:
             write_json(FLAGS.json, reports)
         return
+    if FLAGS.classifier:
+        raise ValueError("--classifier is for generator workdirs (FID etc.); this is a classifier run")
     out = evaluate_workdirs(FLAGS.workdir, split=FLAGS.split, features=FLAGS.features, labels=FLAGS.labels,
                             which=FLAGS.checkpoint)
     for r in out["runs"]:

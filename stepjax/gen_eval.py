@@ -29,6 +29,7 @@ import argparse
 import os
 import sys
 import time
+import warnings
 
 import jax.numpy as jnp
 import numpy as np
@@ -70,6 +71,11 @@ def evaluate_generator(gen_workdir: str, classifier_workdir: str, num_per_class:
     if pipeline.trained_num_frames(cls_cfg) != frames:
         raise ValueError(f"generator makes {frames}-frame gaits but the classifier was trained on "
                          f"{pipeline.trained_num_frames(cls_cfg)} frames")
+    if int(cls_cfg.preprocess.get("num_affective", 0)):
+        warnings.warn(f"{classifier_workdir} is a STEP model with affective features: generated gaits are in the "
+                      "CVAE's aligned frame and raw real gaits are not, so their hand-made features are not on one "
+                      "scale; use a Baseline-STEP classifier (configs/baseline_step.py) for FID and recognition",
+                      stacklevel=2)
     gaits, labels = generate_per_class(generate_fn, gen_vars, num_per_class, seed, official_sampler)
     t_gen = time.time() - t0
 
@@ -190,11 +196,12 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     from absl import logging
 
-    from stepjax.utils import cli_errors, enable_compilation_cache
+    from stepjax.utils import check_output_dir, cli_errors, enable_compilation_cache
 
     logging.set_verbosity(logging.WARNING)
     enable_compilation_cache()
     with cli_errors("python -m stepjax.gen_eval"):
+        check_output_dir(args.json)
         report = evaluate_generator(args.workdir, args.classifier, args.per_class, args.seed,
                                     official_sampler=args.official_sampler, which=args.checkpoint)
     print(format_report(report))

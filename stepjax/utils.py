@@ -48,6 +48,14 @@ def enable_compilation_cache(path: str | None = None) -> str | None:
     return path
 
 
+def check_output_dir(path: str | os.PathLike | None) -> None:
+    """For command-line outputs: ``FileNotFoundError`` now, before any work, when ``path``'s folder is missing."""
+    if path:
+        folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"cannot write {path}: no such folder {folder}")
+
+
 @contextlib.contextmanager
 def cli_errors(prog: str) -> Iterator[None]:
     """For command-line entry points: a user mistake (``ValueError`` and its subclasses such as a config

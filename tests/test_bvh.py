@@ -461,7 +461,8 @@ def test_cli_converts_the_bandai_folder(tmp_path, capsys):
 
     bandai_clip("walk_sad_001")
     features, labels = tmp_path / "features_bandai.h5", tmp_path / "labels_bandai.h5"
-    status = B.main([str(BANDAI_DATA), "--out-features", str(features), "--out-labels", str(labels),
+    status = B.main([str(BANDAI_DATA.parent),  # the release folder: its data/ subfolder is used, as in configs
+                     "--out-features", str(features), "--out-labels", str(labels),
                      "--label-regex", r"^dataset-1_walk_([a-z-]+)_\d+\.bvh$", "--window", "75", "--hop", "75"])
     out = capsys.readouterr().out
     assert status == 0, out

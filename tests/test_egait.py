@@ -135,3 +135,5 @@ def test_generator_conditioning_refuses_labels_outside_the_classes():
             onehot_labels(np.array(bad), 4)
     with pytest.raises(ValueError, match=r"one-hot \(2, 4\)"):
         onehot_labels(np.eye(3)[:2], 4)
+    with pytest.raises(ValueError, match="must be integer class indices, got dtype float32"):
+        onehot_labels(np.array([0.5], np.float32), 4)

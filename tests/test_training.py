@@ -167,7 +167,12 @@ def test_clis_report_user_mistakes_without_a_traceback(trained, tmp_path):
              ([str(PROJECT_ROOT / "eval.py"), f"--workdir={workdir}", f"--features={missing}.h5"],
               "eval.py: error: .*no_such_run.h5"),
              (["-m", "stepjax.generation", f"--workdir={workdir}", f"--out-features={tmp_path / 'g.h5'}"],
-              "stepjax.generation: error: .* holds a 'classifier' run, not a generator")]
+              "stepjax.generation: error: .* holds a 'classifier' run, not a generator"),
+             ([str(PROJECT_ROOT / "eval.py"), f"--workdir={workdir}", f"--json={missing}/out.json"],
+              "eval.py: error: cannot write .*out.json: no such folder"),  # before the work, not after
+             ([str(PROJECT_ROOT / "eval.py"), f"--workdir={workdir}", "--labels=l.h5"], "--labels goes with --features"),
+             ([str(PROJECT_ROOT / "eval.py"), f"--workdir={workdir}", f"--classifier={workdir}"],
+              "--classifier is for generator workdirs")]
     for args, message in cases:
         proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=600)
         assert proc.returncode == 2 and re.search(message, proc.stderr), proc.stderr[-2000:]

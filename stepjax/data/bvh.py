@@ -824,7 +824,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not src.is_dir():
         print(f"{parser.prog}: error: {src} is not a folder", file=sys.stderr)
         return 2
-    paths = sorted(p for p in src.iterdir() if p.is_file() and p.suffix.lower() == ".bvh")
+    bvh_files = lambda folder: sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() == ".bvh")  # noqa: E731
+    paths = bvh_files(src)
+    if not paths and (src / "data").is_dir():  # the Bandai release keeps its files in data/ (as configs/bandai.py)
+        src = src / "data"
+        paths = bvh_files(src)
     if not paths:
         print(f"{parser.prog}: error: no .bvh files in {src}", file=sys.stderr)
         return 2

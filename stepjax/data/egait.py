@@ -57,7 +57,8 @@ def label_from_key(key: str) -> int:
     match = _KEY_LABEL.search(key)
     if match is None:
         raise EGaitFormatError(
-            f"key {key!r} does not end in one of {LABEL_NAMES}; pass a labels file for such data")
+            f"key {key!r} does not end in one of {LABEL_NAMES}; pass a labels file for such data (read_egait's "
+            f"labels_path; in a config, --config.data.labels_path)")
     return [n.lower() for n in LABEL_NAMES].index(match.group(1).lower())
 
 

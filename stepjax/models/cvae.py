@@ -113,6 +113,9 @@ def onehot_labels(labels: Array, num_classes: int, batch: int | None = None, dty
             validate_labels(labels, "labels", num_classes)
         valid = (labels >= 0) & (labels < num_classes)
         labels = jnp.where(valid[:, None], jax.nn.one_hot(labels, num_classes, dtype=dtype), jnp.nan)
+    if labels.ndim == 1:
+        raise ValueError(f"labels (N,) must be integer class indices, got dtype {labels.dtype} (or pass one-hot "
+                         f"rows (N, {num_classes}))")
     n = labels.shape[0] if batch is None and labels.ndim else batch
     if labels.ndim != 2 or labels.shape != (n, num_classes):
         raise ValueError(f"labels must be one-hot ({n or 'N'}, {num_classes}) or integer ({n or 'N'},), "

@@ -86,7 +86,10 @@ class RunProgress:
             self.best_score = tuple(meta["best_score"]) if meta.get("best_score") else None
             self.best_epoch = meta.get("best_epoch")
             self._check_best(tree, meta)
-            self.log(f"Resuming {self.workdir} from epoch {meta['epoch']} (best validation epoch {self.best_epoch}).")
+            nxt = (f"continuing at epoch {self.start_epoch} of {self.num_epochs}" if self.start_epoch < self.num_epochs
+                   else "all epochs done, evaluating the best checkpoint")
+            self.log(f"Resuming {self.workdir} after epoch {meta['epoch']}, {nxt} (best validation epoch "
+                     f"{self.best_epoch}).")
         self.metrics_log = MetricsLog(os.path.join(self.workdir, METRICS_FILE), resume_epoch)
         with open(os.path.join(self.workdir, "config.json"), "w") as f:
             json.dump(self.cfg_json, f, indent=2)
