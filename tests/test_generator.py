@@ -278,8 +278,9 @@ def test_evaluate_generator_reports_fid_diversity_and_recognition(aug, tmp_path,
     real_encode = generation.encode_gaits
     monkeypatch.setattr(generation, "encode_gaits",
                         lambda m, v, g, labels, **kw: encoded.append(np.asarray(labels)) or real_encode(m, v, g, labels, **kw))
-    report = evaluate_generator(os.path.join(workdir, GENERATOR_DIR), os.path.join(workdir, CLASSIFIER_DIR),
-                                num_per_class=8, seed=0)
+    with pytest.warns(UserWarning, match="STEP model with affective features"):  # the tiny run's classifier
+        report = evaluate_generator(os.path.join(workdir, GENERATOR_DIR), os.path.join(workdir, CLASSIFIER_DIR),
+                                    num_per_class=8, seed=0)
     raw = pipeline.load_source(cfg.data)
     assert len(encoded) == 1
     np.testing.assert_array_equal(encoded[0], raw.labels[result["generator_train_indices"]])

@@ -74,6 +74,19 @@ def test_length_policies():
     assert pp.sliding_windows(np.zeros((10, 16, 3)), 4, 3).shape == (3, 4, 16, 3)
     with pytest.raises(ValueError, match="unknown length policy"):
         pp.to_fixed_length([g], 5, "stretch")
+    # mistakes that once gave an empty array, a (N, L, 48) pass-through or a ZeroDivisionError
+    for fn in (pp.to_fixed_length, pp.real_frame_counts):
+        for length in (0, -3, 2.5):
+            with pytest.raises(ValueError, match="length must be a whole number of frames >= 1"):
+                fn([g], length)
+        with pytest.raises(ValueError, match=r"gait 1 must have shape \(T, 16, 3\).*reshape"):
+            fn([g, g.reshape(4, 48)], 5)
+        with pytest.raises(ValueError, match="gait 0 has no frames"):
+            fn([g[:0]], 5)
+        with pytest.raises(ValueError, match="no gaits"):
+            fn([], 5)
+    with pytest.raises(ValueError, match="hop must be a whole number of frames >= 1"):
+        pp.sliding_windows(np.zeros((10, 16, 3)), 4, 0)
 
 
 def test_official_tiling_reproduces_golden_egait_inputs():

@@ -84,6 +84,23 @@ def validate_labels(labels, name: str = "labels", num_classes: int = NUM_CLASSES
 
 # ----------------------------------------------------------------------------- fixed length
 
+def _check_frames(value, name: str) -> int:
+    if isinstance(value, bool) or int(value) != value or value < 1:
+        raise ValueError(f"{name} must be a whole number of frames >= 1, got {value!r}")
+    return int(value)
+
+
+def _check_gait_list(gaits: Sequence[np.ndarray]) -> list[np.ndarray]:
+    if len(gaits) == 0:
+        raise ValueError("no gaits")
+    out = []
+    for i, g in enumerate(gaits):
+        g = np.asarray(g, np.float32)
+        validate_gaits(g, f"gait {i}", batched=False, check_finite=False)
+        out.append(g)
+    return out
+
+
 def tile_to_length(gait: np.ndarray, length: int) -> np.ndarray:
     """Official cyclic padding: ``np.tile`` along time, then truncate to ``length`` frames."""
     reps = math.ceil(length / gait.shape[0])
@@ -119,12 +136,10 @@ def to_fixed_length(gaits: Sequence[np.ndarray], length: int | None = None, poli
     """
     if policy not in LENGTH_POLICIES:
         raise ValueError(f"unknown length policy {policy!r}; choose one of {LENGTH_POLICIES}")
-    if len(gaits) == 0:
-        raise ValueError("to_fixed_length: no gaits")
-    if length is None:
-        length = max(g.shape[0] for g in gaits)
+    gaits = _check_gait_list(gaits)
+    length = max(g.shape[0] for g in gaits) if length is None else _check_frames(length, "length")
     fn = {"tile": tile_to_length, "crop": crop_to_length, "resample": resample_to_length}[policy]
-    return np.stack([fn(np.asarray(g, np.float32), length) for g in gaits]).astype(np.float32)
+    return np.stack([fn(g, length) for g in gaits]).astype(np.float32)
 
 
 def real_frame_counts(gaits: Sequence[np.ndarray], length: int | None = None, policy: str = "tile") -> np.ndarray:
@@ -133,8 +148,8 @@ def real_frame_counts(gaits: Sequence[np.ndarray], length: int | None = None, po
     pass it as ``lengths`` to the affective features so that they are those of the real frames."""
     if policy not in LENGTH_POLICIES:
         raise ValueError(f"unknown length policy {policy!r}; choose one of {LENGTH_POLICIES}")
-    if length is None:
-        length = max(g.shape[0] for g in gaits)
+    gaits = _check_gait_list(gaits)
+    length = max(g.shape[0] for g in gaits) if length is None else _check_frames(length, "length")
     if policy == "resample":
         return np.full(len(gaits), length, np.int32)
     return np.asarray([min(g.shape[0], length) for g in gaits], np.int32)
@@ -142,6 +157,9 @@ def real_frame_counts(gaits: Sequence[np.ndarray], length: int | None = None, po
 
 def sliding_windows(gait: np.ndarray, length: int, hop: int) -> np.ndarray:
     """All windows ``(W, length, ...)`` of ``gait`` starting every ``hop`` frames (tiled if too short)."""
+    length, hop = _check_frames(length, "length"), _check_frames(hop, "hop")
+    if gait.shape[0] == 0:
+        raise ValueError("sliding_windows: the gait has no frames")
     if gait.shape[0] <= length:
         return tile_to_length(gait, length)[None]
     starts = range(0, gait.shape[0] - length + 1, hop)
