@@ -28,6 +28,7 @@ import sys
 import time
 from typing import Callable, NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -88,6 +89,8 @@ def fit_latent_prior(mu, logvar, labels, num_classes: int = NUM_CLASSES, ridge: 
 def sample_prior(prior: LatentPrior, labels_onehot: jax.Array, rng: jax.Array) -> jax.Array:
     """``z = mean[y] + scale_tril[y] @ eps``, ``eps ~ N(0, I)``: ``(N, Z)`` for **one-hot** labels ``(N, K)``
     (the rows select a class; soft labels would blend the class means and factors, not mix the Gaussians)."""
+    chex.assert_rank([labels_onehot, prior.mean, prior.scale_tril], [2, 2, 3])
+    chex.assert_equal_shape_prefix([labels_onehot.T, prior.mean, prior.scale_tril], 1)  # K classes
     eps = jax.random.normal(rng, labels_onehot.shape[:1] + prior.mean.shape[1:], prior.mean.dtype)
     mean = jnp.dot(labels_onehot, prior.mean, precision="highest")  # 'highest': no TF32 on GPUs
     tril = jnp.einsum("nk,kij->nij", labels_onehot, prior.scale_tril, precision="highest")

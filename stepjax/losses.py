@@ -7,6 +7,7 @@ Generation (STEP-Gen): reconstruction, collapse (push), drift (pull) and KL term
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 import optax
@@ -21,6 +22,9 @@ def classification_loss(logits: Array, labels: Array, *, label_smoothing: float 
     ``official_double_softmax=True`` reproduces the official real_only bug 10: the model's softmax
     output is fed to ``CrossEntropyLoss``, which applies log-softmax again (flattens gradients).
     """
+    chex.assert_rank([logits, labels], [2, 1])  # static shapes: checked under jit too
+    chex.assert_equal_shape_prefix([logits, labels], 1)
+    chex.assert_type(labels, int)
     if official_double_softmax:
         logits = jax.nn.softmax(logits, axis=-1)
     num_classes = logits.shape[-1]
@@ -107,6 +111,7 @@ def drift_loss(x: Array, x_hat: Array, *, official: bool = False) -> Array:
 def kl_divergence(mu: Array, logvar: Array, *, official: bool = False) -> Array:
     """``KL(N(mu, exp(logvar)) || N(0, I))`` per element ``-0.5 (1 + logvar - mu^2 - exp(logvar))``:
     summed over batch and latent with ``official=True`` (the official ``vae_loss``), else their mean."""
+    chex.assert_equal_shape([mu, logvar])
     kl = -0.5 * (1.0 + logvar - jnp.square(mu) - jnp.exp(logvar))
     return kl.sum() if official else kl.mean()
 

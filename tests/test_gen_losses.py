@@ -214,3 +214,14 @@ def test_defaults_and_baseline_cvae():
     assert L.anchor_frames(75) == (0, 36, 74) and L.anchor_frames(30) == (0, 14, 29) and L.anchor_frames(1) == (0, 0, 0)
     with pytest.raises(ValueError):
         L.generator_loss(x, x_hat[:, :5], mu, logvar)
+    with pytest.raises(AssertionError, match="different shapes"):  # chex, also under jit (static shapes)
+        jax.jit(L.kl_divergence)(mu, logvar[:, :16])
+
+
+def test_classification_loss_checks_its_shapes_under_jit():
+    logits, labels = jnp.zeros((3, 4)), jnp.array([0, 1, 3])
+    assert float(jax.jit(L.classification_loss)(logits, labels)) == pytest.approx(np.log(4))
+    for bad_logits, bad_labels, match in [(logits, labels[:2], "shape prefixes"), (logits[0], labels, "rank"),
+                                          (logits, labels.astype(jnp.float32), "type")]:
+        with pytest.raises(AssertionError, match=match):
+            jax.jit(L.classification_loss)(bad_logits, bad_labels)
