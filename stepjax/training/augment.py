@@ -28,6 +28,7 @@ import os
 import ml_collections
 import numpy as np
 
+from stepjax import NUM_CLASSES
 from stepjax.data import pipeline
 from stepjax.utils import write_json
 
@@ -112,7 +113,7 @@ def fit_step_aug(cfg, workdir: str, *, progress: bool = True, log=print) -> dict
     raw = pipeline.load_source(cls_cfg.data)
     split = pipeline.split_dataset(raw, cls_cfg.data)
     result: dict = {"num_real_train": int(len(split.train)), "num_val": int(len(split.val)),
-                    "num_test": int(len(split.test)), "num_synthetic": 4 * per_class if per_class else 0}
+                    "num_test": int(len(split.test)), "num_synthetic": NUM_CLASSES * per_class}
     extra = None
     if per_class > 0:
         gen_dir = os.path.join(workdir, GENERATOR_DIR)
