@@ -237,6 +237,15 @@ def select_graph_impl(num_partitions: int, num_joints: int, c_in: int, c_out: in
     return "dense_graph" if dense <= factored else "joints_batched"
 
 
+def tuple_fields(module: nn.Module, *names: str) -> None:
+    """For a module's ``__post_init__``: lists given for the sequence fields ``names`` become tuples, so that the
+    module stays hashable (``jit`` takes models as static arguments)."""
+    for name in names:
+        value = getattr(module, name)
+        if isinstance(value, list):
+            object.__setattr__(module, name, tuple(value))
+
+
 def dense(features: int, init_scheme: str, in_features: int, precision: Any = "highest",
           name: str | None = None) -> nn.Dense:
     """``nn.Dense(features)`` initialised by ``init_scheme`` (kernel, bias and all)."""

@@ -46,6 +46,20 @@ def eval_outputs(official, inputs, io):
     return mu, logvar, dict(zip(zs, np.split(np.asarray(decoded), 4)))
 
 
+def test_models_built_with_lists_stay_hashable():
+    """jit takes models as static arguments: channel lists (e.g. from JSON) become tuples, equal to the tuple
+    spelling, instead of a 'Non-hashable static arguments' error deep inside generate."""
+    from stepjax.generation import generate
+    from stepjax.models import STEPClassifier
+
+    m = STEPGenCVAE(encoder_channels=[16, 8, 8], decoder_channels=[8, 16, 3], kernel_size=5, latent_dim=8)
+    assert m == STEPGenCVAE(encoder_channels=(16, 8, 8), decoder_channels=(8, 16, 3), kernel_size=5, latent_dim=8)
+    v = m.init(jax.random.PRNGKey(0), jnp.zeros((2, 16, 16, 3)), jnp.array([0, 1]))
+    assert generate(m, v, jnp.array([0, 1]), jax.random.PRNGKey(0), 16).shape == (2, 16, 16, 3)
+    c = STEPClassifier(channels=[4, 8, 8], strides=[1, 2, 1], residuals=[True] * 3, kernel_size=3)
+    assert hash(c) == hash(c.clone()) and c.channels == (4, 8, 8) and c.residuals == (True,) * 3
+
+
 def test_param_count_and_tree(official, inputs):
     model, variables = official
     assert _count(variables["params"]) == OFFICIAL_PARAMS

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from stepjax import NUM_CLASSES, skeleton
-from stepjax.nn import JointBatchNorm, STGCNStack, batch_norm, dense
+from stepjax.nn import JointBatchNorm, STGCNStack, batch_norm, dense, tuple_fields
 
 Array = jax.Array
 
@@ -58,6 +58,10 @@ class STEPClassifier(nn.Module):
     temporal_impl: str = "auto"
     init_scheme: str = "default"
     precision: Any = "highest"
+
+    def __post_init__(self):
+        tuple_fields(self, "channels", "strides", "residuals")
+        super().__post_init__()
 
     @nn.compact
     def __call__(self, gaits: Array, affective: Array | None = None, train: bool = False) -> tuple[Array, Array]:

@@ -60,7 +60,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from stepjax import NUM_CLASSES, skeleton
-from stepjax.nn import JointBatchNorm, STGCNStack, dense
+from stepjax.nn import JointBatchNorm, STGCNStack, dense, tuple_fields
 
 Array = jax.Array
 
@@ -262,6 +262,10 @@ class STEPGenCVAE(nn.Module):
     temporal_impl: str = "auto"
     init_scheme: str = "default"
     precision: Any = "highest"
+
+    def __post_init__(self):
+        tuple_fields(self, "encoder_channels", "decoder_channels")
+        super().__post_init__()
 
     def setup(self):
         common = dict(latent_dim=self.latent_dim, num_classes=self.num_classes, kernel_size=self.kernel_size,
