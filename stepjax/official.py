@@ -41,11 +41,12 @@ and padding ``Kt-1-p`` (= 37 for Kt = 75, p = 37), so the CVAE decoder's ``st_gc
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from typing import Mapping
 
 import numpy as np
 
 from stepjax.models.classifier import TRUNKS, STEPClassifier
+from stepjax.skeleton import NUM_JOINTS
 from stepjax.models.cvae import STEPGenCVAE
 
 
@@ -60,37 +61,51 @@ def _dense_1x1(sd: Mapping[str, np.ndarray], prefix: str) -> dict:
     return {"kernel": sd[prefix + ".weight"][:, :, 0, 0].T, "bias": sd[prefix + ".bias"]}
 
 
-def _set(tree: dict, path: tuple[str, ...], value: Any) -> None:
-    for p in path[:-1]:
-        tree = tree.setdefault(p, {})
-    tree[path[-1]] = value
+def _float32(tree: dict) -> dict:
+    return {k: _float32(v) if isinstance(v, dict) else np.asarray(v, np.float32) for k, v in tree.items()}
 
 
-def classifier_variables_from_state_dict(sd: Mapping[str, np.ndarray], num_blocks: int = 3) -> dict:
-    """Flax ``{'params', 'batch_stats'}`` of :class:`STEPClassifier` from an official real_only state_dict."""
+def _num_blocks(sd: Mapping[str, np.ndarray], prefix: str) -> int:
+    """Blocks ``prefix.0``, ``prefix.1``, ... present in the state_dict (each has a ``.tcn.2.weight``)."""
+    i = 0
+    while f"{prefix}.{i}.tcn.2.weight" in sd:
+        i += 1
+    return i
+
+
+def _convt_1x1(sd: Mapping[str, np.ndarray], prefix: str) -> dict:
+    return {"kernel": sd[prefix + ".weight"][:, :, 0, 0], "bias": sd[prefix + ".bias"]}
+
+
+def _stgcn_block_variables(sd: Mapping[str, np.ndarray], pre: str, transposed: bool) -> tuple[dict, dict]:
+    """Params and batch stats of one :class:`stepjax.nn.STGCNBlock` from an official (st_gcn or st_gctn) block."""
     params: dict = {}
     stats: dict = {}
-    p, s = _bn(sd, "data_bn", (16, -1))
-    _set(params, ("data_bn", "bn"), p)
-    _set(stats, ("data_bn", "bn"), s)
-    for i in range(num_blocks):
-        pre = f"st_gcn_networks.{i}"
-        blk = ("trunk", f"block{i}")
-        _set(params, blk + ("gcn", "proj"), _dense_1x1(sd, pre + ".gcn.conv"))
+    gcn = pre + (".gctn.conv" if transposed else ".gcn.conv")
+    params["gcn"] = {"proj": _convt_1x1(sd, gcn) if transposed else _dense_1x1(sd, gcn)}
+    for torch_name, flax_name in ((".tcn.0", "gcn_bn"), (".tcn.3", "tcn_bn"), (".residual.1", "residual_bn")):
+        if pre + torch_name + ".weight" in sd:
+            params[flax_name], stats[flax_name] = _bn(sd, pre + torch_name)
+    w = sd[pre + ".tcn.2.weight"]
+    kernel = w[:, :, ::-1, :].transpose(2, 3, 0, 1) if transposed else w.transpose(2, 3, 1, 0)
+    params["tcn"] = {"kernel": np.ascontiguousarray(kernel), "bias": sd[pre + ".tcn.2.bias"]}
+    if pre + ".residual.0.weight" in sd:
+        params["residual_proj"] = (_convt_1x1 if transposed else _dense_1x1)(sd, pre + ".residual.0")
+    return params, stats
+
+
+def classifier_variables_from_state_dict(sd: Mapping[str, np.ndarray]) -> dict:
+    """Flax ``{'params', 'batch_stats'}`` of :class:`STEPClassifier` from an official real_only state_dict."""
+    p, s = _bn(sd, "data_bn", (NUM_JOINTS, -1))
+    params: dict = {"data_bn": {"bn": p}, "trunk": {}}
+    stats: dict = {"data_bn": {"bn": s}, "trunk": {}}
+    for i in range(_num_blocks(sd, "st_gcn_networks")):
+        p, s = _stgcn_block_variables(sd, f"st_gcn_networks.{i}", transposed=False)
         if f"edge_importance.{i}" in sd:
-            _set(params, blk + ("gcn", "edge_importance"), sd[f"edge_importance.{i}"])
-        for torch_name, flax_name in ((".tcn.0", "gcn_bn"), (".tcn.3", "tcn_bn"), (".residual.1", "residual_bn")):
-            if pre + torch_name + ".weight" in sd:
-                p, s = _bn(sd, pre + torch_name)
-                _set(params, blk + (flax_name,), p)
-                _set(stats, blk + (flax_name,), s)
-        _set(params, blk + ("tcn",), {"kernel": sd[pre + ".tcn.2.weight"].transpose(2, 3, 1, 0),
-                                      "bias": sd[pre + ".tcn.2.bias"]})
-        if pre + ".residual.0.weight" in sd:
-            _set(params, blk + ("residual_proj",), _dense_1x1(sd, pre + ".residual.0"))
+            p["gcn"]["edge_importance"] = sd[f"edge_importance.{i}"]
+        params["trunk"][f"block{i}"], stats["trunk"][f"block{i}"] = p, s
     params["head"] = _dense_1x1(sd, "fcn")
-    to32 = lambda t: {k: to32(v) if isinstance(v, dict) else np.asarray(v, np.float32) for k, v in t.items()}
-    return {"params": to32(params), "batch_stats": to32(stats)}
+    return {"params": _float32(params), "batch_stats": _float32(stats)}
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -116,27 +131,6 @@ def load_official_classifier(path: str | os.PathLike, **model_kwargs) -> tuple[S
 # ---- STEP-Gen CVAE (generator_cvae/net/CVAE_stgcn.py); layout rows in the module docstring ----
 
 
-def _convt_1x1(sd: Mapping[str, np.ndarray], prefix: str) -> dict:
-    return {"kernel": sd[prefix + ".weight"][:, :, 0, 0], "bias": sd[prefix + ".bias"]}
-
-
-def _stgcn_block_variables(sd: Mapping[str, np.ndarray], pre: str, transposed: bool) -> tuple[dict, dict]:
-    """Params and batch stats of one :class:`stepjax.nn.STGCNBlock` from an official (st_gcn or st_gctn) block."""
-    params: dict = {}
-    stats: dict = {}
-    gcn = pre + (".gctn.conv" if transposed else ".gcn.conv")
-    params["gcn"] = {"proj": _convt_1x1(sd, gcn) if transposed else _dense_1x1(sd, gcn)}
-    for torch_name, flax_name in ((".tcn.0", "gcn_bn"), (".tcn.3", "tcn_bn"), (".residual.1", "residual_bn")):
-        if pre + torch_name + ".weight" in sd:
-            params[flax_name], stats[flax_name] = _bn(sd, pre + torch_name)
-    w = sd[pre + ".tcn.2.weight"]
-    kernel = w[:, :, ::-1, :].transpose(2, 3, 0, 1) if transposed else w.transpose(2, 3, 1, 0)
-    params["tcn"] = {"kernel": np.ascontiguousarray(kernel), "bias": sd[pre + ".tcn.2.bias"]}
-    if pre + ".residual.0.weight" in sd:
-        params["residual_proj"] = (_convt_1x1 if transposed else _dense_1x1)(sd, pre + ".residual.0")
-    return params, stats
-
-
 def cvae_variables_from_state_dict(sd: Mapping[str, np.ndarray]) -> dict:
     """Flax ``{'params', 'batch_stats'}`` of :class:`stepjax.models.cvae.STEPGenCVAE` (official
     configuration) from an official ``generator_cvae`` ST-GCN CVAE state_dict."""
@@ -146,16 +140,13 @@ def cvae_variables_from_state_dict(sd: Mapping[str, np.ndarray]) -> dict:
     for half in ("encoder", "decoder"):
         p, s = _bn(sd, f"{half}.data_bn", (num_joints, -1))
         params[half]["data_bn"], stats[half]["data_bn"] = {"bn": p}, {"bn": s}
-        i = 0
-        while f"{half}.{half}.{i}.tcn.2.weight" in sd:
+        for i in range(_num_blocks(sd, f"{half}.{half}")):
             p, s = _stgcn_block_variables(sd, f"{half}.{half}.{i}", transposed=half == "decoder")
             params[half]["trunk"][f"block{i}"], stats[half]["trunk"][f"block{i}"] = p, s
-            i += 1
     params["encoder"]["z_mean"] = _dense_1x1(sd, "encoder.z_mean")
     params["encoder"]["z_logvar"] = _dense_1x1(sd, "encoder.z_lsig")
     params["decoder"]["fcn"] = _convt_1x1(sd, "decoder.fcn")
-    to32 = lambda t: {k: to32(v) if isinstance(v, dict) else np.asarray(v, np.float32) for k, v in t.items()}
-    return {"params": to32(params), "batch_stats": to32(stats)}
+    return {"params": _float32(params), "batch_stats": _float32(stats)}
 
 
 def load_official_cvae(path: str | os.PathLike, **model_kwargs) -> tuple[STEPGenCVAE, dict]:
