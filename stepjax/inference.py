@@ -41,10 +41,7 @@ class Prediction(NamedTuple):
 def _abstract_preprocessor(cfg) -> Preprocessor:
     f = int(cfg.preprocess.num_affective)
     aff = jnp.zeros((f,), jnp.float32) if f else None
-    return Preprocessor(jnp.zeros((16, 3), jnp.float32), aff, aff,
-                        align=bool(cfg.preprocess.align), num_affective=f,
-                        affective_official=bool(cfg.preprocess.affective_official),
-                        time_step=float(cfg.preprocess.time_step))
+    return Preprocessor.from_config(cfg.preprocess, jnp.zeros((16, 3), jnp.float32), aff, aff)
 
 
 def restore_classifier(workdir: str | os.PathLike, which: str = "best"):

@@ -136,6 +136,17 @@ class Preprocessor:
     affective_official: bool = dataclasses.field(default=False, metadata=dict(static=True))
     time_step: float = dataclasses.field(default=1 / 30, metadata=dict(static=True))
 
+    @classmethod
+    def from_config(cls, cfg, reference, aff_center=None, aff_half_range=None,
+                    num_affective: int | None = None) -> "Preprocessor":
+        """The preprocessor of ``cfg`` (a config's ``preprocess`` section) with fitted arrays ``reference (16, 3)``
+        and, with affective features, ``aff_center`` / ``aff_half_range (F,)``; ``num_affective`` overrides
+        ``cfg.num_affective`` (the CVAE uses none)."""
+        f = int(cfg.get("num_affective", 0)) if num_affective is None else num_affective
+        return cls(jnp.asarray(reference, jnp.float32), aff_center, aff_half_range, align=bool(cfg.get("align", True)),
+                   num_affective=f, affective_official=bool(cfg.get("affective_official", False)),
+                   time_step=float(cfg.get("time_step", 1 / 30)))
+
     def gaits(self, raw: jax.Array) -> jax.Array:
         """Model input ``(N, T, 16, 3)``: aligned to the stored reference (official) or raw."""
         return pp.align_to_reference(raw, self.reference) if self.align else raw
@@ -193,9 +204,7 @@ def fit_preprocessor(train_gaits: np.ndarray, cfg, lengths: np.ndarray | None = 
         center, half = jnp.asarray(norm.center), jnp.asarray(norm.half_range)
     else:
         center = half = None
-    return Preprocessor(jnp.asarray(reference, jnp.float32), center, half, align=bool(cfg.align),
-                        num_affective=num_aff, affective_official=bool(cfg.affective_official),
-                        time_step=float(cfg.time_step))
+    return Preprocessor.from_config(cfg, reference, center, half)
 
 
 class Arrays(NamedTuple):

@@ -100,8 +100,7 @@ def _uncommitted(tree):
 def generator_preprocessor(cfg, reference) -> pipeline.Preprocessor:
     """The gait part of the fitted preprocessing (alignment to ``reference``); the CVAE uses no affective
     features. (Only the reference pose is checkpointed.)"""
-    return pipeline.Preprocessor(jnp.asarray(reference, jnp.float32), None, None, align=bool(cfg.preprocess.align),
-                                 time_step=float(cfg.preprocess.time_step))
+    return pipeline.Preprocessor.from_config(cfg.preprocess, reference, num_affective=0)
 
 
 def _run_tree(state: TrainState, prep: pipeline.Preprocessor) -> dict:
