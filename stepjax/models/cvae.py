@@ -29,8 +29,15 @@ Options beyond the official form (defaults reproduce it):
   legs" of issue #7; bug 15). ``'sinusoidal'`` adds a fixed sinusoidal encoding of the frame index
   (see :func:`sinusoidal_time_encoding`, periods geometric between ``min_period`` and ``max_period``
   frames, independent of T so it works for any sequence length) to the tiled latent before the first
-  block. ``joint_embedding=True`` also adds a learned per-joint vector ``(V, hidden)`` (initialised
-  N(0, 0.02)), so joints are distinguishable at the input as well.
+  block. ``'modulated'`` (``configs/step_gen.py``) lets the latent shape the motion instead: the decoder input
+  is ``h(t) = a(z, y) + B(z, y) code(t)``, a ``Dense`` of ``(z, y)`` plus a second ``Dense`` (``fcn_code``) to a
+  ``(hidden, code_dim)`` matrix that weights the ``code_dim`` sinusoids of :func:`sinusoidal_time_encoding`
+  (scaled by ``1/sqrt(code_dim/2)`` so that the modulated term starts at ``a``'s scale): z sets amplitudes and
+  phases per channel. ``joint_embedding=True`` also adds a learned per-joint vector ``(V, hidden)``
+  (initialised N(0, 0.02)), so joints are distinguishable at the input as well.
+* ``temporal_pooling``: the official encoder averages its last block over (T, V) (``'mean'``), blind to *when*
+  a feature occurs; ``'sinusoidal'`` (``configs/step_gen.py``) also projects each channel on the ``code_dim``
+  sinusoids of time, so the heads see ``C * (1 + code_dim)`` values: each channel's mean and phases.
 * ``official_output_relu``: officially the last block ends in ReLU (``STGCNBlock`` always does), so the
   output is an affine BN image of a non-negative tensor and ~5 % of decoded values sit exactly at the
   BN image of 0 (bug 15). With ``official_output_relu=False`` the last block keeps the width of the one
@@ -66,6 +73,8 @@ Array = jax.Array
 
 TEMPORAL_CODES = ("none", "sinusoidal", "modulated")
 TEMPORAL_POOLINGS = ("mean", "sinusoidal")
+#: The official sampler's constant: ``z = randn * OFFICIAL_MAX_Z * 2 - OFFICIAL_MAX_Z`` = N(-1.5, 3^2) per
+#: dimension (named ``max_z`` in the official code; not a bound: see :func:`sample_latent`).
 OFFICIAL_MAX_Z = 1.5
 
 
