@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -49,6 +51,24 @@ def test_kfold_tests_every_sample_once(grouped):
             assert not set(groups[f.train]) & set(groups[f.val])
         for c in range(4):  # each test fold holds ~1/5 of each class
             assert abs((labels[f.test] == c).sum() - (labels == c).sum() / 5) <= 1.5 + (4 if grouped else 0)
+
+
+def test_a_lopsided_grouped_split_is_flagged():
+    """160 walkers of 20 subjects (5 per class) at (0.7, 0.15, 0.15): whole subjects move, and rounding per class
+    leaves 8 validation gaits (5 %); training warns instead of selecting on them silently."""
+    from stepjax.data import pipeline
+    from stepjax.data.walkers import make_walkers
+
+    w = make_walkers(160, seed=0, num_frames=8)
+    s = splits.train_val_test_split(w.labels, (0.7, 0.15, 0.15), 0, groups=w.subjects)
+    assert (len(s.train), len(s.val), len(s.test)) == (120, 8, 32)
+    with pytest.warns(UserWarning, match=r"lopsided: val 5% \(asked 15%\);"):
+        pipeline.warn_if_lopsided(s, (0.7, 0.15, 0.15), 160)
+    w = make_walkers(1200, seed=0, num_frames=8)  # configs/step.py: 840/184/176, no warning
+    s = splits.train_val_test_split(w.labels, (0.7, 0.15, 0.15), 0, groups=w.subjects)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pipeline.warn_if_lopsided(s, (0.7, 0.15, 0.15), 1200)
 
 
 def test_split_errors():

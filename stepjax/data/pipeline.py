@@ -112,6 +112,21 @@ def record_num_frames(cfg_json: dict, train_gaits: np.ndarray) -> None:
         cfg_json["data"]["num_frames"] = int(train_gaits.shape[1])
 
 
+def warn_if_lopsided(split: splits.Split, fractions, num_gaits: int) -> None:
+    """Warns when a part of the split is far from its fraction (off by more than half of it and 5 points): a
+    grouped split of few subjects per class moves whole subjects, and rounding per class can leave e.g. 5 %
+    for validation instead of 15 % (model selection on a handful of gaits)."""
+    import warnings
+
+    parts = {name: len(getattr(split, name)) / max(num_gaits, 1) for name in ("train", "val", "test")}
+    off = [f"{name} {share:.0%} (asked {f:.0%})" for (name, share), f in zip(parts.items(), fractions)
+           if abs(share - f) > max(0.05, 0.5 * f)]
+    if off:
+        warnings.warn(f"the split of {num_gaits} gaits is lopsided: {', '.join(off)}; with few subjects per class "
+                      "the grouped split moves whole subjects: use more gaits/subjects, other data.split fractions "
+                      "or data.group_by_subject=False", stacklevel=2)
+
+
 def split_dataset(raw: RawDataset, cfg) -> splits.Split:
     """Seeded stratified train/val/test split (grouped by subject when known and ``cfg.group_by_subject``)."""
     groups = raw.subjects if cfg.get("group_by_subject", True) else None
@@ -258,6 +273,7 @@ def prepare(cfg, extra_train: tuple[np.ndarray, np.ndarray] | None = None) -> di
     pp.validate_gaits(raw.gaits, "dataset gaits")
     pp.warn_if_not_metres(raw.gaits, "dataset gaits")
     split = split_dataset(raw, cfg.data)
+    warn_if_lopsided(split, tuple(cfg.data.split), len(raw.labels))
     if len(split.train) == 0 or len(split.val) == 0:
         raise ValueError(f"split {tuple(cfg.data.split)} leaves an empty train or validation set "
                          f"({len(raw.labels)} gaits)")
