@@ -10,8 +10,8 @@ import numpy as np
 
 from stepjax import LABEL_NAMES
 from stepjax.data import pipeline
-from stepjax.data.preprocess import real_frame_counts, to_fixed_length, validate_gaits, warn_if_not_metres
-from stepjax.inference import make_predict_fn, predict_in_chunks, restore_classifier
+from stepjax.data.preprocess import validate_gaits, warn_if_not_metres
+from stepjax.inference import make_predict_fn, predict_gaits, predict_in_chunks, restore_classifier
 from stepjax.metrics import aggregate, classification_report
 
 SPLITS = ("train", "val", "test", "all")
@@ -33,20 +33,20 @@ def evaluate_workdir(workdir: str, split: str = "test", features: str | None = N
         from stepjax.data.egait import read_egait
 
         data = read_egait(features, labels or None)
-        length, policy = pipeline.trained_num_frames(cfg), cfg.data.get("length_policy", "tile")
-        gaits = to_fixed_length(data.gaits, length, policy)
-        lengths = real_frame_counts(data.gaits, length, policy)
-        y, source = data.labels, os.fspath(features)
-    else:
-        if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
-        raw = pipeline.load_source(cfg.data)
-        s = pipeline.split_dataset(raw, cfg.data)
-        idx = np.arange(len(raw.labels)) if split == "all" else getattr(s, split)
-        if len(idx) == 0:
-            raise ValueError(f"split {split!r} of {workdir} is empty")
-        gaits, y, source = raw.gaits[idx], raw.labels[idx], f"{cfg.data.source}:{split}"
-        lengths = raw.lengths_at(idx)
+        out = predict_gaits(predict_fn, variables, data.gaits, pipeline.trained_num_frames(cfg),
+                            cfg.data.get("length_policy", "tile"), name=os.fspath(features))
+        report = classification_report(data.labels, out.logits.argmax(-1), len(LABEL_NAMES))
+        report.update(workdir=os.fspath(workdir), data=os.fspath(features), checkpoint=which)
+        return report
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
+    raw = pipeline.load_source(cfg.data)
+    s = pipeline.split_dataset(raw, cfg.data)
+    idx = np.arange(len(raw.labels)) if split == "all" else getattr(s, split)
+    if len(idx) == 0:
+        raise ValueError(f"split {split!r} of {workdir} is empty")
+    gaits, y, source = raw.gaits[idx], raw.labels[idx], f"{cfg.data.source}:{split}"
+    lengths = raw.lengths_at(idx)
     validate_gaits(gaits)
     warn_if_not_metres(gaits, source)
     preds = predict_labels(predict_fn, variables, gaits, lengths=lengths)

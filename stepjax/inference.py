@@ -21,7 +21,7 @@ synchronisation than it gives.
 from __future__ import annotations
 
 import os
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -122,6 +122,21 @@ def predict_in_chunks(predict_fn: Callable, variables, gaits: np.ndarray, chunk:
         raise ValueError(f"non-finite logits for {bad.size} of {len(gaits)} gaits (first indices {bad[:5].tolist()}): "
                          f"check those gaits (units, degenerate frames) or the checkpoint")
     return out
+
+
+def predict_gaits(predict_fn: Callable, variables, gaits: Sequence[np.ndarray], num_frames: int,
+                  length_policy: str = "tile", chunk: int = 512, name: str = "gaits") -> Prediction:
+    """Predictions for variable-length raw gaits ``[(T_i, 16, 3)]`` (e.g. from ``read_egait``): brought to the
+    training length ``num_frames`` with the run's ``length_policy`` (``to_fixed_length``), the affective features
+    on each gait's real frames (``real_frame_counts``), as in training. numpy :class:`Prediction` ``(N, ...)``;
+    ``ValueError`` on non-finite gaits or logits; warns when ``name`` (the gaits' source) is not in metres."""
+    from stepjax.data.preprocess import real_frame_counts, to_fixed_length, warn_if_not_metres
+
+    fixed = to_fixed_length(gaits, num_frames, length_policy)
+    validate_gaits(fixed, name)
+    warn_if_not_metres(fixed, name)
+    return predict_in_chunks(predict_fn, variables, fixed, chunk,
+                             real_frame_counts(gaits, num_frames, length_policy))
 
 
 def freeze(predict_fn: Callable, variables) -> Callable:

@@ -158,6 +158,44 @@ def test_eval_cli_writes_json_and_png(trained, tmp_path):
     assert out_png.stat().st_size > 1000
 
 
+def test_predict_cli_classifies_unlabelled_gaits(trained, tmp_path, capsys):
+    """``python -m stepjax.predict``: unlabelled E-Gait keys and .npy arrays, variable lengths brought to the
+    training length with the real frames for the affective features, as ``predict_fn`` with ``lengths``."""
+    import csv
+    import io
+
+    from stepjax import load_classifier
+    from stepjax.data.egait import write_egait
+    from stepjax.data.preprocess import real_frame_counts, to_fixed_length
+    from stepjax.data.walkers import make_walkers
+    from stepjax.predict import main
+
+    _, workdir, _ = trained
+    w = make_walkers(6, seed=11, num_frames=32)
+    gaits = [g[:32 - 3 * i] for i, g in enumerate(w.gaits)]
+    write_egait(tmp_path / "walks.h5", None, {f"walk{i}": g.reshape(len(g), 48) for i, g in enumerate(gaits)},
+                labelled=False)
+    np.save(tmp_path / "walks.npy", np.asarray(w.gaits))
+    predict_fn, variables = load_classifier(workdir)
+    want = np.asarray(predict_fn(variables, to_fixed_length(gaits, 32), real_frame_counts(gaits, 32)).probs)
+    main([f"--workdir={workdir}", f"--gaits={tmp_path / 'walks.h5'}"])
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["key"] for r in rows] == [f"walk{i}" for i in range(6)]
+    got = np.array([[float(r[f"p_{n}"]) for n in ("Angry", "Neutral", "Happy", "Sad")] for r in rows])
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert [r["emotion"] for r in rows] == [("Angry", "Neutral", "Happy", "Sad")[i] for i in want.argmax(-1)]
+    main([f"--workdir={workdir}", f"--gaits={tmp_path / 'walks.npy'}", f"--out={tmp_path / 'p.json'}"])
+    rows = json.loads((tmp_path / "p.json").read_text())
+    full = np.asarray(predict_fn(variables, jnp.asarray(w.gaits)).probs)
+    np.testing.assert_allclose([[r[f"p_{n}"] for n in ("Angry", "Neutral", "Happy", "Sad")] for r in rows], full,
+                               atol=1e-5)
+    assert "wrote 6 predictions" in capsys.readouterr().err
+    np.save(tmp_path / "bad.npy", np.zeros((2, 32, 15, 3)))
+    with pytest.raises(SystemExit) as exit_info:
+        main([f"--workdir={workdir}", f"--gaits={tmp_path / 'bad.npy'}"])
+    assert exit_info.value.code == 2 and "gait 0 must have shape (T, 16, 3), got (32, 15, 3)" in capsys.readouterr().err
+
+
 def test_clis_report_user_mistakes_without_a_traceback(trained, tmp_path):
     """A missing workdir or file is one ``<prog>: error: ...`` line and exit status 2, not a traceback (which
     STEPJAX_TRACEBACK=1 brings back)."""

@@ -98,6 +98,26 @@ def _read_label(path: str, f: h5py.File, key: str, num_classes: int) -> int:
     return label
 
 
+def _check_hdf5(path: str | os.PathLike) -> None:
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"E-Gait file not found: {os.fspath(path)}")
+    if not h5py.is_hdf5(path):
+        raise EGaitFormatError(f"{os.fspath(path)}: not an HDF5 file")
+
+
+def read_egait_gaits(features_path: str | os.PathLike) -> tuple[tuple[str, ...], tuple[np.ndarray, ...]]:
+    """``(keys, gaits)`` of an E-Gait ``features*.h5`` without labels (e.g. gaits to classify): keys sorted by
+    name, one float32 ``(T_i, 16, 3)`` per key. Raises as :func:`read_egait`."""
+    _check_hdf5(features_path)
+    features_path = os.fspath(features_path)
+    with h5py.File(features_path, "r") as ff:
+        keys = tuple(sorted(ff.keys()))
+        if not keys:
+            raise EGaitFormatError(f"{features_path}: file holds no gaits")
+        gaits = tuple(_read_gait(features_path, ff, k) for k in keys)
+    return keys, gaits
+
+
 def read_egait(features_path: str | os.PathLike, labels_path: str | os.PathLike | None = None,
                *, num_classes: int = len(LABEL_NAMES)) -> EGaitData:
     """Reads an E-Gait ``features*.h5`` (+ ``labels*.h5``) pair.
@@ -114,16 +134,9 @@ def read_egait(features_path: str | os.PathLike, labels_path: str | os.PathLike 
         labels outside ``0..num_classes-1``; the message names the file and the key.
     """
     features_path = os.fspath(features_path)
-    for p in (features_path, labels_path):
-        if p is not None and not os.path.exists(p):
-            raise FileNotFoundError(f"E-Gait file not found: {p}")
-        if p is not None and not h5py.is_hdf5(p):
-            raise EGaitFormatError(f"{os.fspath(p)}: not an HDF5 file")
-    with h5py.File(features_path, "r") as ff:
-        keys = tuple(sorted(ff.keys()))
-        if not keys:
-            raise EGaitFormatError(f"{features_path}: file holds no gaits")
-        gaits = tuple(_read_gait(features_path, ff, k) for k in keys)
+    if labels_path is not None:
+        _check_hdf5(labels_path)
+    keys, gaits = read_egait_gaits(features_path)
     if labels_path is None:
         labels = [label_from_key(k) for k in keys]
     else:
@@ -147,15 +160,18 @@ def read_egait(features_path: str | os.PathLike, labels_path: str | os.PathLike 
 
 
 def write_egait(features_path: str | os.PathLike, labels_path: str | os.PathLike | None,
-                gaits: Mapping[str, np.ndarray], labels: Mapping[str, int] | None = None) -> None:
+                gaits: Mapping[str, np.ndarray], labels: Mapping[str, int] | None = None, *,
+                labelled: bool = True) -> None:
     """Writes gaits in the E-Gait layout (read back by :func:`read_egait`).
 
     Args:
       features_path: output ``features*.h5``.
       labels_path: output ``labels*.h5``; ``None`` writes no labels file (then every key must end in
-        the emotion word, as STEP-Gen's synthetic files do).
+        the emotion word, as STEP-Gen's synthetic files do, unless ``labelled=False``).
       gaits: key -> ``(T, 16, 3)`` or ``(T, 48)`` array (stored float64 ``(T, 48)`` like E-Gait).
       labels: key -> int label, required when ``labels_path`` is given.
+      labelled: ``False`` writes gaits without any labels (e.g. to classify with ``python -m stepjax.predict``;
+        read back with :func:`read_egait_gaits`).
     """
     if not gaits:
         raise ValueError("write_egait: no gaits to write")
@@ -166,7 +182,7 @@ def write_egait(features_path: str | os.PathLike, labels_path: str | os.PathLike
         if labels is None or set(labels) != set(gaits):
             raise ValueError("write_egait: labels must have exactly the keys of gaits")
         validate_labels([labels[k] for k in gaits], "write_egait: labels")
-    else:
+    elif labelled:
         for k in gaits:
             label_from_key(k)
     with h5py.File(os.fspath(features_path), "w") as ff:
