@@ -131,8 +131,9 @@ def generation_speed(num_gaits: int = 4000, num_frames: int = 75, repeats: int =
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (f"`make_walkers({num_gaits}, seed, num_frames={num_frames})`: best of {repeats} runs "
             f"{best_wall:.2f} s wall-clock, {best_cpu:.2f} s CPU ({num_gaits / best_cpu:,.0f} gaits per "
-            f"CPU-second; single-threaded numpy on a {os.cpu_count()}-core machine with load average "
-            f"{load:.1f} during the run, so wall-clock exceeds CPU time when the machine is shared).")
+            f"CPU-second; CPU time is summed over numpy's threads, so it exceeds the wall-clock time where numpy "
+            f"uses several of the {os.cpu_count()} cores, and the wall-clock time grows when the machine is "
+            f"shared: load average {load:.1f} during the run).")
 
 
 def report(num_gaits: int, seed: int, bandai_dir: Path, window: int) -> str:
