@@ -75,7 +75,7 @@ def main(argv=None) -> None:
            "load_after": os.getloadavg()}
     print(f"{args.seeds} seeds x {args.epochs} epochs, configs/step.py on {args.num_gaits} walkers "
           f"(load {load0[0]:.2f} -> {os.getloadavg()[0]:.2f}):")
-    print(f"| arm | wall time | per run | test accuracy |\n|---|---|---|---|")
+    print("| arm | wall time | per run | test accuracy |\n|---|---|---|---|")
     fmt = lambda a: f"{np.mean(a):.3f} +- {np.std(a, ddof=1):.3f}"
     print(f"| {args.seeds} sequential fit_classifier calls | {t_seq:.1f} s | {t_seq / args.seeds:.1f} s | {fmt(seq_acc)} |")
     print(f"| one vmapped fit_classifier_runs | {t_vmap:.1f} s | {t_vmap / args.seeds:.1f} s | {fmt(vm_acc)} |")

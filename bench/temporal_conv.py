@@ -341,7 +341,7 @@ def gemm(reps, out, m=32 * 38 * 16):
                                                       2 * m * 64 * 64),
         f"A^T B, A ({m},576), B ({m},64) -> 576x64": (lambda a, b: jnp.dot(a.T, b, precision=P),
                                                         (arr(m, 576), arr(m, 64)), 2 * m * 576 * 64),
-        f"B^T A, same -> 64x576": (lambda a, b: jnp.dot(b.T, a, precision=P), (arr(m, 576), arr(m, 64)),
+        "B^T A, same -> 64x576": (lambda a, b: jnp.dot(b.T, a, precision=P), (arr(m, 576), arr(m, 64)),
                                    2 * m * 576 * 64),
         f"A B, A ({m},576), B (576,64)": (lambda a, b: jnp.dot(a, b, precision=P), (arr(m, 576), arr(576, 64)),
                                          2 * m * 576 * 64),
