@@ -99,27 +99,29 @@ def sample_prior(prior: LatentPrior, labels_onehot: jax.Array, rng: jax.Array) -
 
 @functools.partial(jax.jit, static_argnames=("model",))
 def _encode(model: STEPGenCVAE, variables, x, y):
-    return model.apply(variables, x, jax.nn.one_hot(y, model.num_classes, dtype=x.dtype), method="encode")
+    return model.apply(variables, x, y, method="encode")
 
 
 def encode_gaits(model: STEPGenCVAE, variables, gaits, labels, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Posterior ``(mu, logvar)`` ``(N, Z)`` of model-space (aligned) gaits ``(N, T, 16, 3)`` with labels ``(N,)``."""
     if len(labels) == 0 or len(gaits) != len(labels):
         raise ValueError(f"encode_gaits needs N >= 1 gaits and as many labels, got {len(gaits)} and {len(labels)}")
-    outs = [_encode(model, variables, jnp.asarray(gaits[i:i + chunk], jnp.float32), jnp.asarray(labels[i:i + chunk]))
+    y = onehot_labels(labels, model.num_classes)  # checked here, on concrete labels
+    outs = [_encode(model, variables, jnp.asarray(gaits[i:i + chunk], jnp.float32), y[i:i + chunk])
             for i in range(0, len(labels), chunk)]
     return tuple(np.concatenate([np.asarray(o[j]) for o in outs]) for j in range(2))
 
 
 @functools.partial(jax.jit, static_argnames=("model", "num_frames"))
 def _decode(model: STEPGenCVAE, variables, z, y, num_frames: int):
-    return model.apply(variables, z, jax.nn.one_hot(y, model.num_classes, dtype=z.dtype), num_frames, method="decode")
+    return model.apply(variables, z, y, num_frames, method="decode")
 
 
 def decode_latents(model: STEPGenCVAE, variables, z, labels, num_frames: int, chunk: int = 256) -> np.ndarray:
     """Decoded gaits ``(N, num_frames, 16, 3)`` of latents ``z (N, Z)`` with integer labels ``(N,)`` (eval mode)."""
+    y = onehot_labels(labels, model.num_classes)  # checked here, on concrete labels
     return np.concatenate([np.asarray(_decode(model, variables, jnp.asarray(z[i:i + chunk], jnp.float32),
-                                              jnp.asarray(labels[i:i + chunk]), num_frames))
+                                              y[i:i + chunk], num_frames))
                            for i in range(0, len(labels), chunk)])
 
 

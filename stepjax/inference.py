@@ -96,10 +96,10 @@ def make_predict_fn(model, num_frames: int | None = None) -> Callable:
         model_gaits, affective = variables["preprocessor"](gaits, lengths)
         logits, features = model.apply(variables["model"], model_gaits, affective, train=False)
         # traced gaits cannot be checked, and XLA's fused ReLUs can turn a NaN input into a finite (wrong)
-        # prediction: the outputs of a gait with a non-finite coordinate are made NaN explicitly
+        # prediction: the outputs of a gait with a non-finite coordinate are made NaN explicitly, as the last
+        # op (XLA:CPU's fused softmax of a row masked to NaN returned finite values)
         finite = jnp.all(jnp.isfinite(gaits), axis=(1, 2, 3))[:, None]
-        logits, features = (jnp.where(finite, a, jnp.nan) for a in (logits, features))
-        out = Prediction(logits, jax.nn.softmax(logits, -1), features)
+        out = Prediction(*(jnp.where(finite, a, jnp.nan) for a in (logits, jax.nn.softmax(logits, -1), features)))
         return jax.tree_util.tree_map(lambda a: a[0], out) if single else out
 
     return predict_fn

@@ -94,12 +94,13 @@ def _stgcn_block_variables(sd: Mapping[str, np.ndarray], pre: str, transposed: b
     return params, stats
 
 
-def classifier_variables_from_state_dict(sd: Mapping[str, np.ndarray]) -> dict:
-    """Flax ``{'params', 'batch_stats'}`` of :class:`STEPClassifier` from an official real_only state_dict."""
+def classifier_variables_from_state_dict(sd: Mapping[str, np.ndarray], num_blocks: int | None = None) -> dict:
+    """Flax ``{'params', 'batch_stats'}`` of :class:`STEPClassifier` from an official real_only state_dict
+    (``num_blocks``: the first blocks only; ``None``: every block of the state_dict)."""
     p, s = _bn(sd, "data_bn", (NUM_JOINTS, -1))
     params: dict = {"data_bn": {"bn": p}, "trunk": {}}
     stats: dict = {"data_bn": {"bn": s}, "trunk": {}}
-    for i in range(_num_blocks(sd, "st_gcn_networks")):
+    for i in range(_num_blocks(sd, "st_gcn_networks") if num_blocks is None else num_blocks):
         p, s = _stgcn_block_variables(sd, f"st_gcn_networks.{i}", transposed=False)
         if f"edge_importance.{i}" in sd:
             p["gcn"]["edge_importance"] = sd[f"edge_importance.{i}"]

@@ -156,6 +156,19 @@ def test_one_training_process_per_workdir(tmp_path):
         pass
 
 
+def test_a_run_from_before_lengths_were_recorded_still_resumes(tmp_path):
+    """Runs with ``data.num_frames = 0`` now store the length it resolved to; a checkpoint written before (0)
+    still resumes when the config asks for 0 again (``frames_recorded``), not when it asks for a length."""
+    old = dict(CFG, data={"num_frames": 0})
+    _run(tmp_path, [0.5, 0.6], cfg=old)
+    now = dict(CFG, data={"num_frames": 40})
+    with pytest.raises(ckpt_lib.ConfigMismatchError, match="data.num_frames: checkpoint has 0, config has 40"):
+        RunProgress(str(tmp_path), now, 4, log=lambda *a: None).resume(_tree(-1))
+    progress = RunProgress(str(tmp_path), now, 4, log=lambda *a: None, frames_recorded=True)
+    assert progress.resume(_tree(-1))["w"][0] == 1.0 and progress.start_epoch == 2
+    progress.close()
+
+
 def test_readers_refuse_an_unknown_checkpoint_name(tmp_path):
     _run(tmp_path, [0.5, 0.7])
     with pytest.raises(ValueError, match=r"which must be one of \('best', 'latest'\), got 'last'"):

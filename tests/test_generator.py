@@ -146,6 +146,12 @@ def test_generate_refuses_bad_labels_and_sizes(generator):
             model.apply(variables, jnp.array(bad), 32, rng=key, method="sample")
     traced = jax.jit(lambda y: generate(model, variables, y, key, 32))(jnp.array([1, 7, 2]))
     assert np.all(np.isnan(traced[1])) and np.all(np.isfinite(np.asarray(traced)[[0, 2]]))
+    from stepjax.generation import decode_latents, encode_gaits
+
+    with pytest.raises(ValueError, match=r"labels must be whole numbers in 0\.\.3"):
+        encode_gaits(model, variables, np.zeros((2, 32, 16, 3), np.float32), np.array([0, 7]))
+    with pytest.raises(ValueError, match=r"labels must be whole numbers in 0\.\.3"):
+        decode_latents(model, variables, np.zeros((2, model.latent_dim), np.float32), np.array([-1, 2]), 32)
     with pytest.raises(ValueError, match="num_frames must be >= 4"):
         generate_fn(loaded_vars, jnp.array([0]), key, num_frames=3)
     with pytest.raises(ValueError, match="chunk must be >= 1"):
@@ -263,6 +269,7 @@ def test_step_aug_generator_sees_only_the_training_split_and_synthetic_gaits_onl
     path = os.path.join(workdir, SYNTHETIC_FILE)
     provenance = json.load(open(path + ".json"))
     assert provenance == {"generator_best_epoch": result["generator"]["best_epoch"], "seed": 0,
+                          "generator_val_total": result["generator"]["val"]["total"],
                           "per_class": PER_CLASS, "prior": "standard"}
     np.testing.assert_array_equal(_load_synthetic(path, provenance)[0], extra[0])
     assert _load_synthetic(path, dict(provenance, seed=1)) is None

@@ -246,8 +246,12 @@ def test_baseline_step_trains_checkpoints_and_loads(tmp_path):
     assert result["test"]["num_gaits"] > 0
     predict_fn, variables = load_classifier(workdir)
     assert variables["preprocessor"].aff_center is None
-    out = jax.jit(predict_fn)(variables, jnp.asarray(make_walkers(3, seed=5, num_frames=32).gaits))
+    gaits = jnp.asarray(make_walkers(3, seed=5, num_frames=32).gaits)
+    out = jax.jit(predict_fn)(variables, gaits)
     assert out.logits.shape == (3, 4) and np.all(np.isfinite(out.logits))
+    # no affective features to carry a NaN: without predict_fn's explicit mask XLA's fused ReLUs can drop it
+    nan_out = jax.jit(predict_fn)(variables, gaits.at[1, 3, 5, 1].set(jnp.nan))
+    assert np.all(np.isnan(nan_out.probs[1])) and np.all(np.isfinite(np.asarray(nan_out.probs)[[0, 2]]))
 
 
 def test_bfloat16_mixed_precision_step_keeps_float32_master_weights():

@@ -833,6 +833,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{parser.prog}: error: no .bvh files in {src}", file=sys.stderr)
         return 2
     try:
+        from stepjax.utils import check_output_dir
+
+        for out in (args.out_features, args.out_labels):  # before the conversion, not after it
+            check_output_dir(out)
         labels_by_path = (labels_from_regex(paths, args.label_regex) if args.label_regex is not None
                           else labels_from_csv(paths, args.labels_csv))
         joint_map = None if args.joint_map == "auto" else JOINT_MAPS[args.joint_map]
@@ -851,7 +855,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         write_egait(args.out_features, args.out_labels, gaits, labels)
     except (ValueError, OSError) as err:
-        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        if os.environ.get("STEPJAX_TRACEBACK"):
+            raise
+        print(f"{parser.prog}: error: {err}\n(STEPJAX_TRACEBACK=1 shows the traceback)", file=sys.stderr)
         return 2
     counts = np.bincount(list(labels.values()), minlength=len(LABEL_NAMES))
     summary = ", ".join(f"{name} {c}" for name, c in zip(LABEL_NAMES, counts))

@@ -105,11 +105,14 @@ def trained_num_frames(cfg) -> int:
     return int(cfg["data"].get("num_frames") or DEFAULT_NUM_FRAMES)
 
 
-def record_num_frames(cfg_json: dict, train_gaits: np.ndarray) -> None:
+def record_num_frames(cfg_json: dict, train_gaits: np.ndarray) -> bool:
     """Writes the length actually used into the run's saved config where it said 0, so that every loader
-    (``load_classifier``, ``load_generator``, STEP+Aug, ``eval.py``) rebuilds the model for that length."""
-    if not cfg_json["data"].get("num_frames"):
-        cfg_json["data"]["num_frames"] = int(train_gaits.shape[1])
+    (``load_classifier``, ``load_generator``, STEP+Aug, ``eval.py``) rebuilds the model for that length.
+    Returns whether it did (pass it to ``RunProgress(frames_recorded=...)``)."""
+    if cfg_json["data"].get("num_frames"):
+        return False
+    cfg_json["data"]["num_frames"] = int(train_gaits.shape[1])
+    return True
 
 
 def warn_if_lopsided(split: splits.Split, fractions, num_gaits: int) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -42,7 +43,8 @@ def validate_gaits(gaits, name: str = "gaits", *, batched: bool | None = True, c
         raise ValueError(f"{name} must have shape {layout}, got {shape}{hint}")
     if shape[-3] < 1:
         raise ValueError(f"{name} has no frames: shape {shape}")
-    if check_finite and not bool(np.all(np.isfinite(np.asarray(gaits)))):
+    xp = jnp if isinstance(gaits, jax.Array) else np  # a device array: only one scalar comes back to the host
+    if check_finite and not bool(xp.all(xp.isfinite(gaits))):
         raise ValueError(f"{name} contains NaN or inf values")
 
 

@@ -125,8 +125,9 @@ def fit_step_aug(cfg, workdir: str, *, progress: bool = True, log=print) -> dict
         result["generator_train_indices"] = gen["train_indices"]
         prior = str(cfg.generator.get("generate", {}).get("prior", "standard"))
         path = os.path.join(workdir, SYNTHETIC_FILE if prior == "standard" else f"synthetic_{prior}_prior.h5")
-        provenance = {"generator_best_epoch": int(gen["best_epoch"]), "seed": int(cfg.aug.get("seed", 0)),
-                      "per_class": per_class, "prior": prior}
+        provenance = {"generator_best_epoch": int(gen["best_epoch"]),
+                      "generator_val_total": float(gen["val"]["total"]),  # tells a retrained generator apart
+                      "seed": int(cfg.aug.get("seed", 0)), "per_class": per_class, "prior": prior}
         extra = _load_synthetic(path, provenance)
         if extra is None:
             log(f"STEP+Aug: sampling {per_class} gaits per class ({prior} prior) -> {path}")

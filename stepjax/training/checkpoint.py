@@ -93,6 +93,7 @@ def workdir_lock(workdir: str | os.PathLike) -> Iterator[None]:
     with open(os.path.join(workdir, LOCK), "a+") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            locked = True
         except BlockingIOError:  # held through another open file, i.e. by another trainer
             f.seek(0)
             holder = f.read().strip() or "another process"
@@ -100,6 +101,8 @@ def workdir_lock(workdir: str | os.PathLike) -> Iterator[None]:
                                    "finish or use another --workdir") from None
         except OSError as e:  # a file system without flock (e.g. ENOLCK on some NFS mounts)
             warnings.warn(f"cannot lock {workdir} ({e}); training into it unlocked", stacklevel=3)
+            locked = False
+        if not locked:
             yield
             return
         f.seek(0)

@@ -72,7 +72,7 @@ def fit_classifier(cfg, workdir: str, *, progress: bool = True, log=print, stop_
     cfg_json = ckpt_lib.config_to_json(cfg)
     data = pipeline.prepare(cfg, extra_train=extra_train)
     train, val, test = data["train"], data["val"], data["test"]
-    pipeline.record_num_frames(cfg_json, train.gaits)
+    frames_recorded = pipeline.record_num_frames(cfg_json, train.gaits)
     prep = data["preprocessor"]
     model = build_classifier(cfg)
     batch_size = int(cfg.train.batch_size)
@@ -86,7 +86,8 @@ def fit_classifier(cfg, workdir: str, *, progress: bool = True, log=print, stop_
     state = create_train_state(model, tx, init_rng, *example)
 
     tracker = RunProgress(workdir, cfg_json, int(cfg.train.epochs),
-                          checkpoint_every=int(cfg.get("checkpoint_every", 1)), log=log)
+                          checkpoint_every=int(cfg.get("checkpoint_every", 1)), log=log,
+                          frames_recorded=frames_recorded)
     state = tracker.resume({"train_state": state, "preprocessor": prep})["train_state"]
     log(f"{model.__class__.__name__}: {count_params(state.params):,} parameters; "
         f"train/val/test = {len(train.labels)}/{len(val.labels)}/{0 if test is None else len(test.labels)} gaits; "

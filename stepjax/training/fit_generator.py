@@ -238,7 +238,7 @@ def fit_generator(cfg, workdir: str, *, progress: bool = True, log=print, stop_a
     cfg_json = ckpt_lib.config_to_json(cfg)
     data = pipeline.prepare(cfg)
     train, val, test, prep, split = data["train"], data["val"], data["test"], data["preprocessor"], data["split"]
-    pipeline.record_num_frames(cfg_json, train.gaits)
+    frames_recorded = pipeline.record_num_frames(cfg_json, train.gaits)
     model = build_generator(cfg)
     weights = loss_weights(cfg)
     batch_size = int(cfg.train.batch_size)
@@ -253,7 +253,7 @@ def fit_generator(cfg, workdir: str, *, progress: bool = True, log=print, stop_a
         state = init_output_from_data(state, train.gaits)
 
     tracker = RunProgress(workdir, cfg_json, int(cfg.train.epochs), checkpoint_every=int(cfg.get("checkpoint_every", 1)),
-                          sections=ckpt_lib.RESUME_SECTIONS + ("loss",), log=log)
+                          sections=ckpt_lib.RESUME_SECTIONS + ("loss",), log=log, frames_recorded=frames_recorded)
     state = _strong_step(_uncommitted(tracker.resume(_run_tree(state, prep))["train_state"]))
     with open(os.path.join(workdir, SPLIT_FILE), "w") as f:
         json.dump({k: np.asarray(getattr(split, k)).tolist() for k in ("train", "val", "test")}, f)

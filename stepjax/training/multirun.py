@@ -62,6 +62,7 @@ def make_splits(cfg, raw: pipeline.RawDataset) -> tuple[list[splits.Split], list
     groups = raw.subjects if cfg.data.get("group_by_subject", True) else None
     if cfg.runs.mode == "seeds":
         split = pipeline.split_dataset(raw, cfg.data)
+        pipeline.warn_if_lopsided(split, tuple(cfg.data.split), len(raw.labels))
         runs = [dict(seed=cfg.seed + s, repeat=0, fold=0) for s in range(cfg.runs.num_seeds)]
         return [split] * len(runs), runs
     if cfg.runs.mode == "kfold":
@@ -124,8 +125,9 @@ def fit_classifier_runs(cfg, workdir: str | None = None, *, progress: bool = Tru
     for r, s in zip(runs, run_splits):  # an empty validation split would keep the initial weights as "best"
         empty = [name for name in ("train", "val", "test") if len(getattr(s, name)) == 0]
         if empty:
-            raise ValueError(f"run {r} has an empty {' and '.join(empty)} split ({len(raw.labels)} gaits); raise "
-                             "runs.val_fraction or use fewer folds")
+            advice = ("raise runs.val_fraction or use fewer folds" if cfg.runs.mode == "kfold"
+                      else "change data.split or use more gaits")
+            raise ValueError(f"run {r} has an empty {' and '.join(empty)} split ({len(raw.labels)} gaits); {advice}")
     rs = build_runset(cfg, raw, run_splits)
     num_runs = len(runs)
     model = build_classifier(cfg)

@@ -62,12 +62,16 @@ class RunProgress:
       sections: config sections that must match a checkpoint to resume from it.
       checkpoint_every: save a ``latest`` checkpoint every this many epochs (best and last always).
       log: a print-like function.
+      frames_recorded: ``cfg_json`` holds the length that ``data.num_frames = 0`` resolved to
+        (:func:`stepjax.data.pipeline.record_num_frames`); a checkpoint written before runs recorded it (0
+        there) then still resumes.
     """
 
     def __init__(self, workdir: str, cfg_json: dict, num_epochs: int, *,
                  sections: Sequence[str] = ckpt_lib.RESUME_SECTIONS, checkpoint_every: int = 1,
-                 log: Callable = print):
+                 log: Callable = print, frames_recorded: bool = False):
         os.makedirs(workdir, exist_ok=True)
+        self.frames_recorded = frames_recorded
         self.workdir, self.cfg_json, self.num_epochs = workdir, cfg_json, int(num_epochs)
         self.sections, self.checkpoint_every, self.log = tuple(sections), int(checkpoint_every), log
         self.ckpts = ckpt_lib.RunCheckpoints(workdir)
@@ -80,7 +84,10 @@ class RunProgress:
         Also (re)writes ``config.json`` and trims ``metrics.jsonl`` to the restored epoch."""
         resume_epoch = self.ckpts.latest_epoch()
         if resume_epoch is not None:
-            ckpt_lib.check_compatible(self.ckpts.read_meta()["config"], self.cfg_json, sections=self.sections)
+            saved = self.ckpts.read_meta()["config"]
+            if self.frames_recorded and not saved.get("data", {}).get("num_frames"):  # an older run of the same config
+                saved = {**saved, "data": {**saved["data"], "num_frames": self.cfg_json["data"]["num_frames"]}}
+            ckpt_lib.check_compatible(saved, self.cfg_json, sections=self.sections)
             tree, meta = self.ckpts.restore(tree)
             self.start_epoch = meta["epoch"] + 1
             self.best_score = tuple(meta["best_score"]) if meta.get("best_score") else None
