@@ -20,6 +20,7 @@ flags.DEFINE_string("png", None, "Save the confusion matrix (summed over runs) a
                     "the per-epoch loss curves (reconstruction, collapse, drift, KL; one file per workdir).")
 flags.DEFINE_string("classifier", None, "For generator workdirs: classifier run whose features give FID etc.")
 flags.DEFINE_integer("per_class", 250, "For generator workdirs: generated gaits per class.")
+flags.DEFINE_alias("per-class", "per_class")  # the spelling of python -m stepjax.generation / gen_eval
 flags.mark_flags_as_required(["workdir"])
 FLAGS = flags.FLAGS
 

@@ -319,7 +319,7 @@ def test_eval_cli_on_a_generator_writes_metrics_json_and_loss_curves_png(aug, tm
     out_json, out_png = tmp_path / "gen.json", tmp_path / "curves.png"
     proc = subprocess.run([sys.executable, os.path.join(PROJECT_ROOT, "eval.py"),
                            f"--workdir={os.path.join(workdir, GENERATOR_DIR)}",
-                           f"--classifier={os.path.join(workdir, CLASSIFIER_DIR)}", "--per_class=4",
+                           f"--classifier={os.path.join(workdir, CLASSIFIER_DIR)}", "--per-class=4",  # alias of --per_class
                            f"--json={out_json}", f"--png={out_png}"],
                           capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
