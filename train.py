@@ -5,6 +5,9 @@
 Re-running the same command on an existing workdir resumes from its latest checkpoint.
 """
 
+import os
+import sys
+
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -29,4 +32,12 @@ def main(argv):
 
 if __name__ == "__main__":
     flags.mark_flags_as_required(["config"])
-    app.run(main)
+    try:
+        app.run(main)
+    except (AttributeError, KeyError) as err:
+        if FLAGS.is_parsed() or os.environ.get("STEPJAX_TRACEBACK"):
+            raise  # not a flag mistake
+        # a --config.<key>=... override naming no key of the config (ml_collections suggests the right one)
+        text = str(err).encode().decode("unicode_escape").replace("'", "").replace("\n", ": ")
+        print(f"train.py: error: a --config.* override names no key of the config: {text}", file=sys.stderr)
+        sys.exit(2)

@@ -212,7 +212,9 @@ def test_clis_report_user_mistakes_without_a_traceback(trained, tmp_path):
               "eval.py: error: cannot write .*out.json: no such folder"),  # before the work, not after
              ([str(PROJECT_ROOT / "eval.py"), f"--workdir={workdir}", "--labels=l.h5"], "--labels goes with --features"),
              ([str(PROJECT_ROOT / "eval.py"), f"--workdir={workdir}", f"--classifier={workdir}"],
-              "--classifier is for generator workdirs")]
+              "--classifier is for generator workdirs"),
+             ([str(PROJECT_ROOT / "train.py"), "--config=configs/step.py", f"--workdir={tmp_path / 'w'}",
+               "--config.train.epoch=1"], 'train.py: error: .*names no key.*Did you mean "epochs"')]
     for args, message in cases:
         proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=600)
         assert proc.returncode == 2 and re.search(message, proc.stderr), proc.stderr[-2000:]
