@@ -40,10 +40,9 @@ def _evaluate():
 
     from stepjax.evaluation import evaluate_workdirs
     from stepjax.metrics import format_confusion
-    from stepjax.utils import write_json
-    from stepjax.viz import plot_confusion
     from stepjax.training.checkpoint import read_run_config
-    from stepjax.utils import check_output_dir
+    from stepjax.utils import check_output_dir, write_json
+    from stepjax.viz import plot_confusion
 
     for path in (FLAGS.json, FLAGS.png):  # before the work, not after it
         check_output_dir(path)

@@ -33,23 +33,21 @@ def evaluate_workdir(workdir: str, split: str = "test", features: str | None = N
         from stepjax.data.egait import read_egait
 
         data = read_egait(features, labels or None)
-        out = predict_gaits(predict_fn, variables, data.gaits, pipeline.trained_num_frames(cfg),
-                            cfg.data.get("length_policy", "tile"), name=os.fspath(features))
-        report = classification_report(data.labels, out.logits.argmax(-1), len(LABEL_NAMES))
-        report.update(workdir=os.fspath(workdir), data=os.fspath(features), checkpoint=which)
-        return report
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
-    raw = pipeline.load_source(cfg.data)
-    s = pipeline.split_dataset(raw, cfg.data)
-    idx = np.arange(len(raw.labels)) if split == "all" else getattr(s, split)
-    if len(idx) == 0:
-        raise ValueError(f"split {split!r} of {workdir} is empty")
-    gaits, y, source = raw.gaits[idx], raw.labels[idx], f"{cfg.data.source}:{split}"
-    lengths = raw.lengths_at(idx)
-    validate_gaits(gaits)
-    warn_if_not_metres(gaits, source)
-    preds = predict_labels(predict_fn, variables, gaits, lengths=lengths)
+        y, source = data.labels, os.fspath(features)
+        preds = predict_gaits(predict_fn, variables, data.gaits, pipeline.trained_num_frames(cfg),
+                              cfg.data.get("length_policy", "tile"), name=source).logits.argmax(-1)
+    else:
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
+        raw = pipeline.load_source(cfg.data)
+        s = pipeline.split_dataset(raw, cfg.data)
+        idx = np.arange(len(raw.labels)) if split == "all" else getattr(s, split)
+        if len(idx) == 0:
+            raise ValueError(f"split {split!r} of {workdir} is empty")
+        gaits, y, source = raw.gaits[idx], raw.labels[idx], f"{cfg.data.source}:{split}"
+        validate_gaits(gaits)
+        warn_if_not_metres(gaits, source)
+        preds = predict_labels(predict_fn, variables, gaits, lengths=raw.lengths_at(idx))
     report = classification_report(y, preds, len(LABEL_NAMES))
     report.update(workdir=os.fspath(workdir), data=source, checkpoint=which)
     return report

@@ -272,11 +272,15 @@ def official_keys(labels: np.ndarray) -> list[str]:
 
 
 def generate_per_class(generate_fn: Callable, variables, per_class: int, seed: int = 0,
-                       official_sampler: bool | None = None, prior: LatentPrior | None = None
-                       ) -> tuple[np.ndarray, np.ndarray]:
-    """``per_class`` gaits of every class as host numpy ``(gaits (4*per_class, T, 16, 3), labels)``."""
+                       official_sampler: bool | None = None, prior: LatentPrior | None = None,
+                       **generate_kwargs) -> tuple[np.ndarray, np.ndarray]:
+    """``per_class`` gaits of every class as host numpy ``(gaits (4*per_class, T, 16, 3), labels)``, in the
+    official class-major order; ``generate_kwargs`` (e.g. ``num_frames``, ``official_train_bn``) go to
+    ``generate_fn``."""
     labels = class_major_labels(per_class)
-    kwargs = {} if official_sampler is None else {"official_sampler": official_sampler}
+    kwargs = dict(generate_kwargs)
+    if official_sampler is not None:
+        kwargs["official_sampler"] = official_sampler
     if prior is not None:
         kwargs["prior"] = prior
     gaits = np.asarray(generate_fn(variables, jnp.asarray(labels), jax.random.PRNGKey(seed), **kwargs))
@@ -305,6 +309,10 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     if args.per_class < 1:
         p.error("--per-class must be >= 1")
+    if args.num_frames is not None and args.num_frames < MIN_FRAMES:
+        p.error(f"--num-frames must be >= {MIN_FRAMES}")
+    if args.official_sampler and args.prior == "fitted":
+        p.error("--official-sampler and --prior fitted are exclusive")
     from absl import logging
 
     from stepjax.utils import cli_errors, enable_compilation_cache
@@ -312,10 +320,10 @@ def main(argv=None) -> None:
     logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
     enable_compilation_cache()
     with cli_errors("python -m stepjax.generation"):
-        _generate_to_files(p, args)
+        _generate_to_files(args)
 
 
-def _generate_to_files(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+def _generate_to_files(args: argparse.Namespace) -> None:
     """Loads the run's generator, samples ``args.per_class`` gaits per class and writes them as E-Gait HDF5."""
     from stepjax.data.egait import write_egait_arrays
     from stepjax.utils import check_output_dir
@@ -326,18 +334,13 @@ def _generate_to_files(p: argparse.ArgumentParser, args: argparse.Namespace) -> 
     generate_fn, variables = load_generator(args.workdir, args.checkpoint, args.temporal_impl)
     kwargs = {"official_sampler": True} if args.official_sampler else {}
     if args.prior == "fitted":
-        if args.official_sampler:
-            p.error("--official-sampler and --prior fitted are exclusive")
         kwargs["prior"] = fit_latent_prior_from_run(args.workdir, args.checkpoint)
-    if args.num_frames:
-        if args.num_frames < 4:
-            p.error("--num-frames must be >= 4")
+    if args.num_frames is not None:
         kwargs["num_frames"] = args.num_frames
     if args.official_train_bn:
         kwargs["official_train_bn"] = True
-    labels = class_major_labels(args.per_class)
     t0 = time.time()
-    gaits = np.asarray(generate_fn(variables, jnp.asarray(labels), jax.random.PRNGKey(args.seed), **kwargs))
+    gaits, labels = generate_per_class(generate_fn, variables, args.per_class, args.seed, **kwargs)
     elapsed = time.time() - t0
     write_egait_arrays(args.out_features, args.out_labels, gaits, labels, official_keys(labels))
     print(f"wrote {len(labels)} gaits {gaits.shape[1:]} ({args.per_class} per class) to {args.out_features}"
