@@ -25,22 +25,17 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import temporal_conv as tc  # noqa: E402
 
-from stepjax import nn as snn  # noqa: E402
 from stepjax.inference import freeze  # noqa: E402
 from stepjax.models.classifier import TRUNKS, STEPClassifier  # noqa: E402
 
 
 def frozen_classifier(impl: str, graph: str, x: jax.Array):
-    snn._GRAPH_IMPL = graph  # read at trace time
-    try:
-        model = STEPClassifier(channels=(32, 64, 64), kernel_size=75, official_adjacency=True, init_scheme="official",
-                               temporal_impl=impl, **TRUNKS["real_only"])
-        variables = jax.jit(lambda k: model.init(k, x, train=False))(jax.random.PRNGKey(0))
-        f = freeze(lambda v, g: model.apply(v, g, train=False)[0], variables)
-        out = np.asarray(f(x))  # compiles (trace happens here, with the graph impl set)
-        cost = f.lower(x).compile().cost_analysis()
-    finally:
-        snn._GRAPH_IMPL = tc.DEFAULT_GRAPH
+    model = STEPClassifier(channels=(32, 64, 64), kernel_size=75, official_adjacency=True, init_scheme="official",
+                           temporal_impl=impl, graph_impl=graph, **TRUNKS["real_only"])
+    variables = jax.jit(lambda k: model.init(k, x, train=False))(jax.random.PRNGKey(0))
+    f = freeze(lambda v, g: model.apply(v, g, train=False)[0], variables)
+    out = np.asarray(f(x))  # compiles
+    cost = f.lower(x).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
     return (lambda: np.asarray(f(x))), out, float(cost.get("flops", float("nan")))
 

@@ -227,7 +227,7 @@ EXTRA = {"fft": fft_conv, "conv1d": conv1d, "dft_4mm": dft_4mm, "dft_2x2": dft_2
          "centre_tap": centre_tap}
 CORE = [i for i in snn.TEMPORAL_IMPLS if i != "auto"]
 DEFAULT_IMPLS = CORE + ["fft", "conv1d", "dft_4mm", "dft_2x2"]
-DEFAULT_GRAPH = snn._GRAPH_IMPL
+DEFAULT_GRAPH = "auto"  # GraphConv's default impl
 
 
 def temporal_fn(name):
@@ -389,8 +389,8 @@ def gcn(batches, reps, out):
 
 
 def make_train_step(kt, impl, graph, x, y):
-    snn._GRAPH_IMPL = graph  # read at trace time (below)
-    model = STEPClassifier(channels=(32, 64, 64), kernel_size=kt, temporal_impl=impl, **TRUNKS["hybrid"])
+    model = STEPClassifier(channels=(32, 64, 64), kernel_size=kt, temporal_impl=impl, graph_impl=graph,
+                           **TRUNKS["hybrid"])
     variables = model.init(jax.random.PRNGKey(0), x)
     tx = optax.chain(optax.add_decayed_weights(5e-4), optax.scale_by_adam(), optax.scale_by_learning_rate(1e-3))
     params, stats = variables["params"], variables["batch_stats"]
@@ -406,7 +406,6 @@ def make_train_step(kt, impl, graph, x, y):
         return optax.apply_updates(params, u), upd["batch_stats"], opt, l
 
     comp = jax.jit(step).lower(params, stats, opt, x, y).compile()
-    snn._GRAPH_IMPL = DEFAULT_GRAPH
     jax.block_until_ready(comp(params, stats, opt, x, y))
     return functools.partial(comp, params, stats, opt, x, y), flops_of(comp)
 

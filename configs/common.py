@@ -28,7 +28,8 @@ def classifier_model(**overrides) -> ml_collections.ConfigDict:
     model = dict(
         channels=(32, 64, 64), strides=(1, 2, 2), residuals=(False, True, True), kernel_size=9,
         head="mlp", hidden=128, head_dropout=0.2, dropout=0.0, edge_importance=True,
-        official_adjacency=False, temporal_impl="auto", init_scheme="default", precision="highest",
+        official_adjacency=False, temporal_impl="auto", graph_impl="auto", init_scheme="default",
+        precision="highest",
     )
     model.update(overrides)
     return ml_collections.ConfigDict(model)

@@ -39,6 +39,7 @@ from stepjax.gen_metrics import classifier_outputs, fid, motion_statistics, set_
 from stepjax.generation import (decode_latents, encode_gaits, fit_latent_prior_on, generate_per_class,
                                 make_generate_fn, restore_generator)
 from stepjax.inference import make_predict_fn, restore_classifier
+from stepjax.nn import with_impls
 from stepjax.training.checkpoint import config_to_json
 from stepjax.training.progress import read_metrics
 from stepjax.utils import write_json
@@ -64,7 +65,7 @@ def evaluate_generator(gen_workdir: str, classifier_workdir: str, num_per_class:
     t0 = time.time()
     gen_cfg, gen_model, gen_vars, gen_prep = restore_generator(gen_workdir, which)
     frames = pipeline.trained_num_frames(gen_cfg)
-    generate_fn = make_generate_fn(gen_model.clone(temporal_impl="auto"), frames,
+    generate_fn = make_generate_fn(with_impls(gen_model, "auto", "auto"), frames,
                                    bool(gen_cfg.get("generate", {}).get("official_sampler", False)))
     cls_cfg, cls_model, cls_vars = restore_classifier(classifier_workdir, "best")
     predict_fn = make_predict_fn(cls_model)

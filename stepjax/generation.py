@@ -36,6 +36,7 @@ import numpy as np
 from stepjax import LABEL_NAMES, NUM_CLASSES
 from stepjax.affective import MIN_FRAMES
 from stepjax.models.cvae import STEPGenCVAE, onehot_labels, sample_latent
+from stepjax.nn import GRAPH_IMPLS, TEMPORAL_IMPLS, with_impls
 from stepjax.training import checkpoint as ckpt_lib
 from stepjax.training.loop import chunked_apply
 
@@ -239,19 +240,19 @@ def make_generate_fn(model: STEPGenCVAE, num_frames: int = 75, official_sampler:
     return generate_fn
 
 
-def load_generator(workdir: str | os.PathLike, which: str = "best", temporal_impl: str | None = None
-                   ) -> tuple[Callable, dict]:
+def load_generator(workdir: str | os.PathLike, which: str = "best", temporal_impl: str | None = None,
+                   graph_impl: str | None = None) -> tuple[Callable, dict]:
     """``(generate_fn, variables)`` of the best-validation (or ``'latest'``) checkpoint of a generator run.
 
     ``generate_fn(variables, labels, rng, num_frames=T_train, official_sampler=cfg.generate.official_sampler)``
-    returns ``(N, T, 16, 3)`` gaits. ``temporal_impl`` swaps the temporal-convolution implementation
-    for inference (same parameters; e.g. ``'auto'``, the fastest formulation for each layer's shape).
+    returns ``(N, T, 16, 3)`` gaits. ``temporal_impl`` / ``graph_impl`` swap the formulation of the temporal
+    convolution / graph contraction for inference (:func:`stepjax.nn.with_impls`: same parameters; e.g.
+    ``'auto'``, the fastest formulation for each layer's shape); ``None`` keeps the run's.
     """
     from stepjax.data.pipeline import trained_num_frames
 
     cfg, model, variables, _ = restore_generator(workdir, which)
-    if temporal_impl:
-        model = model.clone(temporal_impl=temporal_impl)
+    model = with_impls(model, temporal_impl, graph_impl)
     official = bool(cfg.get("generate", {}).get("official_sampler", False))
     return make_generate_fn(model, trained_num_frames(cfg), official), variables
 
@@ -303,9 +304,11 @@ def main(argv=None) -> None:
                    help="'standard': z ~ N(0, I); 'fitted': a Gaussian per class fitted to the posteriors of the "
                         "run's training split (needs its training data; fit_latent_prior)")
     p.add_argument("--checkpoint", choices=("best", "latest"), default="best")
-    p.add_argument("--temporal-impl", default="auto",
-                   help="temporal conv formulation for inference (stepjax.nn.TEMPORAL_IMPLS; same parameters, "
-                        "same numbers to float rounding); default 'auto': the fastest for the shape and backend")
+    p.add_argument("--temporal-impl", default="auto", choices=TEMPORAL_IMPLS,
+                   help="temporal conv formulation for inference (same parameters, same numbers to float "
+                        "rounding); default 'auto': the fastest for the shape and backend")
+    p.add_argument("--graph-impl", default="auto", choices=GRAPH_IMPLS,
+                   help="graph contraction order for inference (same parameters and numbers); default 'auto'")
     args = p.parse_args(argv)
     if args.per_class < 1:
         p.error("--per-class must be >= 1")
@@ -331,7 +334,7 @@ def _generate_to_files(args: argparse.Namespace) -> None:
     for path in (args.out_features, args.out_labels):
         check_output_dir(path)
 
-    generate_fn, variables = load_generator(args.workdir, args.checkpoint, args.temporal_impl)
+    generate_fn, variables = load_generator(args.workdir, args.checkpoint, args.temporal_impl, args.graph_impl)
     kwargs = {"official_sampler": True} if args.official_sampler else {}
     if args.prior == "fitted":
         kwargs["prior"] = fit_latent_prior_from_run(args.workdir, args.checkpoint)

@@ -29,6 +29,7 @@ import numpy as np
 
 from stepjax.data.pipeline import Preprocessor, trained_num_frames
 from stepjax.data.preprocess import validate_gaits
+from stepjax.nn import with_impls
 from stepjax.training import checkpoint as ckpt_lib
 
 
@@ -157,14 +158,14 @@ def freeze(predict_fn: Callable, variables) -> Callable:
     return jax.jit(lambda gaits, *lengths: predict_fn(frozen, gaits, *lengths))
 
 
-def load_classifier(workdir: str | os.PathLike, which: str = "best", temporal_impl: str | None = None
-                    ) -> tuple[Callable, dict]:
+def load_classifier(workdir: str | os.PathLike, which: str = "best", temporal_impl: str | None = None,
+                    graph_impl: str | None = None) -> tuple[Callable, dict]:
     """``(predict_fn, variables)`` of the best-validation (or ``'latest'``) checkpoint of ``workdir``.
 
-    ``temporal_impl`` swaps the temporal-convolution formulation (``stepjax.nn.TEMPORAL_IMPLS``; same parameters,
-    same numbers to float rounding), as :func:`stepjax.generation.load_generator` does; ``None`` keeps the
+    ``temporal_impl`` / ``graph_impl`` swap the formulation of the temporal convolution
+    (``stepjax.nn.TEMPORAL_IMPLS``) / of the graph contraction (``stepjax.nn.GRAPH_IMPLS``): same parameters,
+    same numbers to float rounding, as :func:`stepjax.generation.load_generator` does; ``None`` keeps the
     run's (``'auto'`` by default: the fastest for each layer's shape and the backend)."""
     cfg, model, variables = restore_classifier(workdir, which)
-    if temporal_impl:
-        model = model.clone(temporal_impl=temporal_impl)
+    model = with_impls(model, temporal_impl, graph_impl)
     return make_predict_fn(model, int(cfg.data.get("num_frames") or 0) or None), variables

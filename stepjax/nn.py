@@ -208,12 +208,11 @@ def _graph_conv_dense_graph(x: Array, kernel: Array, bias: Array, a: Array, prec
 _GRAPH_FNS = {"project_first": _graph_conv_project_first, "joints_first": _graph_conv_joints_first,
               "joints_batched": _graph_conv_joints_batched,
               "dense_graph": _graph_conv_dense_graph}
-# The contraction GraphConv uses (read at trace time; not a module attribute so that GraphConv's fields and
-# parameters stay those of the official layer). 'joints_first' was 1.6-12x faster fwd+bwd than the official
-# order on XLA:CPU; 'joints_batched' (same FLOPs, no transposes) ties with it from batch 8 up, is 2.2x faster
-# at batch 1 and needs less scratch memory (bench/NOTES.md). 'auto' (default) picks per layer with
-# :func:`select_graph_impl`. The others are kept for the benchmark and the equivalence test.
-_GRAPH_IMPL = "auto"
+#: The contraction orders :class:`GraphConv` accepts (``impl``; same parameters and numbers). 'joints_first' was
+#: 1.6-12x faster fwd+bwd than the official order ('project_first') on XLA:CPU; 'joints_batched' (same FLOPs, no
+#: transposes) ties with it from batch 8 up, is 2.2x faster at batch 1 and needs less scratch memory; 'auto' (the
+#: default) picks per layer with :func:`select_graph_impl` (bench/NOTES.md).
+GRAPH_IMPLS = ("auto",) + tuple(_GRAPH_FNS)
 
 
 def graph_conv_macs(impl: str, num_partitions: int, num_joints: int, c_in: int, c_out: int) -> int:
@@ -228,7 +227,7 @@ def graph_conv_macs(impl: str, num_partitions: int, num_joints: int, c_in: int, 
 
 
 def select_graph_impl(num_partitions: int, num_joints: int, c_in: int, c_out: int) -> str:
-    """What ``_GRAPH_IMPL = 'auto'`` uses: ``'dense_graph'`` (one ``(V*C_in) -> (W*C_out)`` GEMM, the graph
+    """What ``GraphConv(impl='auto')`` uses: ``'dense_graph'`` (one ``(V*C_in) -> (W*C_out)`` GEMM, the graph
     folded into the weight) where it needs no more MACs than the factored form, i.e. for narrow outputs
     (C_out <= 3 at V = 16, K = 3: the decoder's last 64 -> 3 block, where the factored form's joint mixing
     ran at a few GFLOP/s; generation 6.4 -> 5.8 s, bench/NOTES.md); otherwise ``'joints_batched'``."""
@@ -276,6 +275,8 @@ class GraphConv(nn.Module):
       features: C_out.
       adjacency: ``(K, V, V)`` numpy constant, ``A[k, v, w]`` = weight from joint v into joint w.
       edge_importance: multiply A by a learnable ``(K, V, V)`` mask initialised to ones.
+      impl: the contraction order, one of :data:`GRAPH_IMPLS` (same parameters and numbers; 'auto' picks
+        per layer shape with :func:`select_graph_impl`).
 
     Parameters are those of the official 1x1 conv ``C_in -> K*C_out`` (``proj/kernel``, ``proj/bias``,
     k-major channel index ``k * C_out + c``); the contraction order is an implementation detail.
@@ -286,16 +287,19 @@ class GraphConv(nn.Module):
     edge_importance: bool = True
     init_scheme: str = "default"
     precision: Any = "highest"
+    impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
+        if self.impl not in GRAPH_IMPLS:
+            raise ValueError(f"unknown graph conv impl {self.impl!r}; choose one of {GRAPH_IMPLS}")
         k = self.adjacency.shape[0]
         kernel, bias = _Projection(k * self.features, self.init_scheme, name="proj")(x.shape[-1])
         dtype = jnp.result_type(x, kernel)
         a = jnp.asarray(self.adjacency, x.dtype)
         if self.edge_importance:
             a = a * self.param("edge_importance", nn.initializers.ones, a.shape, jnp.float32).astype(x.dtype)
-        impl = _GRAPH_IMPL
+        impl = self.impl
         if impl == "auto":
             impl = select_graph_impl(k, a.shape[1], x.shape[-1], self.features)
         return _GRAPH_FNS[impl](x.astype(dtype), kernel.astype(dtype), bias.astype(dtype), a.astype(dtype),
@@ -673,6 +677,21 @@ class TemporalConv(nn.Module):
         return temporal_conv(x, kernel, self.stride, self.impl, self.precision) + bias
 
 
+def with_impls(model: nn.Module, temporal_impl: str | None = None, graph_impl: str | None = None) -> nn.Module:
+    """``model`` (any module with ``temporal_impl`` / ``graph_impl`` fields: the classifier, the CVAE, a block)
+    computing its temporal convolutions / graph contractions with the given formulation (:data:`TEMPORAL_IMPLS`,
+    :data:`GRAPH_IMPLS`; same parameters, same numbers to float rounding). ``None`` keeps the model's."""
+    swaps = {}
+    for field, value, allowed in (("temporal_impl", temporal_impl, TEMPORAL_IMPLS),
+                                  ("graph_impl", graph_impl, GRAPH_IMPLS)):
+        if value is None:
+            continue
+        if value not in allowed:
+            raise ValueError(f"unknown {field} {value!r}; choose one of {allowed}")
+        swaps[field] = value
+    return model.clone(**swaps) if swaps else model
+
+
 class STGCNBlock(nn.Module):
     """One ST-GCN block ``(N, T, V, C_in) -> (N, ceil(T/stride), V, C_out)``.
 
@@ -684,6 +703,9 @@ class STGCNBlock(nn.Module):
     ReLU and the residual run once per (n, v) and the temporal conv is
     :func:`temporal_conv_of_constant`. Same output and gradients as the block on the repeated input (BN
     batch statistics over (N, 1, V) equal those over (N, T, V) of the repetition), same parameters.
+
+    ``temporal_impl`` and ``graph_impl`` choose how :class:`TemporalConv` and :class:`GraphConv` compute (same
+    parameters and numbers; ``'auto'`` picks per layer shape).
     """
 
     features: int
@@ -696,6 +718,7 @@ class STGCNBlock(nn.Module):
     temporal_impl: str = "auto"
     init_scheme: str = "default"
     precision: Any = "highest"
+    graph_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: Array, train: bool, num_frames: int | None = None) -> Array:
@@ -711,7 +734,8 @@ class STGCNBlock(nn.Module):
             res = dense(self.features, self.init_scheme, x.shape[-1], self.precision,
                         name="residual_proj")(x[:, ::self.stride])
             res = batch_norm(train, self.init_scheme, name="residual_bn")(res)
-        h = GraphConv(self.features, self.adjacency, self.edge_importance, self.init_scheme, self.precision, name="gcn")(x)
+        h = GraphConv(self.features, self.adjacency, self.edge_importance, self.init_scheme, self.precision,
+                      self.graph_impl, name="gcn")(x)
         h = nn.relu(batch_norm(train, self.init_scheme, name="gcn_bn")(h))
         h = TemporalConv(self.features, self.kernel_size, self.stride, self.temporal_impl, self.init_scheme,
                          self.precision, name="tcn")(h, num_frames)
@@ -733,6 +757,7 @@ class STGCNStack(nn.Module):
     temporal_impl: str = "auto"
     init_scheme: str = "default"
     precision: Any = "highest"
+    graph_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: Array, train: bool, num_frames: int | None = None) -> Array:
@@ -742,6 +767,6 @@ class STGCNStack(nn.Module):
             raise ValueError("channels, strides and residuals must have the same length")
         for i, (c, s, r) in enumerate(zip(self.channels, self.strides, self.residuals)):
             x = STGCNBlock(c, self.adjacency, self.kernel_size, s, r, self.edge_importance, self.dropout,
-                           self.temporal_impl, self.init_scheme, self.precision,
+                           self.temporal_impl, self.init_scheme, self.precision, self.graph_impl,
                            name=f"block{i}")(x, train, num_frames if i == 0 else None)
         return x

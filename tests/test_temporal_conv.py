@@ -216,6 +216,63 @@ def test_time_constant_block_equals_repeated_input(t, kt, stride, cin, cout):
         block.apply(variables, jnp.concatenate([x1, x1], axis=1), False, t)
 
 
+@pytest.mark.parametrize("graph_impl", snn.GRAPH_IMPLS)
+def test_graph_impl_reaches_every_layer_of_both_models(graph_impl, monkeypatch):
+    """``graph_impl`` on the classifier and the CVAE is what every GraphConv computes with ('auto': the per-layer
+    choice of select_graph_impl), and every order gives the same numbers (eval-mode logits, decoded gaits)."""
+    from stepjax.models.classifier import STEPClassifier
+    from stepjax.models.cvae import STEPGenCVAE
+
+    used = []
+
+    def spy(name, fn):
+        # kernel: (C_in, K * C_out) with K = 3 partitions
+        return lambda x, kernel, *rest: used.append((name, x.shape[-1], kernel.shape[-1] // 3)) or fn(x, kernel, *rest)
+
+    for name, fn in list(snn._GRAPH_FNS.items()):
+        monkeypatch.setitem(snn._GRAPH_FNS, name, spy(name, fn))
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((2, 11, 16, 3)), jnp.float32)
+    y = jax.nn.one_hot(jnp.array([0, 3]), 4)
+    z = jnp.asarray(rng.standard_normal((2, 32)), jnp.float32)
+    classifier = STEPClassifier(kernel_size=5)
+    cvae = STEPGenCVAE(kernel_size=5)
+    cv = classifier.init(jax.random.PRNGKey(0), x)
+    gv = cvae.init({"params": jax.random.PRNGKey(1), "sample": jax.random.PRNGKey(2)}, x, y)
+
+    def outputs(graph):
+        c, g = snn.with_impls(classifier, graph_impl=graph), snn.with_impls(cvae, graph_impl=graph)
+        used.clear()
+        out = (c.apply(cv, x)[0], g.apply(gv, z, y, 11, method="decode"))
+        return out, list(used)
+
+    (logits, gaits), calls = outputs(graph_impl)
+    assert len(calls) == 3 + 3  # the classifier's three blocks, the decoder's three (the encoder does not run)
+    for name, ci, co in calls:
+        assert name == (snn.select_graph_impl(3, 16, ci, co) if graph_impl == "auto" else graph_impl)
+    if graph_impl == "auto":  # the decoder's 64 -> 3 block folds the graph, the others do not
+        assert {name for name, *_ in calls} == {"joints_batched", "dense_graph"}
+    (ref_logits, ref_gaits), _ = outputs("project_first")  # the official order
+    np.testing.assert_allclose(logits, ref_logits, rtol=0, atol=RTOL * np.max(np.abs(ref_logits)))
+    np.testing.assert_allclose(gaits, ref_gaits, rtol=0, atol=RTOL * np.max(np.abs(ref_gaits)))
+
+
+def test_with_impls_validates_and_keeps_unset_fields():
+    from stepjax.models.classifier import STEPClassifier
+
+    model = STEPClassifier(temporal_impl="dft", graph_impl="joints_first")
+    assert snn.with_impls(model) is model
+    swapped = snn.with_impls(model, graph_impl="dense_graph")
+    assert (swapped.temporal_impl, swapped.graph_impl) == ("dft", "dense_graph")
+    assert snn.with_impls(model, temporal_impl="conv").graph_impl == "joints_first"
+    with pytest.raises(ValueError, match="unknown graph_impl 'joint_first'"):
+        snn.with_impls(model, graph_impl="joint_first")
+    with pytest.raises(ValueError, match="unknown temporal_impl 'fft'"):
+        snn.with_impls(model, temporal_impl="fft")
+    with pytest.raises(ValueError, match="unknown graph conv impl"):
+        snn.GraphConv(4, skeleton.spatial_adjacency(), impl="dense").init(jax.random.PRNGKey(0), jnp.zeros((1, 2, 16, 3)))
+
+
 def test_graph_auto_selection():
     """'auto' folds the graph into one GEMM only where that costs no more MACs: the decoder's 64 -> 3 block."""
     assert snn.select_graph_impl(3, 16, 64, 3) == "dense_graph"

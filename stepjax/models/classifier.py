@@ -56,6 +56,7 @@ class STEPClassifier(nn.Module):
     edge_importance: bool = True
     official_adjacency: bool = True
     temporal_impl: str = "auto"
+    graph_impl: str = "auto"
     init_scheme: str = "default"
     precision: Any = "highest"
 
@@ -77,7 +78,7 @@ class STEPClassifier(nn.Module):
         x = JointBatchNorm(self.init_scheme, name="data_bn")(gaits, train)
         x = STGCNStack(self.channels, self.strides, self.residuals, adjacency, self.kernel_size,
                        self.edge_importance, self.dropout, self.temporal_impl, self.init_scheme, self.precision,
-                       name="trunk")(x, train)
+                       self.graph_impl, name="trunk")(x, train)
         features = x.mean(axis=(1, 2))
         linear = lambda n, name, x: dense(n, self.init_scheme, x.shape[-1], self.precision, name=name)(x)  # noqa: E731
         if not self.num_affective:

@@ -151,6 +151,7 @@ class CVAEEncoder(nn.Module):
     max_period: float = 300.0
     official_adjacency: bool = True
     temporal_impl: str = "auto"
+    graph_impl: str = "auto"
     init_scheme: str = "default"
     precision: Any = "highest"
 
@@ -166,7 +167,8 @@ class CVAEEncoder(nn.Module):
         h = STGCNStack(self.channels, (1,) * len(self.channels), (True,) * len(self.channels),
                        skeleton.spatial_adjacency(official=self.official_adjacency), self.kernel_size,
                        edge_importance=False, dropout=self.dropout, temporal_impl=self.temporal_impl,
-                       init_scheme=self.init_scheme, precision=self.precision, name="trunk")(h, train)
+                       graph_impl=self.graph_impl, init_scheme=self.init_scheme, precision=self.precision,
+                       name="trunk")(h, train)
         if self.temporal_pooling == "mean":
             h = h.mean(axis=(1, 2))  # (N, C): blind to *when* a feature occurs
         else:  # (N, C * (1 + D)): the mean and the projections of each channel on D sinusoids of time
@@ -195,6 +197,7 @@ class CVAEDecoder(nn.Module):
     official_output_relu: bool = True
     official_adjacency: bool = True
     temporal_impl: str = "auto"
+    graph_impl: str = "auto"
     init_scheme: str = "default"
     precision: Any = "highest"
 
@@ -235,7 +238,7 @@ class CVAEDecoder(nn.Module):
         h = STGCNStack(channels, (1,) * len(channels), (True,) * len(channels),
                        skeleton.spatial_adjacency(official=self.official_adjacency), self.kernel_size,
                        edge_importance=False, dropout=self.dropout, temporal_impl=self.temporal_impl,
-                       init_scheme=scheme, precision=self.precision,
+                       graph_impl=self.graph_impl, init_scheme=scheme, precision=self.precision,
                        name="trunk")(h, train, num_frames if h.shape[1] == 1 else None)
         if not self.official_output_relu:
             h = dense(self.channels[-1], scheme, h.shape[-1], self.precision, name="output_proj")(h)
@@ -269,6 +272,7 @@ class STEPGenCVAE(nn.Module):
     official_output_relu: bool = True
     official_adjacency: bool = True
     temporal_impl: str = "auto"
+    graph_impl: str = "auto"
     init_scheme: str = "default"
     precision: Any = "highest"
 
@@ -279,7 +283,8 @@ class STEPGenCVAE(nn.Module):
     def setup(self):
         common = dict(latent_dim=self.latent_dim, num_classes=self.num_classes, kernel_size=self.kernel_size,
                       dropout=self.dropout, official_adjacency=self.official_adjacency,
-                      temporal_impl=self.temporal_impl, init_scheme=self.init_scheme, precision=self.precision)
+                      temporal_impl=self.temporal_impl, graph_impl=self.graph_impl, init_scheme=self.init_scheme,
+                      precision=self.precision)
         self.encoder = CVAEEncoder(channels=self.encoder_channels, temporal_pooling=self.temporal_pooling,
                                    code_dim=self.code_dim, **common)
         self.decoder = CVAEDecoder(channels=self.decoder_channels, temporal_code=self.temporal_code,

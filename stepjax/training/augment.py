@@ -87,7 +87,7 @@ def synthesize(gen_workdir: str, per_class: int, seed: int, out_path: str | None
 
     if prior not in PRIORS:
         raise ValueError(f"unknown prior {prior!r}; choose one of {PRIORS}")
-    generate_fn, variables = load_generator(gen_workdir, "best", temporal_impl="auto")
+    generate_fn, variables = load_generator(gen_workdir, "best", temporal_impl="auto", graph_impl="auto")
     latent_prior = fit_latent_prior_from_run(gen_workdir) if prior == "fitted" else None
     gaits, labels = generate_per_class(generate_fn, variables, per_class, seed, prior=latent_prior)
     if out_path is not None:

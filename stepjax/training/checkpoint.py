@@ -52,8 +52,9 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
 
 #: Config sections (and top-level keys) a run resumes only with: everything that changes its numbers.
 RESUME_SECTIONS = ("task", "seed", "model", "data", "preprocess", "train", "aug")
-#: Keys that may change between a run and its resumption (same numbers to float tolerance).
-RESUME_MAY_CHANGE = ("train.data_parallel",)
+#: Keys that may change between a run and its resumption (same numbers to float tolerance): how the step is
+#: computed, not what. (A checkpoint written before ``model.graph_impl`` existed resumes under 'auto'.)
+RESUME_MAY_CHANGE = ("train.data_parallel", "model.temporal_impl", "model.graph_impl")
 
 
 def check_compatible(saved: Mapping, current: Mapping, sections=RESUME_SECTIONS,
