@@ -1,6 +1,6 @@
 """STEP-Gen vs Baseline-CVAE, and the official decoder input vs a sinusoidal temporal code, on the walkers.
 
-    python scripts/gen_report.py [--workdir runs/gen_report] [--out docs/generator.md]
+    python scripts/gen_report.py [--data walkers|bandai] [--workdir runs/gen_report] [--out docs/generator.md]
                                  [--num-gaits 480] [--frames 32] [--width 0.5] [--epochs 25]
                                  [--classifier-epochs 30] [--per-class 100] [--num-affective 0]
                                  [--variants step_gen baseline_cvae ...]
@@ -141,13 +141,17 @@ def budget_lines(args) -> list[str]:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--workdir", default="runs/gen_report")
-    p.add_argument("--out", default=os.path.join(PROJECT_ROOT, "docs", "generator.md"))
+    p.add_argument("--workdir", default=None, help="default: runs/gen_report (walkers), runs/gen_bandai (Bandai)")
+    p.add_argument("--out", default=None,
+                   help="default: docs/generator.md (walkers), docs/generator_bandai.md (Bandai): tracked files")
     p.add_argument("--per-class", type=int, default=100, help="generated gaits per class for the metrics")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--seed", type=int, default=0, help="seed of the sampled latents and metric pairs")
     add_common_flags(p)
     args = p.parse_args(argv)
+    bandai = args.data == "bandai"
+    args.workdir = args.workdir or ("runs/gen_bandai" if bandai else "runs/gen_report")
+    args.out = args.out or os.path.join(PROJECT_ROOT, "docs", "generator_bandai.md" if bandai else "generator.md")
 
     from absl import logging
 

@@ -75,6 +75,56 @@ def test_every_impl_matches_conv(t, kt, stride):
             assert err <= RTOL * scale, f"{impl} {what}: max err {err:.3g} > {RTOL} * {scale:.3g} (T={t} Kt={kt} s={stride})"
 
 
+CUSTOM_VJP_IMPLS = ("conv_mmgrad", "conv_1dgrad")
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_forward_mode_ad(stride):
+    """jax.jvp goes through every formulation except the custom-VJP ones (README: forward-mode AD), and its
+    tangent is the conv's: the conv is bilinear, so d conv(x, k)[dx, dk] = conv(dx, k) + conv(x, dk)."""
+    rng = np.random.default_rng(5)
+    x, dx = (jnp.asarray(rng.standard_normal((2, 19, 3, 4)), jnp.float32) for _ in range(2))
+    k, dk = (jnp.asarray(rng.standard_normal((9, 1, 4, 5)), jnp.float32) for _ in range(2))
+    want = snn.temporal_conv(dx, k, stride, "conv") + snn.temporal_conv(x, dk, stride, "conv")
+    for impl in IMPLS:
+        f = lambda x, k, impl=impl: snn.temporal_conv(x, k, stride, impl)  # noqa: E731
+        if impl in CUSTOM_VJP_IMPLS:
+            with pytest.raises(TypeError):
+                jax.jvp(f, (x, k), (dx, k))
+            continue
+        _, tangent = jax.jvp(f, (x, k), (dx, dk))
+        np.testing.assert_allclose(tangent, want, rtol=0, atol=RTOL * np.max(np.abs(want)), err_msg=impl)
+
+
+def test_forward_mode_ad_through_the_official_size_models():
+    """The layers 'auto' picks for the official Kt 75 classifier and CVAE decoder on the CPU ('dft', 'toeplitz'
+    for the 3-channel block) are forward-mode safe: jax.jvp through both models runs and matches a central
+    finite difference. In float64: the ReLU kinks need a tiny step (1e-7), which float32 cannot resolve."""
+    from stepjax.models.classifier import STEPClassifier
+    from stepjax.models.cvae import STEPGenCVAE
+
+    if jax.default_backend() != "cpu":
+        pytest.skip("'auto' picks per backend; the claim is about the CPU")
+    rng = np.random.default_rng(6)
+    classifier, cvae = STEPClassifier(kernel_size=75), STEPGenCVAE(kernel_size=75)
+    with jax.enable_x64(True):
+        x, dx = (jnp.asarray(rng.standard_normal((1, 75, 16, 3))) for _ in range(2))
+        y = jax.nn.one_hot(jnp.array([2]), 4, dtype=jnp.float64)
+        z, dz = (jnp.asarray(rng.standard_normal((1, 32))) for _ in range(2))
+        to64 = lambda v: jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), v)  # noqa: E731
+        cv = to64(jax.jit(classifier.init)(jax.random.PRNGKey(0), x.astype(jnp.float32)))
+        gv = to64(jax.jit(cvae.init)({"params": jax.random.PRNGKey(1), "sample": jax.random.PRNGKey(2)},
+                                     x.astype(jnp.float32), y.astype(jnp.float32)))
+        logits = lambda x: classifier.apply(cv, x)[0]  # noqa: E731
+        decode = lambda z: cvae.apply(gv, z, y, 75, method="decode")  # noqa: E731
+        for f, a, da in ((logits, x, dx), (decode, z, dz)):
+            _, tangent = jax.jit(lambda a, da, f=f: jax.jvp(f, (a,), (da,)))(a, da)
+            f = jax.jit(f)
+            fd = (f(a + 1e-7 * da) - f(a - 1e-7 * da)) / 2e-7
+            assert tangent.dtype == jnp.float64 and np.max(np.abs(tangent)) > 0
+            np.testing.assert_allclose(tangent, fd, rtol=0, atol=1e-6 * np.max(np.abs(fd)))
+
+
 def test_module_params_identical_across_impls():
     """Same parameter tree and values for every impl (checkpoints interchangeable); module output agrees."""
     x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 19, 3, 6)), jnp.float32)

@@ -142,8 +142,10 @@ def test_frozen_predictor_matches_predict_fn(trained):
     np.testing.assert_allclose(predict(gaits[2]).logits, want.logits[2], atol=1e-4, rtol=1e-5)
     flops = lambda compiled: compiled.cost_analysis()["flops"]  # noqa: E731
     assert flops(predict.lower(gaits[:1]).compile()) < flops(jax.jit(predict_fn).lower(variables, gaits[:1]).compile())
-    conv_fn, _ = load_classifier(workdir, temporal_impl="conv")  # another formulation, the same numbers
-    np.testing.assert_allclose(jax.jit(conv_fn)(variables, gaits).logits, want.logits, atol=1e-4, rtol=1e-5)
+    conv_fn, _ = load_classifier(workdir, temporal_impl="conv", graph_impl="project_first")  # other formulations,
+    np.testing.assert_allclose(jax.jit(conv_fn)(variables, gaits).logits, want.logits, atol=1e-4, rtol=1e-5)  # same
+    with pytest.raises(ValueError, match="unknown graph_impl"):
+        load_classifier(workdir, graph_impl="official")
 
 
 def test_eval_cli_writes_json_and_png(trained, tmp_path):
