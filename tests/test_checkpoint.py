@@ -177,3 +177,46 @@ def test_readers_refuse_an_unknown_checkpoint_name(tmp_path):
     with pytest.raises(ValueError, match=r"which must be one of \('best', 'latest'\), got 'last'"):
         ckpt_lib.restore_run(tmp_path, "classifier", lambda cfg: _tree(0), which="last")
     assert ckpt_lib.restore_run(tmp_path, "classifier", lambda cfg: _tree(0), which="best")[1]["w"][0] == 1.0
+
+
+def test_the_best_epoch_is_what_finish_and_readers_return_not_the_latest(tmp_path):
+    """Model selection end to end on the bookkeeping: validation scores are ``fit._score`` of the reports
+    (accuracy, ties broken by the LOWER loss); the best epoch (2) is neither the last (3) nor the first with
+    the top accuracy (1). ``finish`` and ``restore_run(which='best')`` return it; ``which='latest'`` the last."""
+    from stepjax.training.fit import _score
+
+    reports = [{"accuracy": 0.5, "loss": 1.0}, {"accuracy": 0.9, "loss": 0.5}, {"accuracy": 0.9, "loss": 0.3},
+               {"accuracy": 0.7, "loss": 0.1}]
+    progress = RunProgress(str(tmp_path), CFG, len(reports), log=lambda *a: None)
+    progress.resume(_tree(-1))
+    for epoch in progress.epochs():
+        progress.end_epoch(epoch, _tree(epoch), {"epoch": epoch}, _score(reports[epoch]))
+    tree, meta = progress.finish(_tree(-1))
+    progress.close()
+    assert progress.best_epoch == 2 and meta["epoch"] == 2 and np.all(tree["w"] == 2.0)
+    for which, epoch in (("best", 2), ("latest", 3)):
+        cfg, tree = ckpt_lib.restore_run(tmp_path, "classifier", lambda cfg: _tree(-1), which)
+        assert np.all(tree["w"] == float(epoch)), which
+        assert cfg.task == "classifier"
+
+
+@pytest.mark.parametrize("loader,restorer", [("stepjax.inference.load_classifier", "restore_classifier"),
+                                             ("stepjax.generation.load_generator", "restore_generator")])
+def test_loaders_read_the_best_checkpoint_by_default(loader, restorer, monkeypatch):
+    """``load_classifier(workdir)`` / ``load_generator(workdir)`` serve the best-by-validation checkpoint unless
+    asked for ``'latest'`` (a default of 'latest' would silently serve an over-fitted last epoch)."""
+    import importlib
+
+    module_name, fn_name = loader.rsplit(".", 1)
+    module = importlib.import_module(module_name)
+    asked = []
+
+    def record(workdir, which="best"):
+        asked.append(which)
+        raise LookupError("recorded")
+
+    monkeypatch.setattr(module, restorer, record)
+    for kwargs, want in (({}, "best"), ({"which": "latest"}, "latest")):
+        with pytest.raises(LookupError, match="recorded"):
+            getattr(module, fn_name)("some/run", **kwargs)
+        assert asked[-1] == want

@@ -182,3 +182,51 @@ def test_gaits_not_in_metres_are_flagged():
         assert 1.0 < pp.warn_if_not_metres(g) < 2.0  # metres: silent
     with pytest.warns(UserWarning, match=r"median body height 1\d\d\.?\d* .*centimetres\? divide by 100"):
         pp.warn_if_not_metres(g * 100)
+
+
+@pytest.mark.parametrize("augment_mirror", [False, True])
+def test_prepare_fits_on_the_training_split_and_keeps_each_parts_lengths(monkeypatch, augment_mirror):
+    """``pipeline.prepare``: the preprocessor (reference pose, affective normalisation) is fitted on the training
+    split only (its values differ from a fit on all gaits here, so a leak of val/test gaits would show); every
+    part's affective features use each gait's real frames (``lengths``: here 20-40 of 40, the rest tiled);
+    mirror augmentation adds the mirrored training gaits with the SAME labels. Expected values come from
+    ``fit_preprocessor`` / ``apply_preprocessor`` / ``skeleton.mirror`` called on the split by hand."""
+    import ml_collections
+
+    from stepjax import skeleton
+    from stepjax.data import pipeline
+    from stepjax.data.walkers import make_walkers
+
+    w = make_walkers(60, seed=3, num_frames=40)
+    lengths = np.random.default_rng(0).integers(20, 41, 60).astype(np.int32)
+    gaits = pp.to_fixed_length([g[:n] for g, n in zip(np.asarray(w.gaits), lengths)], 40, "tile")
+    raw = pipeline.RawDataset(np.asarray(gaits, np.float32), np.asarray(w.labels, np.int32),
+                              np.asarray(w.subjects, np.int32), None, lengths)
+    monkeypatch.setattr(pipeline, "load_source", lambda cfg: raw)
+    cfg = ml_collections.ConfigDict(dict(
+        data=dict(source="walkers", num_frames=40, split=(0.6, 0.2, 0.2), split_seed=0, group_by_subject=True,
+                  augment_mirror=augment_mirror),
+        preprocess=dict(align=True, reference="mean", num_affective=29, affective_official=False, time_step=1 / 30)))
+    out = pipeline.prepare(cfg)
+    split = out["split"]
+    tr = split.train
+    train_gaits, train_labels, train_len = raw.gaits[tr], raw.labels[tr], lengths[tr]
+    if augment_mirror:
+        train_gaits = np.concatenate([train_gaits, np.asarray(skeleton.mirror(train_gaits))])
+        train_labels, train_len = np.tile(train_labels, 2), np.tile(train_len, 2)
+    want = pipeline.fit_preprocessor(train_gaits, cfg.preprocess, train_len)
+    leaky = pipeline.fit_preprocessor(raw.gaits, cfg.preprocess, lengths)
+    for field in ("reference", "aff_center", "aff_half_range"):
+        got, ok, bad = (np.asarray(getattr(p, field)) for p in (out["preprocessor"], want, leaky))
+        np.testing.assert_allclose(got, ok, rtol=1e-6, atol=1e-7, err_msg=field)
+        assert not np.allclose(ok, bad, rtol=1e-3, atol=0), field  # the check can fail
+    np.testing.assert_array_equal(out["train"].labels, train_labels)
+    np.testing.assert_allclose(out["train"].gaits, pipeline.apply_preprocessor(want, train_gaits, train_labels,
+                                                                               lengths=train_len).gaits, atol=1e-6)
+    for name in ("val", "test"):
+        idx = getattr(split, name)
+        assert len(idx) > 0
+        ok = pipeline.apply_preprocessor(want, raw.gaits[idx], raw.labels[idx], lengths=lengths[idx]).affective
+        tiled = pipeline.apply_preprocessor(want, raw.gaits[idx], raw.labels[idx]).affective
+        np.testing.assert_allclose(out[name].affective, ok, rtol=1e-5, atol=1e-5, err_msg=name)
+        assert not np.allclose(ok, tiled, rtol=1e-2, atol=1e-2), name
