@@ -1,5 +1,7 @@
 """STEP classifiers: golden outputs with the official weights, layer-level reference checks."""
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -171,3 +173,22 @@ def test_batch_norm_follows_pytorch_including_the_unbiased_running_variance():
     # bfloat16 input: statistics in float32, output in bfloat16
     y16, _ = bn.apply(v, x.astype(jnp.bfloat16), mutable=["batch_stats"])
     assert y16.dtype == jnp.bfloat16 and np.allclose(np.asarray(y16, np.float32), y, atol=0.05)
+
+
+def test_head_dropout_is_active_in_training_only():
+    """STEP's fusion head (``head='mlp'``, ``head_dropout=0.5``): in training two dropout keys give different
+    logits (dropout is applied); in evaluation the logits do not depend on the key (dropout is off)."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((4, 12, 16, 3)), jnp.float32)
+    aff = jnp.asarray(rng.standard_normal((4, 29)), jnp.float32)
+    model = STEPClassifier(num_affective=29, head="mlp", head_dropout=0.5, kernel_size=3, channels=(8, 8, 8))
+    variables = jax.jit(model.init)(jax.random.PRNGKey(0), x, aff)
+
+    @functools.partial(jax.jit, static_argnums=1)
+    def logits(key, train: bool):
+        out = model.apply(variables, x, aff, train=train, rngs={"dropout": key}, mutable=["batch_stats"])
+        return out[0][0]
+
+    k1, k2 = jax.random.PRNGKey(1), jax.random.PRNGKey(2)
+    assert not np.allclose(logits(k1, True), logits(k2, True))
+    np.testing.assert_array_equal(logits(k1, False), logits(k2, False))

@@ -294,6 +294,32 @@ def test_bfloat16_mixed_precision_step_keeps_float32_master_weights():
     assert np.dot(d32, d16) / (np.linalg.norm(d32) * np.linalg.norm(d16)) > 0.9
 
 
+def test_train_step_updates_the_batchnorm_running_statistics():
+    """One ``classifier_train_step`` moves the input ``data_bn``'s running statistics as PyTorch does:
+    ``mean <- 0.9 mean + 0.1 batch_mean`` and ``var <- 0.9 var + 0.1 unbiased_batch_var`` per (joint, coord),
+    over the batch's (N, T) values (computed here with numpy)."""
+    import optax
+
+    from stepjax.data.pipeline import Arrays
+    from stepjax.training.fit import build_classifier
+    from stepjax.training.loop import classifier_train_step
+    from stepjax.training.state import create_train_state
+
+    rng = np.random.default_rng(1)
+    gaits = rng.normal(size=(8, 32, 16, 3)).astype(np.float32) * 0.3 + 1.0
+    batch = Arrays(jnp.asarray(gaits), jnp.asarray(rng.normal(size=(8, 29)), jnp.float32), jnp.asarray(np.arange(8) % 4))
+    state = create_train_state(build_classifier(tiny_config()), optax.sgd(0.1), jax.random.PRNGKey(0),
+                               batch.gaits[:1], batch.affective[:1])
+    new, _ = jax.jit(classifier_train_step)(state, batch, jax.random.PRNGKey(1))
+    old_bn, new_bn = state.batch_stats["data_bn"]["bn"], new.batch_stats["data_bn"]["bn"]
+    flat = gaits.reshape(-1, 16, 3).astype(np.float64)
+    np.testing.assert_allclose(new_bn["mean"], 0.9 * old_bn["mean"] + 0.1 * flat.mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(new_bn["var"], 0.9 * old_bn["var"] + 0.1 * flat.var(0, ddof=1), rtol=1e-5, atol=1e-6)
+    moved = [not np.allclose(a, b) for a, b in zip(jax.tree_util.tree_leaves(new.params),
+                                                   jax.tree_util.tree_leaves(state.params))]
+    assert sum(moved) > len(moved) // 2
+
+
 @pytest.mark.parametrize("epochs", [1000, 50])
 def test_official_milestones_scale_with_the_epochs(epochs):
     """configs/step_official.py: lr 1e-3, x0.1 at 50 / 75 / 87.5 % of the epochs (500/750/875 of 1000, the
