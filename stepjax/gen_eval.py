@@ -105,7 +105,8 @@ def evaluate_generator(gen_workdir: str, classifier_workdir: str, num_per_class:
         report[f"fid_{name}"] = fid(gen_feats, outputs[name][0])
         report[f"real_{name}"] = set_metrics(outputs[name][0], real_labels[name], outputs[name][1],
                                              diversity_pairs, multimodality_pairs, seed)
-        report[f"real_{name}"].update(motion_statistics(raw.gaits[getattr(split, name)]))
+        idx = getattr(split, name)
+        report[f"real_{name}"].update(motion_statistics(raw.gaits[idx], raw.lengths_at(idx)))
     if len(real_labels) == 2:
         report["fid_real_train_vs_test"] = fid(outputs["train"][0], outputs["test"][0])
     if len(split.train) and fitted_prior:  # class-faithful sampling: a Gaussian per class fitted on the training split
@@ -119,12 +120,13 @@ def evaluate_generator(gen_workdir: str, classifier_workdir: str, num_per_class:
         report["generated_fitted_prior"] = block
     if "test" in real_labels:  # decoder quality apart from the prior: real test gaits encoded (mu) and decoded
         recon = reconstruct(gen_model, gen_vars, gen_prep, raw.gaits[split.test], real_labels["test"])
-        feats, logits = classifier_outputs(predict_fn, cls_vars, recon)
+        test_lengths = raw.lengths_at(split.test)  # the reconstruction of a tiled gait is read like the gait
+        feats, logits = classifier_outputs(predict_fn, cls_vars, recon, lengths=test_lengths)
         report["reconstructed_test"] = {"fid_test": fid(feats, outputs["test"][0]),
                                         "recognition_accuracy": float(np.mean(logits.argmax(-1) == real_labels["test"])),
                                         "rec_mse": float(np.mean((recon - np.asarray(gen_prep.gaits(
                                             jnp.asarray(raw.gaits[split.test])))) ** 2))}
-        report["reconstructed_test"].update(motion_statistics(recon))
+        report["reconstructed_test"].update(motion_statistics(recon, test_lengths))
     report["loss_curves"] = loss_curves(gen_workdir)
     report["seconds"] = {"load_and_generate": round(t_gen, 2), "total": round(time.time() - t0, 2)}
     return report

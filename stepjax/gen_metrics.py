@@ -103,13 +103,32 @@ def multimodality(features: np.ndarray, labels: np.ndarray, num_pairs: int = 20,
     return float(np.mean(per_class))
 
 
-def motion_statistics(gaits: np.ndarray) -> dict:
-    """``joint_speed``: mean ``||x[t+1] - x[t]||`` of root-relative joints (units per frame);
-    ``pose_std``: mean over joints/coords of the std over time of root-relative positions."""
+def motion_statistics(gaits: np.ndarray, lengths: np.ndarray | None = None) -> dict:
+    """Motion of gaits ``(N, T, 16, 3)`` relative to their root joint (joint 0; it is included in the means
+    over joints, where it contributes 0, for real and generated sets alike):
+
+    * ``joint_speed``: mean ``||x[t+1] - x[t]||`` over gaits, frame pairs and joints (units per frame);
+    * ``pose_std``: mean over gaits, joints and coords of the (population) std over time.
+
+    ``lengths`` (N,): only each gait's first ``lengths`` frames count (real gaits tiled to T frames, e.g.
+    ``RawDataset.lengths``: the jump at the tiling seam is not motion); ``None``: every frame is real.
+    """
     g = np.asarray(gaits, np.float64)
+    if g.ndim != 4 or g.shape[-2:] != (16, 3):
+        raise ValueError(f"gaits must be (N, T, 16, 3), got {g.shape}")
     g = g - g[..., :1, :]  # root-relative (joint 0 is the root)
-    speed = np.linalg.norm(np.diff(g, axis=1), axis=-1).mean() if g.shape[1] > 1 else 0.0
-    return {"joint_speed": float(speed), "pose_std": float(g.std(axis=1).mean())}
+    n, t = g.shape[:2]
+    lengths = np.full(n, t) if lengths is None else np.asarray(lengths)
+    if lengths.shape != (n,) or not np.issubdtype(lengths.dtype, np.integer) or np.any((lengths < 1) | (lengths > t)):
+        raise ValueError(f"lengths must be {n} integers in [1, {t}], got {lengths!r}")
+    real = np.arange(t) < lengths[:, None]  # (N, T)
+    pairs = real[:, 1:]  # frame t+1 real implies frame t real
+    speeds = np.linalg.norm(np.diff(g, axis=1), axis=-1)  # (N, T-1, V)
+    speed = (speeds * pairs[..., None]).sum() / (pairs.sum() * g.shape[2]) if pairs.any() else 0.0
+    w = real[..., None, None]
+    mean = (g * w).sum(1) / lengths[:, None, None]
+    std = np.sqrt((((g - mean[:, None]) ** 2) * w).sum(1) / lengths[:, None, None])
+    return {"joint_speed": float(speed), "pose_std": float(std.mean())}
 
 
 def classifier_outputs(predict_fn: Callable, variables, gaits: np.ndarray, chunk: int = 512,
@@ -133,6 +152,7 @@ def set_metrics(features: np.ndarray, labels: np.ndarray, logits: np.ndarray | N
     if logits is not None:
         preds = np.asarray(logits).argmax(-1)
         out["recognition_accuracy"] = float(np.mean(preds == np.asarray(labels)))
+        labels = np.asarray(labels)
         out["recognition_per_class"] = {LABEL_NAMES[c]: float(np.mean(preds[labels == c] == c))
                                         for c in np.unique(labels)}
     return out

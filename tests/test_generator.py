@@ -420,3 +420,44 @@ def test_loss_warmup_ramps_push_pull_and_kl_weights():
     diff = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree_util.tree_leaves(warm),
                                                              jax.tree_util.tree_leaves(plain)))
     assert diff > 1e-6  # the ramp does change the step
+
+
+def test_generator_eval_loss_does_not_depend_on_chunk_padding():
+    """``make_eval_fn`` promises per-gait losses averaged over the real gaits, independent of ``chunk``.
+    On 5 random gaits of a tiny random-init CVAE (channels 8, kernel 3, 8 frames): chunk 5 (no padding)
+    and chunk 4 (padded to 8, 3 masked gaits) give the same components (rtol 1e-5, float32
+    batch vs per-gait convolutions), and they equal a per-gait loop written here: encode gait i, eps from
+    ``fold_in(rng, i)``, decode, ``generator_loss`` of that gait, mean over the 5 gaits; ``total`` is
+    ``rec + 16 collapse + drift + 0.14 kl`` of those means (the default non-official weights)."""
+    from types import SimpleNamespace
+
+    from stepjax.losses import generator_loss
+    from stepjax.models.cvae import STEPGenCVAE, reparameterize
+    from stepjax.training.fit_generator import make_eval_fn
+
+    model = STEPGenCVAE(latent_dim=4, encoder_channels=(8, 8, 8), decoder_channels=(8, 8, 3), kernel_size=3)
+    n, frames = 5, 8
+    rng = np.random.default_rng(0)
+    data = SimpleNamespace(gaits=(0.3 * rng.normal(size=(n, frames, 16, 3))).astype(np.float32),
+                           labels=np.array([0, 1, 2, 3, 1], np.int32))
+    variables = jax.jit(lambda r: model.init({"params": r, "sample": r, "dropout": r}, jnp.asarray(data.gaits[:1]),
+                                             jax.nn.one_hot(data.labels[:1], 4), train=False))(jax.random.PRNGKey(0))
+    weights = dict(lambda_collapse=16.0, lambda_drift=1.0, beta=0.14, official=False)
+    key = jax.random.PRNGKey(7)
+
+    @jax.jit
+    def one_gait(x, y, k):
+        onehot = jax.nn.one_hot(y, 4)
+        mu, logvar = model.apply(variables, x, onehot, method="encode")
+        eps = jax.random.normal(k, mu.shape[1:], mu.dtype)[None]
+        x_hat = model.apply(variables, reparameterize(mu, logvar, eps), onehot, x.shape[1], method="decode")
+        return generator_loss(x, x_hat, mu, logvar, **weights)[1]
+
+    per_gait = [one_gait(jnp.asarray(data.gaits[i:i + 1]), jnp.asarray(data.labels[i:i + 1]),
+                         jax.random.fold_in(key, i)) for i in range(n)]
+    want = {k: float(np.mean([float(p[k]) for p in per_gait])) for k in ("rec", "drift", "vel", "acc", "collapse", "kl")}
+    want["total"] = want["rec"] + 16.0 * want["collapse"] + want["drift"] + 0.14 * want["kl"]
+    assert set(want) == set(COMPONENTS)
+    for chunk in (5, 4):
+        got = make_eval_fn(model, weights, batch_size=16, chunk=chunk)(variables, data, key)
+        assert got == pytest.approx(want, rel=1e-5), f"chunk={chunk}"

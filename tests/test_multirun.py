@@ -69,3 +69,78 @@ def test_a_run_with_an_empty_validation_split_is_refused():
     cfg = runs_config("kfold", folds=3, repeats=1, val_fraction=0.0)
     with pytest.raises(ValueError, match=r"run \{'seed': 0, 'repeat': 0, 'fold': 0\} has an empty val split"):
         fit_classifier_runs(cfg, progress=False)
+
+
+def test_repeated_kfold_draws_new_folds_for_every_repeat():
+    """``runs.repeats`` x ``runs.folds`` runs: each repeat's test folds partition all gaits exactly once, and the
+    repeats use different fold assignments (repeat r is drawn with split seed ``data.split_seed + r``); repeating
+    identical folds would only repeat the same numbers and understate the reported std. The run ids count through
+    repeats and folds with distinct training seeds."""
+    cfg = runs_config("kfold", folds=3, repeats=2)
+    cfg.data.num_gaits = 120
+    raw = pipeline.load_source(cfg.data)
+    run_splits, runs = make_splits(cfg, raw)
+    assert [(r["repeat"], r["fold"]) for r in runs] == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
+    assert len({r["seed"] for r in runs}) == 6
+    partitions = []
+    for rep in range(2):
+        tests = [run_splits[3 * rep + f].test for f in range(3)]
+        np.testing.assert_array_equal(np.sort(np.concatenate(tests)), np.arange(len(raw.labels)))
+        partitions.append({frozenset(t.tolist()) for t in tests})
+    assert partitions[0] != partitions[1]
+
+
+def test_each_run_is_preprocessed_with_statistics_of_its_own_training_split():
+    """``build_runset``: run r's arrays are those of a preprocessor fitted on ``raw.gaits[split_r.train]`` only
+    (``pipeline.fit_preprocessor`` + ``apply_preprocessor``, as the single-run pipeline does). Independent check of
+    the affective normalisation (min/max, ``affective.fit_normalizer``): over the run's training gaits every
+    non-constant feature spans exactly [-1, 1]; statistics fitted on all gaits (test fold included) would leave some
+    feature of the training gaits short of +-1, and the test fold outside [-1, 1] never."""
+    from stepjax.training.multirun import build_runset
+
+    cfg = runs_config("kfold", folds=3, repeats=1)
+    raw = pipeline.load_source(cfg.data)
+    run_splits, _ = make_splits(cfg, raw)
+    rs = build_runset(cfg, raw, run_splits)
+    outside = 0
+    for r, s in enumerate(run_splits):
+        prep = pipeline.fit_preprocessor(raw.gaits[s.train], cfg.preprocess, raw.lengths_at(s.train))
+        expected = pipeline.apply_preprocessor(prep, raw.gaits, raw.labels, lengths=raw.lengths)
+        for got, want in zip(rs.data, expected):
+            np.testing.assert_allclose(np.asarray(got[r]), np.asarray(want), rtol=1e-6, atol=1e-6)
+        train_feats = np.asarray(rs.data.affective[r])[s.train]
+        spread = train_feats.max(0) - train_feats.min(0)
+        varying = spread > 1e-3
+        assert varying.sum() > 20
+        np.testing.assert_allclose(train_feats.max(0)[varying], 1.0, atol=1e-5)
+        np.testing.assert_allclose(train_feats.min(0)[varying], -1.0, atol=1e-5)
+        outside += int((np.abs(np.asarray(rs.data.affective[r])[s.test]) > 1 + 1e-5).any())
+    assert outside > 0  # the test folds really hold gaits beyond the training range (the check has teeth)
+
+
+def test_reported_test_predictions_come_from_the_best_validation_epoch():
+    """Model selection: each run's test report is that of its variables at ``best_epoch`` (best validation accuracy),
+    not of the last epoch. High constant learning rate, 4 epochs, 3 seeds: some run peaks before the last epoch
+    (asserted). Reference: the same runs trained for only ``b + 1`` epochs, ``b`` the earliest best epoch (a constant
+    schedule and per-epoch randomness ``fold_in(rng, epoch)`` make epochs 0..b identical), where every run whose best
+    epoch is <= b selects the same epoch; their confusion matrices must equal those of the 4-epoch training."""
+    cfg = runs_config("seeds", num_seeds=3)
+    cfg.data.num_gaits = 120
+    cfg.data.num_frames = 16
+    cfg.preprocess.num_affective = 0
+    cfg.model.update(kernel_size=3, channels=(8, 8, 8), hidden=16)
+    cfg.train.update(epochs=4, lr=0.1, schedule="constant")
+    full = fit_classifier_runs(cfg, progress=False)
+    best = [r["best_epoch"] for r in full["runs"]]
+    b = min(best)
+    assert b < cfg.train.epochs - 1, best  # precondition: some run's best epoch is not its last
+    cfg.train.epochs = b + 1
+    short = fit_classifier_runs(cfg, progress=False)
+    compared = 0
+    for a, s in zip(full["runs"], short["runs"]):
+        if a["best_epoch"] <= b:
+            assert s["best_epoch"] == a["best_epoch"]
+            assert a["confusion_matrix"] == s["confusion_matrix"], (a["seed"], a["best_epoch"])
+            assert a["accuracy"] == s["accuracy"]
+            compared += 1
+    assert compared >= 1

@@ -2,7 +2,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from stepjax.data import splits
 
@@ -79,3 +79,59 @@ def test_split_errors():
     for bad in ([0, 1.7, 2], [0, -1, 2], [0.0, np.nan]):  # 1.7 was once truncated to class 1
         with pytest.raises(ValueError, match="non-negative whole class indices"):
             splits.train_val_test_split(np.array(bad), (0.5, 0.25, 0.25))
+
+
+@settings(max_examples=30, deadline=None)
+@given(counts=st.lists(st.integers(1, 30), min_size=2, max_size=5), k=st.integers(2, 6), seed=st.integers(0, 100),
+       grouped=st.booleans())
+@example(counts=[11, 11, 11, 11], k=5, seed=0, grouped=False)
+def test_kfold_folds_are_balanced_in_size(counts, k, seed, grouped):
+    """Round-robin over the classes one after another (``stratified_kfold``'s 'keeps folds balanced'): the numbers
+    of stratification units (gaits, or subjects when grouped) of any two folds differ by at most 1, overall and per
+    class, and the folds partition the units. E.g. 4 classes x 11 gaits, k=5: sizes 9, 9, 9, 9, 8 (a round robin
+    restarted at fold 0 for every class would give 12, 8, 8, 8, 8)."""
+    labels = np.repeat(np.arange(len(counts)), counts)
+    if len(labels) < k:
+        return
+    groups = np.arange(len(labels)) // 2 + 1000 * labels if grouped else None  # subjects of 1-2 gaits of one class
+    if grouped and len(np.unique(groups)) < k:
+        return
+    folds = splits.stratified_kfold(labels, k, seed, groups)
+    tests = [test for _, test in folds]
+    np.testing.assert_array_equal(np.sort(np.concatenate(tests)), np.arange(len(labels)))  # disjoint, covering
+    for train, test in folds:
+        np.testing.assert_array_equal(np.sort(np.concatenate([train, test])), np.arange(len(labels)))
+    unit_of = np.arange(len(labels)) if groups is None else groups
+    unit_labels = []  # the label of each unit (gait or group) of each test fold
+    for test in tests:
+        _, first = np.unique(unit_of[test], return_index=True)
+        unit_labels.append(labels[test][first])
+    sizes = [len(u) for u in unit_labels]
+    assert max(sizes) - min(sizes) <= 1, sizes
+    for c in range(len(counts)):
+        per_class = [int((ul == c).sum()) for ul in unit_labels]
+        assert max(per_class) - min(per_class) <= 1, (c, per_class)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 1000))
+def test_kfold_inner_validation_splits_are_drawn_independently_per_fold(seed):
+    """4 classes x 10 gaits, k=5: every fold trains on 8 gaits of each class and holds 2 of them out for validation
+    (val_fraction=0.25). Which 2 (their ranks among the fold's 8 training gaits of the class) must be drawn afresh per
+    fold: with one seed for every fold's inner split, every fold would validate on the same ranks (the same
+    permutation of equally many members), i.e. the validation choices of the folds would be perfectly correlated.
+    Checked: the rank patterns are not identical in all 5 folds; validation sets are disjoint from training and test
+    sets and hold 2 gaits per class."""
+    labels = np.repeat(np.arange(4), 10)
+    folds = splits.kfold_with_validation(labels, k=5, seed=seed, val_fraction=0.25)
+    patterns = []
+    for f in folds:
+        assert not set(f.val) & set(f.test) and not set(f.train) & set(f.val) and not set(f.train) & set(f.test)
+        inner = np.sort(np.concatenate([f.train, f.val]))
+        pattern = []
+        for c in range(4):
+            members = inner[labels[inner] == c]
+            assert len(members) == 8 and (labels[f.val] == c).sum() == 2
+            pattern.append(tuple(np.flatnonzero(np.isin(members, f.val)).tolist()))
+        patterns.append(tuple(pattern))
+    assert len(set(patterns)) > 1, patterns
