@@ -144,3 +144,27 @@ def test_reported_test_predictions_come_from_the_best_validation_epoch():
             assert a["accuracy"] == s["accuracy"]
             compared += 1
     assert compared >= 1
+
+
+def test_mirror_augmentation_reaches_every_run_as_in_the_single_run_pipeline():
+    """``data.augment_mirror`` in vmapped runs (it used to be ignored there): each run trains on its training
+    gaits plus their mirrored copies, with the preprocessing fitted on both, and evaluates on the real
+    validation / test gaits only, exactly the arrays ``pipeline.prepare`` builds for one run of that split."""
+    from stepjax.training.multirun import build_runset
+
+    cfg = runs_config("seeds", num_seeds=2)
+    cfg.data.augment_mirror = True
+    raw = pipeline.load_source(cfg.data)
+    run_splits, _ = make_splits(cfg, raw)
+    rs = build_runset(cfg, raw, run_splits)
+    single = pipeline.prepare(cfg)
+    assert rs.data.gaits.shape[1] == 2 * len(raw.labels)
+    for r in range(2):
+        for name, idx, count in (("train", rs.train_idx, rs.train_count), ("val", rs.val_idx, rs.val_count),
+                                 ("test", rs.test_idx, rs.test_count)):
+            rows = np.asarray(idx[r])[:int(count[r])]
+            assert len(rows) == len(single[name].labels), name
+            for got, want in zip(rs.data, single[name]):
+                np.testing.assert_allclose(np.asarray(got[r])[rows], np.asarray(want), rtol=1e-5, atol=1e-5,
+                                           err_msg=name)
+    assert int(rs.train_count[0]) == 2 * len(run_splits[0].train)
