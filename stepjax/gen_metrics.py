@@ -150,9 +150,8 @@ def set_metrics(features: np.ndarray, labels: np.ndarray, logits: np.ndarray | N
            "diversity": diversity(features, diversity_pairs, seed),
            "multimodality": multimodality(features, labels, multimodality_pairs, seed)}
     if logits is not None:
-        preds = np.asarray(logits).argmax(-1)
-        out["recognition_accuracy"] = float(np.mean(preds == np.asarray(labels)))
-        labels = np.asarray(labels)
+        preds, labels = np.asarray(logits).argmax(-1), np.asarray(labels)
+        out["recognition_accuracy"] = float(np.mean(preds == labels))
         out["recognition_per_class"] = {LABEL_NAMES[c]: float(np.mean(preds[labels == c] == c))
                                         for c in np.unique(labels)}
     return out
