@@ -48,6 +48,39 @@ def test_similarity_transform_recovers_known_transform(seed):
     np.testing.assert_allclose(t, shift, atol=1e-4)
 
 
+def test_similarity_transform_of_a_planar_pose_is_a_proper_rotation():
+    """A planar source (every joint in one plane: the rank-2 branch of the official ralign, where det(M) is 0 up
+    to rounding and the reflection test uses det(U) det(V) instead) is aligned by the known rotation, never a
+    reflection: 12 random poses flattened onto z = 0, random rotations, scales and shifts."""
+    rng = np.random.default_rng(11)
+    for _ in range(12):
+        x = rng.normal(size=(16, 3))
+        x[:, 2] = 0.0
+        rot, scale, shift = _rotation(rng), rng.uniform(0.5, 2.0), rng.normal(size=3)
+        y = scale * x @ rot.T + shift
+        r, c, t = pp.similarity_transform(jnp.asarray(x), jnp.asarray(y))
+        assert np.linalg.det(np.asarray(r)) == pytest.approx(1.0, abs=1e-4)
+        np.testing.assert_allclose(r, rot, atol=1e-4)
+        np.testing.assert_allclose(c, scale, rtol=1e-4)
+        np.testing.assert_allclose(t, shift, atol=1e-4)
+
+
+@pytest.mark.parametrize("policy", ["tile", "crop", "resample"])
+def test_real_frame_counts_by_policy(policy):
+    """The frames of each gait that ``to_fixed_length`` keeps unrepeated, written out by hand: ``min(T_i, L)`` for
+    'tile' and 'crop', ``L`` for 'resample' (every resampled frame is an interpolated real one); the tiled /
+    cropped gaits equal their source on those frames."""
+    gaits = [np.random.default_rng(n).normal(size=(n, 16, 3)).astype(np.float32) for n in (3, 8, 12)]
+    counts = pp.real_frame_counts(gaits, 8, policy)
+    want = {"tile": [3, 8, 8], "crop": [3, 8, 8], "resample": [8, 8, 8]}[policy]
+    np.testing.assert_array_equal(counts, want)
+    assert counts.dtype == np.int32
+    if policy != "resample":
+        fixed = pp.to_fixed_length(gaits, 8, policy)
+        for g, f, n in zip(gaits, fixed, counts):
+            np.testing.assert_array_equal(f[:n], g[:n])
+
+
 def test_alignment_is_invariant_to_the_pose_of_the_input():
     rng = np.random.default_rng(3)
     gaits = rng.normal(size=(4, 10, 16, 3)).astype(np.float32)
