@@ -291,6 +291,8 @@ def test_units_auto_and_explicit_agree():
     np.testing.assert_allclose(in_m, in_cm, atol=1e-5)
     np.testing.assert_allclose(B.bvh_to_step16(make_walker(yaw=20.0), units="cm"), in_cm, atol=1e-6)
     np.testing.assert_allclose(B.bvh_to_step16(make_walker(yaw=20.0), units=0.01), in_cm, atol=1e-6)
+    in_mm = B.bvh_to_step16(make_walker(yaw=20.0, scale=10.0), units="mm")  # the same walker in millimetres
+    np.testing.assert_allclose(in_mm, in_cm, atol=1e-5)
     with pytest.raises(ValueError, match="units"):
         B.bvh_to_step16(make_walker(), units="furlong")
 

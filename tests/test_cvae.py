@@ -280,6 +280,12 @@ def test_sampling_eager_jit_vmap_agree():
     decoded, mu, logvar = model.apply(variables, x, y, rng=keys[0])
     z = reparameterize(mu, logvar, jax.random.normal(keys[0], mu.shape))
     np.testing.assert_allclose(decoded, model.apply(variables, z, y, 10, method="decode"), rtol=0, atol=1e-6)
+    # sample = decode(z) with z from sample_latent of the given key: N(0, I), or 3 * randn - 1.5 (official bug 14)
+    for official in (False, True):
+        sampled = model.apply(variables, y, 10, official_sampler=official, rng=keys[1], method="sample")
+        z = sample_latent(keys[1], (y.shape[0], model.latent_dim), official)
+        np.testing.assert_allclose(sampled, model.apply(variables, z, y, 10, method="decode"), rtol=0, atol=1e-6)
+    assert np.abs(sampled - model.apply(variables, y, 10, rng=keys[1], method="sample")).max() > 1e-4
 
 
 def test_official_sampler():

@@ -461,3 +461,41 @@ def test_generator_eval_loss_does_not_depend_on_chunk_padding():
     for chunk in (5, 4):
         got = make_eval_fn(model, weights, batch_size=16, chunk=chunk)(variables, data, key)
         assert got == pytest.approx(want, rel=1e-5), f"chunk={chunk}"
+
+
+def test_the_fitted_prior_sees_aligned_gaits(generator, aug):
+    """``fit_latent_prior_on`` aligns raw gaits with the generator's preprocessor before encoding them, as in
+    training: rotating the training gaits about the vertical axis and moving them leaves the fitted prior
+    unchanged (encoding them unaligned would not)."""
+    from stepjax.generation import fit_latent_prior_on, restore_generator
+
+    workdir, model, variables, _ = generator
+    cfg, workdir_aug, result = aug
+    _, _, _, prep = restore_generator(workdir)
+    raw = pipeline.load_source(cfg.data)
+    idx = result["generator_train_indices"][:64]
+    gaits, labels = raw.gaits[idx], raw.labels[idx]
+    a = np.deg2rad(40.0)
+    yaw = np.array([[np.cos(a), 0.0, np.sin(a)], [0.0, 1.0, 0.0], [-np.sin(a), 0.0, np.cos(a)]], np.float32)
+    moved = gaits @ yaw.T + np.array([1.0, 0.0, -2.0], np.float32)
+    want = fit_latent_prior_on(model, variables, prep, gaits, labels)
+    got = fit_latent_prior_on(model, variables, prep, moved, labels)
+    for a_, b_ in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+        np.testing.assert_allclose(a_, b_, rtol=1e-3, atol=1e-4)
+
+
+def test_synthetic_gaits_come_from_the_best_generator_checkpoint(monkeypatch):
+    """STEP+Aug samples its synthetic gaits from the generator's best-validation checkpoint, not the latest one."""
+    import stepjax.generation as generation
+    from stepjax.training.augment import synthesize
+
+    asked = []
+
+    def record(workdir, which="best", **kwargs):
+        asked.append(which)
+        raise LookupError("recorded")
+
+    monkeypatch.setattr(generation, "load_generator", record)
+    with pytest.raises(LookupError, match="recorded"):
+        synthesize("some/run", 2, 0)
+    assert asked == ["best"]
