@@ -158,9 +158,10 @@ def test_generate_refuses_bad_labels_and_sizes(generator):
         generate_fn(loaded_vars, jnp.array([0, 1]), key, chunk=0)
 
 
-def test_runs_record_the_length_they_trained_on(tmp_path):
+def test_runs_record_the_length_they_trained_on(tmp_path, monkeypatch):
     """``data.num_frames = 0`` means the longest gait of the file: both trainers store the length used, so
-    loaders rebuild the model for it (a generator once decoded 75 frames after training on 40)."""
+    loaders rebuild the model for it (a generator once decoded 75 frames after training on 40). Evaluating the
+    classifier on its own test split passes each gait's real frame count (31-40 of 40) to the model."""
     from stepjax.data.egait import write_egait
     from stepjax.data.walkers import make_walkers
     from stepjax.generation import load_generator
@@ -187,6 +188,18 @@ def test_runs_record_the_length_they_trained_on(tmp_path):
     assert predict_fn(variables, jnp.asarray(w.gaits[:2])).logits.shape == (2, 4)
     with pytest.raises(ValueError, match="40"):
         predict_fn(variables, jnp.asarray(w.gaits[:2, :32]))
+    from stepjax import evaluation
+
+    seen, real_predict = [], evaluation.predict_in_chunks
+    monkeypatch.setattr(evaluation, "predict_in_chunks",
+                        lambda fn, v, g, chunk=512, lengths=None: seen.append(lengths) or real_predict(fn, v, g, chunk,
+                                                                                                       lengths))
+    report = evaluation.evaluate_workdir(str(tmp_path / "cls"))
+    raw = pipeline.load_source(cls_cfg.data)
+    test_lengths = raw.lengths[pipeline.split_dataset(raw, cls_cfg.data).test]
+    assert len(seen) == 1 and np.any(test_lengths < 40)
+    np.testing.assert_array_equal(seen[0], test_lengths)
+    assert sum(map(sum, report["confusion_matrix"])) == len(test_lengths)
 
 
 def test_cli_writes_egait_readable_with_and_without_labels(generator, tmp_path):
