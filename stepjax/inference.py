@@ -10,9 +10,9 @@ model in eval mode. It is a pure function of its arguments: use it inside your o
 ``jax.vmap`` (over gaits or over several ``variables``) or ``jax.grad``.
 
 For serving with fixed weights, ``predict = freeze(predict_fn, variables)`` compiles ``gaits -> Prediction``
-with the weights as constants, so XLA precomputes every weight-only expression (one-gait latency on the 2-core
-CPU 6.6 -> 3.7 ms, 2.8 ms with the process on one core; one H100 0.65 -> 0.52 ms; bench/RESULTS.md and
-bench/RESULTS_GPU.md). For one-gait latency, run the
+with the weights as constants, so XLA precomputes every weight-only expression (one-gait latency of the
+official classifier on a 2-core Intel CPU 5.3 -> 2.9 ms, 2.5 ms with the process on one core, 2026-12-05; one H100
+0.65 -> 0.52 ms; bench/RESULTS.md and bench/RESULTS_GPU.md). For one-gait latency, run the
 serving process on one core (``taskset -c 0 python serve.py``, or ``os.sched_setaffinity(0, {0})`` before JAX's
 first use): XLA sizes its thread pool from the affinity mask, and at batch 1 a second thread costs more in
 synchronisation than it gives.
@@ -147,10 +147,10 @@ def freeze(predict_fn: Callable, variables) -> Callable:
     frequency-domain kernels of the 'dft' temporal convolution (a ``(2F, R) x (R, s*C_in*C_out)`` matmul
     per layer, R ~ Kt/s tap offsets and s phases, about 45 % of the FLOPs of one-gait inference), BN scale
     folding, the graph products. With the weights as compile-time constants XLA folds all of that once, at
-    compile time: one-gait latency of the official classifier on the 2-core CPU 6.6 -> 3.7 ms, 5.2 -> 2.8 ms
-    with the process pinned to one core (bench/RESULTS.md, 2026-11-22 19:28 run; 3.08 ms in the slower 22:42
-    run; 2.5-4.3 ms on one core without PyTorch interleaved, ``bench/latency.py``, by the hour); XLA's count
-    129 instead of 231 MFLOP per call. The price: the weights are fixed (no ``vmap``/``grad``
+    compile time: one-gait latency of the official classifier on a 2-core Intel CPU 5.3 -> 2.9 ms, 4.8 -> 2.5 ms
+    with the process pinned to one core (bench/RESULTS.md, 2026-12-05 run; 3.1-4.7 ms on one core on the slower
+    hosts of earlier runs; 1.65 ms without PyTorch interleaved, ``bench/latency.py``); XLA's count 129 instead
+    of 231 MFLOP per call. The price: the weights are fixed (no ``vmap``/``grad``
     over them), compilation takes ~1 s per input shape, and the constants live inside the executable. Same
     numbers as ``predict_fn`` to float32 rounding.
     """
