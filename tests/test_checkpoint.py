@@ -94,6 +94,28 @@ def test_resume_refuses_a_config_that_changes_the_numbers(tmp_path, key, value, 
     assert os.path.isdir(tmp_path / "best")
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_resume_under_another_formulation_in_float32_only_and_says_so(tmp_path, dtype):
+    """A run written with ``temporal_impl='auto'`` resumes under ``'conv'`` when it computes in float32 (the same
+    numbers to float32 rounding), and the resume message names the change; a bfloat16 run refuses it (there the
+    formulations differ at bf16 level: 'dft' computes in float32, the others in bfloat16)."""
+    saved_cfg = {**CFG, "model": {"width": 4, "temporal_impl": "auto"}, "train": {**CFG["train"], "compute_dtype": dtype}}
+    _run(tmp_path, [0.1, 0.2], cfg=saved_cfg)
+    cfg = {**saved_cfg, "model": {"width": 4, "temporal_impl": "conv"}}
+    logs = []
+    progress = RunProgress(str(tmp_path), cfg, 3, log=logs.append)
+    try:
+        if dtype == "float32":
+            progress.resume(_tree(-1))
+            assert progress.start_epoch == 2
+            assert any("model.temporal_impl: checkpoint has 'auto', config has 'conv'" in line for line in logs)
+        else:
+            with pytest.raises(ckpt_lib.ConfigMismatchError, match="model.temporal_impl"):
+                progress.resume(_tree(-1))
+    finally:
+        progress.close()
+
+
 def test_readers_create_nothing_and_point_to_sub_runs(tmp_path):
     missing = tmp_path / "typo"
     with pytest.raises(FileNotFoundError, match="no such run directory"):

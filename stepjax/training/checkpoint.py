@@ -52,22 +52,30 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
 
 #: Config sections (and top-level keys) a run resumes only with: everything that changes its numbers.
 RESUME_SECTIONS = ("task", "seed", "model", "data", "preprocess", "train", "aug")
-#: Keys that may change between a run and its resumption (same numbers to float tolerance): how the step is
-#: computed, not what. (A checkpoint written before ``model.graph_impl`` existed resumes under 'auto'.)
+#: Keys that may change between a run and its resumption: how the step is computed, not what (the same numbers
+#: to float32 rounding). (A checkpoint written before ``model.graph_impl`` existed resumes under 'auto'.)
 RESUME_MAY_CHANGE = ("train.data_parallel", "model.temporal_impl", "model.graph_impl")
+#: The formulation keys of :data:`RESUME_MAY_CHANGE`: fixed in a bfloat16 run (``train.compute_dtype``), where the
+#: formulations round differently ('dft' computes in float32, the others in bfloat16: ~1e-2 apart).
+IMPL_KEYS = ("model.temporal_impl", "model.graph_impl")
 
 
 def check_compatible(saved: Mapping, current: Mapping, sections=RESUME_SECTIONS,
-                     may_change=RESUME_MAY_CHANGE) -> None:
+                     may_change=RESUME_MAY_CHANGE) -> list[str]:
     """Raises :class:`ConfigMismatchError` listing every differing key of the given config sections (a section
-    absent from both configs matches), except the dotted keys in ``may_change``."""
-    diffs = []
+    absent from both configs matches), except the dotted keys in ``may_change`` (less :data:`IMPL_KEYS` when
+    either config computes in bfloat16). Returns the differences it allowed, for the resume message."""
+    dtypes = {(c.get("train") or {}).get("compute_dtype", "float32") for c in (saved, current)}
+    if dtypes != {"float32"}:
+        may_change = tuple(k for k in may_change if k not in IMPL_KEYS)
+    allowed, diffs = [], []
     for s in sections:
-        diffs += [d for d in _diff(saved.get(s), current.get(s), f"{s}.")
-                  if d.split(":")[0] not in may_change]
+        for d in _diff(saved.get(s), current.get(s), f"{s}."):
+            (allowed if d.split(":")[0] in may_change else diffs).append(d)
     if diffs:
         raise ConfigMismatchError("the workdir holds a checkpoint of another config; use a new --workdir or "
                                   "the same config. Differences:\n  " + "\n  ".join(diffs))
+    return allowed
 
 
 class WorkdirBusyError(RuntimeError):

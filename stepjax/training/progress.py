@@ -87,7 +87,9 @@ class RunProgress:
             saved = self.ckpts.read_meta()["config"]
             if self.frames_recorded and not saved.get("data", {}).get("num_frames"):  # an older run of the same config
                 saved = {**saved, "data": {**saved["data"], "num_frames": self.cfg_json["data"]["num_frames"]}}
-            ckpt_lib.check_compatible(saved, self.cfg_json, sections=self.sections)
+            changed = ckpt_lib.check_compatible(saved, self.cfg_json, sections=self.sections)
+            if changed:
+                self.log("Resuming with changes that keep the numbers to float32 rounding: " + "; ".join(changed))
             tree, meta = self.ckpts.restore(tree)
             self.start_epoch = meta["epoch"] + 1
             self.best_score = tuple(meta["best_score"]) if meta.get("best_score") else None
