@@ -1,12 +1,12 @@
-"""STEP-Gen vs Baseline-CVAE, and the official decoder input vs a sinusoidal temporal code, on the walkers.
+"""STEP-Gen vs Baseline-CVAE, and the official decoder input vs a sinusoidal temporal code (walkers or Bandai).
 
     python scripts/gen_report.py [--data walkers|bandai] [--workdir runs/gen_report] [--out docs/generator.md]
-                                 [--num-gaits 480] [--frames 32] [--width 0.5] [--epochs 25]
+                                 [--num-gaits 480] [--frames 32] [--width 0.5] [--epochs 100]
                                  [--classifier-epochs 30] [--per-class 100] [--num-affective 0]
                                  [--variants step_gen baseline_cvae ...]
 
 Trains (resumably, under ``--workdir``) one feature classifier and one generator per variant on the same
-built-in walker data and split, evaluates every generator with :func:`stepjax.gen_eval.evaluate_generator`
+built-in walker (or Bandai) data and split, evaluates every generator with :func:`stepjax.gen_eval.evaluate_generator`
 (FID vs the real training / test split on the classifier's pooled deep features, diversity,
 multimodality, recognition accuracy, motion statistics) and writes a markdown report. Defaults are
 CPU-sized (a few minutes per model on 2 cores); the budgets are printed in the report.

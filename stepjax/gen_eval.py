@@ -122,10 +122,12 @@ def evaluate_generator(gen_workdir: str, classifier_workdir: str, num_per_class:
         recon = reconstruct(gen_model, gen_vars, gen_prep, raw.gaits[split.test], real_labels["test"])
         test_lengths = raw.lengths_at(split.test)  # the reconstruction of a tiled gait is read like the gait
         feats, logits = classifier_outputs(predict_fn, cls_vars, recon, lengths=test_lengths)
+        squared = (recon - np.asarray(gen_prep.gaits(jnp.asarray(raw.gaits[split.test])))) ** 2  # (N, T, V, 3)
+        real = np.ones(squared.shape[:2], bool) if test_lengths is None else \
+            np.arange(squared.shape[1]) < test_lengths[:, None]  # over each gait's real frames
         report["reconstructed_test"] = {"fid_test": fid(feats, outputs["test"][0]),
                                         "recognition_accuracy": float(np.mean(logits.argmax(-1) == real_labels["test"])),
-                                        "rec_mse": float(np.mean((recon - np.asarray(gen_prep.gaits(
-                                            jnp.asarray(raw.gaits[split.test])))) ** 2))}
+                                        "rec_mse": float(squared[real].mean())}
         report["reconstructed_test"].update(motion_statistics(recon, test_lengths))
     report["loss_curves"] = loss_curves(gen_workdir)
     report["seconds"] = {"load_and_generate": round(t_gen, 2), "total": round(time.time() - t0, 2)}

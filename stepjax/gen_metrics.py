@@ -107,8 +107,10 @@ def motion_statistics(gaits: np.ndarray, lengths: np.ndarray | None = None) -> d
     """Motion of gaits ``(N, T, 16, 3)`` relative to their root joint (joint 0; it is included in the means
     over joints, where it contributes 0, for real and generated sets alike):
 
-    * ``joint_speed``: mean ``||x[t+1] - x[t]||`` over gaits, frame pairs and joints (units per frame);
-    * ``pose_std``: mean over gaits, joints and coords of the (population) std over time.
+    * ``joint_speed``: mean ``||x[t+1] - x[t]||`` over all real frame pairs of all gaits and the joints (units
+      per frame; pooled: a gait weighs by its number of frame pairs);
+    * ``pose_std``: mean over gaits, joints and coords of the (population) std over each gait's real frames
+      (every gait weighs the same).
 
     ``lengths`` (N,): only each gait's first ``lengths`` frames count (real gaits tiled to T frames, e.g.
     ``RawDataset.lengths``: the jump at the tiling seam is not motion); ``None``: every frame is real.

@@ -734,8 +734,8 @@ class STGCNBlock(nn.Module):
             res = dense(self.features, self.init_scheme, x.shape[-1], self.precision,
                         name="residual_proj")(x[:, ::self.stride])
             res = batch_norm(train, self.init_scheme, name="residual_bn")(res)
-        h = GraphConv(self.features, self.adjacency, self.edge_importance, self.init_scheme, self.precision,
-                      self.graph_impl, name="gcn")(x)
+        h = GraphConv(self.features, self.adjacency, edge_importance=self.edge_importance,
+                      init_scheme=self.init_scheme, precision=self.precision, impl=self.graph_impl, name="gcn")(x)
         h = nn.relu(batch_norm(train, self.init_scheme, name="gcn_bn")(h))
         h = TemporalConv(self.features, self.kernel_size, self.stride, self.temporal_impl, self.init_scheme,
                          self.precision, name="tcn")(h, num_frames)
@@ -766,7 +766,9 @@ class STGCNStack(nn.Module):
         if not len(self.channels) == len(self.strides) == len(self.residuals):
             raise ValueError("channels, strides and residuals must have the same length")
         for i, (c, s, r) in enumerate(zip(self.channels, self.strides, self.residuals)):
-            x = STGCNBlock(c, self.adjacency, self.kernel_size, s, r, self.edge_importance, self.dropout,
-                           self.temporal_impl, self.init_scheme, self.precision, self.graph_impl,
+            x = STGCNBlock(c, self.adjacency, kernel_size=self.kernel_size, stride=s, residual=r,
+                           edge_importance=self.edge_importance, dropout=self.dropout,
+                           temporal_impl=self.temporal_impl, graph_impl=self.graph_impl,
+                           init_scheme=self.init_scheme, precision=self.precision,
                            name=f"block{i}")(x, train, num_frames if i == 0 else None)
         return x

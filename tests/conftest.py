@@ -27,6 +27,17 @@ def golden(name: str):
     return np.load(require(GOLDEN / name))
 
 
+def which_recorder(asked: list):
+    """A stand-in for a ``restore_*`` / ``load_*`` function ``(workdir, which='best', ...)``: appends the
+    checkpoint it was asked for to ``asked`` and raises ``LookupError('recorded')`` (nothing is read)."""
+
+    def record(workdir, which="best", *args, **kwargs):
+        asked.append(which)
+        raise LookupError("recorded")
+
+    return record
+
+
 def to_nhwc(x):
     """Official model tensor ``(N, C, T, V, 1)`` -> stepjax ``(N, T, V, C)``."""
     return np.asarray(x)[..., 0].transpose(0, 2, 3, 1)

@@ -229,15 +229,12 @@ def test_loaders_read_the_best_checkpoint_by_default(loader, restorer, monkeypat
     asked for ``'latest'`` (a default of 'latest' would silently serve an over-fitted last epoch)."""
     import importlib
 
+    from conftest import which_recorder
+
     module_name, fn_name = loader.rsplit(".", 1)
     module = importlib.import_module(module_name)
     asked = []
-
-    def record(workdir, which="best"):
-        asked.append(which)
-        raise LookupError("recorded")
-
-    monkeypatch.setattr(module, restorer, record)
+    monkeypatch.setattr(module, restorer, which_recorder(asked))
     for kwargs, want in (({}, "best"), ({"which": "latest"}, "latest")):
         with pytest.raises(LookupError, match="recorded"):
             getattr(module, fn_name)("some/run", **kwargs)

@@ -293,17 +293,39 @@ def test_evaluate_generator_reports_fid_diversity_and_recognition(aug, tmp_path,
     import stepjax.generation as generation
     from stepjax.gen_eval import evaluate_generator, format_report
 
+    import stepjax.gen_eval as gen_eval
+
     cfg, workdir, result = aug
     encoded = []  # the fitted prior must see the generator's training split and nothing else
     real_encode = generation.encode_gaits
     monkeypatch.setattr(generation, "encode_gaits",
                         lambda m, v, g, labels, **kw: encoded.append(np.asarray(labels)) or real_encode(m, v, g, labels, **kw))
+    # real gaits of 28-32 real frames (as if tiled to 32): every statistic of real gaits gets their lengths
+    real_load = pipeline.load_source
+    lengths = 32 - np.arange(cfg.data.num_gaits, dtype=np.int32) % 5
+    monkeypatch.setattr(pipeline, "load_source", lambda c: real_load(c)._replace(lengths=lengths))
+    passed = {"motion": [], "classifier": []}
+    real_motion, real_outputs = gen_eval.motion_statistics, gen_eval.classifier_outputs
+    monkeypatch.setattr(gen_eval, "motion_statistics",
+                        lambda g, lengths=None: passed["motion"].append(lengths) or real_motion(g, lengths))
+    monkeypatch.setattr(gen_eval, "classifier_outputs", lambda fn, v, g, chunk=512, lengths=None: (
+        passed["classifier"].append(lengths) or real_outputs(fn, v, g, chunk, lengths)))
     with pytest.warns(UserWarning, match="STEP model with affective features"):  # the tiny run's classifier
         report = evaluate_generator(os.path.join(workdir, GENERATOR_DIR), os.path.join(workdir, CLASSIFIER_DIR),
                                     num_per_class=8, seed=0)
     raw = pipeline.load_source(cfg.data)
     assert len(encoded) == 1
     np.testing.assert_array_equal(encoded[0], raw.labels[result["generator_train_indices"]])
+    split = pipeline.split_dataset(raw, cfg.data)
+    want = [lengths[split.train], lengths[split.test]]
+    real_passed = [x for x in passed["motion"] if x is not None]  # real train, real test, decode(mu) of real test
+    assert len(real_passed) == 3 and len(passed["motion"]) == 5  # + the two generated sets, all frames real
+    for got, ref in zip(real_passed, want + want[1:]):
+        np.testing.assert_array_equal(got, ref)
+    real_passed = [x for x in passed["classifier"] if x is not None]
+    assert len(real_passed) == 3
+    for got, ref in zip(real_passed, want + want[1:]):
+        np.testing.assert_array_equal(got, ref)
     json.dumps(report)
     assert report["same_split"] and report["feature_dim"] == 16
     for key in ("fid_train", "fid_test", "fid_real_train_vs_test"):
@@ -441,10 +463,10 @@ def test_generator_eval_loss_does_not_depend_on_chunk_padding():
     and chunk 4 (padded to 8, 3 masked gaits) give the same components (rtol 1e-5, float32
     batch vs per-gait convolutions), and they equal a per-gait loop written here: encode gait i, eps from
     ``fold_in(rng, i)``, decode, ``generator_loss`` of that gait, mean over the 5 gaits; ``total`` is
-    ``rec + 16 collapse + drift + 0.14 kl`` of those means (the default non-official weights)."""
+    ``rec + lambda_collapse collapse + lambda_drift drift + beta kl`` of those means (the default weights)."""
     from types import SimpleNamespace
 
-    from stepjax.losses import generator_loss
+    from stepjax.losses import DEFAULT_BETA, DEFAULT_LAMBDA_COLLAPSE, DEFAULT_LAMBDA_DRIFT, generator_loss
     from stepjax.models.cvae import STEPGenCVAE, reparameterize
     from stepjax.training.fit_generator import make_eval_fn
 
@@ -455,7 +477,8 @@ def test_generator_eval_loss_does_not_depend_on_chunk_padding():
                            labels=np.array([0, 1, 2, 3, 1], np.int32))
     variables = jax.jit(lambda r: model.init({"params": r, "sample": r, "dropout": r}, jnp.asarray(data.gaits[:1]),
                                              jax.nn.one_hot(data.labels[:1], 4), train=False))(jax.random.PRNGKey(0))
-    weights = dict(lambda_collapse=16.0, lambda_drift=1.0, beta=0.14, official=False)
+    weights = dict(lambda_collapse=DEFAULT_LAMBDA_COLLAPSE, lambda_drift=DEFAULT_LAMBDA_DRIFT, beta=DEFAULT_BETA,
+                   official=False)
     key = jax.random.PRNGKey(7)
 
     @jax.jit
@@ -469,7 +492,8 @@ def test_generator_eval_loss_does_not_depend_on_chunk_padding():
     per_gait = [one_gait(jnp.asarray(data.gaits[i:i + 1]), jnp.asarray(data.labels[i:i + 1]),
                          jax.random.fold_in(key, i)) for i in range(n)]
     want = {k: float(np.mean([float(p[k]) for p in per_gait])) for k in ("rec", "drift", "vel", "acc", "collapse", "kl")}
-    want["total"] = want["rec"] + 16.0 * want["collapse"] + want["drift"] + 0.14 * want["kl"]
+    want["total"] = (want["rec"] + DEFAULT_LAMBDA_COLLAPSE * want["collapse"] + DEFAULT_LAMBDA_DRIFT * want["drift"]
+                     + DEFAULT_BETA * want["kl"])
     assert set(want) == set(COMPONENTS)
     for chunk in (5, 4):
         got = make_eval_fn(model, weights, batch_size=16, chunk=chunk)(variables, data, key)
@@ -480,7 +504,7 @@ def test_the_fitted_prior_sees_aligned_gaits(generator, aug):
     """``fit_latent_prior_on`` aligns raw gaits with the generator's preprocessor before encoding them, as in
     training: rotating the training gaits about the vertical axis and moving them leaves the fitted prior
     unchanged (encoding them unaligned would not)."""
-    from stepjax.generation import fit_latent_prior_on, restore_generator
+    from stepjax.generation import encode_gaits, fit_latent_prior, fit_latent_prior_on, restore_generator
 
     workdir, model, variables, _ = generator
     cfg, workdir_aug, result = aug
@@ -495,6 +519,8 @@ def test_the_fitted_prior_sees_aligned_gaits(generator, aug):
     got = fit_latent_prior_on(model, variables, prep, moved, labels)
     for a_, b_ in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
         np.testing.assert_allclose(a_, b_, rtol=1e-3, atol=1e-4)
+    unaligned = [fit_latent_prior(*encode_gaits(model, variables, g, labels), labels) for g in (gaits, moved)]
+    assert not np.allclose(unaligned[0].mean, unaligned[1].mean, rtol=1e-2, atol=1e-3)  # the pose would matter
 
 
 def test_synthetic_gaits_come_from_the_best_generator_checkpoint(monkeypatch):
@@ -502,13 +528,10 @@ def test_synthetic_gaits_come_from_the_best_generator_checkpoint(monkeypatch):
     import stepjax.generation as generation
     from stepjax.training.augment import synthesize
 
+    from conftest import which_recorder
+
     asked = []
-
-    def record(workdir, which="best", **kwargs):
-        asked.append(which)
-        raise LookupError("recorded")
-
-    monkeypatch.setattr(generation, "load_generator", record)
+    monkeypatch.setattr(generation, "load_generator", which_recorder(asked))
     with pytest.raises(LookupError, match="recorded"):
         synthesize("some/run", 2, 0)
     assert asked == ["best"]

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from stepjax.training.multirun import fit_classifier_runs, make_splits
+from stepjax.training.multirun import build_runset, fit_classifier_runs, make_splits
 from stepjax.data import pipeline
 from conftest import PROJECT_ROOT
 
@@ -96,8 +96,6 @@ def test_each_run_is_preprocessed_with_statistics_of_its_own_training_split():
     the affective normalisation (min/max, ``affective.fit_normalizer``): over the run's training gaits every
     non-constant feature spans exactly [-1, 1]; statistics fitted on all gaits (test fold included) would leave some
     feature of the training gaits short of +-1, and the test fold outside [-1, 1] never."""
-    from stepjax.training.multirun import build_runset
-
     cfg = runs_config("kfold", folds=3, repeats=1)
     raw = pipeline.load_source(cfg.data)
     run_splits, _ = make_splits(cfg, raw)
@@ -120,11 +118,11 @@ def test_each_run_is_preprocessed_with_statistics_of_its_own_training_split():
 
 def test_reported_test_predictions_come_from_the_best_validation_epoch():
     """Model selection: each run's test report is that of its variables at ``best_epoch`` (best validation accuracy),
-    not of the last epoch. High constant learning rate, 4 epochs, 3 seeds: some run peaks before the last epoch
+    not of the last epoch. High constant learning rate, 4 epochs, 6 seeds: some run peaks before the last epoch
     (asserted). Reference: the same runs trained for only ``b + 1`` epochs, ``b`` the earliest best epoch (a constant
     schedule and per-epoch randomness ``fold_in(rng, epoch)`` make epochs 0..b identical), where every run whose best
     epoch is <= b selects the same epoch; their confusion matrices must equal those of the 4-epoch training."""
-    cfg = runs_config("seeds", num_seeds=3)
+    cfg = runs_config("seeds", num_seeds=6)
     cfg.data.num_gaits = 120
     cfg.data.num_frames = 16
     cfg.preprocess.num_affective = 0
@@ -146,25 +144,37 @@ def test_reported_test_predictions_come_from_the_best_validation_epoch():
     assert compared >= 1
 
 
-def test_mirror_augmentation_reaches_every_run_as_in_the_single_run_pipeline():
-    """``data.augment_mirror`` in vmapped runs (it used to be ignored there): each run trains on its training
-    gaits plus their mirrored copies, with the preprocessing fitted on both, and evaluates on the real
-    validation / test gaits only, exactly the arrays ``pipeline.prepare`` builds for one run of that split."""
-    from stepjax.training.multirun import build_runset
+@pytest.mark.parametrize("mode", ["seeds", "kfold"])
+def test_mirror_augmentation_reaches_every_run_as_in_the_single_run_pipeline(mode):
+    """``data.augment_mirror`` in vmapped runs (it used to be ignored there): each run trains on ITS training
+    gaits followed by their mirrored copies, with the preprocessing fitted on both, and evaluates on the real
+    validation / test gaits only. Reference per run: ``fit_preprocessor`` / ``apply_preprocessor`` on that
+    run's split by hand (k-fold: a different split per run), and for seeds ``pipeline.prepare`` itself."""
+    from stepjax import skeleton
 
-    cfg = runs_config("seeds", num_seeds=2)
+    cfg = runs_config(mode, **({"num_seeds": 2} if mode == "seeds" else {"folds": 3, "repeats": 1}))
     cfg.data.augment_mirror = True
     raw = pipeline.load_source(cfg.data)
     run_splits, _ = make_splits(cfg, raw)
     rs = build_runset(cfg, raw, run_splits)
-    single = pipeline.prepare(cfg)
     assert rs.data.gaits.shape[1] == 2 * len(raw.labels)
-    for r in range(2):
+    for r, s in enumerate(run_splits):
+        train_gaits = np.concatenate([raw.gaits[s.train], np.asarray(skeleton.mirror(raw.gaits[s.train]))])
+        train_labels = np.tile(raw.labels[s.train], 2)
+        prep = pipeline.fit_preprocessor(train_gaits, cfg.preprocess)
+        want = {"train": pipeline.apply_preprocessor(prep, train_gaits, train_labels)}
+        for name in ("val", "test"):
+            idx = getattr(s, name)
+            want[name] = pipeline.apply_preprocessor(prep, raw.gaits[idx], raw.labels[idx])
+        if mode == "seeds":
+            single = pipeline.prepare(cfg)
+            for name in want:
+                for a, b in zip(single[name], want[name]):
+                    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
         for name, idx, count in (("train", rs.train_idx, rs.train_count), ("val", rs.val_idx, rs.val_count),
                                  ("test", rs.test_idx, rs.test_count)):
             rows = np.asarray(idx[r])[:int(count[r])]
-            assert len(rows) == len(single[name].labels), name
-            for got, want in zip(rs.data, single[name]):
-                np.testing.assert_allclose(np.asarray(got[r])[rows], np.asarray(want), rtol=1e-5, atol=1e-5,
-                                           err_msg=name)
-    assert int(rs.train_count[0]) == 2 * len(run_splits[0].train)
+            assert len(rows) == len(want[name].labels), name
+            for got, ref in zip(rs.data, want[name]):
+                np.testing.assert_allclose(np.asarray(got[r])[rows], np.asarray(ref), rtol=1e-5, atol=1e-5,
+                                           err_msg=f"run {r} {name}")

@@ -90,7 +90,7 @@ def test_forward_mode_ad(stride):
         f = lambda x, k, impl=impl: snn.temporal_conv(x, k, stride, impl)  # noqa: E731
         if impl in CUSTOM_VJP_IMPLS:
             with pytest.raises(TypeError):
-                jax.jvp(f, (x, k), (dx, k))
+                jax.jvp(f, (x, k), (dx, dk))
             continue
         _, tangent = jax.jvp(f, (x, k), (dx, dk))
         np.testing.assert_allclose(tangent, want, rtol=0, atol=RTOL * np.max(np.abs(want)), err_msg=impl)
@@ -115,12 +115,12 @@ def test_forward_mode_ad_through_the_official_size_models():
         cv = to64(jax.jit(classifier.init)(jax.random.PRNGKey(0), x.astype(jnp.float32)))
         gv = to64(jax.jit(cvae.init)({"params": jax.random.PRNGKey(1), "sample": jax.random.PRNGKey(2)},
                                      x.astype(jnp.float32), y.astype(jnp.float32)))
-        logits = lambda x: classifier.apply(cv, x)[0]  # noqa: E731
-        decode = lambda z: cvae.apply(gv, z, y, 75, method="decode")  # noqa: E731
-        for f, a, da in ((logits, x, dx), (decode, z, dz)):
-            _, tangent = jax.jit(lambda a, da, f=f: jax.jvp(f, (a,), (da,)))(a, da)
+        logits = lambda v, x: classifier.apply(v, x)[0]  # noqa: E731
+        decode = lambda v, z: cvae.apply(v, z, y, 75, method="decode")  # noqa: E731
+        for f, v, a, da in ((logits, cv, x, dx), (decode, gv, z, dz)):  # weights as arguments: nothing to fold
+            _, tangent = jax.jit(lambda v, a, da, f=f: jax.jvp(lambda a: f(v, a), (a,), (da,)))(v, a, da)
             f = jax.jit(f)
-            fd = (f(a + 1e-7 * da) - f(a - 1e-7 * da)) / 2e-7
+            fd = (f(v, a + 1e-7 * da) - f(v, a - 1e-7 * da)) / 2e-7
             assert tangent.dtype == jnp.float64 and np.max(np.abs(tangent)) > 0
             np.testing.assert_allclose(tangent, fd, rtol=0, atol=1e-6 * np.max(np.abs(fd)))
 

@@ -76,9 +76,10 @@ class STEPClassifier(nn.Module):
                              f"{affective.shape}: pass None, or build the model with num_affective")
         adjacency = skeleton.spatial_adjacency(official=self.official_adjacency)
         x = JointBatchNorm(self.init_scheme, name="data_bn")(gaits, train)
-        x = STGCNStack(self.channels, self.strides, self.residuals, adjacency, self.kernel_size,
-                       self.edge_importance, self.dropout, self.temporal_impl, self.init_scheme, self.precision,
-                       self.graph_impl, name="trunk")(x, train)
+        x = STGCNStack(self.channels, self.strides, self.residuals, adjacency, kernel_size=self.kernel_size,
+                       edge_importance=self.edge_importance, dropout=self.dropout, temporal_impl=self.temporal_impl,
+                       graph_impl=self.graph_impl, init_scheme=self.init_scheme, precision=self.precision,
+                       name="trunk")(x, train)
         features = x.mean(axis=(1, 2))
         linear = lambda n, name, x: dense(n, self.init_scheme, x.shape[-1], self.precision, name=name)(x)  # noqa: E731
         if not self.num_affective:

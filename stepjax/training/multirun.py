@@ -80,20 +80,19 @@ def make_splits(cfg, raw: pipeline.RawDataset) -> tuple[list[splits.Split], list
 def build_runset(cfg, raw: pipeline.RawDataset, run_splits: Sequence[splits.Split]) -> RunSet:
     """Fits each run's preprocessing on its own training split and stacks everything.
 
-    With ``data.augment_mirror`` every gait's mirrored copy is appended (index ``i + N``) and each run trains,
-    and fits its preprocessing, on its training gaits and their mirrored copies, as :func:`pipeline.prepare`
-    does for one run; validation and test stay the real gaits."""
+    With ``data.augment_mirror`` every gait's mirrored copy is appended (index ``i + N``; in k-fold every gait
+    trains in some fold) and each run trains, and fits its preprocessing, on its training gaits followed by their
+    mirrored copies, as :func:`pipeline.prepare` does for one run; validation and test stay the real gaits."""
+    gaits, labels, lengths = raw.gaits, raw.labels, raw.lengths
     if cfg.data.get("augment_mirror", False):
-        n = len(raw.labels)
-        gaits, labels = pipeline.augment_mirror(raw.gaits, raw.labels)
-        lengths = None if raw.lengths is None else np.concatenate([raw.lengths, raw.lengths])
-        raw = raw._replace(gaits=gaits, labels=labels, lengths=lengths,
-                           subjects=None if raw.subjects is None else np.concatenate([raw.subjects, raw.subjects]))
+        n = len(labels)
+        gaits, labels = pipeline.augment_mirror(gaits, labels)
+        lengths = None if lengths is None else np.concatenate([lengths, lengths])
         run_splits = [s._replace(train=np.concatenate([s.train, s.train + n])) for s in run_splits]
     arrays = []
     for s in run_splits:
-        prep = pipeline.fit_preprocessor(raw.gaits[s.train], cfg.preprocess, raw.lengths_at(s.train))
-        arrays.append(pipeline.apply_preprocessor(prep, raw.gaits, raw.labels, lengths=raw.lengths))
+        prep = pipeline.fit_preprocessor(gaits[s.train], cfg.preprocess, None if lengths is None else lengths[s.train])
+        arrays.append(pipeline.apply_preprocessor(prep, gaits, labels, lengths=lengths))
     data = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *arrays)
     tr, trc = _pad([s.train for s in run_splits])
     va, vac = _pad([s.val for s in run_splits])
