@@ -266,10 +266,11 @@ def test_time_constant_block_equals_repeated_input(t, kt, stride, cin, cout):
         block.apply(variables, jnp.concatenate([x1, x1], axis=1), False, t)
 
 
-@pytest.mark.parametrize("graph_impl", snn.GRAPH_IMPLS)
-def test_graph_impl_reaches_every_layer_of_both_models(graph_impl, monkeypatch):
+def test_graph_impl_reaches_every_layer_of_both_models(monkeypatch):
     """``graph_impl`` on the classifier and the CVAE is what every GraphConv computes with ('auto': the per-layer
-    choice of select_graph_impl), and every order gives the same numbers (eval-mode logits, decoded gaits)."""
+    choice of select_graph_impl), and every order gives the numbers of the official one, 'project_first'
+    (eval-mode logits, decoded gaits). A spy on the dispatch table records each layer's order at trace time;
+    everything runs in one O0-compiled program."""
     from stepjax.models.classifier import STEPClassifier
     from stepjax.models.cvae import STEPGenCVAE
 
@@ -287,24 +288,30 @@ def test_graph_impl_reaches_every_layer_of_both_models(graph_impl, monkeypatch):
     z = jnp.asarray(rng.standard_normal((2, 32)), jnp.float32)
     classifier = STEPClassifier(kernel_size=5)
     cvae = STEPGenCVAE(kernel_size=5)
-    cv = classifier.init(jax.random.PRNGKey(0), x)
-    gv = cvae.init({"params": jax.random.PRNGKey(1), "sample": jax.random.PRNGKey(2)}, x, y)
+    cv = jax.jit(classifier.init)(jax.random.PRNGKey(0), x)
+    gv = jax.jit(cvae.init)({"params": jax.random.PRNGKey(1), "sample": jax.random.PRNGKey(2)}, x, y)
+    calls = {}
 
-    def outputs(graph):
-        c, g = snn.with_impls(classifier, graph_impl=graph), snn.with_impls(cvae, graph_impl=graph)
-        used.clear()
-        out = (c.apply(cv, x)[0], g.apply(gv, z, y, 11, method="decode"))
-        return out, list(used)
+    def all_impls(cv, gv, x, z, y):
+        out = {}
+        for graph in snn.GRAPH_IMPLS:
+            c, g = snn.with_impls(classifier, graph_impl=graph), snn.with_impls(cvae, graph_impl=graph)
+            used.clear()
+            out[graph] = (c.apply(cv, x)[0], g.apply(gv, z, y, 11, method="decode"))
+            calls[graph] = list(used)
+        return out
 
-    (logits, gaits), calls = outputs(graph_impl)
-    assert len(calls) == 3 + 3  # the classifier's three blocks, the decoder's three (the encoder does not run)
-    for name, ci, co in calls:
-        assert name == (snn.select_graph_impl(3, 16, ci, co) if graph_impl == "auto" else graph_impl)
-    if graph_impl == "auto":  # the decoder's 64 -> 3 block folds the graph, the others do not
-        assert {name for name, *_ in calls} == {"joints_batched", "dense_graph"}
-    (ref_logits, ref_gaits), _ = outputs("project_first")  # the official order
-    np.testing.assert_allclose(logits, ref_logits, rtol=0, atol=RTOL * np.max(np.abs(ref_logits)))
-    np.testing.assert_allclose(gaits, ref_gaits, rtol=0, atol=RTOL * np.max(np.abs(ref_gaits)))
+    out = jax.tree_util.tree_map(np.asarray, _run(all_impls, cv, gv, x, z, y))
+    ref_logits, ref_gaits = out["project_first"]
+    for graph in snn.GRAPH_IMPLS:
+        assert len(calls[graph]) == 3 + 3  # the classifier's three blocks, the decoder's three (no encoder)
+        for name, ci, co in calls[graph]:
+            assert name == (snn.select_graph_impl(3, 16, ci, co) if graph == "auto" else graph), graph
+        logits, gaits = out[graph]
+        np.testing.assert_allclose(logits, ref_logits, rtol=0, atol=RTOL * np.max(np.abs(ref_logits)), err_msg=graph)
+        np.testing.assert_allclose(gaits, ref_gaits, rtol=0, atol=RTOL * np.max(np.abs(ref_gaits)), err_msg=graph)
+    # the decoder's 64 -> 3 block folds the graph, the others do not
+    assert {name for name, *_ in calls["auto"]} == {"joints_batched", "dense_graph"}
 
 
 def test_with_impls_validates_and_keeps_unset_fields():
