@@ -192,15 +192,16 @@ def test_alignment_of_a_first_frame_without_spread_is_a_finite_translation():
     """A first frame with every joint on the root (e.g. a zeroed frame) has no rotation or scale to fit: the gait
     is only translated (R = I, c = 1) instead of turning into NaN, and the other gaits of the batch are unchanged."""
     d = golden("classifier_io.npz")
-    raw = d["gaits_raw"].reshape(32, 75, 16, 3)[:3].copy()
+    untouched = d["gaits_raw"].reshape(32, 75, 16, 3)[:3]
+    raw = untouched.copy()
     raw[1, 0] = raw[1, 0, 0]  # all joints at the root in frame 0
     out = np.asarray(pp.align_to_reference(raw, d["align_reference"]))
     assert np.all(np.isfinite(out))
     ref_mean = np.asarray(pp.root_center(d["align_reference"])).mean(0)
     np.testing.assert_allclose(out[1], np.asarray(pp.root_center(raw[1])) + ref_mean, atol=1e-6)
-    np.testing.assert_allclose(out[[0, 2]], np.asarray(pp.align_to_reference(raw[[0, 2]], d["align_reference"])),
+    np.testing.assert_allclose(out[[0, 2]], np.asarray(pp.align_to_reference(untouched, d["align_reference"]))[[0, 2]],
                                atol=1e-6)
-    grad = jax.grad(lambda g: jnp.sum(pp.align_to_reference(g, d["align_reference"]) ** 2))(jnp.asarray(raw))
+    grad = jax.jit(jax.grad(lambda g: jnp.sum(pp.align_to_reference(g, d["align_reference"]) ** 2)))(raw)
     assert np.all(np.isfinite(np.asarray(grad)))
 
 

@@ -91,7 +91,8 @@ def test_predict_fn_is_pure_and_matches_under_jit_and_vmap(trained):
     gaits = jnp.asarray(make_walkers(6, seed=123, num_frames=32).gaits)
     eager = predict_fn(variables, gaits)
     jitted = jax.jit(predict_fn)(variables, gaits)
-    mapped = jax.vmap(predict_fn, in_axes=(None, 0))(variables, gaits)  # one (T, 16, 3) gait per call
+    # one (T, 16, 3) gait per call; jitted, since an eager vmap runs (and compiles) op by op (~8 s)
+    mapped = jax.jit(jax.vmap(predict_fn, in_axes=(None, 0)))(variables, gaits)
     np.testing.assert_allclose(jitted.logits, eager.logits, atol=1e-5)
     np.testing.assert_allclose(mapped.logits, eager.logits, atol=1e-4)
     np.testing.assert_allclose(eager.probs.sum(-1), 1.0, atol=1e-6)
@@ -108,7 +109,7 @@ def test_predict_fn_is_pure_and_matches_under_jit_and_vmap(trained):
         with pytest.raises(ValueError, match=match):
             predict_fn(variables, bad)
     np.testing.assert_allclose(predict_fn(variables, gaits, jnp.full((6,), 32)).logits, eager.logits, atol=1e-4)
-    one = predict_fn(variables, gaits[0], 20)  # a 20-frame gait tiled to 32: its affective features use 20
+    one = jax.jit(predict_fn)(variables, gaits[0], 20)  # a 20-frame gait tiled to 32: affective features use 20
     assert one.logits.shape == (4,) and np.all(np.isfinite(one.logits))
     nan_gaits = gaits.at[2, 4, 7, 1].set(jnp.nan)
     with pytest.raises(ValueError, match="NaN or inf"):
