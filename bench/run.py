@@ -49,7 +49,7 @@ from stepjax.generation import generate  # noqa: E402
 from stepjax.losses import generator_loss  # noqa: E402
 from stepjax.inference import freeze  # noqa: E402
 from stepjax.models.classifier import TRUNKS, STEPClassifier  # noqa: E402
-from stepjax.models.cvae import STEPGenCVAE  # noqa: E402
+from stepjax.models.cvae import OFFICIAL_OPTIONS as OFFICIAL_CVAE, STEPGenCVAE  # noqa: E402
 from stepjax.training.loop import classifier_train_step, epoch_fn  # noqa: E402
 from stepjax.training.state import TrainState, create_train_state, make_optimizer  # noqa: E402
 
@@ -396,8 +396,8 @@ def w_cvae(a) -> list[dict]:
     compiles = {}
     jg, jy = jnp.asarray(g), jnp.asarray(onehot)
     for impl in a.impls:
-        model = STEPGenCVAE(init_scheme="official") if impl == "default" else \
-            STEPGenCVAE(init_scheme="official", temporal_impl=impl)
+        model = STEPGenCVAE(**OFFICIAL_CVAE, init_scheme="official") if impl == "default" else \
+            STEPGenCVAE(**OFFICIAL_CVAE, init_scheme="official", temporal_impl=impl)
         name = model.temporal_impl
         variables = jax.jit(lambda k, model=model: model.init({"params": k, "sample": k}, jg, jy, train=False))(
             jax.random.PRNGKey(0))
@@ -530,7 +530,8 @@ def _generation_rows(a, impl: str) -> list[dict]:
     labels = np.eye(4, dtype=np.float32)[np.arange(n) % 4]
     tm = torch_cvae()
     tm.eval()
-    model = STEPGenCVAE(init_scheme="official", **({} if impl == "default" else {"temporal_impl": impl}))
+    model = STEPGenCVAE(**OFFICIAL_CVAE, init_scheme="official",
+                        **({} if impl == "default" else {"temporal_impl": impl}))
     variables = jax.jit(lambda k: model.init({"params": k, "sample": k}, jnp.zeros((1, T, V, C)),
                                              jnp.zeros((1, 4)), train=False))(jax.random.PRNGKey(0))
 

@@ -42,7 +42,8 @@ def generator_model(**overrides) -> ml_collections.ConfigDict:
     """STEPGenCVAE keyword arguments (see stepjax.models.cvae)."""
     model = dict(
         latent_dim=32, encoder_channels=(64, 32, 32), decoder_channels=(32, 64, 3), kernel_size=75, dropout=0.0,
-        temporal_code="modulated", temporal_pooling="sinusoidal", code_dim=32, joint_embedding=False, official_output_relu=False, official_adjacency=False,
+        temporal_code="modulated", temporal_pooling="sinusoidal", code_dim=32, joint_embedding=False,
+        official_output_relu=False, official_adjacency=False,
         temporal_impl="auto", graph_impl="auto", init_scheme="default", precision="highest",
     )
     model.update(overrides)

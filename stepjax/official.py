@@ -45,8 +45,10 @@ from typing import Mapping
 
 import numpy as np
 
+from stepjax.models.classifier import OFFICIAL_OPTIONS as OFFICIAL_CLASSIFIER_OPTIONS
 from stepjax.models.classifier import TRUNKS, STEPClassifier
 from stepjax.skeleton import NUM_JOINTS
+from stepjax.models.cvae import OFFICIAL_OPTIONS as OFFICIAL_CVAE_OPTIONS
 from stepjax.models.cvae import STEPGenCVAE
 
 
@@ -119,13 +121,16 @@ def load_official_classifier(path: str | os.PathLike, **model_kwargs) -> tuple[S
 
     Returns ``(model, variables)``; ``model.apply(variables, gaits)`` gives ``(pre_softmax_logits,
     features)`` for aligned gaits ``(N, 75, 16, 3)`` (see :func:`stepjax.data.preprocess.align_to_reference`).
+    The model is the official network (``stepjax.models.classifier.OFFICIAL_OPTIONS``: the official adjacency);
+    ``model_kwargs`` (e.g. ``temporal_impl``) override or extend those options.
     """
     sd = load_state_dict(path)
     if "st_gcn_networks.0.tcn.2.weight" not in sd or "fcn.weight" not in sd:
         raise ValueError(f"{path}: not an official STEP classifier state_dict (keys: {sorted(sd)[:5]}...)")
     kernel = sd["st_gcn_networks.0.tcn.2.weight"].shape[2]
     num_classes = sd["fcn.weight"].shape[0]
-    model = STEPClassifier(num_classes=num_classes, kernel_size=kernel, **TRUNKS["real_only"], **model_kwargs)
+    model = STEPClassifier(num_classes=num_classes, kernel_size=kernel, **TRUNKS["real_only"],
+                           **{**OFFICIAL_CLASSIFIER_OPTIONS, **model_kwargs})
     return model, classifier_variables_from_state_dict(sd)
 
 
@@ -154,7 +159,9 @@ def load_official_cvae(path: str | os.PathLike, **model_kwargs) -> tuple[STEPGen
     """The official STEP-Gen CVAE (e.g. ``official_cvae_e105.npz``) -> ``(STEPGenCVAE, variables)``.
 
     Architecture sizes (latent dim, classes, block widths, temporal kernel) are read from the
-    state_dict; ``model_kwargs`` (e.g. ``temporal_impl``, ``precision``) are passed to the model.
+    state_dict; the model is the official network (``stepjax.models.cvae.OFFICIAL_OPTIONS``: constant decoder
+    input, mean pooling, the output ReLU, the official adjacency); ``model_kwargs`` (e.g. ``temporal_impl``,
+    ``precision``) override or extend those options.
     ``model.apply(variables, x, onehot, rngs={'sample': key})`` then gives ``(decoded, mu, logvar)``
     for aligned gaits ``(N, T, 16, 3)``; use ``method='encode'`` / ``'decode'`` for the halves.
     """
@@ -169,5 +176,5 @@ def load_official_cvae(path: str | os.PathLike, **model_kwargs) -> tuple[STEPGen
     num_classes = sd["decoder.fcn.weight"].shape[0] - latent_dim
     kernel = sd["encoder.encoder.0.tcn.2.weight"].shape[2]
     model = STEPGenCVAE(latent_dim=latent_dim, num_classes=num_classes, encoder_channels=tuple(enc),
-                        decoder_channels=tuple(dec), kernel_size=kernel, **model_kwargs)
+                        decoder_channels=tuple(dec), kernel_size=kernel, **{**OFFICIAL_CVAE_OPTIONS, **model_kwargs})
     return model, cvae_variables_from_state_dict(sd)

@@ -84,7 +84,7 @@ def normalize_digraph(adj: np.ndarray) -> np.ndarray:
     return adj * inv[None, :]
 
 
-def spatial_adjacency(official: bool = True, num_node: int = NUM_JOINTS,
+def spatial_adjacency(official: bool = False, num_node: int = NUM_JOINTS,
                       bones: Sequence[tuple[int, int]] = BONES, center: int = CENTER) -> np.ndarray:
     """ST-GCN 'spatial' partition (max_hop 1, dilation 1): ``(3, V, V)`` float64.
 
@@ -98,8 +98,9 @@ def spatial_adjacency(official: bool = True, num_node: int = NUM_JOINTS,
         more than one hop from the root compares ``inf == inf`` and lands in ``A[1]`` in *both*
         directions (the ST-GCN "edges missing" quirk). ``official=False`` uses true hop distances to
         the centre, so each bone is split into a centripetal and a centrifugal entry as the ST-GCN
-        paper intends. Both modes share ``A[0]`` and the column-normalised weights; they differ in
-        which of ``A[1]`` / ``A[2]`` holds the edges more than one hop from the root.
+        paper intends (the default: the official form is a quirk, reproduced only when asked for).
+        Both modes share ``A[0]`` and the column-normalised weights; they differ in which of
+        ``A[1]`` / ``A[2]`` holds the edges more than one hop from the root.
     """
     one_hop = hop_distance(1, num_node, bones)
     norm = normalize_digraph((one_hop <= 1).astype(np.float64))

@@ -10,6 +10,7 @@ import pytest
 
 from stepjax import skeleton
 from stepjax.models import STEPClassifier
+from stepjax.models.classifier import TRUNKS
 from stepjax.nn import GraphConv, STGCNBlock
 from stepjax.official import load_official_classifier
 from conftest import GOLDEN, golden, require, to_nhwc
@@ -29,6 +30,24 @@ def test_official_weights_reproduce_golden_logits_and_features(official):
     np.testing.assert_allclose(feats, io["features_f64"], atol=2e-5, rtol=0)
     np.testing.assert_allclose(jax.nn.softmax(logits), io["probs_f64"], atol=2e-5, rtol=0)
     np.testing.assert_array_equal(np.argmax(logits, -1), np.argmax(io["pre_softmax_f64"], -1))
+
+
+def test_the_corrected_adjacency_is_the_default_and_reaches_the_trunk(official):
+    """The official inf-hop partition is an option (``OFFICIAL_OPTIONS``, which ``load_official_classifier``
+    uses: the golden logits above need it); by default the classifier and ``spatial_adjacency`` use true hop
+    distances, and with the official weights the two partitions give different logits."""
+    from stepjax.models.classifier import OFFICIAL_OPTIONS
+
+    model, variables, io = official
+    assert model.official_adjacency and OFFICIAL_OPTIONS == {"official_adjacency": True}
+    assert not STEPClassifier().official_adjacency
+    np.testing.assert_array_equal(skeleton.spatial_adjacency(), skeleton.spatial_adjacency(official=False))
+    assert not np.array_equal(skeleton.spatial_adjacency(), skeleton.spatial_adjacency(official=True))
+    x = to_nhwc(io["model_input"])[:4]
+    run = jax.jit(lambda m, v, x: m.apply(v, x)[0], static_argnums=0)
+    official_logits, fixed_logits = run(model, variables, x), run(model.clone(official_adjacency=False), variables, x)
+    np.testing.assert_allclose(official_logits, io["pre_softmax_f64"][:4], atol=1e-4, rtol=0)
+    assert np.abs(np.asarray(official_logits) - np.asarray(fixed_logits)).max() > 1e-2
 
 
 def test_official_weights_train_mode_batch_norm(official):
@@ -119,6 +138,29 @@ def test_even_temporal_kernel_is_a_clear_error():
         block.init(jax.random.PRNGKey(0), jnp.ones((1, 10, 16, 8)), train=False)
 
 
+@pytest.mark.parametrize("head", ["mlp", "official"])
+def test_fusion_heads_by_hand(head):
+    """STEP's head from the deep features and the affective features, by hand (eval mode): BN, then
+    ``'mlp'`` Dense(hidden) -> ReLU -> Dense, or the official two stacked linear layers with nothing between
+    (bug 11)."""
+    x = jax.random.normal(jax.random.PRNGKey(1), (4, 12, 16, 3))
+    aff = jax.random.normal(jax.random.PRNGKey(2), (4, 29))
+    m = STEPClassifier(channels=(4, 8, 8), kernel_size=3, num_affective=29, head=head, hidden=16)
+    v = m.init(jax.random.PRNGKey(0), x, aff)
+    p, stats = v["params"], v["batch_stats"]["fusion_bn"]
+    p = jax.tree_util.tree_map(lambda a: a + 0.3 * jax.random.normal(jax.random.PRNGKey(3), a.shape), p)
+    v = {"params": p, "batch_stats": v["batch_stats"]}
+    logits, feats = m.apply(v, x, aff)
+    h = np.concatenate([np.asarray(feats), np.asarray(aff)], -1)
+    bn = p["fusion_bn"]
+    h = (h - stats["mean"]) / np.sqrt(stats["var"] + 1e-5) * bn["scale"] + bn["bias"]
+    h = h @ p["fc1"]["kernel"] + p["fc1"]["bias"]
+    if head == "mlp":
+        assert np.mean(h < 0) > 0.1  # the ReLU has work to do
+        h = np.maximum(h, 0)
+    np.testing.assert_allclose(logits, h @ p["fc2"]["kernel"] + p["fc2"]["bias"], rtol=1e-4, atol=1e-4)
+
+
 def test_hybrid_needs_affective_features_and_heads_differ():
     x = jnp.zeros((2, 12, 16, 3))
     aff = jnp.ones((2, 29))
@@ -192,3 +234,28 @@ def test_head_dropout_is_active_in_training_only():
     k1, k2 = jax.random.PRNGKey(1), jax.random.PRNGKey(2)
     assert not np.allclose(logits(k1, True), logits(k2, True))
     np.testing.assert_array_equal(logits(k1, False), logits(k2, False))
+
+
+def test_official_init_scheme_on_the_classifier():
+    """``init_scheme='official'`` (configs/step_official.py) is the official ``weights_init``: every conv and the
+    1x1-conv head ~ N(0, 0.02) with zero biases, every BatchNorm scale ~ N(1, 0.02) with zero bias; the default
+    scheme is Flax's (kernels scaled by fan-in: std 1/sqrt(32) for a 1x1 projection of 32 channels)."""
+    x = jnp.zeros((2, 75, 16, 3))
+    for scheme in ("official", "default"):
+        model = STEPClassifier(init_scheme=scheme, **TRUNKS["real_only"])
+        v = jax.jit(model.init)(jax.random.PRNGKey(0), x)["params"]
+        flat = {"/".join(str(getattr(p, "key", p)) for p in path): np.asarray(a)
+                for path, a in jax.tree_util.tree_flatten_with_path(v)[0]}
+        kernels = {n: a for n, a in flat.items() if n.endswith("kernel") and a.size > 1000}
+        assert len(kernels) == 6  # 3 temporal convs, 2 graph projections, 1 residual projection over 1000 weights
+        if scheme == "default":
+            assert all(a.std() > 0.1 for a in kernels.values() if a.ndim == 2)  # 1x1 projections: 1/sqrt(fan-in)
+            continue
+        for name, a in flat.items():
+            layer, leaf = name.rsplit("/", 1)
+            if leaf == "kernel":
+                assert abs(a.std() - 0.02) < (0.002 if a.size > 1000 else 0.01) and abs(a.mean()) < 0.005, name
+            elif leaf == "bias":
+                assert np.all(a == 0), name
+            elif leaf == "scale":
+                assert abs(a.mean() - 1) < 0.02 and 0.005 < a.std() < 0.04, name

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import GOLDEN, golden, require, to_nhwc
-from stepjax.models.cvae import STEPGenCVAE, reparameterize, sample_latent, sinusoidal_time_encoding
+from stepjax.models.cvae import OFFICIAL_OPTIONS, STEPGenCVAE, reparameterize, sample_latent, sinusoidal_time_encoding
 from stepjax.official import load_official_cvae
 
 OFFICIAL_PARAMS = 876_484
@@ -64,14 +64,14 @@ def test_param_count_and_tree(official, inputs):
     model, variables = official
     assert _count(variables["params"]) == OFFICIAL_PARAMS
     x, y = inputs
-    fresh = jax.eval_shape(lambda: STEPGenCVAE().init({"params": jax.random.key(0), "sample": jax.random.key(1)},
-                                                      x[:2], y[:2]))
+    fresh = jax.eval_shape(lambda: STEPGenCVAE(**OFFICIAL_OPTIONS).init(
+        {"params": jax.random.key(0), "sample": jax.random.key(1)}, x[:2], y[:2]))
     assert _count(fresh["params"]) == OFFICIAL_PARAMS
     for col in ("params", "batch_stats"):  # the checkpoint fills exactly the variables of the official config
         assert jax.tree_util.tree_structure(fresh[col]) == jax.tree_util.tree_structure(variables[col])
         assert all(a.shape == b.shape for a, b in zip(jax.tree_util.tree_leaves(fresh[col]),
                                                        jax.tree_util.tree_leaves(variables[col])))
-    assert model == STEPGenCVAE()  # architecture read back from the state_dict = defaults
+    assert model == STEPGenCVAE(**OFFICIAL_OPTIONS)  # sizes read back from the state_dict = the defaults'
 
 
 def test_golden_encoder(eval_outputs, io):
@@ -299,7 +299,7 @@ def test_official_init_reproduces_what_the_official_weights_init_leaves():
     """Bug 18: the official ``weights_init`` matches ``Conv2d`` (N(0, 0.02), zero bias) and BatchNorm (N(1, 0.02)),
     not the decoder's ``ConvTranspose2d`` layers, which keep PyTorch's kaiming-uniform(a=sqrt(5)): kernel and bias
     ~ U(+-1/sqrt(fan)), fan = out_channels * kT for a transposed weight (I, O, kT, 1)."""
-    model = STEPGenCVAE(init_scheme="official")
+    model = STEPGenCVAE(**OFFICIAL_OPTIONS, init_scheme="official")
     v = jax.jit(lambda k: model.init({"params": k, "sample": k}, jnp.zeros((2, 75, 16, 3)), jnp.array([0, 1])))(
         jax.random.PRNGKey(0))
     flat = {"/".join(str(getattr(p, "key", p)) for p in path): np.asarray(a)
@@ -324,3 +324,31 @@ def test_official_init_reproduces_what_the_official_weights_init_leaves():
             assert abs(a.std() - bound / np.sqrt(3)) < 0.1 * bound, (name, a.std(), bound)  # uniform
         checked += 1
     assert checked == 2 * 9  # fcn, 3 gcn projections, 3 temporal convs, 2 residual projections; kernel + bias
+
+
+def test_defaults_are_the_fixed_form_and_the_official_options_reach_both_halves(monkeypatch):
+    """Official quirks are options, the fixed behaviour is the default: ``STEPGenCVAE()`` is the model of
+    configs/step_gen.py (phase-aware input and pooling, no ReLU on the output, true hop distances) and
+    ``OFFICIAL_OPTIONS`` (what ``load_official_cvae`` builds, see the golden tests) the official network; the
+    adjacency option reaches the encoder's and the decoder's graph."""
+    import sys
+
+    from conftest import PROJECT_ROOT
+    from stepjax import skeleton
+    from stepjax.training.fit_generator import build_generator
+
+    sys.path.insert(0, str(PROJECT_ROOT / "configs"))
+    import step_gen
+
+    assert STEPGenCVAE() == build_generator(step_gen.get_config())
+    official = STEPGenCVAE(**OFFICIAL_OPTIONS)
+    assert (official.temporal_code, official.temporal_pooling, official.official_output_relu,
+            official.official_adjacency) == ("none", "mean", True, True)
+    seen, real = [], skeleton.spatial_adjacency
+    monkeypatch.setattr(skeleton, "spatial_adjacency", lambda official=False, **kw: seen.append(official) or
+                        real(official, **kw))
+    for options, want in [({}, False), (OFFICIAL_OPTIONS, True)]:
+        seen.clear()
+        jax.eval_shape(lambda: STEPGenCVAE(**SMALL, **options).init(
+            {"params": jax.random.key(0), "sample": jax.random.key(1)}, jnp.zeros((2, 12, 16, 3)), jnp.array([0, 1])))
+        assert seen == [want, want]  # encoder, decoder

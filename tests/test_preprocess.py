@@ -264,3 +264,26 @@ def test_prepare_fits_on_the_training_split_and_keeps_each_parts_lengths(monkeyp
         tiled = pipeline.apply_preprocessor(want, raw.gaits[idx], raw.labels[idx]).affective
         np.testing.assert_allclose(out[name].affective, ok, rtol=1e-5, atol=1e-5, err_msg=name)
         assert not np.allclose(ok, tiled, rtol=1e-2, atol=1e-2), name
+
+
+@pytest.mark.parametrize("reference", ["first", "mean"])
+def test_preprocess_reference_and_align_options(reference):
+    """``preprocess.reference``: 'first' (the official choice: the first training gait's root-centred first
+    frame) or 'mean' (over the training gaits); ``preprocess.align=False`` (the official hybrid loader) feeds
+    the raw positions to the model, ``align=True`` aligns them to that reference."""
+    import ml_collections
+    from stepjax.data import pipeline
+    from stepjax.data.walkers import make_walkers
+
+    gaits = np.asarray(make_walkers(6, seed=3, num_frames=10).gaits)
+    first_frames = np.asarray(pp.root_center(gaits[:, 0]))
+    want = first_frames[0] if reference == "first" else first_frames.mean(0)
+    for align in (True, False):
+        cfg = ml_collections.ConfigDict(dict(reference=reference, num_affective=0, affective_official=False,
+                                             time_step=1 / 30, align=align))
+        prep = pipeline.fit_preprocessor(gaits, cfg)
+        np.testing.assert_allclose(prep.reference, want, atol=1e-6)
+        model_gaits, _ = prep(jnp.asarray(gaits))
+        expected = pp.align_to_reference(gaits, want) if align else gaits
+        np.testing.assert_allclose(model_gaits, expected, atol=1e-5)
+    assert not np.allclose(first_frames[0], first_frames.mean(0), atol=1e-3)  # the two choices differ here

@@ -272,7 +272,7 @@ def test_graph_impl_reaches_every_layer_of_both_models(monkeypatch):
     (eval-mode logits, decoded gaits). A spy on the dispatch table records each layer's order at trace time;
     everything runs in one O0-compiled program."""
     from stepjax.models.classifier import STEPClassifier
-    from stepjax.models.cvae import STEPGenCVAE
+    from stepjax.models.cvae import OFFICIAL_OPTIONS, STEPGenCVAE
 
     used = []
 
@@ -287,7 +287,7 @@ def test_graph_impl_reaches_every_layer_of_both_models(monkeypatch):
     y = jax.nn.one_hot(jnp.array([0, 3]), 4)
     z = jnp.asarray(rng.standard_normal((2, 32)), jnp.float32)
     classifier = STEPClassifier(kernel_size=5)
-    cvae = STEPGenCVAE(kernel_size=5)
+    cvae = STEPGenCVAE(kernel_size=5, **OFFICIAL_OPTIONS)  # its 64 -> 3 block
     cv = jax.jit(classifier.init)(jax.random.PRNGKey(0), x)
     gv = jax.jit(cvae.init)({"params": jax.random.PRNGKey(1), "sample": jax.random.PRNGKey(2)}, x, y)
     calls = {}

@@ -8,6 +8,7 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
@@ -60,6 +61,27 @@ def test_short_training_learns_above_chance(trained):
     assert "test_accuracy" not in lines[0]  # the test split is never looked at during training
     saved = json.load(open(os.path.join(workdir, "results.json")))
     assert saved["test"]["confusion_matrix"] == result["test"]["confusion_matrix"]
+
+
+def test_official_protocol_number_is_reported_labelled_and_never_selects(tmp_path):
+    """``eval.report_test_every_epoch`` (configs/step_official.py) logs the test accuracy of every epoch and
+    reports their maximum (the official protocol's number, selected on the test set) under a label that says so;
+    the checkpoint is still the best *validation* epoch. ``cfg.train``'s loss options reach the step."""
+    from stepjax.training.fit import make_classifier_step
+
+    cfg = tiny_config(epochs=3)
+    cfg.eval.report_test_every_epoch = True
+    result = fit_classifier(cfg, str(tmp_path / "w"), progress=False, log=lambda *a: None)
+    lines = [json.loads(l) for l in open(tmp_path / "w" / "metrics.jsonl")]
+    assert all("test_accuracy" in l for l in lines)
+    assert result["test_accuracy_max_over_epochs_OFFICIAL_PROTOCOL"] == max(l["test_accuracy"] for l in lines)
+    assert result["best_epoch"] == max(range(len(lines)), key=lambda e: (lines[e]["val_accuracy"],
+                                                                         -lines[e]["val_loss"]))
+    step = make_classifier_step(ml_collections.ConfigDict(dict(official_double_softmax=True, label_smoothing=0.1,
+                                                               compute_dtype="bfloat16")))
+    assert step.keywords == dict(official_double_softmax=True, label_smoothing=0.1, compute_dtype="bfloat16")
+    assert make_classifier_step(ml_collections.ConfigDict()).keywords == dict(
+        official_double_softmax=False, label_smoothing=0.0, compute_dtype="float32")
 
 
 def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(trained, tmp_path):

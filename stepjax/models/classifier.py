@@ -28,6 +28,10 @@ TRUNKS = {
     "hybrid": dict(strides=(1, 2, 2), residuals=(False, True, True)),
 }
 HEADS = ("mlp", "official")
+#: The options that make :class:`STEPClassifier` the official network, quirks included (the defaults are the
+#: fixed behaviour): ``STEPClassifier(**OFFICIAL_OPTIONS, **TRUNKS['real_only'])`` is the official Baseline-STEP.
+#: The official head of STEP (bug 11) is ``head='official'``, separate because Baseline-STEP has no such head.
+OFFICIAL_OPTIONS = dict(official_adjacency=True)
 
 
 class STEPClassifier(nn.Module):
@@ -40,7 +44,8 @@ class STEPClassifier(nn.Module):
         Dense(classes) with nothing in between (the official two stacked 1x1 convs, bug 11).
         Baseline-STEP always uses a single Dense(classes) on the pooled feature.
       official_adjacency: use the official graph partition (with the inf-hop quirk), see
-        :func:`stepjax.skeleton.spatial_adjacency`.
+        :func:`stepjax.skeleton.spatial_adjacency`; default ``False``: true hop distances (see
+        :data:`OFFICIAL_OPTIONS`).
     """
 
     num_classes: int = NUM_CLASSES
@@ -54,7 +59,7 @@ class STEPClassifier(nn.Module):
     head_dropout: float = 0.0
     dropout: float = 0.0
     edge_importance: bool = True
-    official_adjacency: bool = True
+    official_adjacency: bool = False
     temporal_impl: str = "auto"
     graph_impl: str = "auto"
     init_scheme: str = "default"

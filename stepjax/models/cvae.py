@@ -21,7 +21,9 @@ kernel flipped in time and in/out swapped, and the graph part is not transposed 
 they are exactly :class:`stepjax.nn.STGCNBlock` here; :func:`stepjax.official.cvae_variables_from_state_dict`
 does the weight flip. Edge importance is off in both halves (as in the official CVAE).
 
-Options beyond the official form (defaults reproduce it):
+Options (the defaults are the fixed, phase-aware form of ``configs/step_gen.py``;
+``STEPGenCVAE(**OFFICIAL_OPTIONS)`` is the official network, quirks included, which
+:func:`stepjax.official.load_official_cvae` builds):
 
 * ``temporal_code``: the official decoder input is the *same* vector at every (frame, joint)
   (``'none'``). Temporal variation can then only come from the node-dependent adjacency and the
@@ -29,22 +31,24 @@ Options beyond the official form (defaults reproduce it):
   legs" of issue #7; bug 15). ``'sinusoidal'`` adds a fixed sinusoidal encoding of the frame index
   (see :func:`sinusoidal_time_encoding`, periods geometric between ``min_period`` and ``max_period``
   frames, independent of T so it works for any sequence length) to the tiled latent before the first
-  block. ``'modulated'`` (``configs/step_gen.py``) lets the latent shape the motion instead: the decoder input
+  block. ``'modulated'`` (the default) lets the latent shape the motion instead: the decoder input
   is ``h(t) = a(z, y) + B(z, y) code(t)``, a ``Dense`` of ``(z, y)`` plus a second ``Dense`` (``fcn_code``) to a
   ``(hidden, code_dim)`` matrix that weights the ``code_dim`` sinusoids of :func:`sinusoidal_time_encoding`
   (scaled by ``1/sqrt(code_dim/2)`` so that the modulated term starts at ``a``'s scale): z sets amplitudes and
   phases per channel. ``joint_embedding=True`` also adds a learned per-joint vector ``(V, hidden)``
   (initialised N(0, 0.02)), so joints are distinguishable at the input as well.
 * ``temporal_pooling``: the official encoder averages its last block over (T, V) (``'mean'``), blind to *when*
-  a feature occurs; ``'sinusoidal'`` (``configs/step_gen.py``) also projects each channel on the ``code_dim``
+  a feature occurs; ``'sinusoidal'`` (the default) also projects each channel on the ``code_dim``
   sinusoids of time, so the heads see ``C * (1 + code_dim)`` values: each channel's mean and phases.
 * ``official_output_relu``: officially the last block ends in ReLU (``STGCNBlock`` always does), so the
   output is an affine BN image of a non-negative tensor and ~5 % of decoded values sit exactly at the
-  BN image of 0 (bug 15). With ``official_output_relu=False`` the last block keeps the width of the one
+  BN image of 0 (bug 15). With ``official_output_relu=False`` (the default) the last block keeps the width of the one
   before it (64 -> 64, identity residual) and a *linear* per-(frame, joint) ``Dense(64 -> 3)``
   (``output_proj``) maps to coordinates before the output BN: no ReLU acts on the coordinates.
   (Removing the ReLU from the 64->3 block itself would need an activation flag on
   :class:`stepjax.nn.STGCNBlock`, which the shared blocks do not have.)
+* ``official_adjacency``: the official graph partition with its inf-hop quirk
+  (:func:`stepjax.skeleton.spatial_adjacency`); default ``False``, true hop distances.
 * ``init_scheme='official'``: what the official ``weights_init`` leaves: the encoder's convs ~ N(0, 0.02) with
   zero biases and every BN scale ~ N(1, 0.02); the decoder's ``ConvTranspose2d`` layers (``fcn``, every
   ``st_gctn`` graph and temporal conv and residual) are *not* matched by ``weights_init`` (the class name does
@@ -76,6 +80,10 @@ TEMPORAL_POOLINGS = ("mean", "sinusoidal")
 #: The official sampler's constant: ``z = randn * OFFICIAL_MAX_Z * 2 - OFFICIAL_MAX_Z`` = N(-1.5, 3^2) per
 #: dimension (named ``max_z`` in the official code; not a bound: see :func:`sample_latent`).
 OFFICIAL_MAX_Z = 1.5
+#: The options that make :class:`STEPGenCVAE` the official ``CVAE(3, 75, 16, 32, 4)``, quirks included (bug 15
+#: and the inf-hop adjacency); the defaults are the fixed, phase-aware form (module docstring).
+OFFICIAL_OPTIONS = dict(temporal_code="none", temporal_pooling="mean", official_output_relu=True,
+                        official_adjacency=True)
 
 
 def sinusoidal_time_encoding(num_frames: int, dim: int, min_period: float = 4.0,
@@ -145,11 +153,11 @@ class CVAEEncoder(nn.Module):
     channels: Sequence[int] = (64, 32, 32)
     kernel_size: int = 75
     dropout: float = 0.0
-    temporal_pooling: str = "mean"
+    temporal_pooling: str = "sinusoidal"
     code_dim: int = 32
     min_period: float = 4.0
     max_period: float = 300.0
-    official_adjacency: bool = True
+    official_adjacency: bool = False
     temporal_impl: str = "auto"
     graph_impl: str = "auto"
     init_scheme: str = "default"
@@ -189,13 +197,13 @@ class CVAEDecoder(nn.Module):
     channels: Sequence[int] = (32, 64, 3)
     kernel_size: int = 75
     dropout: float = 0.0
-    temporal_code: str = "none"
+    temporal_code: str = "modulated"
     code_dim: int = 32
     joint_embedding: bool = False
     min_period: float = 4.0
     max_period: float = 300.0
-    official_output_relu: bool = True
-    official_adjacency: bool = True
+    official_output_relu: bool = False
+    official_adjacency: bool = False
     temporal_impl: str = "auto"
     graph_impl: str = "auto"
     init_scheme: str = "default"
@@ -246,7 +254,9 @@ class CVAEDecoder(nn.Module):
 
 
 class STEPGenCVAE(nn.Module):
-    """STEP-Gen CVAE. Defaults = the official configuration (``CVAE(3, 75, 16, 32, 4)``).
+    """STEP-Gen CVAE: the official sizes (``CVAE(3, 75, 16, 32, 4)``: z = 32, encoder 64/32/32, decoder 32/64/3,
+    temporal kernel 75), by default in the fixed, phase-aware form; ``STEPGenCVAE(**OFFICIAL_OPTIONS)`` is the
+    official network (see the module docstring).
 
     Methods (use with ``model.apply(variables, ..., method=...)``):
       * ``__call__(x, labels_onehot, train=False, rng=None) -> (decoded, mu, logvar)``: encode,
@@ -265,12 +275,12 @@ class STEPGenCVAE(nn.Module):
     decoder_channels: Sequence[int] = (32, 64, 3)
     kernel_size: int = 75
     dropout: float = 0.0
-    temporal_code: str = "none"
-    temporal_pooling: str = "mean"
+    temporal_code: str = "modulated"
+    temporal_pooling: str = "sinusoidal"
     code_dim: int = 32
     joint_embedding: bool = False
-    official_output_relu: bool = True
-    official_adjacency: bool = True
+    official_output_relu: bool = False
+    official_adjacency: bool = False
     temporal_impl: str = "auto"
     graph_impl: str = "auto"
     init_scheme: str = "default"
