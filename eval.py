@@ -78,6 +78,8 @@ def _evaluate():
         for name, pc in r["per_class"].items():
             print(f"    {name:8s} precision {pc['precision']:.3f}  recall {pc['recall']:.3f}  n={pc['support']}")
     cm = np.sum([r["confusion_matrix"] for r in out["runs"]], axis=0)
+    if len(out["runs"]) > 1:
+        print(f"confusion matrix summed over the {len(out['runs'])} runs:")
     print(format_confusion(cm))
     agg = out["aggregate"]
     if agg["num_runs"] > 1:
@@ -90,4 +92,6 @@ def _evaluate():
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from stepjax.utils import absl_flags_parser
+
+    app.run(main, flags_parser=absl_flags_parser("eval.py"))

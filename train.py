@@ -32,8 +32,10 @@ def main(argv):
 
 if __name__ == "__main__":
     flags.mark_flags_as_required(["config"])
+    from stepjax.utils import absl_flags_parser
+
     try:
-        app.run(main)
+        app.run(main, flags_parser=absl_flags_parser("train.py"))
     except (AttributeError, KeyError) as err:
         if FLAGS.is_parsed() or os.environ.get("STEPJAX_TRACEBACK"):
             raise  # not a flag mistake

@@ -17,20 +17,29 @@ Array = jax.Array
 
 def classification_loss(logits: Array, labels: Array, *, label_smoothing: float = 0.0,
                         official_double_softmax: bool = False) -> Array:
-    """Mean softmax cross-entropy of ``logits (N, K)`` against integer ``labels (N,)``.
+    """Mean softmax cross-entropy of ``logits (N, K)`` against integer ``labels (N,)`` in ``[0, K)``.
 
     ``official_double_softmax=True`` reproduces the official real_only bug 10: the model's softmax
     output is fed to ``CrossEntropyLoss``, which applies log-softmax again (flattens gradients).
+
+    A label outside ``[0, K)`` is a ``ValueError`` when the labels are concrete; traced labels (inside the
+    caller's ``jit``) cannot raise, so the loss is NaN instead of the plausible number an all-zero one-hot
+    row would give.
     """
     chex.assert_rank([logits, labels], [2, 1])  # static shapes: checked under jit too
     chex.assert_equal_shape_prefix([logits, labels], 1)
     chex.assert_type(labels, int)
+    if not isinstance(labels, jax.core.Tracer):
+        from stepjax.data.preprocess import validate_labels
+
+        validate_labels(labels, "labels", logits.shape[-1])
     if official_double_softmax:
         logits = jax.nn.softmax(logits, axis=-1)
     num_classes = logits.shape[-1]
     targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes, dtype=logits.dtype), label_smoothing) \
         if label_smoothing else jax.nn.one_hot(labels, num_classes, dtype=logits.dtype)
-    return optax.softmax_cross_entropy(logits, targets).mean()
+    per_gait = optax.softmax_cross_entropy(logits, targets)
+    return jnp.where((labels >= 0) & (labels < num_classes), per_gait, jnp.nan).mean()
 
 
 # ---------------------------------------------------------------------------------------------------

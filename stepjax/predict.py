@@ -70,9 +70,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m stepjax.predict", description=__doc__.split("\n\n")[0])
     p.add_argument("--workdir", required=True, help="classifier training workdir (train.py)")
     p.add_argument("--gaits", required=True, help="E-Gait features*.h5 or a .npy of gaits (N, T, 16, 3)")
-    p.add_argument("--out", default=None, help="write here (.csv or .json) instead of CSV on stdout")
+    p.add_argument("--out", default=None, help="write here (a .csv or .json file) instead of CSV on stdout")
     p.add_argument("--checkpoint", choices=("best", "latest"), default="best")
     args = p.parse_args(argv)
+    if args.out and not args.out.lower().endswith((".csv", ".json")):
+        p.error(f"--out must end in .csv or .json, got {args.out}")
     from absl import logging
 
     from stepjax.utils import check_output_dir, cli_errors, enable_compilation_cache, write_json
@@ -82,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     with cli_errors("python -m stepjax.predict"):
         check_output_dir(args.out)
         rows = predict_file(args.workdir, args.gaits, args.checkpoint)
-        if args.out and args.out.endswith(".json"):
+        if args.out and args.out.lower().endswith(".json"):
             write_json(args.out, rows)
         elif args.out:
             with open(args.out, "w", newline="") as f:

@@ -25,6 +25,23 @@ def strict_json(obj: Any) -> Any:
     return obj
 
 
+def absl_flags_parser(prog: str):
+    """``app.run(main, flags_parser=absl_flags_parser(prog))``: a flag mistake (a missing required flag, a value
+    of the wrong type) is reported as ``<prog>: error: <message>`` with exit status 2, like the other user
+    mistakes (:func:`cli_errors`), instead of absl's ``FATAL Flags parsing error`` with status 1."""
+
+    def parse(argv: list[str]) -> list[str]:
+        from absl import flags
+
+        try:
+            return flags.FLAGS(argv)
+        except flags.Error as err:
+            print(f"{prog}: error: {err}", file=sys.stderr)
+            sys.exit(2)
+
+    return parse
+
+
 def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
     """Writes ``strict_json(obj)`` to ``path`` (standard JSON: undefined metrics are ``null``)."""
     with open(path, "w") as f:

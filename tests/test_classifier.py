@@ -146,11 +146,12 @@ def test_fusion_heads_by_hand(head):
     x = jax.random.normal(jax.random.PRNGKey(1), (4, 12, 16, 3))
     aff = jax.random.normal(jax.random.PRNGKey(2), (4, 29))
     m = STEPClassifier(channels=(4, 8, 8), kernel_size=3, num_affective=29, head=head, hidden=16)
-    v = m.init(jax.random.PRNGKey(0), x, aff)
+    v = jax.jit(m.init)(jax.random.PRNGKey(0), x, aff)  # jitted: eagerly, each op compiles on its own (~8 s)
     p, stats = v["params"], v["batch_stats"]["fusion_bn"]
-    p = jax.tree_util.tree_map(lambda a: a + 0.3 * jax.random.normal(jax.random.PRNGKey(3), a.shape), p)
+    rng = np.random.default_rng(3)
+    p = jax.tree_util.tree_map(lambda a: np.asarray(a) + 0.3 * rng.standard_normal(a.shape, np.float32), p)
     v = {"params": p, "batch_stats": v["batch_stats"]}
-    logits, feats = m.apply(v, x, aff)
+    logits, feats = jax.jit(m.apply)(v, x, aff)
     h = np.concatenate([np.asarray(feats), np.asarray(aff)], -1)
     bn = p["fusion_bn"]
     h = (h - stats["mean"]) / np.sqrt(stats["var"] + 1e-5) * bn["scale"] + bn["bias"]

@@ -96,7 +96,8 @@ def test_missing_file_and_bad_suffix(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.h5"):
         egait.read_egait(tmp_path / "nope.h5")
     egait.write_egait(tmp_path / "f.h5", tmp_path / "l.h5", {"a": np.zeros((2, 16, 3))}, {"a": 0})
-    with pytest.raises(egait.EGaitFormatError, match="does not end in one of"):
+    with pytest.raises(egait.EGaitFormatError, match=r"f\.h5: key 'a' does not end in one of .*eval\.py --labels.*"
+                                                     r"read_egait_gaits reads gaits without labels"):
         egait.read_egait(tmp_path / "f.h5")
     with pytest.raises(ValueError, match="exactly the keys"):
         egait.write_egait(tmp_path / "g.h5", tmp_path / "m.h5", {"a": np.zeros((2, 16, 3))}, {"b": 0})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -225,6 +227,12 @@ def test_classification_loss_checks_its_shapes_under_jit():
                                           (logits, labels.astype(jnp.float32), "type")]:
         with pytest.raises(AssertionError, match=match):
             jax.jit(L.classification_loss)(bad_logits, bad_labels)
+    # a label outside [0, K): a clear error on concrete labels, NaN (not a plausible number) when traced
+    for bad in ([0, 1, 4], [0, -1, 2]):
+        with pytest.raises(ValueError, match=r"whole numbers in 0\.\.3"):
+            L.classification_loss(logits, jnp.array(bad))
+        for kwargs in ({}, {"label_smoothing": 0.1}, {"official_double_softmax": True}):
+            assert np.isnan(float(jax.jit(functools.partial(L.classification_loss, **kwargs))(logits, jnp.array(bad))))
 
 
 @settings(max_examples=20, deadline=None)

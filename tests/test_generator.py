@@ -156,6 +156,8 @@ def test_generate_refuses_bad_labels_and_sizes(generator):
         generate_fn(loaded_vars, jnp.array([0]), key, num_frames=3)
     with pytest.raises(ValueError, match="chunk must be >= 1"):
         generate_fn(loaded_vars, jnp.array([0, 1]), key, chunk=0)
+    with pytest.raises(TypeError, match=r"load_generator returns \(generate_fn, variables\)"):
+        generate(generate_fn, loaded_vars, jnp.array([0, 1]), key)  # what load_generator returns, mixed up
 
 
 def test_runs_record_the_length_they_trained_on(tmp_path, monkeypatch):

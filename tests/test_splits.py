@@ -71,6 +71,26 @@ def test_a_lopsided_grouped_split_is_flagged():
         pipeline.warn_if_lopsided(s, (0.7, 0.15, 0.15), 1200)
 
 
+def test_an_empty_test_part_is_refused_unless_asked_for(capsys):
+    """64 walkers grouped by subject at (0.7, 0.2, 0.1) leave no test gait: training refuses it up front (it once
+    trained and printed the validation metrics as an unlabelled JSON blob); a test fraction of 0 is allowed, and
+    train.py then labels the validation report it prints."""
+    import ml_collections
+
+    from stepjax.data import pipeline
+    from stepjax.training.run import _print_classifier_report
+
+    data = ml_collections.ConfigDict(dict(source="walkers", num_gaits=64, num_frames=8, seed=0, split=(0.7, 0.2, 0.1),
+                                          split_seed=0))
+    cfg = ml_collections.ConfigDict(dict(data=data))
+    with pytest.warns(UserWarning, match="lopsided"), pytest.raises(ValueError, match="leaves it empty"):
+        pipeline.prepare(cfg)
+    report = dict(accuracy=0.5, balanced_accuracy=0.4, macro_f1=0.3, num_gaits=16, confusion_matrix=[[1]])
+    _print_classifier_report({"best_epoch": 2, "val": report}, "test")
+    assert capsys.readouterr().out == ("no test set; validation (best-val epoch 2): accuracy 0.5000  "
+                                       "balanced_accuracy 0.4000  macro_f1 0.3000  n=16\n")
+
+
 def test_split_errors():
     with pytest.raises(ValueError, match="fractions"):
         splits.train_val_test_split([0, 1, 2], (0.5, 0.5, 0.5))

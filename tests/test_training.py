@@ -221,6 +221,9 @@ def test_predict_cli_classifies_unlabelled_gaits(trained, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([f"--workdir={workdir}", f"--gaits={tmp_path / 'bad.npy'}"])
     assert exit_info.value.code == 2 and "gait 0 must have shape (T, 16, 3), got (32, 15, 3)" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # refused before any work, not written as CSV under another name
+        main([f"--workdir={workdir}", f"--gaits={tmp_path / 'walks.npy'}", f"--out={tmp_path / 'p.txt'}"])
+    assert exit_info.value.code == 2 and "--out must end in .csv or .json" in capsys.readouterr().err
 
 
 def test_clis_report_user_mistakes_without_a_traceback(trained, tmp_path):
@@ -239,7 +242,11 @@ def test_clis_report_user_mistakes_without_a_traceback(trained, tmp_path):
              ([str(PROJECT_ROOT / "eval.py"), f"--workdir={workdir}", f"--classifier={workdir}"],
               "--classifier is for generator workdirs"),
              ([str(PROJECT_ROOT / "train.py"), "--config=configs/step.py", f"--workdir={tmp_path / 'w'}",
-               "--config.train.epoch=1"], 'train.py: error: .*names no key.*Did you mean "epochs"')]
+               "--config.train.epoch=1"], 'train.py: error: .*names no key.*Did you mean "epochs"'),
+             ([str(PROJECT_ROOT / "train.py"), "--config=configs/step.py"], "train.py: error: flag --workdir=None"),
+             ([str(PROJECT_ROOT / "train.py"), "--config=configs/step.py", f"--workdir={tmp_path / 'w'}",
+               "--config.data.num_gaits=abc"], "train.py: error: flag --config.data.num_gaits=abc: invalid literal"),
+             ([str(PROJECT_ROOT / "eval.py")], "eval.py: error: flag --workdir=None")]  # absl's flag errors too
     for args, message in cases:
         proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=600)
         assert proc.returncode == 2 and re.search(message, proc.stderr), proc.stderr[-2000:]

@@ -789,7 +789,8 @@ def _build_parser() -> argparse.ArgumentParser:
         prog="stepjax-bvh2egait",
         description="Convert a folder of BVH files into E-Gait features/labels HDF5 files "
                     "(16 STEP joints, metres, Y up, facing -Z, root-relative).")
-    parser.add_argument("src_dir", help="folder with .bvh files (not recursive)")
+    parser.add_argument("src_dir", help="folder with .bvh files (not recursive; when it has none, its data/ "
+                                        "subfolder, as in the Bandai release)")
     parser.add_argument("--out-features", required=True, help="output features HDF5 (one (T, 48) dataset per key)")
     parser.add_argument("--out-labels", required=True, help="output labels HDF5 (one int per key)")
     source = parser.add_mutually_exclusive_group(required=True)

@@ -58,7 +58,7 @@ def label_from_key(key: str) -> int:
     if match is None:
         raise EGaitFormatError(
             f"key {key!r} does not end in one of {LABEL_NAMES}; pass a labels file for such data (read_egait's "
-            f"labels_path; in a config, --config.data.labels_path)")
+            f"labels_path; in a config --config.data.labels_path; eval.py --labels)")
     return [n.lower() for n in LABEL_NAMES].index(match.group(1).lower())
 
 
@@ -138,7 +138,10 @@ def read_egait(features_path: str | os.PathLike, labels_path: str | os.PathLike 
         _check_hdf5(labels_path)
     keys, gaits = read_egait_gaits(features_path)
     if labels_path is None:
-        labels = [label_from_key(k) for k in keys]
+        try:
+            labels = [label_from_key(k) for k in keys]
+        except EGaitFormatError as err:
+            raise EGaitFormatError(f"{features_path}: {err}; read_egait_gaits reads gaits without labels") from None
     else:
         labels_path = os.fspath(labels_path)
         with h5py.File(labels_path, "r") as fl:

@@ -280,6 +280,10 @@ def prepare(cfg, extra_train: tuple[np.ndarray, np.ndarray] | None = None) -> di
     if len(split.train) == 0 or len(split.val) == 0:
         raise ValueError(f"split {tuple(cfg.data.split)} leaves an empty train or validation set "
                          f"({len(raw.labels)} gaits)")
+    if len(split.test) == 0 and float(cfg.data.split[2]) > 0:
+        raise ValueError(f"split {tuple(cfg.data.split)} asks for a test set but leaves it empty "
+                         f"({len(raw.labels)} gaits; a grouped split moves whole subjects): use more gaits or "
+                         f"subjects, data.group_by_subject=False, or a test fraction of 0 for no test set")
     train_raw, train_labels, train_len = raw.gaits[split.train], raw.labels[split.train], raw.lengths_at(split.train)
     if extra_train is not None:
         extra_gaits = np.asarray(extra_train[0], np.float32)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from stepjax.metrics import format_confusion
 
 
@@ -26,14 +24,7 @@ def _train(cfg, workdir: str, progress: bool) -> dict:
         from stepjax.training.fit import fit_classifier
 
         result = fit_classifier(cfg, workdir, progress=progress)
-        if "test" in result:
-            t = result["test"]
-            print(format_confusion(t["confusion_matrix"]))
-            print(f"test (best-val epoch {result['best_epoch']}): accuracy {t['accuracy']:.4f}  "
-                  f"balanced_accuracy {t['balanced_accuracy']:.4f}  macro_f1 {t['macro_f1']:.4f}  "
-                  f"n={t['num_gaits']}")
-        else:
-            print(json.dumps(result["val"]))
+        _print_classifier_report(result, "test")
         return result
     if cfg.task == "classifier_runs":
         from stepjax.training.multirun import fit_classifier_runs
@@ -57,15 +48,20 @@ def _train(cfg, workdir: str, progress: bool) -> dict:
         from stepjax.training.augment import fit_step_aug
 
         result = fit_step_aug(cfg, workdir, progress=progress)
-        c = result["classifier"]
-        if "test" in c:
-            t = c["test"]
-            print(format_confusion(t["confusion_matrix"]))
-            print(f"STEP+Aug test, real gaits only (best-val epoch {c['best_epoch']}; trained on "
-                  f"{result['num_real_train']} real + {result['num_synthetic']} synthetic): accuracy "
-                  f"{t['accuracy']:.4f}  balanced_accuracy {t['balanced_accuracy']:.4f}  macro_f1 "
-                  f"{t['macro_f1']:.4f}  n={t['num_gaits']}")
-        else:
-            print(json.dumps(c["val"]))
+        _print_classifier_report(result["classifier"], f"STEP+Aug test, real gaits only (trained on "
+                                 f"{result['num_real_train']} real + {result['num_synthetic']} synthetic)")
         return result
     raise ValueError(f"unknown task {cfg.task!r}")
+
+
+def _print_classifier_report(result: dict, label: str) -> None:
+    """The test report of a classifier run (confusion matrix and summary line), or, for a run without a test
+    set (``data.split`` with a test fraction of 0), its validation report, labelled as such."""
+    which = "test" if "test" in result else "val"
+    r = result[which]
+    if which == "test":
+        print(format_confusion(r["confusion_matrix"]))
+    else:
+        label = "no test set; validation"
+    print(f"{label} (best-val epoch {result['best_epoch']}): accuracy {r['accuracy']:.4f}  balanced_accuracy "
+          f"{r['balanced_accuracy']:.4f}  macro_f1 {r['macro_f1']:.4f}  n={r['num_gaits']}")
