@@ -30,7 +30,7 @@ def main() -> None:
     p.add_argument("--chunk", type=int, default=256, help="generate's chunk (gaits per decoder call)")
     p.add_argument("--rounds", type=int, default=3)
     args = p.parse_args()
-    models = {"official": STEPGenCVAE(**OFFICIAL_OPTIONS, init_scheme="official"), "default": STEPGenCVAE()}
+    models = {"official": STEPGenCVAE(**OFFICIAL_OPTIONS), "default": STEPGenCVAE()}
     labels = jnp.asarray(np.arange(args.num) % 4)
     x, y = jnp.zeros((1, args.frames, 16, 3)), jnp.zeros((1, 4))
     variables, mflop = {}, {}

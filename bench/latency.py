@@ -26,12 +26,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import temporal_conv as tc  # noqa: E402
 
 from stepjax.inference import freeze  # noqa: E402
-from stepjax.models.classifier import TRUNKS, STEPClassifier  # noqa: E402
+from stepjax.models.classifier import OFFICIAL_OPTIONS, TRUNKS, STEPClassifier  # noqa: E402
 
 
 def frozen_classifier(impl: str, graph: str, x: jax.Array):
-    model = STEPClassifier(channels=(32, 64, 64), kernel_size=75, official_adjacency=True, init_scheme="official",
-                           temporal_impl=impl, graph_impl=graph, **TRUNKS["real_only"])
+    model = STEPClassifier(channels=(32, 64, 64), kernel_size=75, temporal_impl=impl, graph_impl=graph,
+                           **OFFICIAL_OPTIONS, **TRUNKS["real_only"])
     variables = jax.jit(lambda k: model.init(k, x, train=False))(jax.random.PRNGKey(0))
     f = freeze(lambda v, g: model.apply(v, g, train=False)[0], variables)
     out = np.asarray(f(x))  # compiles

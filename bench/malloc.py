@@ -92,7 +92,7 @@ def child(batches: list[int], gen: bool, reps: int) -> dict:
 
         n, t = 4000, 75
         labels = jnp.asarray(np.eye(4, dtype=np.float32)[np.arange(n) % 4])
-        model = STEPGenCVAE(**OFFICIAL_OPTIONS, init_scheme="official")
+        model = STEPGenCVAE(**OFFICIAL_OPTIONS)
         variables = jax.jit(lambda k: model.init({"params": k, "sample": k}, jnp.zeros((1, t, 16, 3)),
                                                  jnp.zeros((1, 4)), train=False))(jax.random.PRNGKey(0))
         out["generate 4,000 gaits, stepjax"] = timed(

@@ -48,8 +48,9 @@ from stepjax.data.preprocess import align_to_reference  # noqa: E402
 from stepjax.generation import generate  # noqa: E402
 from stepjax.losses import generator_loss  # noqa: E402
 from stepjax.inference import freeze  # noqa: E402
+from stepjax.models.classifier import OFFICIAL_OPTIONS as OFFICIAL_CLASSIFIER_OPTIONS  # noqa: E402
 from stepjax.models.classifier import TRUNKS, STEPClassifier  # noqa: E402
-from stepjax.models.cvae import OFFICIAL_OPTIONS as OFFICIAL_CVAE, STEPGenCVAE  # noqa: E402
+from stepjax.models.cvae import OFFICIAL_OPTIONS as OFFICIAL_CVAE_OPTIONS, STEPGenCVAE  # noqa: E402
 from stepjax.training.loop import classifier_train_step, epoch_fn  # noqa: E402
 from stepjax.training.state import TrainState, create_train_state, make_optimizer  # noqa: E402
 
@@ -185,8 +186,8 @@ def to_torch_layout(g: np.ndarray) -> torch.Tensor:
 
 
 def official_classifier(temporal_impl: str | None = None) -> STEPClassifier:
-    kw = dict(channels=(32, 64, 64), kernel_size=75, official_adjacency=True, init_scheme="official",
-              num_affective=0, **TRUNKS["real_only"])
+    kw = dict(channels=(32, 64, 64), kernel_size=75, num_affective=0, **OFFICIAL_CLASSIFIER_OPTIONS,
+              **TRUNKS["real_only"])
     if temporal_impl is not None:
         kw["temporal_impl"] = temporal_impl
     return STEPClassifier(**kw)
@@ -396,8 +397,8 @@ def w_cvae(a) -> list[dict]:
     compiles = {}
     jg, jy = jnp.asarray(g), jnp.asarray(onehot)
     for impl in a.impls:
-        model = STEPGenCVAE(**OFFICIAL_CVAE, init_scheme="official") if impl == "default" else \
-            STEPGenCVAE(**OFFICIAL_CVAE, init_scheme="official", temporal_impl=impl)
+        model = STEPGenCVAE(**OFFICIAL_CVAE_OPTIONS) if impl == "default" else \
+            STEPGenCVAE(**OFFICIAL_CVAE_OPTIONS, temporal_impl=impl)
         name = model.temporal_impl
         variables = jax.jit(lambda k, model=model: model.init({"params": k, "sample": k}, jg, jy, train=False))(
             jax.random.PRNGKey(0))
@@ -530,8 +531,7 @@ def _generation_rows(a, impl: str) -> list[dict]:
     labels = np.eye(4, dtype=np.float32)[np.arange(n) % 4]
     tm = torch_cvae()
     tm.eval()
-    model = STEPGenCVAE(**OFFICIAL_CVAE, init_scheme="official",
-                        **({} if impl == "default" else {"temporal_impl": impl}))
+    model = STEPGenCVAE(**OFFICIAL_CVAE_OPTIONS, **({} if impl == "default" else {"temporal_impl": impl}))
     variables = jax.jit(lambda k: model.init({"params": k, "sample": k}, jnp.zeros((1, T, V, C)),
                                              jnp.zeros((1, 4)), train=False))(jax.random.PRNGKey(0))
 

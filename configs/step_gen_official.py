@@ -29,7 +29,7 @@ def get_config():
     cfg.data = common.walkers_data(num_gaits=342)
     cfg.data.split = (0.7, 0.2, 0.1)
     cfg.preprocess = common.preprocess(num_affective=0, reference="first")
-    cfg.model = step_gen.generator_model(kernel_size=75, init_scheme="official", **OFFICIAL_OPTIONS)
+    cfg.model = step_gen.generator_model(kernel_size=75, **OFFICIAL_OPTIONS)
     cfg.loss = step_gen.generator_loss(official=True, lambda_collapse=1.0, lambda_drift=1.0, beta=1.0)
     cfg.train = common.modern_train(epochs=150, lr=0.1)
     cfg.train.update(dict(batch_size=8, optimizer="adam_l2", weight_decay=5e-4, schedule="piecewise",

@@ -21,6 +21,8 @@ import sys
 sys.path.insert(0, os.path.dirname(__file__))
 import common  # noqa: E402
 
+from stepjax.models.classifier import OFFICIAL_OPTIONS  # noqa: E402
+
 
 def get_config():
     cfg = common.base("classifier")
@@ -28,8 +30,7 @@ def get_config():
     cfg.data.split = (0.7, 0.2, 0.1)  # the paper's 7:2:1
     cfg.preprocess = common.preprocess(num_affective=29, reference="first", affective_official=True)
     cfg.preprocess.align = False  # the hybrid loader feeds raw positions to data_bn
-    cfg.model = common.classifier_model(kernel_size=75, head="official", head_dropout=0.0,
-                                        official_adjacency=True, init_scheme="official")
+    cfg.model = common.classifier_model(kernel_size=75, head="official", head_dropout=0.0, **OFFICIAL_OPTIONS)
     cfg.train = common.modern_train(epochs=1000, lr=1e-3)
     cfg.train.update(dict(batch_size=8, optimizer="adam_l2", weight_decay=1e-4, schedule="piecewise",
                           milestones=(0.5, 0.75, 0.875), milestone_unit="fraction",

@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.join(PROJECT_ROOT, "configs"))
 
 #: name -> (description, loss, overrides of configs/step_gen.py as {"section.key": value}); 'full' = the
 #: kernel that spans the clip (configs/step_gen.py's 75 taps at T = 75, like the official CVAE)
-OFFICIAL_FORM = {"model.temporal_code": "none", "model.temporal_pooling": "mean"}
+OFFICIAL_INPUT_AND_POOLING = {"model.temporal_code": "none", "model.temporal_pooling": "mean"}
 VARIANTS = {
     "step_gen": ("STEP-Gen (configs/step_gen.py: phase-aware, loss warm-up)", "push-pull", {}),
     "baseline_cvae": ("Baseline-CVAE (same net and recipe)", "L_o + KL", {}),
@@ -33,8 +33,8 @@ VARIANTS = {
     "step_gen_additive": ("STEP-Gen, mean pooling + additive sinusoidal decoder code", "push-pull",
                           {"model.temporal_code": "sinusoidal", "model.temporal_pooling": "mean"}),
     "step_gen_official_form": ("STEP-Gen, official form (mean pooling, constant decoder input)", "push-pull",
-                               OFFICIAL_FORM),
-    "baseline_cvae_official_form": ("Baseline-CVAE, official form", "L_o + KL", OFFICIAL_FORM),
+                               OFFICIAL_INPUT_AND_POOLING),
+    "baseline_cvae_official_form": ("Baseline-CVAE, official form", "L_o + KL", OFFICIAL_INPUT_AND_POOLING),
 }
 
 

@@ -165,12 +165,15 @@ def generate(model: STEPGenCVAE, variables, labels: jax.Array, rng: jax.Array, n
         BatchNorm uses the statistics of the one gait being decoded (the official code decodes one gait per
         call) instead of the running statistics. The stored statistics are not changed.
 
-    Raises ``ValueError`` on labels outside ``[0, K)``, ``num_frames < 4`` or ``chunk < 1``; labels traced by
-    the caller's own ``jit`` cannot be checked, and an invalid one yields a NaN gait (:func:`onehot_labels`).
+    Raises ``TypeError`` when ``model`` is not a :class:`~stepjax.models.cvae.STEPGenCVAE` (e.g. the
+    ``generate_fn`` of :func:`load_generator`), ``ValueError`` on labels outside ``[0, K)``, ``num_frames < 4`` or
+    ``chunk < 1``; labels traced by the caller's own ``jit`` cannot be checked, and an invalid one yields a NaN
+    gait (:func:`onehot_labels`).
     """
     if not isinstance(model, STEPGenCVAE):
-        raise TypeError(f"generate takes the STEPGenCVAE model, got {type(model).__name__}; load_generator returns "
-                        f"(generate_fn, variables): call generate_fn(variables, labels, rng) instead")
+        hint = ("; load_generator returns (generate_fn, variables): call generate_fn(variables, labels, rng) instead"
+                if callable(model) and not isinstance(model, type) else "")
+        raise TypeError(f"generate takes the STEPGenCVAE model, got {type(model).__name__}{hint}")
     if int(num_frames) < MIN_FRAMES:
         raise ValueError(f"num_frames must be >= {MIN_FRAMES} (a gait's jerk needs 4 frames), got {num_frames}")
     if chunk is not None and int(chunk) < 1:

@@ -23,8 +23,8 @@ def classification_loss(logits: Array, labels: Array, *, label_smoothing: float 
     output is fed to ``CrossEntropyLoss``, which applies log-softmax again (flattens gradients).
 
     A label outside ``[0, K)`` is a ``ValueError`` when the labels are concrete; traced labels (inside the
-    caller's ``jit``) cannot raise, so the loss is NaN instead of the plausible number an all-zero one-hot
-    row would give.
+    caller's ``jit``) cannot raise, so the loss and its gradients are NaN instead of the plausible numbers an
+    all-zero one-hot row would give.
     """
     chex.assert_rank([logits, labels], [2, 1])  # static shapes: checked under jit too
     chex.assert_equal_shape_prefix([logits, labels], 1)
@@ -38,8 +38,9 @@ def classification_loss(logits: Array, labels: Array, *, label_smoothing: float 
     num_classes = logits.shape[-1]
     targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes, dtype=logits.dtype), label_smoothing) \
         if label_smoothing else jax.nn.one_hot(labels, num_classes, dtype=logits.dtype)
-    per_gait = optax.softmax_cross_entropy(logits, targets)
-    return jnp.where((labels >= 0) & (labels < num_classes), per_gait, jnp.nan).mean()
+    # NaN targets for an invalid label (not an all-zero row): the loss and its gradients become NaN
+    targets = jnp.where(((labels >= 0) & (labels < num_classes))[:, None], targets, jnp.nan)
+    return optax.softmax_cross_entropy(logits, targets).mean()
 
 
 # ---------------------------------------------------------------------------------------------------

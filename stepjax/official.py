@@ -47,9 +47,9 @@ import numpy as np
 
 from stepjax.models.classifier import OFFICIAL_OPTIONS as OFFICIAL_CLASSIFIER_OPTIONS
 from stepjax.models.classifier import TRUNKS, STEPClassifier
-from stepjax.skeleton import NUM_JOINTS
 from stepjax.models.cvae import OFFICIAL_OPTIONS as OFFICIAL_CVAE_OPTIONS
 from stepjax.models.cvae import STEPGenCVAE
+from stepjax.skeleton import NUM_JOINTS
 
 
 def _bn(sd: Mapping[str, np.ndarray], prefix: str, shape=None) -> tuple[dict, dict]:
@@ -121,7 +121,8 @@ def load_official_classifier(path: str | os.PathLike, **model_kwargs) -> tuple[S
 
     Returns ``(model, variables)``; ``model.apply(variables, gaits)`` gives ``(pre_softmax_logits,
     features)`` for aligned gaits ``(N, 75, 16, 3)`` (see :func:`stepjax.data.preprocess.align_to_reference`).
-    The model is the official network (``stepjax.models.classifier.OFFICIAL_OPTIONS``: the official adjacency);
+    The model is the official network (``stepjax.models.classifier.OFFICIAL_OPTIONS``: the official adjacency and
+    init);
     ``model_kwargs`` (e.g. ``temporal_impl``) override or extend those options.
     """
     sd = load_state_dict(path)
@@ -160,7 +161,7 @@ def load_official_cvae(path: str | os.PathLike, **model_kwargs) -> tuple[STEPGen
 
     Architecture sizes (latent dim, classes, block widths, temporal kernel) are read from the
     state_dict; the model is the official network (``stepjax.models.cvae.OFFICIAL_OPTIONS``: constant decoder
-    input, mean pooling, the output ReLU, the official adjacency); ``model_kwargs`` (e.g. ``temporal_impl``,
+    input, mean pooling, the output ReLU, the official adjacency and init); ``model_kwargs`` (e.g. ``temporal_impl``,
     ``precision``) override or extend those options.
     ``model.apply(variables, x, onehot, rngs={'sample': key})`` then gives ``(decoded, mu, logvar)``
     for aligned gaits ``(N, T, 16, 3)``; use ``method='encode'`` / ``'decode'`` for the halves.

@@ -28,7 +28,8 @@ def strict_json(obj: Any) -> Any:
 def absl_flags_parser(prog: str):
     """``app.run(main, flags_parser=absl_flags_parser(prog))``: a flag mistake (a missing required flag, a value
     of the wrong type) is reported as ``<prog>: error: <message>`` with exit status 2, like the other user
-    mistakes (:func:`cli_errors`), instead of absl's ``FATAL Flags parsing error`` with status 1."""
+    mistakes (:func:`cli_errors`), instead of absl's ``FATAL Flags parsing error`` with status 1;
+    ``STEPJAX_TRACEBACK=1`` lets the exception through."""
 
     def parse(argv: list[str]) -> list[str]:
         from absl import flags
@@ -36,7 +37,9 @@ def absl_flags_parser(prog: str):
         try:
             return flags.FLAGS(argv)
         except flags.Error as err:
-            print(f"{prog}: error: {err}", file=sys.stderr)
+            if os.environ.get("STEPJAX_TRACEBACK"):
+                raise
+            print(f"{prog}: error: {err} (--helpshort lists the flags)", file=sys.stderr)
             sys.exit(2)
 
     return parse

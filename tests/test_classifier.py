@@ -39,7 +39,7 @@ def test_the_corrected_adjacency_is_the_default_and_reaches_the_trunk(official):
     from stepjax.models.classifier import OFFICIAL_OPTIONS
 
     model, variables, io = official
-    assert model.official_adjacency and OFFICIAL_OPTIONS == {"official_adjacency": True}
+    assert model.official_adjacency and OFFICIAL_OPTIONS == {"official_adjacency": True, "init_scheme": "official"}
     assert not STEPClassifier().official_adjacency
     np.testing.assert_array_equal(skeleton.spatial_adjacency(), skeleton.spatial_adjacency(official=False))
     assert not np.array_equal(skeleton.spatial_adjacency(), skeleton.spatial_adjacency(official=True))

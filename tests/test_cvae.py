@@ -72,6 +72,9 @@ def test_param_count_and_tree(official, inputs):
         assert all(a.shape == b.shape for a, b in zip(jax.tree_util.tree_leaves(fresh[col]),
                                                        jax.tree_util.tree_leaves(variables[col])))
     assert model == STEPGenCVAE(**OFFICIAL_OPTIONS)  # sizes read back from the state_dict = the defaults'
+    default = jax.eval_shape(lambda: STEPGenCVAE().init({"params": jax.random.key(0), "sample": jax.random.key(1)},
+                                                        x[:2], y[:2]))
+    assert _count(default["params"]) == 1_298_627  # the phase-aware default (README)
 
 
 def test_golden_encoder(eval_outputs, io):
@@ -132,9 +135,8 @@ def test_official_weights_other_lengths(official, inputs):
     assert np.isfinite(np.asarray(decoded)).all()
 
 
-@pytest.mark.parametrize("kwargs", [{}, dict(temporal_code="sinusoidal", joint_embedding=True,
-                                             official_output_relu=False),
-                                    dict(temporal_code="modulated", temporal_pooling="sinusoidal")])
+@pytest.mark.parametrize("kwargs", [OFFICIAL_OPTIONS, dict(temporal_code="sinusoidal", temporal_pooling="mean",
+                                                           joint_embedding=True), {}])
 @pytest.mark.parametrize("num_frames", [1, 20, 33, 120])
 def test_shapes_any_length(kwargs, num_frames):
     model = STEPGenCVAE(**kwargs)
@@ -147,7 +149,7 @@ def test_shapes_any_length(kwargs, num_frames):
     gen = jax.eval_shape(lambda v: model.apply(v, labels, 50, rngs={"sample": jax.random.key(3)}, method="sample"),
                          variables)
     assert gen.shape == (2, 50, 16, 3)
-    if kwargs:
+    if kwargs is not OFFICIAL_OPTIONS:
         assert _count(variables["params"]) > OFFICIAL_PARAMS
 
 
@@ -299,7 +301,7 @@ def test_official_init_reproduces_what_the_official_weights_init_leaves():
     """Bug 18: the official ``weights_init`` matches ``Conv2d`` (N(0, 0.02), zero bias) and BatchNorm (N(1, 0.02)),
     not the decoder's ``ConvTranspose2d`` layers, which keep PyTorch's kaiming-uniform(a=sqrt(5)): kernel and bias
     ~ U(+-1/sqrt(fan)), fan = out_channels * kT for a transposed weight (I, O, kT, 1)."""
-    model = STEPGenCVAE(**OFFICIAL_OPTIONS, init_scheme="official")
+    model = STEPGenCVAE(**OFFICIAL_OPTIONS)
     v = jax.jit(lambda k: model.init({"params": k, "sample": k}, jnp.zeros((2, 75, 16, 3)), jnp.array([0, 1])))(
         jax.random.PRNGKey(0))
     flat = {"/".join(str(getattr(p, "key", p)) for p in path): np.asarray(a)
@@ -331,13 +333,11 @@ def test_defaults_are_the_fixed_form_and_the_official_options_reach_both_halves(
     configs/step_gen.py (phase-aware input and pooling, no ReLU on the output, true hop distances) and
     ``OFFICIAL_OPTIONS`` (what ``load_official_cvae`` builds, see the golden tests) the official network; the
     adjacency option reaches the encoder's and the decoder's graph."""
-    import sys
-
     from conftest import PROJECT_ROOT
     from stepjax import skeleton
     from stepjax.training.fit_generator import build_generator
 
-    sys.path.insert(0, str(PROJECT_ROOT / "configs"))
+    monkeypatch.syspath_prepend(str(PROJECT_ROOT / "configs"))
     import step_gen
 
     assert STEPGenCVAE() == build_generator(step_gen.get_config())

@@ -228,11 +228,14 @@ def test_classification_loss_checks_its_shapes_under_jit():
         with pytest.raises(AssertionError, match=match):
             jax.jit(L.classification_loss)(bad_logits, bad_labels)
     # a label outside [0, K): a clear error on concrete labels, NaN (not a plausible number) when traced
-    for bad in ([0, 1, 4], [0, -1, 2]):
+    for bad, row in (([0, 1, 4], 2), ([0, -1, 2], 1)):
         with pytest.raises(ValueError, match=r"whole numbers in 0\.\.3"):
             L.classification_loss(logits, jnp.array(bad))
         for kwargs in ({}, {"label_smoothing": 0.1}, {"official_double_softmax": True}):
-            assert np.isnan(float(jax.jit(functools.partial(L.classification_loss, **kwargs))(logits, jnp.array(bad))))
+            value, grad = jax.jit(jax.value_and_grad(functools.partial(L.classification_loss, **kwargs)))(
+                logits, jnp.array(bad))
+            assert np.isnan(float(value)) and np.all(np.isnan(grad[row]))
+            assert np.all(np.isfinite(np.delete(np.asarray(grad), row, 0)))
 
 
 @settings(max_examples=20, deadline=None)

@@ -16,7 +16,7 @@ from jax.extend import core as jcore
 from stepjax.data import preprocess as pp
 from stepjax.generation import LatentPrior, sample_prior
 from stepjax.models.classifier import STEPClassifier
-from stepjax.models.cvae import STEPGenCVAE
+from stepjax.models.cvae import OFFICIAL_OPTIONS, STEPGenCVAE
 
 HIGHEST = (jax.lax.Precision.HIGHEST, jax.lax.Precision.HIGHEST)
 PRECISION_OPS = ("dot_general", "conv_general_dilated")
@@ -68,8 +68,11 @@ def test_classifier_forward_and_gradient_are_highest_precision(temporal_impl):
     assert_all_highest(jax.grad(loss, argnums=(0, 1)), variables["params"], gaits, min_ops=10)
 
 
-def test_cvae_forward_and_gradient_are_highest_precision():
-    model = STEPGenCVAE(kernel_size=9)
+@pytest.mark.parametrize("official", [False, True])
+def test_cvae_forward_and_gradient_are_highest_precision(official):
+    """The default decoder (modulated frame code, output Dense) and the official one (time-constant first block,
+    the one-GEMM 64 -> 3 graph)."""
+    model = STEPGenCVAE(kernel_size=9, **(OFFICIAL_OPTIONS if official else {}))
     gaits, labels = jnp.zeros((2, 20, 16, 3)), jnp.eye(4)[:2]
     rngs = {"params": jax.random.PRNGKey(0), "sample": jax.random.PRNGKey(1)}
     variables = model.init(rngs, gaits, labels, train=False)

@@ -82,13 +82,24 @@ def test_an_empty_test_part_is_refused_unless_asked_for(capsys):
 
     data = ml_collections.ConfigDict(dict(source="walkers", num_gaits=64, num_frames=8, seed=0, split=(0.7, 0.2, 0.1),
                                           split_seed=0))
-    cfg = ml_collections.ConfigDict(dict(data=data))
+    preprocess = ml_collections.ConfigDict(dict(align=True, reference="mean", num_affective=0,
+                                                affective_official=False, time_step=1 / 30))
+    cfg = ml_collections.ConfigDict(dict(data=data, preprocess=preprocess))
     with pytest.warns(UserWarning, match="lopsided"), pytest.raises(ValueError, match="leaves it empty"):
         pipeline.prepare(cfg)
-    report = dict(accuracy=0.5, balanced_accuracy=0.4, macro_f1=0.3, num_gaits=16, confusion_matrix=[[1]])
-    _print_classifier_report({"best_epoch": 2, "val": report}, "test")
+    cfg.data.split = (0.8, 0.2, 0.0)  # no test set asked for: prepared, without a test part
+    prepared = pipeline.prepare(cfg)
+    assert prepared["test"] is None and len(prepared["split"].test) == 0 and len(prepared["train"].labels) > 0
+    report = dict(accuracy=0.5, balanced_accuracy=0.4, macro_f1=0.3, num_gaits=16,
+                  confusion_matrix=np.diag([4, 4, 4, 4]).tolist())
+    _print_classifier_report({"best_epoch": 2, "val": report})
     assert capsys.readouterr().out == ("no test set; validation (best-val epoch 2): accuracy 0.5000  "
                                        "balanced_accuracy 0.4000  macro_f1 0.3000  n=16\n")
+    _print_classifier_report({"best_epoch": 1, "test": report}, "STEP+Aug ", "; trained on 5 real + 3 synthetic",
+                             "real gaits only")
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) > 2 and out[-1].startswith("STEP+Aug test, real gaits only (best-val epoch 1; trained on 5 real "
+                                               "+ 3 synthetic): accuracy 0.5000")
 
 
 def test_split_errors():

@@ -101,12 +101,12 @@ def test_forward_mode_ad_through_the_official_size_models():
     for the 3-channel block) are forward-mode safe: jax.jvp through both models runs and matches a central
     finite difference. In float64: the ReLU kinks need a tiny step (1e-7), which float32 cannot resolve."""
     from stepjax.models.classifier import STEPClassifier
-    from stepjax.models.cvae import STEPGenCVAE
+    from stepjax.models.cvae import OFFICIAL_OPTIONS, STEPGenCVAE
 
     if jax.default_backend() != "cpu":
         pytest.skip("'auto' picks per backend; the claim is about the CPU")
     rng = np.random.default_rng(6)
-    classifier, cvae = STEPClassifier(kernel_size=75), STEPGenCVAE(kernel_size=75)
+    classifier, cvae = STEPClassifier(kernel_size=75), STEPGenCVAE(kernel_size=75, **OFFICIAL_OPTIONS)
     with jax.enable_x64(True):
         x, dx = (jnp.asarray(rng.standard_normal((1, 75, 16, 3))) for _ in range(2))
         y = jax.nn.one_hot(jnp.array([2]), 4, dtype=jnp.float64)

@@ -28,10 +28,11 @@ TRUNKS = {
     "hybrid": dict(strides=(1, 2, 2), residuals=(False, True, True)),
 }
 HEADS = ("mlp", "official")
-#: The options that make :class:`STEPClassifier` the official network, quirks included (the defaults are the
-#: fixed behaviour): ``STEPClassifier(**OFFICIAL_OPTIONS, **TRUNKS['real_only'])`` is the official Baseline-STEP.
-#: The official head of STEP (bug 11) is ``head='official'``, separate because Baseline-STEP has no such head.
-OFFICIAL_OPTIONS = dict(official_adjacency=True)
+#: The options that make :class:`STEPClassifier` the official network, quirks included (the inf-hop adjacency and
+#: the official initialisation; the defaults are the fixed behaviour): ``STEPClassifier(**OFFICIAL_OPTIONS,
+#: **TRUNKS['real_only'])`` is the official Baseline-STEP. The official head of STEP (bug 11) is
+#: ``head='official'``, separate because Baseline-STEP has no such head.
+OFFICIAL_OPTIONS = dict(official_adjacency=True, init_scheme="official")
 
 
 class STEPClassifier(nn.Module):

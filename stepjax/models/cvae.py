@@ -80,10 +80,11 @@ TEMPORAL_POOLINGS = ("mean", "sinusoidal")
 #: The official sampler's constant: ``z = randn * OFFICIAL_MAX_Z * 2 - OFFICIAL_MAX_Z`` = N(-1.5, 3^2) per
 #: dimension (named ``max_z`` in the official code; not a bound: see :func:`sample_latent`).
 OFFICIAL_MAX_Z = 1.5
-#: The options that make :class:`STEPGenCVAE` the official ``CVAE(3, 75, 16, 32, 4)``, quirks included (bug 15
-#: and the inf-hop adjacency); the defaults are the fixed, phase-aware form (module docstring).
+#: The options that make :class:`STEPGenCVAE` the official ``CVAE(3, 75, 16, 32, 4)``, quirks included (bug 15,
+#: the inf-hop adjacency and the official initialisation, bug 18); the defaults are the fixed, phase-aware form
+#: (module docstring).
 OFFICIAL_OPTIONS = dict(temporal_code="none", temporal_pooling="mean", official_output_relu=True,
-                        official_adjacency=True)
+                        official_adjacency=True, init_scheme="official")
 
 
 def sinusoidal_time_encoding(num_frames: int, dim: int, min_period: float = 4.0,

@@ -24,7 +24,7 @@ def _train(cfg, workdir: str, progress: bool) -> dict:
         from stepjax.training.fit import fit_classifier
 
         result = fit_classifier(cfg, workdir, progress=progress)
-        _print_classifier_report(result, "test")
+        _print_classifier_report(result)
         return result
     if cfg.task == "classifier_runs":
         from stepjax.training.multirun import fit_classifier_runs
@@ -48,20 +48,20 @@ def _train(cfg, workdir: str, progress: bool) -> dict:
         from stepjax.training.augment import fit_step_aug
 
         result = fit_step_aug(cfg, workdir, progress=progress)
-        _print_classifier_report(result["classifier"], f"STEP+Aug test, real gaits only (trained on "
-                                 f"{result['num_real_train']} real + {result['num_synthetic']} synthetic)")
+        _print_classifier_report(result["classifier"], "STEP+Aug ", f"; trained on {result['num_real_train']} real "
+                                 f"+ {result['num_synthetic']} synthetic", "real gaits only")
         return result
     raise ValueError(f"unknown task {cfg.task!r}")
 
 
-def _print_classifier_report(result: dict, label: str) -> None:
+def _print_classifier_report(result: dict, prefix: str = "", context: str = "", test_note: str = "") -> None:
     """The test report of a classifier run (confusion matrix and summary line), or, for a run without a test
-    set (``data.split`` with a test fraction of 0), its validation report, labelled as such."""
-    which = "test" if "test" in result else "val"
-    r = result[which]
-    if which == "test":
+    set (``data.split`` with a test fraction of 0), its validation report, labelled as such. ``prefix`` starts
+    the line, ``context`` ends its parenthesis, ``test_note`` follows "test" (e.g. "real gaits only")."""
+    if "test" in result:
+        r, label = result["test"], "test" + (f", {test_note}" if test_note else "")
         print(format_confusion(r["confusion_matrix"]))
     else:
-        label = "no test set; validation"
-    print(f"{label} (best-val epoch {result['best_epoch']}): accuracy {r['accuracy']:.4f}  balanced_accuracy "
-          f"{r['balanced_accuracy']:.4f}  macro_f1 {r['macro_f1']:.4f}  n={r['num_gaits']}")
+        r, label = result["val"], "no test set; validation"
+    print(f"{prefix}{label} (best-val epoch {result['best_epoch']}{context}): accuracy {r['accuracy']:.4f}  "
+          f"balanced_accuracy {r['balanced_accuracy']:.4f}  macro_f1 {r['macro_f1']:.4f}  n={r['num_gaits']}")
