@@ -38,6 +38,14 @@ def which_recorder(asked: list):
     return record
 
 
+def flat_params(tree) -> dict:
+    """``{'layer/sub/leaf': numpy array}`` of a parameter pytree (names joined with '/')."""
+    import jax
+
+    return {"/".join(str(getattr(p, "key", p)) for p in path): np.asarray(a)
+            for path, a in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
 def to_nhwc(x):
     """Official model tensor ``(N, C, T, V, 1)`` -> stepjax ``(N, T, V, C)``."""
     return np.asarray(x)[..., 0].transpose(0, 2, 3, 1)

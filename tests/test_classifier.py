@@ -13,7 +13,7 @@ from stepjax.models import STEPClassifier
 from stepjax.models.classifier import TRUNKS
 from stepjax.nn import GraphConv, STGCNBlock
 from stepjax.official import load_official_classifier
-from conftest import GOLDEN, golden, require, to_nhwc
+from conftest import GOLDEN, flat_params, golden, require, to_nhwc
 
 
 @pytest.fixture(scope="module")
@@ -245,8 +245,7 @@ def test_official_init_scheme_on_the_classifier():
     for scheme in ("official", "default"):
         model = STEPClassifier(init_scheme=scheme, **TRUNKS["real_only"])
         v = jax.jit(model.init)(jax.random.PRNGKey(0), x)["params"]
-        flat = {"/".join(str(getattr(p, "key", p)) for p in path): np.asarray(a)
-                for path, a in jax.tree_util.tree_flatten_with_path(v)[0]}
+        flat = flat_params(v)
         kernels = {n: a for n, a in flat.items() if n.endswith("kernel") and a.size > 1000}
         assert len(kernels) == 6  # 3 temporal convs, 2 graph projections, 1 residual projection over 1000 weights
         if scheme == "default":

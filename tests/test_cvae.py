@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import GOLDEN, golden, require, to_nhwc
+from conftest import GOLDEN, flat_params, golden, require, to_nhwc
 from stepjax.models.cvae import OFFICIAL_OPTIONS, STEPGenCVAE, reparameterize, sample_latent, sinusoidal_time_encoding
 from stepjax.official import load_official_cvae
 
@@ -304,8 +304,7 @@ def test_official_init_reproduces_what_the_official_weights_init_leaves():
     model = STEPGenCVAE(**OFFICIAL_OPTIONS)
     v = jax.jit(lambda k: model.init({"params": k, "sample": k}, jnp.zeros((2, 75, 16, 3)), jnp.array([0, 1])))(
         jax.random.PRNGKey(0))
-    flat = {"/".join(str(getattr(p, "key", p)) for p in path): np.asarray(a)
-            for path, a in jax.tree_util.tree_flatten_with_path(v["params"])[0]}
+    flat = flat_params(v["params"])
     checked = 0
     for name, a in flat.items():
         layer, leaf = name.rsplit("/", 1)
