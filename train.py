@@ -26,6 +26,13 @@ def main(argv):
     enable_compilation_cache()
     from stepjax.training.run import train_from_config
 
+    path = config_flags.get_config_filename(FLAGS["config"])  # may end in ":<get_config argument>"
+    if not (os.path.isfile(path) or os.path.isfile(path.split(":", 1)[0])):
+        path = path.split(":", 1)[0]
+        here = os.path.dirname(os.path.abspath(__file__))
+        names = sorted(f for f in os.listdir(os.path.join(here, "configs")) if f.endswith(".py") and f != "common.py")
+        print(f"train.py: error: --config {path}: no such file (configs/ holds {', '.join(names)})", file=sys.stderr)
+        sys.exit(2)
     with cli_errors("train.py"):
         train_from_config(FLAGS.config, FLAGS.workdir, progress=FLAGS.progress)
 

@@ -218,6 +218,7 @@ def restore_generator(workdir: str | os.PathLike, which: str = "best"):
     """``(cfg, model, {'params', 'batch_stats'}, preprocessor)`` of a generator run."""
     from stepjax.data.pipeline import trained_num_frames
     from stepjax.training.fit_generator import build_generator, create_generator_state, generator_preprocessor
+    from stepjax.training.model_config import read_saved_model_config
     from stepjax.training.state import make_optimizer
 
     def abstract_tree(cfg):
@@ -227,7 +228,8 @@ def restore_generator(workdir: str | os.PathLike, which: str = "best"):
             "reference": jnp.zeros((16, 3), jnp.float32)})
 
     cfg, tree = ckpt_lib.restore_run(workdir, "generator", abstract_tree, which,
-                                     hints={"step_aug": " (for STEP+Aug runs use <workdir>/generator)"})
+                                     hints={"step_aug": " (for STEP+Aug runs use <workdir>/generator)"},
+                                     read_saved_config=read_saved_model_config)
     model = build_generator(cfg)
     state = tree["train_state"]
     return (cfg, model, {"params": state.params, "batch_stats": state.batch_stats},

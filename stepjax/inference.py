@@ -48,6 +48,7 @@ def _abstract_preprocessor(cfg) -> Preprocessor:
 def restore_classifier(workdir: str | os.PathLike, which: str = "best"):
     """``(cfg, model, {'model': {'params', 'batch_stats'}, 'preprocessor': Preprocessor})`` of a run."""
     from stepjax.training.fit import build_classifier
+    from stepjax.training.model_config import read_saved_model_config
     from stepjax.training.state import create_train_state, make_optimizer
 
     def abstract_tree(cfg):
@@ -58,7 +59,8 @@ def restore_classifier(workdir: str | os.PathLike, which: str = "best"):
                                                                          jax.random.PRNGKey(0), *example),
                                        "preprocessor": _abstract_preprocessor(cfg)})
 
-    cfg, tree = ckpt_lib.restore_run(workdir, "classifier", abstract_tree, which)
+    cfg, tree = ckpt_lib.restore_run(workdir, "classifier", abstract_tree, which,
+                                     read_saved_config=read_saved_model_config)
     model = build_classifier(cfg)
     state = tree["train_state"]
     return cfg, model, {"model": {"params": state.params, "batch_stats": state.batch_stats},

@@ -3,6 +3,7 @@
 import os
 import shutil
 
+import ml_collections
 import numpy as np
 import pytest
 
@@ -166,8 +167,7 @@ def test_one_training_process_per_workdir(tmp_path):
         with pytest.raises(ckpt_lib.WorkdirBusyError, match=f"pid {holder.pid} on .*another --workdir"):
             with ckpt_lib.workdir_lock(tmp_path):
                 pass
-        import ml_collections  # train.py's entry point takes the lock before any work
-
+        # train.py's entry point takes the lock before any work
         with pytest.raises(ckpt_lib.WorkdirBusyError):
             train_from_config(ml_collections.ConfigDict({"task": "classifier"}), str(tmp_path), progress=False)
     finally:
@@ -179,6 +179,19 @@ def test_one_training_process_per_workdir(tmp_path):
                 pass
     with ckpt_lib.workdir_lock(tmp_path):
         pass
+
+    fresh = tmp_path / "fresh"  # a run that fails before writing anything leaves no workdir behind
+    with pytest.raises(ValueError, match="unknown task"):
+        train_from_config(ml_collections.ConfigDict({"task": "nope"}), str(fresh), progress=False)
+    assert not fresh.exists()
+    with pytest.raises(ValueError, match="unknown task"):  # one it did not create stays, lock and all
+        train_from_config(ml_collections.ConfigDict({"task": "nope"}), str(tmp_path), progress=False)
+    assert (tmp_path / ckpt_lib.LOCK).exists()
+    with pytest.raises(RuntimeError, match="late"):  # nor one where the run had written something
+        with ckpt_lib.workdir_lock(fresh):
+            (fresh / "config.json").write_text("{}")
+            raise RuntimeError("late")
+    assert sorted(os.listdir(fresh)) == [ckpt_lib.LOCK, "config.json"]
 
 
 def test_a_run_from_before_lengths_were_recorded_still_resumes(tmp_path):
@@ -192,6 +205,25 @@ def test_a_run_from_before_lengths_were_recorded_still_resumes(tmp_path):
     progress = RunProgress(str(tmp_path), now, 4, log=lambda *a: None, frames_recorded=True)
     assert progress.resume(_tree(-1))["w"][0] == 1.0 and progress.start_epoch == 2
     progress.close()
+
+
+def test_another_config_is_refused_before_the_data_is_loaded(tmp_path):
+    """``refuse_another_config`` (called before the data is prepared) applies the resume check's rules, leaving
+    out ``data.num_frames`` where the config asks for 0 (the length is known only from the data)."""
+    from stepjax.training.progress import refuse_another_config
+
+    refuse_another_config(str(tmp_path / "new"), CFG)  # nothing there: nothing to refuse
+    assert not (tmp_path / "new").exists()
+    _run(tmp_path, [0.5, 0.6], cfg=dict(CFG, data={"num_frames": 40}))
+    refuse_another_config(str(tmp_path), dict(CFG, data={"num_frames": 40}))
+    refuse_another_config(str(tmp_path), dict(CFG, data={"num_frames": 0}))
+    refuse_another_config(str(tmp_path), dict(CFG, data={"num_frames": 40}, model={"width": 4, "graph_impl": "x"}))
+    for other, key in ((dict(CFG, data={"num_frames": 32}), "data.num_frames"), (dict(CFG, seed=1), "seed"),
+                       (dict(CFG, data={"num_frames": 0}, model={"width": 8}), "model.width")):
+        with pytest.raises(ckpt_lib.ConfigMismatchError, match=key):
+            refuse_another_config(str(tmp_path), other)
+    refuse_another_config(str(tmp_path), dict(CFG, data={"num_frames": 40}, model={}),
+                          read_saved_config=lambda saved: {**saved, "model": {}})
 
 
 def test_readers_refuse_an_unknown_checkpoint_name(tmp_path):
@@ -239,3 +271,36 @@ def test_loaders_read_the_best_checkpoint_by_default(loader, restorer, monkeypat
         with pytest.raises(LookupError, match="recorded"):
             getattr(module, fn_name)("some/run", **kwargs)
         assert asked[-1] == want
+
+
+def test_runs_record_every_model_field_and_read_a_missing_one_as_the_code_that_wrote_it():
+    """A config may leave model keys to the class defaults; runs store every field resolved, so a later change of
+    a default cannot change a saved run's model. A stored config that lacks a key (written before runs resolved
+    them) reads it as the default of its time: the official behaviour for the keys whose default changed."""
+    from stepjax.models import classifier, cvae
+    from stepjax.training.model_config import (LEGACY_MODEL_DEFAULTS, module_fields, read_saved_model_config,
+                                               resolve_model_config)
+
+    gen = {"task": "generator", "seed": 3, "model": {"latent_dim": 8, "decoder_channels": [8, 16, 3]}}
+    now = resolve_model_config(gen)
+    assert now["seed"] == 3 and gen["model"] == {"latent_dim": 8, "decoder_channels": [8, 16, 3]}  # a copy
+    assert now["model"] == ckpt_lib.config_to_json(module_fields(cvae.STEPGenCVAE(8, decoder_channels=(8, 16, 3))))
+    assert now["model"]["temporal_pooling"] == "sinusoidal" and now["model"]["official_adjacency"] is False
+    old = read_saved_model_config(gen)
+    assert old["model"] == {**now["model"], **LEGACY_MODEL_DEFAULTS["generator"]}
+    assert read_saved_model_config(now) == now  # a resolved config reads as itself
+    for kind, module in (("generator", cvae), ("classifier", classifier)):  # the old defaults were the official ones
+        assert LEGACY_MODEL_DEFAULTS[kind].items() <= module.OFFICIAL_OPTIONS.items()
+
+    clf = ml_collections.ConfigDict({"task": "classifier_runs", "preprocess": {"num_affective": 29},
+                                     "model": {"channels": (8, 16, 16), "kernel_size": 5}})
+    resolved = resolve_model_config(clf)
+    assert isinstance(resolved, ml_collections.ConfigDict) and "num_affective" not in resolved.model
+    fields = module_fields(classifier.STEPClassifier(channels=(8, 16, 16), kernel_size=5))
+    assert resolved.model.to_dict() == fields
+    assert read_saved_model_config({**clf.to_dict(), "model": {**clf.model.to_dict()}})["model"]["official_adjacency"]
+
+    for untouched in ({"task": "step_aug", "model": {"width": 1}}, {"task": "classifier"}):  # resolved per sub-run
+        assert resolve_model_config(untouched) is untouched
+    with pytest.raises(TypeError, match="width"):
+        resolve_model_config({"task": "classifier", "preprocess": {"num_affective": 0}, "model": {"width": 4}})

@@ -4,8 +4,10 @@ One tiny STEP+Aug run (generator on the training fold -> synthetic gaits -> clas
 the whole module; its generator is the trained generator of every other test.
 """
 
+import glob
 import json
 import os
+import shutil
 import sys
 
 import jax
@@ -100,6 +102,31 @@ def test_resumed_generator_equals_uninterrupted_run(aug, tmp_path, capsys):
     other.loss.lambda_drift = 0.0
     with pytest.raises(ckpt_lib.ConfigMismatchError, match=r"loss\.lambda_drift"):
         fit_generator(other, resumed, **QUIET)
+
+
+def test_saved_runs_keep_their_model_when_defaults_change(aug, tmp_path):
+    """Both sub-runs of STEP+Aug store every model field; a stored config without ``official_adjacency`` (as
+    written before the default became False) restores and resumes as the official adjacency it meant."""
+    from stepjax.generation import restore_generator
+    from stepjax.inference import restore_classifier
+    from stepjax.training.model_config import module_fields
+
+    for sub, restore in ((GENERATOR_DIR, restore_generator), (CLASSIFIER_DIR, restore_classifier)):
+        stored = json.load(open(os.path.join(aug[1], sub, "config.json")))["model"]
+        assert stored == ckpt_lib.config_to_json(module_fields(restore(os.path.join(aug[1], sub))[1]))
+    old = str(tmp_path / "old")
+    shutil.copytree(os.path.join(aug[1], GENERATOR_DIR), old)
+    metas = glob.glob(os.path.join(old, "*", "*", "meta", "metadata"))
+    assert metas
+    for path in metas:
+        meta = json.load(open(path))
+        for key in ("official_adjacency", "num_classes"):
+            del meta["config"]["model"][key]
+        json.dump(meta, open(path, "w"))
+    cfg, model, _, _ = restore_generator(old)
+    assert model.official_adjacency is True and cfg.model.official_adjacency is True and model.num_classes == 4
+    with pytest.raises(ckpt_lib.ConfigMismatchError, match=r"model\.official_adjacency: checkpoint has True"):
+        fit_generator(tiny_generator_config(), old, **QUIET)
 
 
 def test_generate_is_pure_under_jit_and_vmap(generator):

@@ -12,6 +12,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from stepjax.data import pipeline
 from stepjax.training import checkpoint as ckpt_lib
 from stepjax.training.fit import fit_classifier
 from conftest import PROJECT_ROOT
@@ -97,9 +98,11 @@ def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(trained, tmp_p
     assert lines == list(range(cfg.train.epochs))
 
 
-def test_checkpoint_of_another_config_is_refused(trained):
+def test_checkpoint_of_another_config_is_refused(trained, monkeypatch):
+    """Refused before the data is loaded or generated (a mistaken --workdir costs no data preparation)."""
     cfg, workdir, _ = trained
     other = tiny_config(channels=(8, 16, 32))
+    monkeypatch.setattr(pipeline, "prepare", lambda *a, **k: pytest.fail("the data was prepared first"))
     with pytest.raises(ckpt_lib.ConfigMismatchError, match=r"model\.channels"):
         fit_classifier(other, workdir, progress=False, log=lambda *a: None)
 
@@ -244,6 +247,8 @@ def test_clis_report_user_mistakes_without_a_traceback(trained, tmp_path):
              ([str(PROJECT_ROOT / "train.py"), "--config=configs/step.py", f"--workdir={tmp_path / 'w'}",
                "--config.train.epoch=1"], 'train.py: error: .*names no key.*Did you mean "epochs"'),
              ([str(PROJECT_ROOT / "train.py"), "--config=configs/step.py"], "train.py: error: flag --workdir=None"),
+             ([str(PROJECT_ROOT / "train.py"), "--config=configs/stp.py", f"--workdir={tmp_path / 'w'}"],
+              r"train.py: error: --config configs/stp.py: no such file \(configs/ holds .*step.py"),
              ([str(PROJECT_ROOT / "train.py"), "--config=configs/step.py", f"--workdir={tmp_path / 'w'}",
                "--config.data.num_gaits=abc"], "train.py: error: flag --config.data.num_gaits=abc: invalid literal"),
              ([str(PROJECT_ROOT / "eval.py")], "eval.py: error: flag --workdir=None")]  # absl's flag errors too
@@ -251,6 +256,7 @@ def test_clis_report_user_mistakes_without_a_traceback(trained, tmp_path):
         proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=600)
         assert proc.returncode == 2 and re.search(message, proc.stderr), proc.stderr[-2000:]
         assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "w").exists()  # refused before any work
     proc = subprocess.run([sys.executable, *cases[0][0]], capture_output=True, text=True, cwd=PROJECT_ROOT,
                           timeout=600, env={**os.environ, "STEPJAX_TRACEBACK": "1"})
     assert proc.returncode != 0 and "Traceback" in proc.stderr and "FileNotFoundError" in proc.stderr

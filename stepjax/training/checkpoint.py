@@ -19,7 +19,7 @@ import json
 import os
 import socket
 import warnings
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import jax
 import orbax.checkpoint as ocp
@@ -90,7 +90,8 @@ def workdir_lock(workdir: str | os.PathLike) -> Iterator[None]:
     :class:`WorkdirBusyError` (naming the first one's pid and host) instead. The lock is an ``flock`` on an
     open file, so the operating system releases it when the holder exits, however it dies: no stale locks to
     clean up. Where ``fcntl`` is missing (Windows) or the file system cannot lock, the block runs unlocked
-    (with a warning in the latter case). Readers (``eval.py``, loading a model) take no lock.
+    (with a warning in the latter case). Readers (``eval.py``, loading a model) take no lock. A workdir this
+    call created is removed again when the block fails before anything but the lock was written in it.
     """
     try:
         import fcntl
@@ -98,7 +99,22 @@ def workdir_lock(workdir: str | os.PathLike) -> Iterator[None]:
         yield
         return
     workdir = os.fspath(workdir)
+    created = not os.path.isdir(workdir)
     os.makedirs(workdir, exist_ok=True)
+    try:
+        with _locked(workdir):
+            yield
+    except BaseException:
+        if created and os.listdir(workdir) == [LOCK]:  # a run that failed before writing anything leaves no trace
+            os.remove(os.path.join(workdir, LOCK))
+            os.rmdir(workdir)
+        raise
+
+
+@contextlib.contextmanager
+def _locked(workdir: str) -> Iterator[None]:
+    import fcntl
+
     with open(os.path.join(workdir, LOCK), "a+") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -207,13 +223,15 @@ def _subrun_hint(workdir) -> str:
 
 
 def restore_run(workdir: str | os.PathLike, task: str, abstract_tree_fn, which: str = "best",
-                hints: Mapping[str, str] | None = None) -> tuple[Any, Any]:
+                hints: Mapping[str, str] | None = None,
+                read_saved_config: Callable[[dict], dict] | None = None) -> tuple[Any, Any]:
     """``(cfg, tree)`` of the ``which`` checkpoint of a ``task`` run ('classifier', 'generator', ...).
 
     The config is read from the checkpoint; ``abstract_tree_fn(cfg)`` returns the pytree (e.g. from
     ``jax.eval_shape``) the arrays are restored into. Raises ``FileNotFoundError`` without a checkpoint,
     ``ValueError`` when the run is of another task (``hints[that task]``, if any, is appended) and
-    :class:`ConfigMismatchError` when the arrays do not fit.
+    :class:`ConfigMismatchError` when the arrays do not fit. ``read_saved_config`` maps the stored config first
+    (e.g. :func:`stepjax.training.model_config.read_saved_model_config`).
     """
     import ml_collections
 
@@ -224,7 +242,7 @@ def restore_run(workdir: str | os.PathLike, task: str, abstract_tree_fn, which: 
         meta = ckpts.read_meta(which)
         if meta is None:
             raise FileNotFoundError(f"{workdir}: no {which!r} checkpoint{_subrun_hint(workdir)}")
-        cfg = ml_collections.ConfigDict(meta["config"])
+        cfg = ml_collections.ConfigDict((read_saved_config or dict)(meta["config"]))
         if cfg.task != task:
             raise ValueError(f"{workdir} holds a {cfg.task!r} run, not a {task}{(hints or {}).get(cfg.task, '')}")
         tree, _ = ckpts.restore(abstract_tree_fn(cfg), which=which)
@@ -234,7 +252,8 @@ def restore_run(workdir: str | os.PathLike, task: str, abstract_tree_fn, which: 
 
 
 def read_run_config(workdir: str | os.PathLike) -> dict:
-    """The config stored with the newest checkpoint of ``workdir`` (best, else latest)."""
+    """The config stored with the newest checkpoint of ``workdir`` (best, else latest), as stored (see
+    :func:`stepjax.training.model_config.read_saved_model_config` for the model it describes)."""
     _require_dir(workdir)
     ckpt = RunCheckpoints(workdir, create=False)
     try:

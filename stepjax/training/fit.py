@@ -25,7 +25,8 @@ from stepjax.models.classifier import STEPClassifier
 from stepjax.training import checkpoint as ckpt_lib
 from stepjax.training import parallel
 from stepjax.training.loop import classifier_train_step, epoch_fn, evaluate_classifier
-from stepjax.training.progress import METRICS_FILE, RunProgress
+from stepjax.training.model_config import read_saved_model_config, resolve_model_config
+from stepjax.training.progress import METRICS_FILE, RunProgress, refuse_another_config
 from stepjax.training.state import TrainState, count_params, create_train_state, make_optimizer
 from stepjax.utils import write_json
 
@@ -35,7 +36,8 @@ def build_classifier(cfg) -> STEPClassifier:
     """The model described by ``cfg.model`` (affective width taken from ``cfg.preprocess``)."""
     kwargs = dict(cfg.model)
     for key in ("channels", "strides", "residuals"):
-        kwargs[key] = tuple(kwargs[key])
+        if key in kwargs:
+            kwargs[key] = tuple(kwargs[key])
     return STEPClassifier(num_affective=int(cfg.preprocess.num_affective), **kwargs)
 
 
@@ -69,7 +71,9 @@ def fit_classifier(cfg, workdir: str, *, progress: bool = True, log=print, stop_
     split only (STEP+Aug's synthetic gaits); validation and test stay real.
     """
     os.makedirs(workdir, exist_ok=True)
+    cfg = resolve_model_config(cfg)  # every model field recorded: the run keeps its model if a default changes
     cfg_json = ckpt_lib.config_to_json(cfg)
+    refuse_another_config(workdir, cfg_json, read_saved_config=read_saved_model_config)  # before loading data
     data = pipeline.prepare(cfg, extra_train=extra_train)
     train, val, test = data["train"], data["val"], data["test"]
     frames_recorded = pipeline.record_num_frames(cfg_json, train.gaits)
@@ -87,7 +91,7 @@ def fit_classifier(cfg, workdir: str, *, progress: bool = True, log=print, stop_
 
     tracker = RunProgress(workdir, cfg_json, int(cfg.train.epochs),
                           checkpoint_every=int(cfg.get("checkpoint_every", 1)), log=log,
-                          frames_recorded=frames_recorded)
+                          frames_recorded=frames_recorded, read_saved_config=read_saved_model_config)
     state = tracker.resume({"train_state": state, "preprocessor": prep})["train_state"]
     log(f"{model.__class__.__name__}: {count_params(state.params):,} parameters; "
         f"train/val/test = {len(train.labels)}/{len(val.labels)}/{0 if test is None else len(test.labels)} gaits; "

@@ -39,7 +39,8 @@ from stepjax.losses import DEFAULT_BETA, DEFAULT_LAMBDA_COLLAPSE, DEFAULT_LAMBDA
 from stepjax.models.cvae import STEPGenCVAE, reparameterize
 from stepjax.training import checkpoint as ckpt_lib
 from stepjax.training.loop import chunked_apply, epoch_fn
-from stepjax.training.progress import RunProgress
+from stepjax.training.model_config import read_saved_model_config, resolve_model_config
+from stepjax.training.progress import RunProgress, refuse_another_config
 from stepjax.training.state import TrainState, count_params, make_optimizer
 from stepjax.utils import write_json
 
@@ -223,6 +224,10 @@ def _cached_eval(model: STEPGenCVAE, weights: tuple, batch_size: int, chunk: int
     return make_eval_fn(model, dict(weights), batch_size, chunk)
 
 
+#: The config sections a generator run resumes only with (its loss weights too).
+GENERATOR_RESUME_SECTIONS = ckpt_lib.RESUME_SECTIONS + ("loss",)
+
+
 def _variables(state: TrainState) -> dict:
     return {"params": state.params, "batch_stats": state.batch_stats}
 
@@ -235,7 +240,10 @@ def fit_generator(cfg, workdir: str, *, progress: bool = True, log=print, stop_a
     'num_params', 'num_train', 'train_indices'}`` (``train_indices``: the real gaits it was trained on).
     """
     os.makedirs(workdir, exist_ok=True)
+    cfg = resolve_model_config(cfg)  # every model field recorded: the run keeps its model if a default changes
     cfg_json = ckpt_lib.config_to_json(cfg)
+    refuse_another_config(workdir, cfg_json, sections=GENERATOR_RESUME_SECTIONS,
+                          read_saved_config=read_saved_model_config)  # before loading data
     data = pipeline.prepare(cfg)
     train, val, test, prep, split = data["train"], data["val"], data["test"], data["preprocessor"], data["split"]
     frames_recorded = pipeline.record_num_frames(cfg_json, train.gaits)
@@ -253,7 +261,8 @@ def fit_generator(cfg, workdir: str, *, progress: bool = True, log=print, stop_a
         state = init_output_from_data(state, train.gaits)
 
     tracker = RunProgress(workdir, cfg_json, int(cfg.train.epochs), checkpoint_every=int(cfg.get("checkpoint_every", 1)),
-                          sections=ckpt_lib.RESUME_SECTIONS + ("loss",), log=log, frames_recorded=frames_recorded)
+                          sections=GENERATOR_RESUME_SECTIONS, log=log, frames_recorded=frames_recorded,
+                          read_saved_config=read_saved_model_config)
     state = _strong_step(_uncommitted(tracker.resume(_run_tree(state, prep))["train_state"]))
     with open(os.path.join(workdir, SPLIT_FILE), "w") as f:
         json.dump({k: np.asarray(getattr(split, k)).tolist() for k in ("train", "val", "test")}, f)

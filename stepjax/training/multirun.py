@@ -31,6 +31,7 @@ from stepjax.metrics import aggregate, classification_report
 from stepjax.training import checkpoint as ckpt_lib
 from stepjax.training.fit import build_classifier, make_classifier_step
 from stepjax.training.loop import scan_steps, shuffled_batches
+from stepjax.training.model_config import resolve_model_config
 from stepjax.training.state import create_train_state, make_optimizer
 from stepjax.utils import write_json
 
@@ -125,6 +126,7 @@ class _Carry(NamedTuple):
 
 def fit_classifier_runs(cfg, workdir: str | None = None, *, progress: bool = True, log=print) -> dict:
     """Trains all runs of ``cfg.runs`` in one vmapped loop; returns per-run test reports and mean +- std."""
+    cfg = resolve_model_config(cfg)
     if workdir:  # the config of the numbers (these runs keep no checkpoints: see the README)
         os.makedirs(workdir, exist_ok=True)
         write_json(os.path.join(workdir, "config.json"), ckpt_lib.config_to_json(cfg))

@@ -65,13 +65,17 @@ class RunProgress:
       frames_recorded: ``cfg_json`` holds the length that ``data.num_frames = 0`` resolved to
         (:func:`stepjax.data.pipeline.record_num_frames`); a checkpoint written before runs recorded it (0
         there) then still resumes.
+      read_saved_config: maps a checkpoint's stored config to the form of ``cfg_json`` before they are compared
+        (e.g. :func:`stepjax.training.model_config.resolve_model_config` with ``saved=True``).
     """
 
     def __init__(self, workdir: str, cfg_json: dict, num_epochs: int, *,
                  sections: Sequence[str] = ckpt_lib.RESUME_SECTIONS, checkpoint_every: int = 1,
-                 log: Callable = print, frames_recorded: bool = False):
+                 log: Callable = print, frames_recorded: bool = False,
+                 read_saved_config: Callable[[dict], dict] | None = None):
         os.makedirs(workdir, exist_ok=True)
         self.frames_recorded = frames_recorded
+        self.read_saved_config = read_saved_config or (lambda saved: saved)
         self.workdir, self.cfg_json, self.num_epochs = workdir, cfg_json, int(num_epochs)
         self.sections, self.checkpoint_every, self.log = tuple(sections), int(checkpoint_every), log
         self.ckpts = ckpt_lib.RunCheckpoints(workdir)
@@ -84,7 +88,7 @@ class RunProgress:
         Also (re)writes ``config.json`` and trims ``metrics.jsonl`` to the restored epoch."""
         resume_epoch = self.ckpts.latest_epoch()
         if resume_epoch is not None:
-            saved = self.ckpts.read_meta()["config"]
+            saved = self.read_saved_config(self.ckpts.read_meta()["config"])
             if self.frames_recorded and not saved.get("data", {}).get("num_frames"):  # an older run of the same config
                 saved = {**saved, "data": {**saved["data"], "num_frames": self.cfg_json["data"]["num_frames"]}}
             changed = ckpt_lib.check_compatible(saved, self.cfg_json, sections=self.sections)
@@ -157,3 +161,23 @@ class RunProgress:
 
     def close(self) -> None:
         self.ckpts.close()
+
+
+def refuse_another_config(workdir: str, cfg_json: dict, *, sections: Sequence[str] = ckpt_lib.RESUME_SECTIONS,
+                          read_saved_config: Callable[[dict], dict] | None = None) -> None:
+    """Raises :class:`~stepjax.training.checkpoint.ConfigMismatchError` at once when ``workdir`` holds a checkpoint
+    of another config, before any data is loaded; :meth:`RunProgress.resume` checks again once the length that
+    ``data.num_frames = 0`` stands for is known (it is left out here)."""
+    if not os.path.isdir(os.path.join(workdir, ckpt_lib.LATEST)):
+        return
+    ckpts = ckpt_lib.RunCheckpoints(workdir, create=False)
+    try:
+        meta = ckpts.read_meta()
+    finally:
+        ckpts.close()
+    if meta is None:
+        return
+    saved, current = (read_saved_config or (lambda c: c))(meta["config"]), cfg_json
+    if not (current.get("data") or {}).get("num_frames"):
+        saved, current = ({**c, "data": {**(c.get("data") or {}), "num_frames": 0}} for c in (saved, current))
+    ckpt_lib.check_compatible(saved, current, sections=sections)

@@ -1,0 +1,75 @@
+"""Every model field in a run's config, so that a saved run keeps its architecture when a default changes.
+
+A config may leave model keys out (``cfg.model`` is passed to the model class as keyword arguments, so a missing
+key takes the class default). A run records :func:`resolve_model_config`'s output instead: every constructor
+field of the model it built, with its value. A saved config written before runs did this may lack keys; they
+are read as the defaults of the code that wrote it (:data:`LEGACY_MODEL_DEFAULTS`), never as today's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import ml_collections
+
+#: Model keys whose class default changed, with the value a saved config that lacks the key meant: the defaults
+#: before 2026-12-05, when the fixed behaviour became the default of the model classes (the configs under
+#: configs/ always set these keys; only configs that left them out are concerned).
+LEGACY_MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "classifier": {"official_adjacency": True},
+    "generator": {"temporal_code": "none", "temporal_pooling": "mean", "official_output_relu": True,
+                  "official_adjacency": True},
+}
+#: The model class of each task (``classifier_runs`` trains classifiers).
+MODEL_KIND = {"classifier": "classifier", "classifier_runs": "classifier", "generator": "generator"}
+#: Fields set from elsewhere in the config (the classifier's affective width comes from ``cfg.preprocess``).
+_NOT_IN_MODEL_SECTION = ("parent", "name", "num_affective")
+
+
+def module_fields(module) -> dict[str, Any]:
+    """The constructor fields of a flax module with their values (tuples stay tuples), less ``parent``/``name``
+    and fields taken from other config sections."""
+    return {f.name: getattr(module, f.name) for f in dataclasses.fields(module)
+            if f.init and f.name not in _NOT_IN_MODEL_SECTION}
+
+
+def _build(kind: str, cfg):
+    if kind == "classifier":
+        from stepjax.training.fit import build_classifier
+
+        return build_classifier(cfg)
+    from stepjax.training.fit_generator import build_generator
+
+    return build_generator(cfg)
+
+
+def resolve_model_config(cfg, *, saved: bool = False):
+    """A copy of ``cfg`` (ConfigDict or dict) whose ``model`` section holds every field of the model it builds.
+
+    ``saved=True`` reads a config written by an earlier run: a key it lacks is taken from
+    :data:`LEGACY_MODEL_DEFAULTS` where the default has changed since, else from the class. Configs of other
+    tasks (``step_aug`` resolves in its two sub-runs) and configs without a model section are returned as they
+    are. Unknown model keys raise the model class's ``TypeError``.
+    """
+    kind = MODEL_KIND.get(cfg.get("task"))
+    if kind is None or cfg.get("model") is None:
+        return cfg
+    as_dict = not isinstance(cfg, ml_collections.ConfigDict)
+    out = ml_collections.ConfigDict(dict(cfg) if as_dict else cfg.to_dict())
+    model = dict(out.model)
+    if saved:
+        model = {**LEGACY_MODEL_DEFAULTS[kind], **model}
+    out.model = ml_collections.ConfigDict(model)
+    out.model = ml_collections.ConfigDict(module_fields(_build(kind, out)))
+    if as_dict:
+        from stepjax.training.checkpoint import config_to_json
+
+        return config_to_json(out)
+    return out
+
+
+def read_saved_model_config(saved: dict) -> dict:
+    """A config read from a checkpoint with its model section resolved (``resolve_model_config(saved,
+    saved=True)``)."""
+    return resolve_model_config(saved, saved=True)
