@@ -34,7 +34,7 @@ from stepjax.skeleton import NUM_COORDS, NUM_JOINTS, UP_AXIS
 
 __all__ = [
     "FEATURE_NAMES", "FEATURE_MIRROR_PERMUTATION", "NUM_FEATURES", "MIN_FRAMES", "SPEED_JOINTS",
-    "Normalizer", "affective_features", "fit_normalizer", "normalize",
+    "Normalizer", "affective_features", "check_lengths", "fit_normalizer", "normalize",
 ]
 
 #: Joints whose speed / acceleration / jerk are features 12-16 / 17-21 / 22-26 (official order).
@@ -387,25 +387,49 @@ def affective_features(gaits, lengths=None, *, official: bool = False, time_step
       inf coordinate in one of its (real) frames.
 
     Raises:
-      ValueError: if the trailing shape is not ``(T, 16, 3)`` or ``T < 4``, or ``lengths`` does not fit.
+      ValueError: if the trailing shape is not ``(T, 16, 3)`` or ``T < 4``, ``lengths`` does not fit, or a
+        concrete ``time_step`` is not one finite positive number.
     """
     g = _as_gaits(gaits)
+    if not isinstance(time_step, jax.core.Tracer):
+        _check_time_step(time_step)
     if lengths is not None:
         lengths = _as_lengths(lengths, g.shape)
     return _features_jit(g, bool(official), time_step, bool(stride), lengths)
 
 
+def _check_time_step(time_step) -> None:
+    try:
+        value = float(np.asarray(time_step, np.float64)) if np.ndim(time_step) == 0 else None
+    except (TypeError, ValueError):
+        value = None
+    if isinstance(time_step, (str, bytes, bool)) or value is None or not (np.isfinite(value) and value > 0):
+        raise ValueError(f"time_step must be one finite positive number of seconds per frame (1/30 for E-Gait), "
+                         f"got {time_step!r}")
+
+
+def check_lengths(lengths, batch_shape: tuple[int, ...], num_frames: int) -> np.ndarray:
+    """Concrete real-frame counts as int32, or ``ValueError`` unless they have ``batch_shape``, are integers and
+    lie in ``[MIN_FRAMES, num_frames]``. For the host side of a jitted call: a traced length cannot be checked."""
+    if tuple(np.shape(lengths)) != tuple(batch_shape):
+        raise ValueError(f"lengths must have the gaits' batch shape {tuple(batch_shape)}, "
+                         f"got {tuple(np.shape(lengths))}")
+    values = np.asarray(lengths)
+    if not np.issubdtype(values.dtype, np.integer):
+        raise ValueError(f"lengths must be integers, got dtype {values.dtype}")
+    if values.size and (values.min() < MIN_FRAMES or values.max() > num_frames):
+        raise ValueError(f"lengths must lie in [{MIN_FRAMES}, T={num_frames}] (jerk uses 3 frame differences), "
+                         f"got min {values.min()}, max {values.max()}")
+    return values.astype(np.int32)
+
+
 def _as_lengths(lengths, gait_shape) -> jax.Array:
     batch_shape, t = tuple(gait_shape[:-3]), gait_shape[-3]
-    if tuple(np.shape(lengths)) != batch_shape:
-        raise ValueError(f"lengths must have the gaits' batch shape {batch_shape}, got {tuple(np.shape(lengths))}")
-    if not isinstance(lengths, jax.core.Tracer):
-        values = np.asarray(lengths)
-        if not np.issubdtype(values.dtype, np.integer):
-            raise ValueError(f"lengths must be integers, got dtype {values.dtype}")
-        if values.size and (values.min() < MIN_FRAMES or values.max() > t):
-            raise ValueError(f"lengths must lie in [{MIN_FRAMES}, T={t}] (jerk uses 3 frame differences), "
-                             f"got min {values.min()}, max {values.max()}")
+    if isinstance(lengths, jax.core.Tracer):
+        if tuple(np.shape(lengths)) != batch_shape:
+            raise ValueError(f"lengths must have the gaits' batch shape {batch_shape}, got {tuple(np.shape(lengths))}")
+    else:
+        check_lengths(lengths, batch_shape, t)
     # traced lengths (the caller's jit) cannot be checked: clipped, so that a bad one gives the features of
     # 4 or T frames rather than NaN (0 frames) or a mean diluted by padding (more than T)
     return jnp.clip(jnp.asarray(lengths, jnp.int32), MIN_FRAMES, t)

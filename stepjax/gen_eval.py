@@ -62,6 +62,9 @@ def evaluate_generator(gen_workdir: str, classifier_workdir: str, num_per_class:
         (:func:`stepjax.generation.fit_latent_prior`) and report those gaits under ``generated_fitted_prior``
         (its own ``fid_train`` / ``fid_test``, recognition, diversity, motion).
     """
+    if isinstance(num_per_class, bool) or not isinstance(num_per_class, (int, np.integer)) or num_per_class < 2:
+        raise ValueError(f"num_per_class (--per_class) must be an integer >= 2 (FID and diversity compare "
+                         f"several gaits per class), got {num_per_class!r}")
     t0 = time.time()
     gen_cfg, gen_model, gen_vars, gen_prep = restore_generator(gen_workdir, which)
     frames = pipeline.trained_num_frames(gen_cfg)

@@ -115,6 +115,10 @@ def predict_in_chunks(predict_fn: Callable, variables, gaits: np.ndarray, chunk:
 
     Raises ``ValueError`` on non-finite logits (their argmax would silently count as class 0), naming the gaits.
     """
+    if lengths is not None:  # checked here, on the host: under jit they could only be clipped
+        from stepjax.affective import check_lengths
+
+        lengths = check_lengths(lengths, (len(gaits),), np.shape(gaits)[1])
     fn = jax.jit(predict_fn)
     part = lambda a, s: None if a is None else a[s:s + chunk]  # noqa: E731
     outs = [fn(variables, np.asarray(gaits[s:s + chunk], np.float32), part(lengths, s))
@@ -133,9 +137,10 @@ def predict_gaits(predict_fn: Callable, variables, gaits: Sequence[np.ndarray], 
     training length ``num_frames`` with the run's ``length_policy`` (``to_fixed_length``), the affective features
     on each gait's real frames (``real_frame_counts``), as in training. numpy :class:`Prediction` ``(N, ...)``;
     ``ValueError`` on non-finite gaits or logits; warns when ``name`` (the gaits' source) is not in metres."""
-    from stepjax.data.preprocess import real_frame_counts, to_fixed_length, warn_if_not_metres
+    from stepjax.data.preprocess import check_min_frames, real_frame_counts, to_fixed_length, warn_if_not_metres
 
     fixed = to_fixed_length(gaits, num_frames, length_policy)
+    check_min_frames(gaits, name)
     validate_gaits(fixed, name)
     warn_if_not_metres(fixed, name)
     return predict_in_chunks(predict_fn, variables, fixed, chunk,

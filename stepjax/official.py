@@ -41,6 +41,7 @@ and padding ``Kt-1-p`` (= 37 for Kt = 75, p = 37), so the CVAE decoder's ``st_gc
 from __future__ import annotations
 
 import os
+import zipfile
 from typing import Mapping
 
 import numpy as np
@@ -112,8 +113,39 @@ def classifier_variables_from_state_dict(sd: Mapping[str, np.ndarray], num_block
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    with np.load(path) as f:
-        return {k: f[k] for k in f.files}
+    """The arrays of an ``.npz`` state_dict; ``ValueError`` for a file that is not one (never unpickled)."""
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ValueError("a single .npy array, not an .npz of named arrays")
+        with loaded as f:
+            return {k: f[k] for k in f.files}
+    except FileNotFoundError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path}: not an .npz state_dict of official weights ({e})") from None
+
+
+#: Model fields the official weights fix (sizes, and options that add or reshape parameters): ``model_kwargs``
+#: of the loaders may set the others (formulation, precision, adjacency, init, dropout).
+CLASSIFIER_FIELDS_FROM_WEIGHTS = ("num_classes", "kernel_size", "channels", "strides", "residuals", "num_affective",
+                                  "head", "hidden", "edge_importance")
+CVAE_FIELDS_FROM_WEIGHTS = ("latent_dim", "num_classes", "encoder_channels", "decoder_channels", "kernel_size",
+                            "temporal_code", "temporal_pooling", "code_dim", "joint_embedding", "official_output_relu")
+
+
+def _check_model_kwargs(path, model_kwargs: Mapping, fixed: tuple[str, ...]) -> None:
+    clash = sorted(set(model_kwargs) & set(fixed))
+    if clash:
+        raise ValueError(f"{path}: {', '.join(clash)} cannot be set, the official weights fix them (model_kwargs may "
+                         f"set the other options, e.g. temporal_impl, precision, official_adjacency)")
+
+
+def _variables_or_error(path, convert, sd) -> dict:
+    try:
+        return convert(sd)
+    except KeyError as e:
+        raise ValueError(f"{path}: the state_dict lacks {e} (an incomplete or other network's checkpoint)") from None
 
 
 def load_official_classifier(path: str | os.PathLike, **model_kwargs) -> tuple[STEPClassifier, dict]:
@@ -123,8 +155,10 @@ def load_official_classifier(path: str | os.PathLike, **model_kwargs) -> tuple[S
     features)`` for aligned gaits ``(N, 75, 16, 3)`` (see :func:`stepjax.data.preprocess.align_to_reference`).
     The model is the official network (``stepjax.models.classifier.OFFICIAL_OPTIONS``: the official adjacency and
     init);
-    ``model_kwargs`` (e.g. ``temporal_impl``) override or extend those options.
+    ``model_kwargs`` (e.g. ``temporal_impl``) override or extend those options; the sizes, the trunk and the
+    head come from the weights (:data:`CLASSIFIER_FIELDS_FROM_WEIGHTS`, ``ValueError`` if given).
     """
+    _check_model_kwargs(path, model_kwargs, CLASSIFIER_FIELDS_FROM_WEIGHTS)
     sd = load_state_dict(path)
     if "st_gcn_networks.0.tcn.2.weight" not in sd or "fcn.weight" not in sd:
         raise ValueError(f"{path}: not an official STEP classifier state_dict (keys: {sorted(sd)[:5]}...)")
@@ -132,7 +166,7 @@ def load_official_classifier(path: str | os.PathLike, **model_kwargs) -> tuple[S
     num_classes = sd["fcn.weight"].shape[0]
     model = STEPClassifier(num_classes=num_classes, kernel_size=kernel, **TRUNKS["real_only"],
                            **{**OFFICIAL_CLASSIFIER_OPTIONS, **model_kwargs})
-    return model, classifier_variables_from_state_dict(sd)
+    return model, _variables_or_error(path, classifier_variables_from_state_dict, sd)
 
 
 # ---- STEP-Gen CVAE (generator_cvae/net/CVAE_stgcn.py); layout rows in the module docstring ----
@@ -162,10 +196,12 @@ def load_official_cvae(path: str | os.PathLike, **model_kwargs) -> tuple[STEPGen
     Architecture sizes (latent dim, classes, block widths, temporal kernel) are read from the
     state_dict; the model is the official network (``stepjax.models.cvae.OFFICIAL_OPTIONS``: constant decoder
     input, mean pooling, the output ReLU, the official adjacency and init); ``model_kwargs`` (e.g. ``temporal_impl``,
-    ``precision``) override or extend those options.
+    ``precision``) override or extend those options; the sizes and the options that shape parameters come from
+    the weights (:data:`CVAE_FIELDS_FROM_WEIGHTS`, ``ValueError`` if given).
     ``model.apply(variables, x, onehot, rngs={'sample': key})`` then gives ``(decoded, mu, logvar)``
     for aligned gaits ``(N, T, 16, 3)``; use ``method='encode'`` / ``'decode'`` for the halves.
     """
+    _check_model_kwargs(path, model_kwargs, CVAE_FIELDS_FROM_WEIGHTS)
     sd = load_state_dict(path)
     if "encoder.z_mean.weight" not in sd or "decoder.fcn.weight" not in sd:
         raise ValueError(f"{path}: not an official STEP-Gen CVAE state_dict (keys: {sorted(sd)[:5]}...)")
@@ -178,4 +214,4 @@ def load_official_cvae(path: str | os.PathLike, **model_kwargs) -> tuple[STEPGen
     kernel = sd["encoder.encoder.0.tcn.2.weight"].shape[2]
     model = STEPGenCVAE(latent_dim=latent_dim, num_classes=num_classes, encoder_channels=tuple(enc),
                         decoder_channels=tuple(dec), kernel_size=kernel, **{**OFFICIAL_CVAE_OPTIONS, **model_kwargs})
-    return model, cvae_variables_from_state_dict(sd)
+    return model, _variables_or_error(path, cvae_variables_from_state_dict, sd)

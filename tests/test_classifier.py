@@ -259,3 +259,34 @@ def test_official_init_scheme_on_the_classifier():
                 assert np.all(a == 0), name
             elif leaf == "scale":
                 assert abs(a.mean() - 1) < 0.02 and 0.005 < a.std() < 0.04, name
+
+
+def test_official_loaders_refuse_what_the_weights_fix_and_files_that_are_not_official_weights(tmp_path):
+    """``model_kwargs`` may change how the official networks compute (formulation, adjacency), never what the
+    weights fix (sizes, trunk, head; for the CVAE also the options that add parameters); a file that is not an
+    .npz state_dict, or one that lacks a weight, is a ValueError naming it, not numpy's pickle advice or a bare
+    KeyError."""
+    from stepjax.official import load_official_cvae, load_state_dict
+
+    path = require(GOLDEN / "official_classifier_real_only_e395.npz")
+    cvae = require(GOLDEN / "official_cvae_e105.npz")
+    for kwargs in (dict(kernel_size=9), dict(strides=(1, 2, 2)), dict(num_affective=29), dict(head="official")):
+        with pytest.raises(ValueError, match=f"{next(iter(kwargs))} cannot be set, the official weights fix"):
+            load_official_classifier(path, **kwargs)
+    for kwargs in (dict(kernel_size=9), dict(temporal_code="modulated"), dict(official_output_relu=False)):
+        with pytest.raises(ValueError, match="cannot be set, the official weights fix"):
+            load_official_cvae(cvae, **kwargs)
+    model, _ = load_official_classifier(path, temporal_impl="conv", official_adjacency=False)
+    assert (model.temporal_impl, model.official_adjacency, model.kernel_size) == ("conv", False, 75)
+    assert load_official_cvae(cvae, graph_impl="joints_first")[0].graph_impl == "joints_first"
+
+    (tmp_path / "weights.npz").write_text("not weights")
+    np.save(tmp_path / "one.npy", np.zeros(3))
+    for bad in (tmp_path / "weights.npz", tmp_path / "one.npy"):
+        with pytest.raises(ValueError, match=f"{bad.name}: not an .npz state_dict of official weights"):
+            load_official_classifier(bad)
+    sd = load_state_dict(path)
+    del sd["st_gcn_networks.1.gcn.conv.weight"]
+    np.savez(tmp_path / "partial.npz", **sd)
+    with pytest.raises(ValueError, match=r"partial.npz: the state_dict lacks 'st_gcn_networks.1.gcn.conv.weight'"):
+        load_official_classifier(tmp_path / "partial.npz")

@@ -123,8 +123,38 @@ def test_writer_refuses_labels_outside_the_four_classes(tmp_path, labels, match)
 
 
 def test_writer_refuses_keys_its_reader_would_refuse(tmp_path):
-    with pytest.raises(ValueError, match="must not contain '/'"):
+    with pytest.raises(ValueError, match="without '/'"):
         egait.write_egait(tmp_path / "f.h5", tmp_path / "l.h5", {"subj1/001": np.zeros((5, 48))}, {"subj1/001": 2})
+    with pytest.raises(ValueError, match="non-empty strings"):
+        egait.write_egait(tmp_path / "f.h5", tmp_path / "l.h5", {7: np.zeros((5, 48))}, {7: 2})
+    with pytest.raises(ValueError, match=r"keys must be distinct, repeated: \['a'\]"):  # not a gait silently lost
+        egait.write_egait_arrays(tmp_path / "f.h5", tmp_path / "l.h5", np.zeros((3, 5, 16, 3)), [0, 1, 2],
+                                 keys=["a", "a", "b"])
+    with pytest.raises(ValueError, match=r"add a leading axis"):
+        egait.write_egait_arrays(tmp_path / "f.h5", tmp_path / "l.h5", np.zeros((5, 48)), [0])
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_failed_write_leaves_earlier_files_whole_and_never_mixes_gaits_with_labels(tmp_path):
+    """Every gait is checked before anything is written, and each file is written through a temporary file
+    renamed when complete: a bad gait (or a crash) leaves an earlier file as it was, never a truncated one that
+    reads back as fewer gaits. One path for both features and labels is refused (the labels would replace the
+    gaits)."""
+    f, l = tmp_path / "f.h5", tmp_path / "l.h5"
+    good = _gaits()
+    egait.write_egait(f, l, good, {k: 1 for k in good})
+    bad = {**_gaits(4, seed=1)}
+    bad[sorted(bad)[2]][3, 5, 1] = np.nan
+    with pytest.raises(ValueError, match="contains NaN/inf"):
+        egait.write_egait(f, l, bad, {k: 2 for k in bad})
+    with pytest.raises(ValueError, match="dtype <U1"):
+        egait.write_egait(f, l, {"a": np.full((5, 48), "x")}, {"a": 0})
+    with pytest.raises(ValueError, match="the features and labels paths are the same file"):
+        egait.write_egait(f, tmp_path / "." / "f.h5", good, {k: 1 for k in good})
+    back = egait.read_egait(f, l)
+    assert back.keys == tuple(good) and np.all(back.labels == 1) and sorted(p.name for p in tmp_path.iterdir()) == [
+        "f.h5", "l.h5"]  # no temporary file left behind
+    np.testing.assert_allclose(back.gaits[0], good[back.keys[0]], rtol=1e-6)
 
 
 def test_generator_conditioning_refuses_labels_outside_the_classes():

@@ -287,3 +287,47 @@ def test_preprocess_reference_and_align_options(reference):
         expected = pp.align_to_reference(gaits, want) if align else gaits
         np.testing.assert_allclose(model_gaits, expected, atol=1e-5)
     assert not np.allclose(first_frames[0], first_frames.mean(0), atol=1e-3)  # the two choices differ here
+
+
+def test_gaits_of_fewer_than_four_frames_are_refused_where_they_enter(tmp_path):
+    """One to three frames are a pose, not a gait (and the jerk needs four): refused with their keys when an
+    E-Gait file is loaded for training or eval, by ``predict_gaits`` (the predict CLI), and as explicit lengths on
+    the host side of every jitted call, where a traced length could only be clipped to 4."""
+    import ml_collections
+
+    from stepjax.affective import affective_features, check_lengths
+    from stepjax.data import pipeline
+    from stepjax.data.egait import write_egait
+    from stepjax.data.walkers import make_walkers
+    from stepjax.inference import predict_gaits, predict_in_chunks
+
+    gaits = np.asarray(make_walkers(4, seed=0, num_frames=16).gaits)
+    short = {"k0": gaits[0][:1], "k1": gaits[1], "k2": gaits[2][:3], "k3": gaits[3][:4]}
+    write_egait(tmp_path / "f.h5", tmp_path / "l.h5", short, {k: 1 for k in short})
+    cfg = ml_collections.ConfigDict(dict(source="egait", path=str(tmp_path / "f.h5"),
+                                         labels_path=str(tmp_path / "l.h5"), num_frames=16, length_policy="tile"))
+    with pytest.raises(ValueError, match=r"f.h5: 2 of 4 gaits have fewer than 4 frames .*: k0 \(1\), k2 \(3\)"):
+        pipeline.load_source(cfg)
+    model = lambda *a: pytest.fail("the model was called")  # noqa: E731
+    with pytest.raises(ValueError, match=r"short.h5: 2 of 4 gaits have fewer than 4 frames .*: 0 \(1\), 2 \(3\)"):
+        predict_gaits(model, {}, list(short.values()), 16, name="short.h5")
+    for lengths, match in (([3, 16, 16, 16], r"lie in \[4, T=16\] .*, got min 3"), ([4, 17, 4, 4], "max 17"),
+                           ([4.0] * 4, "integers"), ([4] * 3, "batch shape")):
+        with pytest.raises(ValueError, match=match):
+            predict_in_chunks(model, {}, gaits, lengths=np.asarray(lengths))
+        with pytest.raises(ValueError, match=match):
+            pipeline._chunked(model, gaits, np.asarray(lengths), 2)
+        with pytest.raises(ValueError, match=match):
+            affective_features(gaits, np.asarray(lengths))
+    assert check_lengths([4, 16], (2,), 16).dtype == np.int32
+    with pytest.raises(ValueError, match="unknown data.length_policy 'til'"):  # refused for every source
+        pipeline.load_source(ml_collections.ConfigDict(dict(source="walkers", num_gaits=8, seed=0, num_frames=16,
+                                                            length_policy="til")))
+
+
+@pytest.mark.parametrize("time_step", [0.0, -1 / 30, float("nan"), float("inf"), "0.033", np.full(2, 1 / 30), True])
+def test_affective_features_refuse_a_time_step_that_is_not_one_positive_number(time_step):
+    from stepjax.affective import affective_features
+
+    with pytest.raises(ValueError, match="time_step must be one finite positive number"):
+        affective_features(np.zeros((2, 8, 16, 3)), time_step=time_step)

@@ -697,7 +697,11 @@ def load_bandai_emotion_walks(root_dir: str | os.PathLike, target_fps: float = 3
         raise FileNotFoundError(f"Bandai dataset folder not found: {root}")
     walks = []
     for path in sorted(data.glob("dataset-1_*_*_*.bvh")):
-        _, content, style, _take = path.stem.split("_")
+        parts = path.stem.split("_")
+        if len(parts) != 4:  # not a file of the release (e.g. a copy "..._001_copy.bvh"): named, not guessed at
+            raise ValueError(f"{path}: not a Bandai file name (dataset-1_<content>_<style>_<take>.bvh); move it out "
+                             f"of {data}")
+        _, content, style, _take = parts
         if content in contents and style in BANDAI_EMOTION_STYLES:
             gait = bvh_to_step16(path, BANDAI_MAP, target_fps=target_fps, root_relative=root_relative)
             walks.append((path.stem, EMOTION_LABELS[style], gait))
@@ -724,7 +728,10 @@ def labels_from_regex(paths: Sequence[Path], regex: str) -> dict[Path, int]:
     """Labels from the file names: ``regex`` (searched case-insensitively in the file name) has one
     group that captures the emotion word. Files that do not match, or whose word is not an emotion,
     are skipped with a printed note."""
-    pattern = re.compile(regex, re.IGNORECASE)
+    try:
+        pattern = re.compile(regex, re.IGNORECASE)
+    except re.error as e:
+        raise ValueError(f"--label-regex {regex!r} is not a regular expression: {e}") from None
     if pattern.groups != 1:
         raise ValueError(f"--label-regex needs exactly one group (the emotion word), {regex!r} has {pattern.groups}")
     labels = {}

@@ -178,41 +178,68 @@ def write_egait(features_path: str | os.PathLike, labels_path: str | os.PathLike
     """
     if not gaits:
         raise ValueError("write_egait: no gaits to write")
-    slashed = [k for k in gaits if "/" in str(k)]
-    if slashed:  # h5py would make groups of them, which read_egait (rightly) refuses
-        raise ValueError(f"write_egait: keys must not contain '/', got {slashed[:3]}")
+    bad_keys = [k for k in gaits if not isinstance(k, str) or "/" in k or not k]
+    if bad_keys:  # h5py would make groups of slashed keys, which read_egait (rightly) refuses
+        raise ValueError(f"write_egait: keys must be non-empty strings without '/', got {bad_keys[:3]}")
     if labels_path is not None:
+        if os.path.abspath(os.fspath(labels_path)) == os.path.abspath(os.fspath(features_path)):
+            raise ValueError(f"write_egait: the features and labels paths are the same file ({features_path}); "
+                             "the labels would overwrite the gaits")
         if labels is None or set(labels) != set(gaits):
             raise ValueError("write_egait: labels must have exactly the keys of gaits")
         validate_labels([labels[k] for k in gaits], "write_egait: labels")
     elif labelled:
         for k in gaits:
             label_from_key(k)
-    with h5py.File(os.fspath(features_path), "w") as ff:
-        for key, gait in gaits.items():
-            arr = np.asarray(gait, dtype=np.float64)
-            if arr.shape[-2:] == (NUM_JOINTS, NUM_COORDS):
-                arr = arr.reshape(arr.shape[0], NUM_COLUMNS)
-            if arr.ndim != 2 or arr.shape[1] != NUM_COLUMNS or arr.shape[0] == 0:
-                raise ValueError(f"write_egait: gait {key!r} has shape {np.shape(gait)}, "
-                                 f"expected (T, 16, 3) or (T, 48)")
-            if not np.all(np.isfinite(arr)):
-                raise ValueError(f"write_egait: gait {key!r} contains NaN/inf")
-            ff.create_dataset(key, data=arr)
+    rows = {key: _egait_rows(key, gait) for key, gait in gaits.items()}  # every gait checked before any write
+    _write_atomically(features_path, lambda f: [f.create_dataset(key, data=arr) for key, arr in rows.items()])
     if labels_path is not None:
-        with h5py.File(os.fspath(labels_path), "w") as fl:
-            for key in gaits:
-                fl.create_dataset(key, data=np.int64(labels[key]))
+        _write_atomically(labels_path, lambda f: [f.create_dataset(key, data=np.int64(labels[key])) for key in gaits])
+
+
+def _egait_rows(key: str, gait) -> np.ndarray:
+    """A gait as E-Gait's float64 ``(T, 48)`` rows; ``ValueError`` for another shape or NaN/inf."""
+    arr = np.asarray(gait)
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise ValueError(f"write_egait: gait {key!r} has dtype {arr.dtype}, expected real numbers")
+    arr = arr.astype(np.float64)
+    if arr.ndim == 3 and arr.shape[-2:] == (NUM_JOINTS, NUM_COORDS):
+        arr = arr.reshape(arr.shape[0], NUM_COLUMNS)
+    if arr.ndim != 2 or arr.shape[1] != NUM_COLUMNS or arr.shape[0] == 0:
+        raise ValueError(f"write_egait: gait {key!r} has shape {np.shape(gait)}, expected (T, 16, 3) or (T, 48)")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"write_egait: gait {key!r} contains NaN/inf")
+    return arr
+
+
+def _write_atomically(path: str | os.PathLike, fill) -> None:
+    """Writes an HDF5 file through a temporary file in the same folder, renamed over ``path`` when complete:
+    a failure leaves any earlier file at ``path`` as it was."""
+    path = os.fspath(path)
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    try:
+        with h5py.File(tmp, "w") as f:
+            fill(f)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def write_egait_arrays(features_path: str | os.PathLike, labels_path: str | os.PathLike | None,
                        gaits: np.ndarray, labels: Sequence[int], keys: Sequence[str] | None = None) -> list[str]:
     """Writes a batch ``(N, T, 16, 3)`` with keys ``{i:05d}_{Emotion}`` (STEP-Gen style) by default."""
     gaits = np.asarray(gaits)
+    if gaits.ndim not in (3, 4):
+        raise ValueError(f"write_egait_arrays: gaits must be a batch (N, T, 16, 3) or (N, T, 48), got shape "
+                         f"{gaits.shape}" + (" (one gait: add a leading axis, gaits[None])" if gaits.ndim == 2 else ""))
     labels = validate_labels(labels, "write_egait_arrays: labels").tolist()
     if keys is None:
         keys = [f"{i + 1:05d}_{LABEL_NAMES[l]}" for i, l in enumerate(labels)]
     if not (len(keys) == len(labels) == len(gaits)):
         raise ValueError(f"write_egait_arrays: {len(gaits)} gaits, {len(labels)} labels, {len(keys)} keys")
+    repeated = sorted({k for k in keys if list(keys).count(k) > 1}) if len(set(keys)) < len(keys) else []
+    if repeated:
+        raise ValueError(f"write_egait_arrays: keys must be distinct, repeated: {repeated[:3]}")
     write_egait(features_path, labels_path, dict(zip(keys, gaits)), dict(zip(keys, labels)))
     return list(keys)

@@ -40,6 +40,9 @@ class RawDataset(NamedTuple):
 def load_source(cfg) -> RawDataset:
     """Reads ``cfg.source``: ``'walkers'`` (procedural, seeded), ``'egait'`` (``cfg.path`` [+ ``cfg.labels_path``]) or
     ``'bandai'`` (BVH motion capture, ``cfg.path``; :func:`load_bandai_windows`)."""
+    policy = cfg.get("length_policy", "tile")
+    if policy not in pp.LENGTH_POLICIES:  # refused for every source: it is stored with the run and used by eval
+        raise ValueError(f"unknown data.length_policy {policy!r}; choose one of {pp.LENGTH_POLICIES}")
     if cfg.source == "walkers":
         from stepjax.data.walkers import make_walkers
 
@@ -53,6 +56,7 @@ def load_source(cfg) -> RawDataset:
             raise ValueError("data.source='egait' needs --config.data.path=/path/to/features.h5 "
                              "(and data.labels_path unless labels are in the key suffix)")
         data = read_egait(cfg.path, cfg.get("labels_path") or None)
+        pp.check_min_frames(data.gaits, cfg.path, data.keys)
         length, policy = cfg.get("num_frames") or None, cfg.get("length_policy", "tile")
         gaits = pp.to_fixed_length(data.gaits, length, policy)
         return RawDataset(gaits, data.labels, None, data.keys, pp.real_frame_counts(data.gaits, length, policy))
@@ -90,6 +94,7 @@ def load_bandai_windows(cfg) -> RawDataset:
             clips.append(clip)
             keys.append(key)
     policy = cfg.get("length_policy", "tile")
+    pp.check_min_frames(gaits, cfg.path, keys)
     fixed = pp.to_fixed_length(gaits, frames, policy)
     return RawDataset(np.asarray(fixed, np.float32), np.asarray(labels, np.int32), np.asarray(clips, np.int32),
                       tuple(keys), pp.real_frame_counts(gaits, frames, policy))
@@ -251,10 +256,7 @@ def _chunked(fn, raw: np.ndarray, lengths: np.ndarray | None, chunk: int):
     pad = lambda a: np.concatenate([a, np.repeat(a[-1:], (-n) % chunk, axis=0)]) if n % chunk else a  # noqa: E731
     padded = pad(raw)
     if lengths is not None:
-        lengths = np.asarray(lengths, np.int32)
-        if lengths.shape != (n,):
-            raise ValueError(f"lengths {lengths.shape} do not match the {n} gaits")
-        lengths = pad(lengths)
+        lengths = pad(aff.check_lengths(lengths, (n,), raw.shape[1]))  # on the host: jit could only clip them
     outs = [jitted(jnp.asarray(padded[s:s + chunk]), None if lengths is None else jnp.asarray(lengths[s:s + chunk]))
             for s in range(0, len(padded), chunk)]
     return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a)[:n], *outs)

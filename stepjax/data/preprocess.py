@@ -103,6 +103,22 @@ def _check_gait_list(gaits: Sequence[np.ndarray]) -> list[np.ndarray]:
     return out
 
 
+def check_min_frames(gaits: Sequence[np.ndarray], name: str = "gaits", keys: Sequence[str] | None = None) -> None:
+    """Raises ``ValueError`` naming the gaits ``[(T_i, 16, 3)]`` of fewer than ``affective.MIN_FRAMES`` (4) frames.
+
+    The affective features' jerk takes 3 frame differences, and one to three frames are a pose, not a gait:
+    brought to the training length they would be classified as a repeated pose. Called where gaits enter the
+    pipeline and ``predict_gaits`` (inside ``jit`` a length cannot be checked, only clipped)."""
+    from stepjax.affective import MIN_FRAMES
+
+    short = [i for i, g in enumerate(gaits) if np.shape(g)[0] < MIN_FRAMES]
+    if short:
+        names = ", ".join(f"{keys[i] if keys is not None else i} ({np.shape(gaits[i])[0]})" for i in short[:5])
+        raise ValueError(f"{name}: {len(short)} of {len(gaits)} gaits have fewer than {MIN_FRAMES} frames (the "
+                         f"affective features' jerk needs {MIN_FRAMES}): {names}{', ...' if len(short) > 5 else ''}; "
+                         "drop them or use longer clips")
+
+
 def tile_to_length(gait: np.ndarray, length: int) -> np.ndarray:
     """Official cyclic padding: ``np.tile`` along time, then truncate to ``length`` frames."""
     reps = math.ceil(length / gait.shape[0])

@@ -94,7 +94,7 @@ def workdir_lock(workdir: str | os.PathLike) -> Iterator[None]:
     call created is removed again when the block fails before anything but the lock was written in it.
     """
     try:
-        import fcntl
+        import fcntl  # noqa: F401  (used by _locked)
     except ImportError:  # pragma: no cover - not POSIX
         yield
         return
