@@ -107,7 +107,7 @@ def encode_gaits(model: STEPGenCVAE, variables, gaits, labels, chunk: int = 256)
     """Posterior ``(mu, logvar)`` ``(N, Z)`` of model-space (aligned) gaits ``(N, T, 16, 3)`` with labels ``(N,)``."""
     if len(labels) == 0 or len(gaits) != len(labels):
         raise ValueError(f"encode_gaits needs N >= 1 gaits and as many labels, got {len(gaits)} and {len(labels)}")
-    y = onehot_labels(labels, model.num_classes)  # checked here, on concrete labels
+    y = onehot_labels(labels, model.num_classes, check_rows=True)  # checked here, on concrete labels
     outs = [_encode(model, variables, jnp.asarray(gaits[i:i + chunk], jnp.float32), y[i:i + chunk])
             for i in range(0, len(labels), chunk)]
     return tuple(np.concatenate([np.asarray(o[j]) for o in outs]) for j in range(2))
@@ -120,7 +120,7 @@ def _decode(model: STEPGenCVAE, variables, z, y, num_frames: int):
 
 def decode_latents(model: STEPGenCVAE, variables, z, labels, num_frames: int, chunk: int = 256) -> np.ndarray:
     """Decoded gaits ``(N, num_frames, 16, 3)`` of latents ``z (N, Z)`` with integer labels ``(N,)`` (eval mode)."""
-    y = onehot_labels(labels, model.num_classes)  # checked here, on concrete labels
+    y = onehot_labels(labels, model.num_classes, check_rows=True)  # checked here, on concrete labels
     return np.concatenate([np.asarray(_decode(model, variables, jnp.asarray(z[i:i + chunk], jnp.float32),
                                               y[i:i + chunk], num_frames))
                            for i in range(0, len(labels), chunk)])
@@ -174,13 +174,18 @@ def generate(model: STEPGenCVAE, variables, labels: jax.Array, rng: jax.Array, n
         hint = ("; load_generator returns (generate_fn, variables): call generate_fn(variables, labels, rng) instead"
                 if callable(model) and not isinstance(model, type) else "")
         raise TypeError(f"generate takes the STEPGenCVAE model, got {type(model).__name__}{hint}")
-    if int(num_frames) < MIN_FRAMES:
-        raise ValueError(f"num_frames must be >= {MIN_FRAMES} (a gait's jerk needs 4 frames), got {num_frames}")
-    if chunk is not None and int(chunk) < 1:
-        raise ValueError(f"chunk must be >= 1 or None, got {chunk}")
-    onehot = onehot_labels(labels, model.num_classes)  # checks concrete labels before tracing
+    if not _is_int(num_frames) or num_frames < MIN_FRAMES:
+        raise ValueError(f"num_frames must be an integer >= {MIN_FRAMES} (a gait's jerk needs 4 frames), "
+                         f"got {num_frames!r}")
+    if chunk is not None and (not _is_int(chunk) or chunk < 1):
+        raise ValueError(f"chunk must be an integer >= 1 or None, got {chunk!r}")
+    onehot = onehot_labels(labels, model.num_classes, check_rows=True)  # checks concrete labels before tracing
     return _generate(model, variables, onehot, rng, int(num_frames), official_sampler, chunk, prior,
                      official_train_bn)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "num_frames", "official_sampler", "chunk", "official_train_bn"))

@@ -21,7 +21,7 @@ synchronisation than it gives.
 from __future__ import annotations
 
 import os
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -79,6 +79,10 @@ def make_predict_fn(model, num_frames: int | None = None) -> Callable:
     first ``lengths`` (real) frames, as in training; ``None``: every frame is real."""
 
     def predict_fn(variables, gaits: jax.Array, lengths: jax.Array | None = None) -> Prediction:
+        if not (isinstance(variables, Mapping) and {"model", "preprocessor"} <= set(variables)):
+            keys = sorted(variables) if isinstance(variables, Mapping) else type(variables).__name__
+            raise ValueError(f"predict_fn takes the classifier's variables {{'model', 'preprocessor'}} (as "
+                             f"load_classifier / restore_classifier return them), got {keys}")
         concrete = not isinstance(gaits, jax.core.Tracer)
         gaits = jnp.asarray(gaits)
         validate_gaits(gaits, "gaits", batched=None, check_finite=concrete)

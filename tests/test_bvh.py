@@ -295,6 +295,9 @@ def test_units_auto_and_explicit_agree():
     np.testing.assert_allclose(in_mm, in_cm, atol=1e-5)
     with pytest.raises(ValueError, match="units"):
         B.bvh_to_step16(make_walker(), units="furlong")
+    for scale in (0.0, -1.0, float("nan"), float("inf")):  # not an all-NaN gait
+        with pytest.raises(ValueError, match="units scale must be finite and > 0"):
+            B.bvh_to_step16(make_walker(), units=scale)
 
 
 @pytest.mark.parametrize("root_relative", [True, False])
@@ -508,6 +511,18 @@ def test_cli_rejects_a_regex_without_group(tmp_path, capsys):
                      "--label-regex", "_sad"])
     assert status == 2
     assert re.match(r"stepjax-bvh2egait: error: .*exactly one group", capsys.readouterr().err)
+    status = B.main([str(tmp_path), "--out-features", str(tmp_path / "f.h5"), "--out-labels", str(tmp_path / "l.h5"),
+                     "--label-regex", "_(sad"])  # not a regular expression: a user mistake, not a traceback
+    assert status == 2
+    assert re.match(r"stepjax-bvh2egait: error: --label-regex '_\(sad' is not a regular expression: missing \)",
+                    capsys.readouterr().err)
+
+
+def test_bandai_loader_names_a_file_that_is_not_of_the_release(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "dataset-1_walk_angry_001_copy.bvh").write_text(B.format_bvh(make_walker(num_frames=10)))
+    with pytest.raises(ValueError, match=r"dataset-1_walk_angry_001_copy.bvh: not a Bandai file name"):
+        B.load_bandai_emotion_walks(tmp_path)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -192,6 +192,8 @@ def test_one_training_process_per_workdir(tmp_path):
             (fresh / "config.json").write_text("{}")
             raise RuntimeError("late")
     assert sorted(os.listdir(fresh)) == [ckpt_lib.LOCK, "config.json"]
+    with pytest.raises(NotADirectoryError, match="config.json is a file, not a run directory"):
+        train_from_config(ml_collections.ConfigDict({"task": "classifier"}), str(fresh / "config.json"))
 
 
 def test_a_run_from_before_lengths_were_recorded_still_resumes(tmp_path):

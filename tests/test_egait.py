@@ -59,6 +59,7 @@ def test_synthetic_labels_from_key_suffix(tmp_path):
     ("group_label", r"label of key '000_x' is a group"),
     ("vector_label", r"label of key '000_x' is \[0\. 0\. 0\. \.\.\. .*shape \(10, 48\)"),
     ("not_hdf5", r"l\.h5: not an HDF5 file"),
+    ("string_gait", r"f\.h5: key '001_x' has dtype .*S.*expected real numbers"),
 ])
 def test_bad_files_give_clear_errors(tmp_path, problem, match):
     f_path, l_path = tmp_path / "f.h5", tmp_path / "l.h5"
@@ -74,6 +75,8 @@ def test_bad_files_give_clear_errors(tmp_path, problem, match):
         feats["001_x"][3, 5] = np.nan
     if problem == "empty":
         feats = {}
+    if problem == "string_gait":
+        feats["001_x"] = np.full((10, 48), b"x")
     if problem == "bad_label":
         labels["000_x"] = 7
     odd = {"string_label": "Sad", "bool_label": np.bool_(True), "vector_label": np.zeros((10, 48))}

@@ -179,10 +179,17 @@ def test_generate_refuses_bad_labels_and_sizes(generator):
         encode_gaits(model, variables, np.zeros((2, 32, 16, 3), np.float32), np.array([0, 7]))
     with pytest.raises(ValueError, match=r"labels must be whole numbers in 0\.\.3"):
         decode_latents(model, variables, np.zeros((2, model.latent_dim), np.float32), np.array([-1, 2]), 32)
-    with pytest.raises(ValueError, match="num_frames must be >= 4"):
-        generate_fn(loaded_vars, jnp.array([0]), key, num_frames=3)
-    with pytest.raises(ValueError, match="chunk must be >= 1"):
-        generate_fn(loaded_vars, jnp.array([0, 1]), key, chunk=0)
+    for frames in (3, 4.5):
+        with pytest.raises(ValueError, match="num_frames must be an integer >= 4"):
+            generate_fn(loaded_vars, jnp.array([0]), key, num_frames=frames)
+    for chunk in (0, 1.5):
+        with pytest.raises(ValueError, match="chunk must be an integer >= 1"):
+            generate_fn(loaded_vars, jnp.array([0, 1]), key, chunk=chunk)
+    for rows in ([[2.0, 0, 0, 0]], [[0.0, 0, 0, 0]], [[0, 1, 2, 3]], [[1.5, -0.5, 0, 0]], [[np.nan, 1, 0, 0]]):
+        with pytest.raises(ValueError, match=r"one-hot label rows must be non-negative and sum to 1.*rows \[0\]"):
+            generate_fn(loaded_vars, jnp.array(rows), key)
+    mixed = generate_fn(loaded_vars, jnp.array([[0.5, 0, 0.5, 0], [0, 1, 0, 0]]), key)  # a mixture is a condition
+    assert mixed.shape == (2, 32, 16, 3) and np.all(np.isfinite(np.asarray(mixed)))
     with pytest.raises(TypeError, match=r"load_generator returns \(generate_fn, variables\)"):
         generate(generate_fn, loaded_vars, jnp.array([0, 1]), key)  # what load_generator returns, mixed up
 
@@ -374,6 +381,14 @@ def test_evaluate_generator_reports_fid_diversity_and_recognition(aug, tmp_path,
     for key in ("train_rec", "train_collapse", "train_drift", "val_collapse", "val_drift", "val_kl"):
         assert len(curves[key]) == len(curves["epoch"]) and np.all(np.isfinite(curves[key]))
     assert "validation loss, epoch 0 -> best" in format_report(report)
+
+
+@pytest.mark.parametrize("per_class", [0, 1, 2.5, True])
+def test_evaluate_generator_refuses_too_few_gaits_per_class(per_class):
+    from stepjax.gen_eval import evaluate_generator
+
+    with pytest.raises(ValueError, match=r"num_per_class \(--per_class\) must be an integer >= 2"):
+        evaluate_generator("no/such/run", "no/such/classifier", per_class)  # before any loading
 
 
 def test_eval_cli_on_a_generator_writes_metrics_json_and_loss_curves_png(aug, tmp_path):

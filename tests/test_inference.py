@@ -53,6 +53,15 @@ def test_chunked_and_frozen_prediction_carry_each_gaits_lengths(step):
     _close(freeze(predict_fn, variables)(fixed, lengths), want)
 
 
+def test_predict_fn_names_variables_of_another_kind(step):
+    """e.g. a generator's ``{'params', 'batch_stats'}`` or the model's own variables without the preprocessor."""
+    predict_fn, variables, raw = step
+    gaits = pp.to_fixed_length(raw, T, "tile")
+    for wrong in (variables["model"], {"params": {}, "batch_stats": {}}, [variables]):
+        with pytest.raises(ValueError, match=r"predict_fn takes the classifier's variables \{'model', 'preprocessor'\}"):
+            predict_fn(wrong, gaits)
+
+
 @pytest.mark.parametrize("policy", ["tile", "resample"])
 def test_predict_gaits_uses_the_real_frames_of_the_length_policy(step, policy):
     """``predict_gaits`` (``eval.py --features``, ``python -m stepjax.predict``) brings raw gaits of 5-24 frames to

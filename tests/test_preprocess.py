@@ -109,7 +109,7 @@ def test_length_policies():
         pp.to_fixed_length([g], 5, "stretch")
     # mistakes that once gave an empty array, a (N, L, 48) pass-through or a ZeroDivisionError
     for fn in (pp.to_fixed_length, pp.real_frame_counts):
-        for length in (0, -3, 2.5):
+        for length in (0, -3, 2.5, float("nan"), float("inf")):
             with pytest.raises(ValueError, match="length must be a whole number of frames >= 1"):
                 fn([g], length)
         with pytest.raises(ValueError, match=r"gait 1 must have shape \(T, 16, 3\).*reshape"):

@@ -107,6 +107,9 @@ def test_split_errors():
         splits.train_val_test_split([0, 1, 2], (0.5, 0.5, 0.5))
     with pytest.raises(ValueError, match="cannot make 5 folds"):
         splits.stratified_kfold([0, 1, 2], k=5)
+    for k in (1, 2.5, True):
+        with pytest.raises(ValueError, match="k must be an integer >= 2"):
+            splits.stratified_kfold([0, 1, 2, 3] * 3, k=k)
     for bad in ([0, 1.7, 2], [0, -1, 2], [0.0, np.nan]):  # 1.7 was once truncated to class 1
         with pytest.raises(ValueError, match="non-negative whole class indices"):
             splits.train_val_test_split(np.array(bad), (0.5, 0.25, 0.25))

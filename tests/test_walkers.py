@@ -69,8 +69,20 @@ def test_class_balance_and_probs():
         [3, 3, 2, 2], [3, 2, 3, 2], [2, 3, 3, 2], [3, 2, 2, 3], [2, 3, 2, 3], [2, 2, 3, 3])
     egait = make_walkers(342, seed=0, num_frames=2, class_probs=EGAIT_CLASS_PROBS)
     assert np.bincount(egait.labels, minlength=4).tolist() == [112, 33, 78, 119]
-    with pytest.raises(ValueError):
-        make_walkers(4, seed=0, class_probs=(1.0, 0.0, -1.0, 1.0))
+    for probs in ((1.0, 0.0, -1.0, 1.0), (np.nan, 1.0, 1.0, 1.0), (1.0, 1.0, 1.0)):
+        with pytest.raises(ValueError, match="class_probs must be 4 non-negative numbers"):
+            make_walkers(4, seed=0, class_probs=probs)
+
+
+@pytest.mark.parametrize("kwargs,name", [(dict(num_gaits=2.5), "num_gaits=2.5"), (dict(num_gaits=True), "num_gaits"),
+                                         (dict(seed=-1), "seed=-1"), (dict(num_frames=10.7), "num_frames=10.7"),
+                                         (dict(fps=float("nan")), "fps=nan"), (dict(difficulty=float("inf")),
+                                                                               "difficulty=inf")])
+def test_make_walkers_names_a_bad_argument(kwargs, name):
+    """Not a raw numpy error or NaN gaits: the argument, its value and what is needed."""
+    args = {"num_gaits": 4, "seed": 0, "num_frames": 8, **kwargs}
+    with pytest.raises(ValueError, match=f"make_walkers: {name}.*; need integers"):
+        make_walkers(**args)
 
 
 # ----------------------------------------------------------------------------- body

@@ -512,8 +512,8 @@ def unit_scale(step16: np.ndarray, units: str | float = "auto") -> float:
             raise ValueError(f"units must be 'auto', {sorted(_UNIT_SCALES)} or a float scale, got {units!r}")
         return _UNIT_SCALES[units]
     scale = float(units)
-    if not scale > 0:
-        raise ValueError(f"a float units scale must be > 0 (metres per file unit), got {units!r}")
+    if not (np.isfinite(scale) and scale > 0):
+        raise ValueError(f"a float units scale must be finite and > 0 (metres per file unit), got {units!r}")
     return scale
 
 

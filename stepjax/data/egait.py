@@ -66,6 +66,8 @@ def _read_gait(path: str, f: h5py.File, key: str) -> np.ndarray:
     node = f[key]
     if not isinstance(node, h5py.Dataset):
         raise EGaitFormatError(f"{path}: key {key!r} is a group, expected a (T, {NUM_COLUMNS}) dataset")
+    if not (np.issubdtype(node.dtype, np.floating) or np.issubdtype(node.dtype, np.integer)):
+        raise EGaitFormatError(f"{path}: key {key!r} has dtype {node.dtype}, expected real numbers (float)")
     data = np.asarray(node[()])
     if data.ndim != 2 or data.shape[1] != NUM_COLUMNS:
         raise EGaitFormatError(

@@ -87,7 +87,11 @@ def validate_labels(labels, name: str = "labels", num_classes: int = NUM_CLASSES
 # ----------------------------------------------------------------------------- fixed length
 
 def _check_frames(value, name: str) -> int:
-    if isinstance(value, bool) or int(value) != value or value < 1:
+    try:
+        whole = not isinstance(value, (bool, str, bytes)) and int(value) == value and value >= 1
+    except (TypeError, ValueError, OverflowError):  # NaN, inf, None, arrays
+        whole = False
+    if not whole:
         raise ValueError(f"{name} must be a whole number of frames >= 1, got {value!r}")
     return int(value)
 
@@ -236,8 +240,14 @@ def align_to_reference(gaits, reference):
 
     The gait is root-centred per frame, the similarity transform of its first frame onto
     ``root_center(reference)`` is found (:func:`similarity_transform`) and applied to every frame.
-    Pure jnp: jit-able and vmap-able.
+    Pure jnp: jit-able and vmap-able. ``ValueError`` for other shapes (checked on the static shapes).
     """
+    if np.ndim(gaits) < 3 or tuple(np.shape(gaits)[-2:]) != (NUM_JOINTS, NUM_COORDS):
+        raise ValueError(f"align_to_reference: gaits must be (..., T, {NUM_JOINTS}, {NUM_COORDS}), got "
+                         f"{tuple(np.shape(gaits))}")
+    if tuple(np.shape(reference)) != (NUM_JOINTS, NUM_COORDS):
+        raise ValueError(f"align_to_reference: reference must be one pose ({NUM_JOINTS}, {NUM_COORDS}), got "
+                         f"{tuple(np.shape(reference))}")
     centred = root_center(jnp.asarray(gaits))
     ref = root_center(jnp.asarray(reference, centred.dtype))
     rot, scale, trans = similarity_transform(centred[..., 0, :, :], jnp.broadcast_to(ref, centred[..., 0, :, :].shape))
@@ -250,4 +260,8 @@ def align_to_reference(gaits, reference):
 
 def official_reference(gaits) -> np.ndarray:
     """The official reference pose: root-centred first frame of the first gait, ``(16, 3)``."""
+    if len(gaits) == 0:
+        raise ValueError("official_reference: no gaits")
+    validate_gaits(np.asarray(gaits[0], np.float32), "official_reference: the first gait", batched=False,
+                   check_finite=False)
     return np.asarray(root_center(np.asarray(gaits[0], np.float32))[0])

@@ -162,7 +162,7 @@ def _class_labels(rng: np.random.Generator, num_gaits: int,
                   class_probs: Sequence[float] | None) -> np.ndarray:
     """Shuffled labels ``(N,)`` with class counts as close as possible to ``N * class_probs``."""
     probs = np.full(NUM_EMOTIONS, 1.0) if class_probs is None else np.asarray(class_probs, float)
-    if probs.shape != (NUM_EMOTIONS,) or np.any(probs < 0) or probs.sum() <= 0:
+    if probs.shape != (NUM_EMOTIONS,) or not np.all(np.isfinite(probs) & (probs >= 0)) or probs.sum() <= 0:
         raise ValueError(f"class_probs must be {NUM_EMOTIONS} non-negative numbers, got {class_probs}")
     expected = num_gaits * probs / probs.sum()
     counts = np.floor(expected).astype(int)
@@ -490,9 +490,18 @@ def make_walkers(num_gaits: int, seed: int, num_frames: int = 75, fps: float = 3
       :class:`WalkerData` with float32 gaits ``(N, T, 16, 3)`` in metres (Y up, facing -Z), int32
       labels and subjects ``(N,)`` and the per-gait parameters.
     """
-    if num_gaits < 0 or num_frames < 1 or fps <= 0 or difficulty < 0 or gaits_per_subject < 1:
-        raise ValueError("need num_gaits >= 0, num_frames >= 1, fps > 0, difficulty >= 0, "
-                         "gaits_per_subject >= 1")
+    is_int = lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool)  # noqa: E731
+    is_real = lambda v: isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)  # noqa: E731
+    bad = [f"{name}={value!r}" for name, value, ok in (
+        ("num_gaits", num_gaits, is_int(num_gaits) and num_gaits >= 0),
+        ("seed", seed, is_int(seed) and seed >= 0),
+        ("num_frames", num_frames, is_int(num_frames) and num_frames >= 1),
+        ("fps", fps, is_real(fps) and np.isfinite(fps) and fps > 0),
+        ("difficulty", difficulty, is_real(difficulty) and np.isfinite(difficulty) and difficulty >= 0),
+        ("gaits_per_subject", gaits_per_subject, is_int(gaits_per_subject) and gaits_per_subject >= 1)) if not ok]
+    if bad:
+        raise ValueError(f"make_walkers: {', '.join(bad)}; need integers num_gaits >= 0, seed >= 0, num_frames >= 1, "
+                         "gaits_per_subject >= 1 and finite fps > 0, difficulty >= 0")
     rng = np.random.default_rng(seed)
     labels = _class_labels(rng, num_gaits, class_probs)
     subjects = _subject_ids(rng, num_gaits, gaits_per_subject)

@@ -116,12 +116,16 @@ def sample_latent(rng: Array, shape: Sequence[int], official: bool = False, dtyp
     return eps * OFFICIAL_MAX_Z * 2 - OFFICIAL_MAX_Z if official else eps
 
 
-def onehot_labels(labels: Array, num_classes: int, batch: int | None = None, dtype=jnp.float32) -> Array:
+def onehot_labels(labels: Array, num_classes: int, batch: int | None = None, dtype=jnp.float32, *,
+                  check_rows: bool = False) -> Array:
     """The CVAE's condition ``(N, num_classes)`` from integer labels ``(N,)`` or one-hot rows ``(N, K)``.
 
     Concrete integer labels outside ``[0, num_classes)`` raise ``ValueError`` (one-hot would turn them into an
     all-zero condition of no class); traced ones (inside the caller's ``jit``) cannot raise, so their rows
-    become NaN and the gaits decoded from them are NaN instead of silently wrong. ``batch`` checks ``N``.
+    become NaN and the gaits decoded from them are NaN instead of silently wrong. With ``check_rows`` (the
+    sampling API of :mod:`stepjax.generation`) concrete rows must be one-hot or a mixture of classes
+    (non-negative, summing to 1); the modules accept any rows (e.g. the zeros of a dummy ``init`` batch).
+    ``batch`` checks ``N``.
     """
     labels = jnp.asarray(labels)
     if labels.ndim == 1 and jnp.issubdtype(labels.dtype, jnp.integer):
@@ -138,6 +142,13 @@ def onehot_labels(labels: Array, num_classes: int, batch: int | None = None, dty
     if labels.ndim != 2 or labels.shape != (n, num_classes):
         raise ValueError(f"labels must be one-hot ({n or 'N'}, {num_classes}) or integer ({n or 'N'},), "
                          f"got {labels.shape}")
+    if check_rows and not isinstance(labels, jax.core.Tracer):  # one-hot or a mixture of classes, nothing else
+        rows = np.asarray(labels, np.float64)
+        bad = np.flatnonzero(~(np.all(np.isfinite(rows) & (rows >= 0), axis=-1)
+                               & np.isclose(rows.sum(axis=-1), 1.0, atol=1e-3)))
+        if bad.size:
+            raise ValueError(f"one-hot label rows must be non-negative and sum to 1 (one class, or a mixture of "
+                             f"classes), rows {bad[:5].tolist()} are not, e.g. {rows[bad[0]].tolist()}")
     return labels.astype(dtype)
 
 

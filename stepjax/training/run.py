@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from stepjax.metrics import format_confusion
 
 
@@ -11,6 +13,8 @@ def train_from_config(cfg, workdir: str, *, progress: bool = True) -> dict:
     from stepjax.training.checkpoint import workdir_lock
     from stepjax.training.state import check_train_config
 
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise NotADirectoryError(f"--workdir {workdir} is a file, not a run directory")
     if "train" in cfg:
         check_train_config(cfg.train)
     if "generator" in cfg and "train" in cfg.generator:
