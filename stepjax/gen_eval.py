@@ -42,7 +42,7 @@ from stepjax.inference import make_predict_fn, restore_classifier
 from stepjax.nn import with_impls
 from stepjax.training.checkpoint import config_to_json
 from stepjax.training.progress import read_metrics
-from stepjax.utils import write_json
+from stepjax.utils import is_integer, write_json
 
 
 def evaluate_generator(gen_workdir: str, classifier_workdir: str, num_per_class: int = 250, seed: int = 0, *,
@@ -62,7 +62,7 @@ def evaluate_generator(gen_workdir: str, classifier_workdir: str, num_per_class:
         (:func:`stepjax.generation.fit_latent_prior`) and report those gaits under ``generated_fitted_prior``
         (its own ``fid_train`` / ``fid_test``, recognition, diversity, motion).
     """
-    if isinstance(num_per_class, bool) or not isinstance(num_per_class, (int, np.integer)) or num_per_class < 2:
+    if not is_integer(num_per_class) or num_per_class < 2:
         raise ValueError(f"num_per_class (--per_class) must be an integer >= 2 (FID and diversity compare "
                          f"several gaits per class), got {num_per_class!r}")
     t0 = time.time()

@@ -39,6 +39,7 @@ from stepjax.models.cvae import STEPGenCVAE, onehot_labels, sample_latent
 from stepjax.nn import GRAPH_IMPLS, TEMPORAL_IMPLS, with_impls
 from stepjax.training import checkpoint as ckpt_lib
 from stepjax.training.loop import chunked_apply
+from stepjax.utils import is_integer
 
 
 class LatentPrior(NamedTuple):
@@ -174,18 +175,15 @@ def generate(model: STEPGenCVAE, variables, labels: jax.Array, rng: jax.Array, n
         hint = ("; load_generator returns (generate_fn, variables): call generate_fn(variables, labels, rng) instead"
                 if callable(model) and not isinstance(model, type) else "")
         raise TypeError(f"generate takes the STEPGenCVAE model, got {type(model).__name__}{hint}")
-    if not _is_int(num_frames) or num_frames < MIN_FRAMES:
+    if not is_integer(num_frames) or num_frames < MIN_FRAMES:
         raise ValueError(f"num_frames must be an integer >= {MIN_FRAMES} (a gait's jerk needs 4 frames), "
                          f"got {num_frames!r}")
-    if chunk is not None and (not _is_int(chunk) or chunk < 1):
+    if chunk is not None and (not is_integer(chunk) or chunk < 1):
         raise ValueError(f"chunk must be an integer >= 1 or None, got {chunk!r}")
     onehot = onehot_labels(labels, model.num_classes, check_rows=True)  # checks concrete labels before tracing
-    return _generate(model, variables, onehot, rng, int(num_frames), official_sampler, chunk, prior,
+    return _generate(model, variables, onehot, rng, int(num_frames), official_sampler,
+                     None if chunk is None else int(chunk), prior,
                      official_train_bn)
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "num_frames", "official_sampler", "chunk", "official_train_bn"))

@@ -94,6 +94,8 @@ def make_predict_fn(model, num_frames: int | None = None) -> Callable:
         if not jnp.issubdtype(gaits.dtype, jnp.floating):
             gaits = gaits.astype(jnp.float32)
         single = gaits.ndim == 3
+        if lengths is not None and not isinstance(lengths, (jax.Array, np.ndarray)):
+            lengths = np.asarray(lengths)  # a list or int: jnp.shape of a list is deprecated
         if lengths is not None and jnp.shape(lengths) not in ([(), (1,)] if single else [gaits.shape[:1]]):
             raise ValueError(f"lengths must have shape {'() or (1,)' if single else gaits.shape[:1]} for gaits "
                              f"{gaits.shape}, got {jnp.shape(lengths)}")
@@ -143,8 +145,8 @@ def predict_gaits(predict_fn: Callable, variables, gaits: Sequence[np.ndarray], 
     ``ValueError`` on non-finite gaits or logits; warns when ``name`` (the gaits' source) is not in metres."""
     from stepjax.data.preprocess import check_min_frames, real_frame_counts, to_fixed_length, warn_if_not_metres
 
-    fixed = to_fixed_length(gaits, num_frames, length_policy)
     check_min_frames(gaits, name)
+    fixed = to_fixed_length(gaits, num_frames, length_policy)
     validate_gaits(fixed, name)
     warn_if_not_metres(fixed, name)
     return predict_in_chunks(predict_fn, variables, fixed, chunk,

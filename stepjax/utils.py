@@ -1,14 +1,27 @@
 """Small process-level helpers: the command-line entry points' compilation cache and error reporting, strict
-JSON output."""
+JSON output, argument checks."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import math
+import operator
 import os
 import sys
 from typing import Any, Iterator
+
+
+def is_integer(value: Any) -> bool:
+    """Whether ``value`` is one integer (a Python or numpy integer, a concrete 0-d JAX integer array), not a bool:
+    what a count, a length or a seed must be (``2.5`` or ``True`` would be silently truncated or mistaken)."""
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return False
+    try:
+        operator.index(value)
+    except TypeError:
+        return False
+    return True
 
 
 def strict_json(obj: Any) -> Any:

@@ -167,6 +167,21 @@ def test_one_training_process_per_workdir(tmp_path):
         with pytest.raises(ckpt_lib.WorkdirBusyError, match=f"pid {holder.pid} on .*another --workdir"):
             with ckpt_lib.workdir_lock(tmp_path):
                 pass
+        real_isdir, first = os.path.isdir, [True]  # two trainers starting at once: both saw no workdir
+
+        def isdir_once_false(path):
+            if first:
+                return not first.pop()
+            return real_isdir(path)
+
+        os.path.isdir = isdir_once_false
+        try:
+            with pytest.raises(ckpt_lib.WorkdirBusyError):  # the loser must not clean up the winner's workdir
+                with ckpt_lib.workdir_lock(tmp_path):
+                    pass
+        finally:
+            os.path.isdir = real_isdir
+        assert not first and (tmp_path / ckpt_lib.LOCK).exists()
         # train.py's entry point takes the lock before any work
         with pytest.raises(ckpt_lib.WorkdirBusyError):
             train_from_config(ml_collections.ConfigDict({"task": "classifier"}), str(tmp_path), progress=False)
@@ -306,3 +321,5 @@ def test_runs_record_every_model_field_and_read_a_missing_one_as_the_code_that_w
         assert resolve_model_config(untouched) is untouched
     with pytest.raises(TypeError, match="width"):
         resolve_model_config({"task": "classifier", "preprocess": {"num_affective": 0}, "model": {"width": 4}})
+    with pytest.raises(ckpt_lib.ConfigMismatchError, match="does not build this version's model.*width"):
+        read_saved_model_config({"task": "classifier", "preprocess": {"num_affective": 0}, "model": {"width": 4}})

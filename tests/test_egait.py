@@ -138,7 +138,7 @@ def test_writer_refuses_keys_its_reader_would_refuse(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-def test_a_failed_write_leaves_earlier_files_whole_and_never_mixes_gaits_with_labels(tmp_path):
+def test_a_failed_write_leaves_earlier_files_whole_and_never_mixes_gaits_with_labels(tmp_path, monkeypatch):
     """Every gait is checked before anything is written, and each file is written through a temporary file
     renamed when complete: a bad gait (or a crash) leaves an earlier file as it was, never a truncated one that
     reads back as fewer gaits. One path for both features and labels is refused (the labels would replace the
@@ -154,6 +154,15 @@ def test_a_failed_write_leaves_earlier_files_whole_and_never_mixes_gaits_with_la
         egait.write_egait(f, l, {"a": np.full((5, 48), "x")}, {"a": 0})
     with pytest.raises(ValueError, match="the features and labels paths are the same file"):
         egait.write_egait(f, tmp_path / "." / "f.h5", good, {k: 1 for k in good})
+    def crash(*args):  # a failure after both temporary files are complete: nothing may have been replaced yet
+        raise OSError("disk full")
+
+    monkeypatch.setattr(egait.os, "replace", crash)
+    with pytest.raises(OSError, match="disk full"):
+        egait.write_egait(f, l, _gaits(5, seed=2), {k: 3 for k in _gaits(5, seed=2)})
+    monkeypatch.undo()
+    with pytest.raises(FileNotFoundError, match=r"nodir/f.h5: no such folder"):
+        egait.write_egait(tmp_path / "nodir" / "f.h5", None, good, labelled=False)
     back = egait.read_egait(f, l)
     assert back.keys == tuple(good) and np.all(back.labels == 1) and sorted(p.name for p in tmp_path.iterdir()) == [
         "f.h5", "l.h5"]  # no temporary file left behind

@@ -106,7 +106,8 @@ def test_resumed_generator_equals_uninterrupted_run(aug, tmp_path, capsys):
 
 def test_saved_runs_keep_their_model_when_defaults_change(aug, tmp_path):
     """Both sub-runs of STEP+Aug store every model field; a stored config without ``official_adjacency`` (as
-    written before the default became False) restores and resumes as the official adjacency it meant."""
+    written before the default became False) restores (both) and resumes (the generator; the check is shared)
+    as the official adjacency it meant."""
     from stepjax.generation import restore_generator
     from stepjax.inference import restore_classifier
     from stepjax.training.model_config import module_fields
@@ -114,19 +115,31 @@ def test_saved_runs_keep_their_model_when_defaults_change(aug, tmp_path):
     for sub, restore in ((GENERATOR_DIR, restore_generator), (CLASSIFIER_DIR, restore_classifier)):
         stored = json.load(open(os.path.join(aug[1], sub, "config.json")))["model"]
         assert stored == ckpt_lib.config_to_json(module_fields(restore(os.path.join(aug[1], sub))[1]))
-    old = str(tmp_path / "old")
-    shutil.copytree(os.path.join(aug[1], GENERATOR_DIR), old)
-    metas = glob.glob(os.path.join(old, "*", "*", "meta", "metadata"))
-    assert metas
-    for path in metas:
-        meta = json.load(open(path))
-        for key in ("official_adjacency", "num_classes"):
-            del meta["config"]["model"][key]
-        json.dump(meta, open(path, "w"))
-    cfg, model, _, _ = restore_generator(old)
-    assert model.official_adjacency is True and cfg.model.official_adjacency is True and model.num_classes == 4
+    for sub, restore in ((GENERATOR_DIR, restore_generator), (CLASSIFIER_DIR, restore_classifier)):
+        old = str(tmp_path / sub)
+        shutil.copytree(os.path.join(aug[1], sub), old)
+        metas = glob.glob(os.path.join(old, "*", "*", "meta", "metadata"))
+        assert metas
+        for path in metas:
+            meta = json.load(open(path))
+            for key in ("official_adjacency", "num_classes"):
+                del meta["config"]["model"][key]
+            json.dump(meta, open(path, "w"))
+        cfg, model = restore(old)[:2]
+        assert model.official_adjacency is True and cfg.model.official_adjacency is True and model.num_classes == 4
+    old = str(tmp_path / GENERATOR_DIR)
     with pytest.raises(ckpt_lib.ConfigMismatchError, match=r"model\.official_adjacency: checkpoint has True"):
         fit_generator(tiny_generator_config(), old, **QUIET)
+
+
+def test_step_aug_refuses_either_sub_run_of_another_config_before_any_work(aug, monkeypatch):
+    monkeypatch.setattr(pipeline, "load_source", lambda *a, **k: pytest.fail("the data was loaded first"))
+    for change, match in ((lambda c: c.model.update(hidden=64), r"model\.hidden"),  # the classifier's
+                          (lambda c: c.generator.loss.update(lambda_drift=0.5), r"loss\.lambda_drift")):
+        cfg = tiny_step_aug_config()
+        change(cfg)
+        with pytest.raises(ckpt_lib.ConfigMismatchError, match=match):
+            fit_step_aug(cfg, aug[1], **QUIET)
 
 
 def test_generate_is_pure_under_jit_and_vmap(generator):

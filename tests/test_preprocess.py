@@ -320,6 +320,8 @@ def test_gaits_of_fewer_than_four_frames_are_refused_where_they_enter(tmp_path):
         with pytest.raises(ValueError, match=match):
             affective_features(gaits, np.asarray(lengths))
     assert check_lengths([4, 16], (2,), 16).dtype == np.int32
+    with pytest.raises(ValueError, match=r"data.num_gaits must be >= 1 for the walker source, got 0"):
+        pipeline.load_source(ml_collections.ConfigDict(dict(source="walkers", num_gaits=0, seed=0, num_frames=16)))
     with pytest.raises(ValueError, match="unknown data.length_policy 'til'"):  # refused for every source
         pipeline.load_source(ml_collections.ConfigDict(dict(source="walkers", num_gaits=8, seed=0, num_frames=16,
                                                             length_policy="til")))

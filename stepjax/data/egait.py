@@ -194,15 +194,16 @@ def write_egait(features_path: str | os.PathLike, labels_path: str | os.PathLike
         for k in gaits:
             label_from_key(k)
     rows = {key: _egait_rows(key, gait) for key, gait in gaits.items()}  # every gait checked before any write
-    _write_atomically(features_path, lambda f: [f.create_dataset(key, data=arr) for key, arr in rows.items()])
+    files = {features_path: lambda f: [f.create_dataset(key, data=arr) for key, arr in rows.items()]}
     if labels_path is not None:
-        _write_atomically(labels_path, lambda f: [f.create_dataset(key, data=np.int64(labels[key])) for key in gaits])
+        files[labels_path] = lambda f: [f.create_dataset(key, data=np.int64(labels[key])) for key in gaits]
+    _write_atomically(files)
 
 
 def _egait_rows(key: str, gait) -> np.ndarray:
     """A gait as E-Gait's float64 ``(T, 48)`` rows; ``ValueError`` for another shape or NaN/inf."""
     arr = np.asarray(gait)
-    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+    if not (arr.dtype.kind in "fiu" or arr.dtype.name.startswith(("bfloat", "float"))):  # ml_dtypes: kind 'V'
         raise ValueError(f"write_egait: gait {key!r} has dtype {arr.dtype}, expected real numbers")
     arr = arr.astype(np.float64)
     if arr.ndim == 3 and arr.shape[-2:] == (NUM_JOINTS, NUM_COORDS):
@@ -214,18 +215,25 @@ def _egait_rows(key: str, gait) -> np.ndarray:
     return arr
 
 
-def _write_atomically(path: str | os.PathLike, fill) -> None:
-    """Writes an HDF5 file through a temporary file in the same folder, renamed over ``path`` when complete:
-    a failure leaves any earlier file at ``path`` as it was."""
-    path = os.fspath(path)
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.{os.getpid()}.tmp")
+def _write_atomically(files: Mapping) -> None:
+    """Writes HDF5 files ``{path: fill(h5py.File)}`` through temporary files in their folders, renamed over the
+    paths only once all are complete: a failure while writing leaves every earlier file as it was."""
+    tmps = {}
+    for path in files:
+        folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"{path}: no such folder {folder}")
+        tmps[path] = os.path.join(folder, f".{os.path.basename(os.fspath(path))}.{os.getpid()}.tmp")
     try:
-        with h5py.File(tmp, "w") as f:
-            fill(f)
-        os.replace(tmp, path)
+        for path, fill in files.items():
+            with h5py.File(tmps[path], "w") as f:
+                fill(f)
+        for path, tmp in tmps.items():
+            os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        for tmp in tmps.values():
+            if os.path.exists(tmp):
+                os.remove(tmp)
 
 
 def write_egait_arrays(features_path: str | os.PathLike, labels_path: str | os.PathLike | None,

@@ -46,6 +46,8 @@ def load_source(cfg) -> RawDataset:
     if cfg.source == "walkers":
         from stepjax.data.walkers import make_walkers
 
+        if not cfg.num_gaits or cfg.num_gaits < 1:
+            raise ValueError(f"data.num_gaits must be >= 1 for the walker source, got {cfg.num_gaits!r}")
         w = make_walkers(cfg.num_gaits, seed=cfg.seed, num_frames=cfg.num_frames, difficulty=cfg.get("difficulty", 1.0))
         return RawDataset(np.asarray(w.gaits, np.float32), np.asarray(w.labels, np.int32),
                           np.asarray(w.subjects, np.int32))

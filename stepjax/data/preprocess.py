@@ -115,6 +115,8 @@ def check_min_frames(gaits: Sequence[np.ndarray], name: str = "gaits", keys: Seq
     pipeline and ``predict_gaits`` (inside ``jit`` a length cannot be checked, only clipped)."""
     from stepjax.affective import MIN_FRAMES
 
+    for i, g in enumerate(gaits):  # shapes first (a (T, 48) row gets its reshape hint)
+        validate_gaits(g, f"gait {keys[i] if keys is not None else i}", batched=False, check_finite=False)
     short = [i for i, g in enumerate(gaits) if np.shape(g)[0] < MIN_FRAMES]
     if short:
         names = ", ".join(f"{keys[i] if keys is not None else i} ({np.shape(gaits[i])[0]})" for i in short[:5])

@@ -11,6 +11,8 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
+from stepjax.utils import is_integer
+
 
 class Split(NamedTuple):
     """Index arrays (int64, sorted) into the dataset."""
@@ -81,7 +83,7 @@ def stratified_kfold(labels: Sequence[int], k: int = 5, seed: int = 0,
                      groups: Sequence | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """``k`` stratified folds ``[(train_idx, test_idx)]``; every sample is tested exactly once."""
     labels = _check(labels)
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
+    if not is_integer(k) or k < 2:
         raise ValueError(f"k must be an integer >= 2, got {k!r}")
     units, unit_labels = _units(labels, None if groups is None else np.asarray(groups))
     if len(units) < k:

@@ -35,6 +35,7 @@ import numpy as np
 from stepjax.skeleton import (HEAD, LEFT_ELBOW, LEFT_FOOT, LEFT_HAND, LEFT_HIP, LEFT_KNEE,
                               LEFT_SHOULDER, NECK, NUM_JOINTS, PARENTS, RIGHT_ELBOW, RIGHT_FOOT,
                               RIGHT_HAND, RIGHT_HIP, RIGHT_KNEE, RIGHT_SHOULDER, SPINE)
+from stepjax.utils import is_integer
 
 NUM_EMOTIONS = 4
 #: E-Gait's class frequencies (Angry, Neutral, Happy, Sad) over its 342 real gaits.
@@ -490,11 +491,11 @@ def make_walkers(num_gaits: int, seed: int, num_frames: int = 75, fps: float = 3
       :class:`WalkerData` with float32 gaits ``(N, T, 16, 3)`` in metres (Y up, facing -Z), int32
       labels and subjects ``(N,)`` and the per-gait parameters.
     """
-    is_int = lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool)  # noqa: E731
+    is_int = is_integer
     is_real = lambda v: isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)  # noqa: E731
     bad = [f"{name}={value!r}" for name, value, ok in (
         ("num_gaits", num_gaits, is_int(num_gaits) and num_gaits >= 0),
-        ("seed", seed, is_int(seed) and seed >= 0),
+        ("seed", seed, seed >= 0 if is_int(seed) else not isinstance(seed, (float, str, bytes, bool))),
         ("num_frames", num_frames, is_int(num_frames) and num_frames >= 1),
         ("fps", fps, is_real(fps) and np.isfinite(fps) and fps > 0),
         ("difficulty", difficulty, is_real(difficulty) and np.isfinite(difficulty) and difficulty >= 0),
@@ -502,7 +503,8 @@ def make_walkers(num_gaits: int, seed: int, num_frames: int = 75, fps: float = 3
     if bad:
         raise ValueError(f"make_walkers: {', '.join(bad)}; need integers num_gaits >= 0, seed >= 0, num_frames >= 1, "
                          "gaits_per_subject >= 1 and finite fps > 0, difficulty >= 0")
-    rng = np.random.default_rng(seed)
+    num_gaits, num_frames, gaits_per_subject = int(num_gaits), int(num_frames), int(gaits_per_subject)
+    rng = np.random.default_rng(int(seed) if is_integer(seed) else seed)  # a JAX integer too
     labels = _class_labels(rng, num_gaits, class_probs)
     subjects = _subject_ids(rng, num_gaits, gaits_per_subject)
     bodies = _subject_bodies(rng, int(subjects.max()) + 1 if num_gaits else 0)

@@ -104,12 +104,15 @@ def fit_step_aug(cfg, workdir: str, *, progress: bool = True, log=print) -> dict
     'num_synthetic', 'num_real_train', 'generator_train_indices'}``; also written to
     ``<workdir>/results.json`` (without the index array).
     """
-    from stepjax.training.fit import fit_classifier
-    from stepjax.training.fit_generator import fit_generator
+    from stepjax.training.fit import classifier_run_config, fit_classifier
+    from stepjax.training.fit_generator import fit_generator, generator_run_config
 
     os.makedirs(workdir, exist_ok=True)
     per_class = int(cfg.aug.per_class)
     cls_cfg = classifier_config(cfg)
+    classifier_run_config(cls_cfg, os.path.join(workdir, CLASSIFIER_DIR))  # both sub-runs' checkpoints checked
+    if per_class > 0:  # before any data is loaded or any generator trained
+        generator_run_config(generator_config(cfg), os.path.join(workdir, GENERATOR_DIR))
     raw = pipeline.load_source(cls_cfg.data)
     split = pipeline.split_dataset(raw, cls_cfg.data)
     result: dict = {"num_real_train": int(len(split.train)), "num_val": int(len(split.val)),

@@ -15,6 +15,7 @@ records it, so the best model named by a resumed run is always on disk.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import socket
@@ -93,26 +94,18 @@ def workdir_lock(workdir: str | os.PathLike) -> Iterator[None]:
     (with a warning in the latter case). Readers (``eval.py``, loading a model) take no lock. A workdir this
     call created is removed again when the block fails before anything but the lock was written in it.
     """
-    try:
-        import fcntl  # noqa: F401  (used by _locked)
-    except ImportError:  # pragma: no cover - not POSIX
+    if importlib.util.find_spec("fcntl") is None:  # pragma: no cover - not POSIX
         yield
         return
     workdir = os.fspath(workdir)
     created = not os.path.isdir(workdir)
     os.makedirs(workdir, exist_ok=True)
-    try:
-        with _locked(workdir):
-            yield
-    except BaseException:
-        if created and os.listdir(workdir) == [LOCK]:  # a run that failed before writing anything leaves no trace
-            os.remove(os.path.join(workdir, LOCK))
-            os.rmdir(workdir)
-        raise
+    with _locked(workdir, created):
+        yield
 
 
 @contextlib.contextmanager
-def _locked(workdir: str) -> Iterator[None]:
+def _locked(workdir: str, created: bool) -> Iterator[None]:
     import fcntl
 
     with open(os.path.join(workdir, LOCK), "a+") as f:
@@ -136,6 +129,11 @@ def _locked(workdir: str) -> Iterator[None]:
         f.flush()
         try:
             yield
+        except BaseException:  # while still holding the lock: a run that failed before writing anything leaves
+            if created and os.listdir(workdir) == [LOCK]:  # no trace (never another trainer's workdir)
+                os.remove(os.path.join(workdir, LOCK))
+                os.rmdir(workdir)
+            raise
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
 
@@ -242,9 +240,10 @@ def restore_run(workdir: str | os.PathLike, task: str, abstract_tree_fn, which: 
         meta = ckpts.read_meta(which)
         if meta is None:
             raise FileNotFoundError(f"{workdir}: no {which!r} checkpoint{_subrun_hint(workdir)}")
+        saved_task = meta["config"].get("task")
+        if saved_task != task:
+            raise ValueError(f"{workdir} holds a {saved_task!r} run, not a {task}{(hints or {}).get(saved_task, '')}")
         cfg = ml_collections.ConfigDict((read_saved_config or dict)(meta["config"]))
-        if cfg.task != task:
-            raise ValueError(f"{workdir} holds a {cfg.task!r} run, not a {task}{(hints or {}).get(cfg.task, '')}")
         tree, _ = ckpts.restore(abstract_tree_fn(cfg), which=which)
     finally:
         ckpts.close()

@@ -61,6 +61,16 @@ def _abstract_run_tree(model, tx, prep, example) -> Any:
     return jax.eval_shape(make)
 
 
+def classifier_run_config(cfg, workdir: str) -> tuple[Any, dict]:
+    """``(cfg, cfg_json)`` of a classifier run into ``workdir``: every model field recorded (the run keeps its
+    model if a default changes; :func:`~stepjax.training.model_config.resolve_model_config`), and a workdir holding
+    a checkpoint of another config refused at once, before any data is prepared."""
+    cfg = resolve_model_config(cfg)
+    cfg_json = ckpt_lib.config_to_json(cfg)
+    refuse_another_config(workdir, cfg_json, read_saved_config=read_saved_model_config)
+    return cfg, cfg_json
+
+
 def fit_classifier(cfg, workdir: str, *, progress: bool = True, log=print, stop_after: int | None = None,
                    extra_train: tuple[np.ndarray, np.ndarray] | None = None) -> dict | None:
     """Trains a STEP classifier; returns the final report (test metrics of the best-val checkpoint).
@@ -71,9 +81,7 @@ def fit_classifier(cfg, workdir: str, *, progress: bool = True, log=print, stop_
     split only (STEP+Aug's synthetic gaits); validation and test stay real.
     """
     os.makedirs(workdir, exist_ok=True)
-    cfg = resolve_model_config(cfg)  # every model field recorded: the run keeps its model if a default changes
-    cfg_json = ckpt_lib.config_to_json(cfg)
-    refuse_another_config(workdir, cfg_json, read_saved_config=read_saved_model_config)  # before loading data
+    cfg, cfg_json = classifier_run_config(cfg, workdir)
     data = pipeline.prepare(cfg, extra_train=extra_train)
     train, val, test = data["train"], data["val"], data["test"]
     frames_recorded = pipeline.record_num_frames(cfg_json, train.gaits)

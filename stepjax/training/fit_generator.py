@@ -232,6 +232,16 @@ def _variables(state: TrainState) -> dict:
     return {"params": state.params, "batch_stats": state.batch_stats}
 
 
+def generator_run_config(cfg, workdir: str) -> tuple[Any, dict]:
+    """``(cfg, cfg_json)`` of a generator run into ``workdir``, as :func:`stepjax.training.fit.classifier_run_config`
+    (every model field recorded; a checkpoint of another config refused before any data is prepared)."""
+    cfg = resolve_model_config(cfg)
+    cfg_json = ckpt_lib.config_to_json(cfg)
+    refuse_another_config(workdir, cfg_json, sections=GENERATOR_RESUME_SECTIONS,
+                          read_saved_config=read_saved_model_config)
+    return cfg, cfg_json
+
+
 def fit_generator(cfg, workdir: str, *, progress: bool = True, log=print, stop_after: int | None = None) -> dict | None:
     """Trains the STEP-Gen CVAE; returns the report of the best-validation checkpoint.
 
@@ -240,10 +250,7 @@ def fit_generator(cfg, workdir: str, *, progress: bool = True, log=print, stop_a
     'num_params', 'num_train', 'train_indices'}`` (``train_indices``: the real gaits it was trained on).
     """
     os.makedirs(workdir, exist_ok=True)
-    cfg = resolve_model_config(cfg)  # every model field recorded: the run keeps its model if a default changes
-    cfg_json = ckpt_lib.config_to_json(cfg)
-    refuse_another_config(workdir, cfg_json, sections=GENERATOR_RESUME_SECTIONS,
-                          read_saved_config=read_saved_model_config)  # before loading data
+    cfg, cfg_json = generator_run_config(cfg, workdir)
     data = pipeline.prepare(cfg)
     train, val, test, prep, split = data["train"], data["val"], data["test"], data["preprocessor"], data["split"]
     frames_recorded = pipeline.record_num_frames(cfg_json, train.gaits)

@@ -14,8 +14,10 @@ from typing import Any
 import ml_collections
 
 #: Model keys whose class default changed, with the value a saved config that lacks the key meant: the defaults
-#: before 2026-12-05, when the fixed behaviour became the default of the model classes (the configs under
-#: configs/ always set these keys; only configs that left them out are concerned).
+#: before commit 34d68bf (2026-12-05 07:41 UTC), when the fixed behaviour became the default of the model classes.
+#: Runs record every field since 50a59af (09:34 the same day); a config that left one of these keys out in
+#: between meant the new default and is misread (no release holds those two hours). The configs under configs/
+#: always set these keys: only configs that left them out are concerned.
 LEGACY_MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "classifier": {"official_adjacency": True},
     "generator": {"temporal_code": "none", "temporal_pooling": "mean", "official_output_relu": True,
@@ -71,5 +73,12 @@ def resolve_model_config(cfg, *, saved: bool = False):
 
 def read_saved_model_config(saved: dict) -> dict:
     """A config read from a checkpoint with its model section resolved (``resolve_model_config(saved,
-    saved=True)``)."""
-    return resolve_model_config(saved, saved=True)
+    saved=True)``); :class:`~stepjax.training.checkpoint.ConfigMismatchError` when the stored model takes a key
+    this version's model class does not."""
+    try:
+        return resolve_model_config(saved, saved=True)
+    except TypeError as e:
+        from stepjax.training.checkpoint import ConfigMismatchError
+
+        raise ConfigMismatchError(f"the checkpoint's model section does not build this version's model "
+                                  f"(a key it no longer takes?): {e}") from None
