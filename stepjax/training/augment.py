@@ -90,10 +90,8 @@ def synthesize(gen_workdir: str, per_class: int, seed: int, out_path: str | None
     generate_fn, variables = load_generator(gen_workdir, "best", temporal_impl="auto", graph_impl="auto")
     latent_prior = fit_latent_prior_from_run(gen_workdir) if prior == "fitted" else None
     gaits, labels = generate_per_class(generate_fn, variables, per_class, seed, prior=latent_prior)
-    if out_path is not None:
-        tmp = out_path + ".tmp"
-        write_egait_arrays(tmp, None, gaits, labels, official_keys(labels))
-        os.replace(tmp, out_path)
+    if out_path is not None:  # the writer is atomic: an interrupted run never leaves a truncated file
+        write_egait_arrays(out_path, None, gaits, labels, official_keys(labels))
     return gaits.astype(np.float32), labels
 
 
