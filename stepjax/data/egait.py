@@ -10,6 +10,7 @@ Keys are matched by name, never by position (the official loader zips ``keys()``
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
 import re
@@ -248,7 +249,7 @@ def write_egait_arrays(features_path: str | os.PathLike, labels_path: str | os.P
         keys = [f"{i + 1:05d}_{LABEL_NAMES[l]}" for i, l in enumerate(labels)]
     if not (len(keys) == len(labels) == len(gaits)):
         raise ValueError(f"write_egait_arrays: {len(gaits)} gaits, {len(labels)} labels, {len(keys)} keys")
-    repeated = sorted({k for k in keys if list(keys).count(k) > 1}) if len(set(keys)) < len(keys) else []
+    repeated = sorted(k for k, n in collections.Counter(keys).items() if n > 1)
     if repeated:
         raise ValueError(f"write_egait_arrays: keys must be distinct, repeated: {repeated[:3]}")
     write_egait(features_path, labels_path, dict(zip(keys, gaits)), dict(zip(keys, labels)))
