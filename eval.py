@@ -48,8 +48,17 @@ def _evaluate():
         check_output_dir(path)
     if FLAGS.labels and not FLAGS.features:
         raise ValueError("--labels goes with --features (the labels of those gaits); a run's own split has its labels")
-    if read_run_config(FLAGS.workdir[0]).get("task") == "generator":
+    tasks = {read_run_config(w).get("task") for w in FLAGS.workdir}  # every run read before any work
+    if "generator" in tasks and len(tasks) > 1:
+        raise ValueError(f"--workdir mixes generator and classifier runs ({sorted(map(str, tasks))}); evaluate "
+                         "each kind in its own call")
+    if tasks == {"generator"}:
         from stepjax.gen_eval import evaluate_generator, format_report
+
+        given = [f"--{name}" for name in ("features", "labels", "split") if FLAGS[name].present]
+        if given:  # not silently ignored
+            raise ValueError(f"{', '.join(given)} apply to classifier runs; a generator run is evaluated on "
+                             "generated gaits against its own data's splits")
 
         if not FLAGS.classifier:
             raise ValueError("a generator workdir needs --classifier=<classifier workdir> for its metrics")

@@ -63,7 +63,7 @@ def evaluate_generator(gen_workdir: str, classifier_workdir: str, num_per_class:
         (its own ``fid_train`` / ``fid_test``, recognition, diversity, motion).
     """
     if not is_integer(num_per_class) or num_per_class < 2:
-        raise ValueError(f"num_per_class (--per_class) must be an integer >= 2 (FID and diversity compare "
+        raise ValueError(f"num_per_class (--per-class) must be an integer >= 2 (FID and diversity compare "
                          f"several gaits per class), got {num_per_class!r}")
     t0 = time.time()
     gen_cfg, gen_model, gen_vars, gen_prep = restore_generator(gen_workdir, which)

@@ -30,18 +30,44 @@ Metrics (host numpy, float64):
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable
 
 import numpy as np
 
 from stepjax import LABEL_NAMES
+from stepjax.data.preprocess import validate_labels
+from stepjax.utils import is_integer
+
+
+def _features(features, min_count: int = 2) -> np.ndarray:
+    """Features ``(N >= min_count, D)`` as float64; ``ValueError`` for another shape or NaN/inf (which would end
+    in a LinAlgError or a NaN metric)."""
+    f = np.asarray(features, np.float64)
+    if f.ndim != 2 or len(f) < min_count:
+        raise ValueError(f"need features (N >= {min_count}, D), got {f.shape}")
+    bad = np.flatnonzero(~np.all(np.isfinite(f), axis=1))
+    if bad.size:
+        raise ValueError(f"features of {bad.size} of {len(f)} samples are NaN/inf (first rows {bad[:5].tolist()})")
+    return f
+
+
+def _pairs(num_pairs) -> int:
+    if not is_integer(num_pairs) or num_pairs < 1:
+        raise ValueError(f"num_pairs must be an integer >= 1, got {num_pairs!r}")
+    return int(num_pairs)
+
+
+def _labels_of(labels, n: int) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.shape != (n,):
+        raise ValueError(f"need one label per feature vector: {n} features, labels of shape {labels.shape}")
+    return validate_labels(labels, "labels")
 
 
 def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean ``(D,)`` and covariance ``(D, D)`` (unbiased, rowvar=False) of features ``(N, D)``, float64."""
-    f = np.asarray(features, np.float64)
-    if f.ndim != 2 or len(f) < 2:
-        raise ValueError(f"need features (N >= 2, D), got {f.shape}")
+    f = _features(features)
     return f.mean(0), np.cov(f, rowvar=False).reshape(f.shape[1], f.shape[1])
 
 
@@ -75,9 +101,7 @@ def fid(features_a: np.ndarray, features_b: np.ndarray) -> float:
 def diversity(features: np.ndarray, num_pairs: int = 200, seed: int = 0) -> float:
     """Action2Motion diversity: mean ``||f_i - f_j||`` over ``num_pairs`` (S_d) random index pairs
     (two independent random subsets of size S_d, paired by position)."""
-    f = np.asarray(features, np.float64)
-    if len(f) < 2:
-        raise ValueError("diversity needs at least 2 feature vectors")
+    f, num_pairs = _features(features), _pairs(num_pairs)
     rng = np.random.default_rng(seed)
     i = rng.choice(len(f), num_pairs, replace=num_pairs > len(f))
     j = rng.choice(len(f), num_pairs, replace=num_pairs > len(f))
@@ -87,8 +111,8 @@ def diversity(features: np.ndarray, num_pairs: int = 200, seed: int = 0) -> floa
 def multimodality(features: np.ndarray, labels: np.ndarray, num_pairs: int = 20, seed: int = 0) -> float:
     """Action2Motion multimodality: for each class, mean ``||f_i - f_j||`` over ``num_pairs`` (S_l)
     random pairs within the class; averaged over the classes that have at least 2 samples."""
-    f = np.asarray(features, np.float64)
-    labels = np.asarray(labels)
+    f, num_pairs = _features(features, 1), _pairs(num_pairs)
+    labels = _labels_of(labels, len(f))
     rng = np.random.default_rng(seed)
     per_class = []
     for c in np.unique(labels):
@@ -147,10 +171,18 @@ def classifier_outputs(predict_fn: Callable, variables, gaits: np.ndarray, chunk
 
 def set_metrics(features: np.ndarray, labels: np.ndarray, logits: np.ndarray | None = None,
                 diversity_pairs: int = 200, multimodality_pairs: int = 20, seed: int = 0) -> dict:
-    """Diversity, multimodality and (with ``logits``) recognition accuracy of one labelled set."""
-    out = {"num_gaits": int(len(labels)),
-           "diversity": diversity(features, diversity_pairs, seed),
-           "multimodality": multimodality(features, labels, multimodality_pairs, seed)}
+    """Diversity, multimodality and (with ``logits``) recognition accuracy of one labelled set. Multimodality is
+    NaN (with a warning) when no class has 2 samples (e.g. a tiny real test split), not an error that would lose
+    the other metrics."""
+    labels = _labels_of(labels, len(_features(features, 1)))
+    if np.bincount(labels).max() >= 2:
+        multi = multimodality(features, labels, multimodality_pairs, seed)
+    else:
+        warnings.warn(f"multimodality of a set of {len(labels)} gaits with no class of 2 is undefined: NaN",
+                      stacklevel=2)
+        multi = float("nan")
+    out = {"num_gaits": int(len(labels)), "diversity": diversity(features, diversity_pairs, seed),
+           "multimodality": multi}
     if logits is not None:
         preds, labels = np.asarray(logits).argmax(-1), np.asarray(labels)
         out["recognition_accuracy"] = float(np.mean(preds == labels))

@@ -35,6 +35,7 @@ import numpy as np
 
 from stepjax import LABEL_NAMES, NUM_CLASSES
 from stepjax.affective import MIN_FRAMES
+from stepjax.data.preprocess import validate_gaits
 from stepjax.models.cvae import STEPGenCVAE, onehot_labels, sample_latent
 from stepjax.nn import GRAPH_IMPLS, TEMPORAL_IMPLS, with_impls
 from stepjax.training import checkpoint as ckpt_lib
@@ -108,6 +109,7 @@ def encode_gaits(model: STEPGenCVAE, variables, gaits, labels, chunk: int = 256)
     """Posterior ``(mu, logvar)`` ``(N, Z)`` of model-space (aligned) gaits ``(N, T, 16, 3)`` with labels ``(N,)``."""
     if len(labels) == 0 or len(gaits) != len(labels):
         raise ValueError(f"encode_gaits needs N >= 1 gaits and as many labels, got {len(gaits)} and {len(labels)}")
+    validate_gaits(gaits, "encode_gaits: gaits")  # a NaN gait would get a finite, plausible latent (BN, ReLU)
     y = onehot_labels(labels, model.num_classes, check_rows=True)  # checked here, on concrete labels
     outs = [_encode(model, variables, jnp.asarray(gaits[i:i + chunk], jnp.float32), y[i:i + chunk])
             for i in range(0, len(labels), chunk)]
@@ -121,6 +123,11 @@ def _decode(model: STEPGenCVAE, variables, z, y, num_frames: int):
 
 def decode_latents(model: STEPGenCVAE, variables, z, labels, num_frames: int, chunk: int = 256) -> np.ndarray:
     """Decoded gaits ``(N, num_frames, 16, 3)`` of latents ``z (N, Z)`` with integer labels ``(N,)`` (eval mode)."""
+    if not is_integer(num_frames) or num_frames < MIN_FRAMES:
+        raise ValueError(f"num_frames must be an integer >= {MIN_FRAMES}, got {num_frames!r}")
+    if np.ndim(z) != 2 or len(z) == 0 or len(z) != len(labels):
+        raise ValueError(f"decode_latents needs latents (N >= 1, Z) and N labels, got z {np.shape(z)} and "
+                         f"{len(labels)} labels")
     y = onehot_labels(labels, model.num_classes, check_rows=True)  # checked here, on concrete labels
     return np.concatenate([np.asarray(_decode(model, variables, jnp.asarray(z[i:i + chunk], jnp.float32),
                                               y[i:i + chunk], num_frames))

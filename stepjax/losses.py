@@ -22,13 +22,16 @@ def classification_loss(logits: Array, labels: Array, *, label_smoothing: float 
     ``official_double_softmax=True`` reproduces the official real_only bug 10: the model's softmax
     output is fed to ``CrossEntropyLoss``, which applies log-softmax again (flattens gradients).
 
-    A label outside ``[0, K)`` is a ``ValueError`` when the labels are concrete; traced labels (inside the
-    caller's ``jit``) cannot raise, so the loss and its gradients are NaN instead of the plausible numbers an
-    all-zero one-hot row would give.
+    ``label_smoothing`` must lie in ``[0, 1]``. A label outside ``[0, K)`` is a ``ValueError`` when the labels
+    are concrete; traced labels (inside the caller's ``jit``) cannot raise, so the loss and its gradients are NaN
+    instead of the plausible numbers an all-zero one-hot row would give.
     """
     chex.assert_rank([logits, labels], [2, 1])  # static shapes: checked under jit too
     chex.assert_equal_shape_prefix([logits, labels], 1)
     chex.assert_type(labels, int)
+    if not isinstance(label_smoothing, jax.core.Tracer) and not 0 <= label_smoothing <= 1:
+        raise ValueError(f"label_smoothing must lie in [0, 1] (the mass spread over the classes), "
+                         f"got {label_smoothing!r}")
     if not isinstance(labels, jax.core.Tracer):
         from stepjax.data.preprocess import validate_labels
 

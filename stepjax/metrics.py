@@ -27,8 +27,11 @@ def classification_report(labels: np.ndarray, preds: np.ndarray, num_classes: in
                           class_names: Sequence[str] = LABEL_NAMES) -> dict:
     """Accuracy, balanced accuracy, macro-F1, per-class precision/recall/F1/support, confusion matrix.
 
-    Classes absent from both labels and predictions get precision = recall = F1 = NaN and are left
-    out of the macro averages (they carry no information).
+    scikit-learn's conventions: balanced accuracy is the mean recall over the classes present in the labels
+    (``balanced_accuracy_score``); macro-F1 the mean F1 over the classes present in the labels or the
+    predictions (``f1_score(average='macro')``), so a class that is only ever predicted (false positives of a
+    class absent from the test set) counts with F1 = 0. A class absent from the labels has recall NaN; a class
+    absent from both gets precision = recall = F1 = NaN and is left out of both averages.
     """
     if len(class_names) < num_classes:
         raise ValueError(f"{num_classes} classes but {len(class_names)} class_names")
@@ -41,13 +44,15 @@ def classification_report(labels: np.ndarray, preds: np.ndarray, num_classes: in
         recall = np.where(support > 0, tp / support, np.nan)
         precision = np.where(predicted > 0, tp / predicted, np.where(support > 0, 0.0, np.nan))
         f1 = np.where(np.isfinite(precision) & np.isfinite(recall),
-                      np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0), np.nan)
+                      np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0),
+                      np.where(predicted > 0, 0.0, np.nan))  # only predicted: F1 = 0 (tp = 0)
     present = support > 0
+    seen = present | (predicted > 0)
     return {
         "num_gaits": int(len(labels)),
-        "accuracy": float(tp.sum() / max(len(labels), 1)),
+        "accuracy": float(tp.sum() / len(labels)) if len(labels) else float("nan"),  # no gaits: undefined, not 0
         "balanced_accuracy": float(np.mean(recall[present])) if present.any() else float("nan"),
-        "macro_f1": float(np.mean(f1[present])) if present.any() else float("nan"),
+        "macro_f1": float(np.mean(f1[seen])) if seen.any() else float("nan"),
         "per_class": {name: {"precision": float(precision[i]), "recall": float(recall[i]),
                              "f1": float(f1[i]), "support": int(support[i])}
                       for i, name in enumerate(class_names[:num_classes])},

@@ -136,6 +136,14 @@ class BatchNorm(nn.Module):
         return y.astype(x.dtype)
 
 
+def dropout(rate: float, train: bool, name: str | None = None) -> nn.Module:
+    """``nn.Dropout(rate)``, active in training only; ``ValueError`` unless ``0 <= rate < 1`` (a rate of 1 or more
+    would silently zero the activations)."""
+    if not (isinstance(rate, (int, float)) and 0 <= rate < 1):
+        raise ValueError(f"dropout rates must lie in [0, 1), got {rate!r}")
+    return nn.Dropout(rate, deterministic=not train, name=name)
+
+
 def batch_norm(train: bool, init: str, axis: int | tuple[int, ...] = -1, name: str | None = None) -> nn.Module:
     """The BN of every stepjax model (:class:`BatchNorm`; eps 1e-5, momentum 0.9 here = PyTorch's 0.1)."""
     return BatchNorm(not train, axis, BN_MOMENTUM, BN_EPS, initializers(init)["bn_scale"], name=name)
@@ -740,7 +748,7 @@ class STGCNBlock(nn.Module):
         h = TemporalConv(self.features, self.kernel_size, self.stride, self.temporal_impl, self.init_scheme,
                          self.precision, name="tcn")(h, num_frames)
         h = batch_norm(train, self.init_scheme, name="tcn_bn")(h)
-        h = nn.Dropout(self.dropout, deterministic=not train)(h)
+        h = dropout(self.dropout, train)(h)
         return nn.relu(h + res)  # a time-constant residual broadcasts over the frames
 
 

@@ -82,7 +82,10 @@ def enable_compilation_cache(path: str | None = None) -> str | None:
 
 
 def check_output_dir(path: str | os.PathLike | None) -> None:
-    """For command-line outputs: ``FileNotFoundError`` now, before any work, when ``path``'s folder is missing."""
+    """For command-line outputs: ``FileNotFoundError`` now, before any work, when ``path``'s folder is missing
+    (``IsADirectoryError`` when ``path`` is a folder)."""
+    if path and os.path.isdir(path):
+        raise IsADirectoryError(f"cannot write {path}: it is a folder; give a file name")
     if path:
         folder = os.path.dirname(os.path.abspath(os.fspath(path)))
         if not os.path.isdir(folder):

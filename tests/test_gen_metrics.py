@@ -160,3 +160,25 @@ def test_motion_statistics_count_only_the_real_frames_of_tiled_gaits(seed):
     assert motion_statistics(tiled, np.full(3, t)) == motion_statistics(tiled)
     with pytest.raises(ValueError, match="lengths"):
         motion_statistics(tiled, np.array([0, 3, 3]))
+
+
+def test_metrics_refuse_inputs_that_would_give_a_raw_error_or_a_misread_number():
+    """NaN features (a LinAlgError or NaN), labels that do not match the features or lie outside 0..3 (-1 was
+    once reported as 'Sad'), and zero pairs (a NaN mean) are clear errors; a set where no class has two gaits
+    (a tiny real test split) reports multimodality NaN with a warning instead of losing every metric."""
+    from stepjax.gen_metrics import diversity, multimodality
+
+    rng = np.random.default_rng(0)
+    f = rng.normal(size=(12, 5))
+    with pytest.raises(ValueError, match=r"features of 1 of 12 samples are NaN/inf \(first rows \[3\]\)"):
+        fid(np.where(np.arange(12)[:, None] == 3, np.nan, f), f)
+    with pytest.raises(ValueError, match=r"need one label per feature vector: 12 features, labels of shape \(6,\)"):
+        multimodality(f, np.zeros(6, int))
+    for bad in (-1, 7):
+        with pytest.raises(ValueError, match="labels must be whole numbers in 0..3"):
+            set_metrics(f, np.full(12, bad))
+    with pytest.raises(ValueError, match="num_pairs must be an integer >= 1, got 0"):
+        diversity(f, 0)
+    with pytest.warns(UserWarning, match="multimodality of a set of 4 gaits with no class of 2"):
+        report = set_metrics(f[:4], np.arange(4), rng.normal(size=(4, 4)))
+    assert np.isnan(report["multimodality"]) and np.isfinite(report["diversity"]) and "recognition_accuracy" in report

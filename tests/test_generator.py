@@ -7,6 +7,7 @@ the whole module; its generator is the trained generator of every other test.
 import glob
 import json
 import os
+import re
 import shutil
 import sys
 
@@ -132,8 +133,16 @@ def test_saved_runs_keep_their_model_when_defaults_change(aug, tmp_path):
         fit_generator(tiny_generator_config(), old, **QUIET)
 
 
-def test_step_aug_refuses_either_sub_run_of_another_config_before_any_work(aug, monkeypatch):
+def test_step_aug_refuses_either_sub_run_of_another_config_before_any_work(aug, monkeypatch, tmp_path):
     monkeypatch.setattr(pipeline, "load_source", lambda *a, **k: pytest.fail("the data was loaded first"))
+    bad = tiny_step_aug_config()
+    bad.aug.per_class = -1  # once trained the real-only control, reported as "-4 synthetic"
+    with pytest.raises(ValueError, match="aug.per_class must be an integer >= 0"):
+        fit_step_aug(bad, str(tmp_path / "a"), **QUIET)
+    bad = tiny_step_aug_config()
+    bad.generator.generate.prior = "fited"  # once refused only after the generator had trained
+    with pytest.raises(ValueError, match="unknown generator.generate.prior 'fited'"):
+        fit_step_aug(bad, str(tmp_path / "b"), **QUIET)
     for change, match in ((lambda c: c.model.update(hidden=64), r"model\.hidden"),  # the classifier's
                           (lambda c: c.generator.loss.update(lambda_drift=0.5), r"loss\.lambda_drift")):
         cfg = tiny_step_aug_config()
@@ -205,6 +214,16 @@ def test_generate_refuses_bad_labels_and_sizes(generator):
     assert mixed.shape == (2, 32, 16, 3) and np.all(np.isfinite(np.asarray(mixed)))
     with pytest.raises(TypeError, match=r"load_generator returns \(generate_fn, variables\)"):
         generate(generate_fn, loaded_vars, jnp.array([0, 1]), key)  # what load_generator returns, mixed up
+    nan_gait = np.zeros((2, 32, 16, 3), np.float32)
+    nan_gait[1, 3, 4, 0] = np.nan  # would get a finite, plausible latent and enter a fitted prior
+    with pytest.raises(ValueError, match="encode_gaits: gaits .*NaN"):
+        encode_gaits(model, variables, nan_gait, np.array([0, 1]))
+    z = np.zeros((2, model.latent_dim), np.float32)
+    for args, match in (((z, np.array([0, 1, 2]), 32), r"got z \(2, 8\) and 3 labels"),
+                        ((z, np.array([0, 1]), 2), "num_frames must be an integer >= 4"),
+                        ((z[:0], np.array([], int), 32), "N >= 1")):
+        with pytest.raises(ValueError, match=match):
+            decode_latents(model, variables, *args)
 
 
 def test_runs_record_the_length_they_trained_on(tmp_path, monkeypatch):
@@ -400,7 +419,7 @@ def test_evaluate_generator_reports_fid_diversity_and_recognition(aug, tmp_path,
 def test_evaluate_generator_refuses_too_few_gaits_per_class(per_class):
     from stepjax.gen_eval import evaluate_generator
 
-    with pytest.raises(ValueError, match=r"num_per_class \(--per_class\) must be an integer >= 2"):
+    with pytest.raises(ValueError, match=r"num_per_class \(--per-class\) must be an integer >= 2"):
         evaluate_generator("no/such/run", "no/such/classifier", per_class)  # before any loading
 
 
@@ -418,6 +437,21 @@ def test_eval_cli_on_a_generator_writes_metrics_json_and_loss_curves_png(aug, tm
     report = json.load(open(out_json))[0]
     assert np.isfinite(report["fid_test"]) and report["loss_curves"]["val_drift"]
     assert out_png.stat().st_size > 10_000 and "validation loss" in proc.stdout
+
+
+def test_eval_clis_refuse_flags_and_mixes_that_would_be_ignored_before_any_work(aug, tmp_path):
+    import subprocess
+
+    gen, cls = os.path.join(aug[1], GENERATOR_DIR), os.path.join(aug[1], CLASSIFIER_DIR)
+    cases = [([os.path.join(PROJECT_ROOT, "eval.py"), f"--workdir={gen}", f"--classifier={cls}", "--features=x.h5"],
+              r"--features apply to classifier runs"),
+             ([os.path.join(PROJECT_ROOT, "eval.py"), f"--workdir={cls}", f"--workdir={gen}"],
+              r"--workdir mixes generator and classifier runs"),
+             (["-m", "stepjax.gen_eval", f"--workdir={gen}", f"--classifier={cls}", f"--json={tmp_path}"],
+              r"cannot write .*: it is a folder")]
+    for args, message in cases:
+        proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=600)
+        assert proc.returncode == 2 and re.search(message, proc.stderr), proc.stderr[-2000:]
 
 
 def test_fit_latent_prior_matches_the_aggregate_posterior_moments():

@@ -26,8 +26,11 @@ def test_report_matches_per_class_loops(pairs):
         predicted = sum(p == c for _, p in pairs)
         got = report["per_class"][name]
         assert got["support"] == support
-        if support == 0:  # absent class: undefined, left out of the macro averages
+        if support == 0:  # absent from the labels: recall undefined; only predicted: F1 0 in the macro-F1
             assert np.isnan(got["recall"]) and (predicted > 0 or np.isnan(got["precision"]))
+            if predicted:
+                assert got["f1"] == 0.0
+                f1s.append(0.0)
             continue
         precision = tp / predicted if predicted else 0.0
         recall = tp / support
@@ -49,6 +52,17 @@ def test_report_matches_per_class_loops(pairs):
 def test_out_of_range_labels_and_predictions_are_refused(labels, preds, match):
     with pytest.raises(ValueError, match=match):
         classification_report(np.array(labels), np.array(preds), K)
+
+
+def test_macro_f1_counts_a_class_that_is_only_predicted_as_scikit_learn_does():
+    """The auditor's example, by hand: labels {0, 1}, a gait predicted as the absent class 2. F1: class 0 = 1,
+    class 1 = 2/3 (precision 1, recall 1/2), class 2 = 0 -> macro (1 + 2/3 + 0) / 3 = 5/9 (scikit-learn 0.556;
+    leaving class 2 out would report 0.833). Balanced accuracy stays over the labelled classes: (1 + 1/2) / 2."""
+    report = classification_report(np.array([0, 0, 1, 1]), np.array([0, 0, 1, 2]), K)
+    assert report["macro_f1"] == pytest.approx(5 / 9)
+    assert report["balanced_accuracy"] == pytest.approx(0.75)
+    assert report["per_class"]["Happy"]["f1"] == 0.0 and np.isnan(report["per_class"]["Happy"]["recall"])
+    assert np.isnan(report["per_class"]["Sad"]["f1"])
 
 
 def test_every_class_needs_a_name():

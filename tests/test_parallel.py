@@ -41,6 +41,22 @@ SCRIPT = textwrap.dedent('''
     f4 = flops(jax.jit(parallel.data_parallel_step(classifier_train_step, mesh)).lower(
         parallel.replicate(state, mesh), sharded_batch, key).compile())
     assert f4 < 0.35 * f1, (f4, f1)
+
+    # the generator's step (the CVAE with the push-pull loss) shards the same way
+    from stepjax.training.fit_generator import (build_generator, create_generator_state, generator_train_step,
+                                                loss_weights)
+    sys.path.insert(0, "tests")
+    from test_generator import tiny_generator_config
+    gcfg = tiny_generator_config()
+    gen = build_generator(gcfg)
+    gbatch = Arrays(batch.gaits, None, batch.labels)
+    gstate = create_generator_state(gen, make_optimizer(gcfg.train, 10), jax.random.PRNGKey(0), 32)
+    gstep = lambda s, b, r: generator_train_step(s, b, r, weights=loss_weights(gcfg))
+    g1, gm1 = jax.jit(gstep)(gstate, gbatch, key)
+    g4, gm4 = jax.jit(parallel.data_parallel_step(gstep, mesh))(parallel.replicate(gstate, mesh),
+                                                                jax.device_put(gbatch, parallel.batch_sharding(mesh)), key)
+    np.testing.assert_allclose(gm1["total"], gm4["total"], rtol=1e-5)
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, atol=2e-5, rtol=1e-4), g1.params, g4.params)
     print("OK")
 ''')
 

@@ -110,6 +110,10 @@ def test_split_errors():
     for k in (1, 2.5, True):
         with pytest.raises(ValueError, match="k must be an integer >= 2"):
             splits.stratified_kfold([0, 1, 2, 3] * 3, k=k)
+    labels = np.array([0, 1, 2, 3] * 5)
+    for groups in (np.array([0, 1, np.nan, 2] * 5), np.array([None, 1, 2, 3] * 5, dtype=object)):  # NaN != NaN:
+        with pytest.raises(ValueError, match="groups must be integer or string ids"):  # gaits fell out of every part
+            splits.train_val_test_split(labels, (0.5, 0.25, 0.25), groups=groups)
     for bad in ([0, 1.7, 2], [0, -1, 2], [0.0, np.nan]):  # 1.7 was once truncated to class 1
         with pytest.raises(ValueError, match="non-negative whole class indices"):
             splits.train_val_test_split(np.array(bad), (0.5, 0.25, 0.25))

@@ -445,17 +445,45 @@ def test_milestones_on_the_same_epoch_each_decay():
     assert [float(lr(s)) for s in range(6)] == pytest.approx([1e-3, 1e-3, 1e-3, 1e-3, 1e-5, 1e-5], rel=1e-5)
 
 
-@pytest.mark.parametrize("field,value,match", [("epochs", 0, "epochs must be a positive integer"),
-                                               ("compute_dtype", "bf16", r"compute_dtype must be one of"),
-                                               ("batch_size", 0, "batch_size"), ("lr", 0.0, "lr must be > 0")])
+@pytest.mark.parametrize("field,value,match", [
+    ("epochs", 0, "epochs must be a positive integer"), ("compute_dtype", "bf16", r"compute_dtype must be one of"),
+    ("batch_size", 0, "batch_size"), ("lr", 0.0, "lr must be > 0"),
+    # values that would silently train something else: a negative clip norm flips every gradient (ascent)
+    ("grad_clip", -1.0, r"grad_clip must be a number in \[0, inf\]"), ("label_smoothing", 2.0, "label_smoothing"),
+    ("weight_decay", -1.0, "weight_decay"), ("warmup_epochs", -1, "warmup_epochs"), ("momentum", 1.5, "momentum"),
+    ("checkpoint_every", 0, "checkpoint_every must be an integer >= 1"),
+    ("data_parallel", True, "train.data_parallel is for single runs")])
 def test_train_config_mistakes_fail_before_any_work(tmp_path, field, value, match):
     from stepjax.training.run import train_from_config
 
     cfg = tiny_config()
-    cfg.train[field] = value
+    if field == "checkpoint_every":
+        cfg.checkpoint_every = value
+    elif field == "data_parallel":  # the vmapped k-fold / seeds runs (configs/step_cv.py)
+        import step_cv
+
+        cfg = step_cv.get_config()
+        cfg.train.data_parallel = True
+    else:
+        cfg.train[field] = value
     with pytest.raises(ValueError, match=match):
         train_from_config(cfg, str(tmp_path / "run"))
     assert not (tmp_path / "run").exists()
+
+
+def test_losses_and_models_refuse_rates_outside_their_range():
+    from stepjax.losses import classification_loss
+    from stepjax.models import STEPClassifier
+
+    logits, labels = jnp.zeros((2, 4)), jnp.array([0, 1])
+    for smoothing in (-0.1, 1.5):
+        with pytest.raises(ValueError, match=r"label_smoothing must lie in \[0, 1\]"):
+            classification_loss(logits, labels, label_smoothing=smoothing)
+    assert float(classification_loss(logits, labels, label_smoothing=1.0)) == pytest.approx(np.log(4))
+    for kwargs in (dict(head_dropout=1.5), dict(dropout=1.0), dict(dropout=-0.1)):
+        model = STEPClassifier(channels=(4, 4, 4), kernel_size=3, hidden=8, num_affective=29, **kwargs)
+        with pytest.raises(ValueError, match=r"dropout rates must lie in \[0, 1\)"):
+            jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 8, 16, 3)), jnp.zeros((1, 29)))
 
 
 def test_evaluation_refuses_silent_wrong_numbers(monkeypatch):

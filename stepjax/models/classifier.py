@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from stepjax import NUM_CLASSES, skeleton
-from stepjax.nn import JointBatchNorm, STGCNStack, batch_norm, dense, tuple_fields
+from stepjax.nn import JointBatchNorm, STGCNStack, batch_norm, dense, dropout, tuple_fields
 
 Array = jax.Array
 
@@ -101,5 +101,5 @@ class STEPClassifier(nn.Module):
             h = linear(96, "fc1", h)
         else:
             h = nn.relu(linear(self.hidden, "fc1", h))
-            h = nn.Dropout(self.head_dropout, deterministic=not train)(h)
+            h = dropout(self.head_dropout, train)(h)
         return linear(self.num_classes, "fc2", h), features

@@ -105,8 +105,13 @@ def fit_step_aug(cfg, workdir: str, *, progress: bool = True, log=print) -> dict
     from stepjax.training.fit import classifier_run_config, fit_classifier
     from stepjax.training.fit_generator import fit_generator, generator_run_config
 
+    per_class = cfg.aug.per_class
+    if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 0:
+        raise ValueError(f"aug.per_class must be an integer >= 0 (0: the real-only control), got {per_class!r}")
+    prior = str(cfg.generator.get("generate", {}).get("prior", "standard"))
+    if prior not in PRIORS:  # before the generator trains, not after
+        raise ValueError(f"unknown generator.generate.prior {prior!r}; choose one of {PRIORS}")
     os.makedirs(workdir, exist_ok=True)
-    per_class = int(cfg.aug.per_class)
     cls_cfg = classifier_config(cfg)
     classifier_run_config(cls_cfg, os.path.join(workdir, CLASSIFIER_DIR))  # both sub-runs' checkpoints checked
     if per_class > 0:  # before any data is loaded or any generator trained
@@ -124,7 +129,6 @@ def fit_step_aug(cfg, workdir: str, *, progress: bool = True, log=print) -> dict
             raise AssertionError("the generator was not trained on exactly the classifier's training split")
         result["generator"] = {k: gen[k] for k in ("best_epoch", "val", "test", "num_train") if k in gen}
         result["generator_train_indices"] = gen["train_indices"]
-        prior = str(cfg.generator.get("generate", {}).get("prior", "standard"))
         path = os.path.join(workdir, SYNTHETIC_FILE if prior == "standard" else f"synthetic_{prior}_prior.h5")
         provenance = {"generator_best_epoch": int(gen["best_epoch"]),
                       "generator_val_total": float(gen["val"]["total"]),  # tells a retrained generator apart

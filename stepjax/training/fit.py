@@ -82,6 +82,7 @@ def fit_classifier(cfg, workdir: str, *, progress: bool = True, log=print, stop_
     """
     os.makedirs(workdir, exist_ok=True)
     cfg, cfg_json = classifier_run_config(cfg, workdir)
+    mesh = parallel.checked_data_mesh(cfg.train)  # None unless train.data_parallel
     data = pipeline.prepare(cfg, extra_train=extra_train)
     train, val, test = data["train"], data["val"], data["test"]
     frames_recorded = pipeline.record_num_frames(cfg_json, train.gaits)
@@ -98,16 +99,14 @@ def fit_classifier(cfg, workdir: str, *, progress: bool = True, log=print, stop_
     state = create_train_state(model, tx, init_rng, *example)
 
     tracker = RunProgress(workdir, cfg_json, int(cfg.train.epochs),
-                          checkpoint_every=int(cfg.get("checkpoint_every", 1)), log=log,
+                          checkpoint_every=cfg.get("checkpoint_every", 1), log=log,
                           frames_recorded=frames_recorded, read_saved_config=read_saved_model_config)
     state = tracker.resume({"train_state": state, "preprocessor": prep})["train_state"]
     log(f"{model.__class__.__name__}: {count_params(state.params):,} parameters; "
         f"train/val/test = {len(train.labels)}/{len(val.labels)}/{0 if test is None else len(test.labels)} gaits; "
         f"{steps_per_epoch} steps/epoch")
     step = make_classifier_step(cfg.train)
-    if cfg.train.get("data_parallel", False):
-        mesh = parallel.data_mesh()
-        parallel.check_batch_divisible(batch_size, mesh)
+    if mesh is not None:
         step = parallel.data_parallel_step(step, mesh)
         state = parallel.replicate(state, mesh)
         log(f"data parallel over {mesh.size} devices")

@@ -38,6 +38,7 @@ from stepjax.data import pipeline
 from stepjax.losses import DEFAULT_BETA, DEFAULT_LAMBDA_COLLAPSE, DEFAULT_LAMBDA_DRIFT, generator_loss
 from stepjax.models.cvae import STEPGenCVAE, reparameterize
 from stepjax.training import checkpoint as ckpt_lib
+from stepjax.training import parallel
 from stepjax.training.loop import chunked_apply, epoch_fn
 from stepjax.training.model_config import read_saved_model_config, resolve_model_config
 from stepjax.training.progress import RunProgress, refuse_another_config
@@ -214,9 +215,11 @@ def _cached_optimizer(train_json: str, steps_per_epoch: int):
 
 
 @functools.lru_cache(maxsize=16)
-def _cached_epoch(model: STEPGenCVAE, weights: tuple, batch_size: int, warmup_steps: int) -> Callable:
+def _cached_epoch(model: STEPGenCVAE, weights: tuple, batch_size: int, warmup_steps: int,
+                  mesh: parallel.Mesh | None = None) -> Callable:
     w = dict(weights)
-    return epoch_fn(lambda s, b, r: generator_train_step(s, b, r, weights=w, warmup_steps=warmup_steps), batch_size)
+    step = functools.partial(generator_train_step, weights=w, warmup_steps=warmup_steps)
+    return epoch_fn(step if mesh is None else parallel.data_parallel_step(step, mesh), batch_size)
 
 
 @functools.lru_cache(maxsize=16)
@@ -251,6 +254,7 @@ def fit_generator(cfg, workdir: str, *, progress: bool = True, log=print, stop_a
     """
     os.makedirs(workdir, exist_ok=True)
     cfg, cfg_json = generator_run_config(cfg, workdir)
+    mesh = parallel.checked_data_mesh(cfg.train)  # None unless train.data_parallel
     data = pipeline.prepare(cfg)
     train, val, test, prep, split = data["train"], data["val"], data["test"], data["preprocessor"], data["split"]
     frames_recorded = pipeline.record_num_frames(cfg_json, train.gaits)
@@ -267,7 +271,7 @@ def fit_generator(cfg, workdir: str, *, progress: bool = True, log=print, stop_a
     if cfg.train.get("init_output_from_data", False):
         state = init_output_from_data(state, train.gaits)
 
-    tracker = RunProgress(workdir, cfg_json, int(cfg.train.epochs), checkpoint_every=int(cfg.get("checkpoint_every", 1)),
+    tracker = RunProgress(workdir, cfg_json, int(cfg.train.epochs), checkpoint_every=cfg.get("checkpoint_every", 1),
                           sections=GENERATOR_RESUME_SECTIONS, log=log, frames_recorded=frames_recorded,
                           read_saved_config=read_saved_model_config)
     state = _strong_step(_uncommitted(tracker.resume(_run_tree(state, prep))["train_state"]))
@@ -278,7 +282,10 @@ def fit_generator(cfg, workdir: str, *, progress: bool = True, log=print, stop_a
         f"{len(val.labels)}/{0 if test is None else len(test.labels)} gaits; {steps_per_epoch} steps/epoch; "
         f"loss {weights}")
     warmup_steps = int(round(float(cfg.loss.get("warmup_epochs", 0.0)) * steps_per_epoch))
-    run_epoch = _cached_epoch(model, tuple(sorted(weights.items())), batch_size, warmup_steps)
+    if mesh is not None:  # the batch split over every device (as the classifier's)
+        state = parallel.replicate(state, mesh)
+        log(f"data parallel over {mesh.size} devices")
+    run_epoch = _cached_epoch(model, tuple(sorted(weights.items())), batch_size, warmup_steps, mesh)
     evaluate = _cached_eval(model, tuple(sorted(weights.items())), batch_size,
                             int(cfg.get("eval", {}).get("batch_size", 256)))
     bar = tqdm(tracker.epochs(), initial=tracker.start_epoch, total=tracker.num_epochs, disable=not progress,

@@ -126,6 +126,9 @@ class _Carry(NamedTuple):
 
 def fit_classifier_runs(cfg, workdir: str | None = None, *, progress: bool = True, log=print) -> dict:
     """Trains all runs of ``cfg.runs`` in one vmapped loop; returns per-run test reports and mean +- std."""
+    if cfg.train.get("data_parallel", False):
+        raise ValueError("train.data_parallel is for single runs (train.py with configs/step.py, step_gen.py, "
+                         "step_aug.py); the vmapped runs of a k-fold / seeds config train on one device")
     cfg = resolve_model_config(cfg)
     if workdir:  # the config of the numbers (these runs keep no checkpoints: see the README)
         os.makedirs(workdir, exist_ok=True)

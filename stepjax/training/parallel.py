@@ -56,6 +56,16 @@ def data_parallel_step(step: Callable, mesh: Mesh) -> Callable:
     return sharded
 
 
+def checked_data_mesh(train_cfg) -> Mesh | None:
+    """The data-parallel mesh of a ``train`` config section (``None`` unless ``data_parallel``), its batch size
+    checked against the device count before any work."""
+    if not train_cfg.get("data_parallel", False):
+        return None
+    mesh = data_mesh()
+    check_batch_divisible(int(train_cfg.batch_size), mesh)
+    return mesh
+
+
 def check_batch_divisible(batch_size: int, mesh: Mesh) -> None:
     if batch_size % mesh.size:
         raise ValueError(f"train.batch_size={batch_size} must be a multiple of the {mesh.size} devices "

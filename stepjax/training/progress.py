@@ -52,6 +52,13 @@ def read_metrics(workdir: str) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def check_checkpoint_every(value) -> int:
+    """``checkpoint_every`` (epochs between ``latest`` checkpoints) as an int; ``ValueError`` unless >= 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"checkpoint_every must be an integer >= 1 (epochs), got {value!r}")
+    return value
+
+
 class RunProgress:
     """Resume point, best-by-validation bookkeeping and per-epoch checkpoints of one training run.
 
@@ -73,6 +80,7 @@ class RunProgress:
                  sections: Sequence[str] = ckpt_lib.RESUME_SECTIONS, checkpoint_every: int = 1,
                  log: Callable = print, frames_recorded: bool = False,
                  read_saved_config: Callable[[dict], dict] | None = None):
+        check_checkpoint_every(checkpoint_every)
         os.makedirs(workdir, exist_ok=True)
         self.frames_recorded = frames_recorded
         self.read_saved_config = read_saved_config or (lambda saved: saved)

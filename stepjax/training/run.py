@@ -11,10 +11,12 @@ def train_from_config(cfg, workdir: str, *, progress: bool = True) -> dict:
     """Trains ``cfg.task`` into ``workdir`` (resuming what is there), holding the workdir's lock
     (:func:`~stepjax.training.checkpoint.workdir_lock`) throughout; returns the run's results."""
     from stepjax.training.checkpoint import workdir_lock
+    from stepjax.training.progress import check_checkpoint_every
     from stepjax.training.state import check_train_config
 
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise NotADirectoryError(f"--workdir {workdir} is a file, not a run directory")
+    check_checkpoint_every(cfg.get("checkpoint_every", 1))  # before any work, not after the first epoch
     if "train" in cfg:
         check_train_config(cfg.train)
     if "generator" in cfg and "train" in cfg.generator:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import flax.linen as nn
@@ -38,6 +39,17 @@ def check_train_config(cfg, name: str = "train") -> None:
         raise ValueError(f"{name}.lr must be > 0, got {cfg.get('lr')!r}")
     if cfg.get("schedule") not in SCHEDULES:
         raise ValueError(f"unknown {name}.schedule {cfg.get('schedule')!r}; choose one of {SCHEDULES}")
+    if cfg.get("optimizer", "adamw") not in OPTIMIZERS:
+        raise ValueError(f"unknown {name}.optimizer {cfg.get('optimizer')!r}; choose one of {OPTIMIZERS}")
+    # options that would silently train something else (a negative clip norm flips every gradient: ascent)
+    for key, low, high, meaning in (("grad_clip", 0.0, math.inf, "0 = no clipping"),
+                                    ("label_smoothing", 0.0, 1.0, "a fraction of the target mass"),
+                                    ("weight_decay", 0.0, math.inf, "a decay rate"),
+                                    ("warmup_epochs", 0.0, math.inf, "epochs"),
+                                    ("momentum", 0.0, 1.0, "a fraction")):
+        value = cfg.get(key, low)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not low <= value <= high:
+            raise ValueError(f"{name}.{key} must be a number in [{low:g}, {high:g}] ({meaning}), got {value!r}")
 
 
 def make_schedule(cfg, steps_per_epoch: int) -> optax.Schedule:
