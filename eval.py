@@ -77,8 +77,9 @@ def _evaluate():
         if FLAGS.json:
             write_json(FLAGS.json, reports)
         return
-    if FLAGS.classifier:
-        raise ValueError("--classifier is for generator workdirs (FID etc.); this is a classifier run")
+    if FLAGS.classifier or FLAGS["per_class"].present:
+        raise ValueError(f"--{'classifier' if FLAGS.classifier else 'per_class'} is for generator workdirs (FID etc.); "
+                         "this is a classifier run")
     out = evaluate_workdirs(FLAGS.workdir, split=FLAGS.split, features=FLAGS.features, labels=FLAGS.labels,
                             which=FLAGS.checkpoint)
     for r in out["runs"]:

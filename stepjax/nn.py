@@ -136,12 +136,16 @@ class BatchNorm(nn.Module):
         return y.astype(x.dtype)
 
 
+def check_dropout_rate(rate, name: str = "dropout") -> None:
+    """``ValueError`` unless ``0 <= rate < 1`` (a rate of 1 or more would silently zero the activations)."""
+    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating)) or not 0 <= rate < 1:
+        raise ValueError(f"dropout rates must lie in [0, 1), got {name}={rate!r}")
+
+
 def dropout(rate: float, train: bool, name: str | None = None) -> nn.Module:
-    """``nn.Dropout(rate)``, active in training only; ``ValueError`` unless ``0 <= rate < 1`` (a rate of 1 or more
-    would silently zero the activations)."""
-    if not (isinstance(rate, (int, float)) and 0 <= rate < 1):
-        raise ValueError(f"dropout rates must lie in [0, 1), got {rate!r}")
-    return nn.Dropout(rate, deterministic=not train, name=name)
+    """``nn.Dropout(rate)``, active in training only (:func:`check_dropout_rate`)."""
+    check_dropout_rate(rate)
+    return nn.Dropout(float(rate), deterministic=not train, name=name)
 
 
 def batch_norm(train: bool, init: str, axis: int | tuple[int, ...] = -1, name: str | None = None) -> nn.Module:

@@ -143,6 +143,14 @@ def test_step_aug_refuses_either_sub_run_of_another_config_before_any_work(aug, 
     bad.generator.generate.prior = "fited"  # once refused only after the generator had trained
     with pytest.raises(ValueError, match="unknown generator.generate.prior 'fited'"):
         fit_step_aug(bad, str(tmp_path / "b"), **QUIET)
+    for change, match in ((lambda c: c.model.update(head_dropout=1.0), r"model.head_dropout=1.0"),  # classifier
+                          (lambda c: c.generator.loss.update(warmup_epochs=-1.0), "loss.warmup_epochs"),
+                          (lambda c: c.generator.loss.update(beta=-0.1), "loss.beta must be a finite number >= 0"),
+                          (lambda c: c.generator.train.update(grad_clip=-1.0), "grad_clip")):
+        bad = tiny_step_aug_config()
+        change(bad)
+        with pytest.raises(ValueError, match=match):
+            fit_step_aug(bad, str(tmp_path / "c"), **QUIET)
     for change, match in ((lambda c: c.model.update(hidden=64), r"model\.hidden"),  # the classifier's
                           (lambda c: c.generator.loss.update(lambda_drift=0.5), r"loss\.lambda_drift")):
         cfg = tiny_step_aug_config()

@@ -114,6 +114,10 @@ def test_split_errors():
     for groups in (np.array([0, 1, np.nan, 2] * 5), np.array([None, 1, 2, 3] * 5, dtype=object)):  # NaN != NaN:
         with pytest.raises(ValueError, match="groups must be integer or string ids"):  # gaits fell out of every part
             splits.train_val_test_split(labels, (0.5, 0.25, 0.25), groups=groups)
+    names = np.array([f"s{i // 2}" for i in range(20)], dtype=object)  # e.g. a pandas column of subject names
+    a = splits.train_val_test_split(labels, (0.5, 0.25, 0.25), groups=names)
+    b = splits.train_val_test_split(labels, (0.5, 0.25, 0.25), groups=names.astype(str))
+    assert all(np.array_equal(getattr(a, k), getattr(b, k)) for k in ("train", "val", "test"))
     for bad in ([0, 1.7, 2], [0, -1, 2], [0.0, np.nan]):  # 1.7 was once truncated to class 1
         with pytest.raises(ValueError, match="non-negative whole class indices"):
             splits.train_val_test_split(np.array(bad), (0.5, 0.25, 0.25))

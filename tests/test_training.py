@@ -244,6 +244,8 @@ def test_clis_report_user_mistakes_without_a_traceback(trained, tmp_path):
              ([str(PROJECT_ROOT / "eval.py"), f"--workdir={workdir}", "--labels=l.h5"], "--labels goes with --features"),
              ([str(PROJECT_ROOT / "eval.py"), f"--workdir={workdir}", f"--classifier={workdir}"],
               "--classifier is for generator workdirs"),
+             ([str(PROJECT_ROOT / "eval.py"), f"--workdir={workdir}", "--per-class=4"],
+              "--per_class is for generator workdirs"),  # not silently ignored
              ([str(PROJECT_ROOT / "train.py"), "--config=configs/step.py", f"--workdir={tmp_path / 'w'}",
                "--config.train.epoch=1"], 'train.py: error: .*names no key.*Did you mean "epochs"'),
              ([str(PROJECT_ROOT / "train.py"), "--config=configs/step.py"], "train.py: error: flag --workdir=None"),
@@ -449,8 +451,9 @@ def test_milestones_on_the_same_epoch_each_decay():
     ("epochs", 0, "epochs must be a positive integer"), ("compute_dtype", "bf16", r"compute_dtype must be one of"),
     ("batch_size", 0, "batch_size"), ("lr", 0.0, "lr must be > 0"),
     # values that would silently train something else: a negative clip norm flips every gradient (ascent)
-    ("grad_clip", -1.0, r"grad_clip must be a number in \[0, inf\]"), ("label_smoothing", 2.0, "label_smoothing"),
+    ("grad_clip", -1.0, r"grad_clip must be a finite number >= 0 \(0 = no clipping\)"), ("label_smoothing", 2.0, "label_smoothing"),
     ("weight_decay", -1.0, "weight_decay"), ("warmup_epochs", -1, "warmup_epochs"), ("momentum", 1.5, "momentum"),
+    ("weight_decay", float("inf"), "weight_decay must be a finite number"), ("optimizer", "adam", "optimizer"),
     ("checkpoint_every", 0, "checkpoint_every must be an integer >= 1"),
     ("data_parallel", True, "train.data_parallel is for single runs")])
 def test_train_config_mistakes_fail_before_any_work(tmp_path, field, value, match):

@@ -29,10 +29,12 @@ def _units(labels: np.ndarray, groups: np.ndarray | None) -> tuple[np.ndarray, n
     groups = np.asarray(groups)
     if groups.shape != labels.shape:
         raise ValueError(f"groups shape {groups.shape} != labels shape {labels.shape}")
-    if groups.dtype.kind not in "iuUS" and not (groups.dtype.kind == "f" and np.all(np.isfinite(groups))):
-        # NaN ids are never equal to themselves (their gaits would fall out of every part); None, objects
+    ok = (groups.dtype.kind in "iuUS" or (groups.dtype.kind == "f" and np.all(np.isfinite(groups)))
+          or (groups.dtype.kind == "O" and all(isinstance(g, (str, bytes)) or is_integer(g) for g in groups.flat)))
+    if not ok:  # NaN ids are never equal to themselves (their gaits would fall out of every part); None
         raise ValueError(f"groups must be integer or string ids (finite if float), got dtype {groups.dtype}"
-                         + (" with NaN/inf" if groups.dtype.kind == "f" else ""))
+                         + (" with NaN/inf" if groups.dtype.kind == "f" else " holding other objects"
+                            if groups.dtype.kind == "O" else ""))
     uniq, inverse = np.unique(groups, return_inverse=True)
     counts = np.zeros((len(uniq), int(labels.max()) + 1), np.int64)
     np.add.at(counts, (inverse, labels), 1)

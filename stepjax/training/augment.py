@@ -30,7 +30,7 @@ import numpy as np
 
 from stepjax import NUM_CLASSES
 from stepjax.data import pipeline
-from stepjax.utils import write_json
+from stepjax.utils import is_integer, write_json
 
 GENERATOR_DIR = "generator"
 CLASSIFIER_DIR = "classifier"
@@ -106,15 +106,17 @@ def fit_step_aug(cfg, workdir: str, *, progress: bool = True, log=print) -> dict
     from stepjax.training.fit_generator import fit_generator, generator_run_config
 
     per_class = cfg.aug.per_class
-    if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 0:
+    if not is_integer(per_class) or per_class < 0:
         raise ValueError(f"aug.per_class must be an integer >= 0 (0: the real-only control), got {per_class!r}")
     prior = str(cfg.generator.get("generate", {}).get("prior", "standard"))
     if prior not in PRIORS:  # before the generator trains, not after
         raise ValueError(f"unknown generator.generate.prior {prior!r}; choose one of {PRIORS}")
     os.makedirs(workdir, exist_ok=True)
     cls_cfg = classifier_config(cfg)
-    classifier_run_config(cls_cfg, os.path.join(workdir, CLASSIFIER_DIR))  # both sub-runs' checkpoints checked
-    if per_class > 0:  # before any data is loaded or any generator trained
+    # both sub-runs' configs (train and loss options, dropout rates, data-parallel batch sizes) and checkpoints
+    # checked before any data is loaded or any generator trained
+    classifier_run_config(cls_cfg, os.path.join(workdir, CLASSIFIER_DIR))
+    if per_class > 0:
         generator_run_config(generator_config(cfg), os.path.join(workdir, GENERATOR_DIR))
     raw = pipeline.load_source(cls_cfg.data)
     split = pipeline.split_dataset(raw, cls_cfg.data)

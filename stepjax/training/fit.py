@@ -27,7 +27,7 @@ from stepjax.training import parallel
 from stepjax.training.loop import classifier_train_step, epoch_fn, evaluate_classifier
 from stepjax.training.model_config import read_saved_model_config, resolve_model_config
 from stepjax.training.progress import METRICS_FILE, RunProgress, refuse_another_config
-from stepjax.training.state import TrainState, count_params, create_train_state, make_optimizer
+from stepjax.training.state import TrainState, check_train_config, count_params, create_train_state, make_optimizer
 from stepjax.utils import write_json
 
 
@@ -63,8 +63,11 @@ def _abstract_run_tree(model, tx, prep, example) -> Any:
 
 def classifier_run_config(cfg, workdir: str) -> tuple[Any, dict]:
     """``(cfg, cfg_json)`` of a classifier run into ``workdir``: every model field recorded (the run keeps its
-    model if a default changes; :func:`~stepjax.training.model_config.resolve_model_config`), and a workdir holding
-    a checkpoint of another config refused at once, before any data is prepared."""
+    model if a default changes; :func:`~stepjax.training.model_config.resolve_model_config`), and, before any data
+    is prepared, the train options, dropout rates and data-parallel batch size checked and a workdir holding a
+    checkpoint of another config refused."""
+    check_train_config(cfg.train)
+    parallel.checked_data_mesh(cfg.train)  # the data-parallel batch size
     cfg = resolve_model_config(cfg)
     cfg_json = ckpt_lib.config_to_json(cfg)
     refuse_another_config(workdir, cfg_json, read_saved_config=read_saved_model_config)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import time
 from typing import Any, Callable
@@ -42,7 +43,7 @@ from stepjax.training import parallel
 from stepjax.training.loop import chunked_apply, epoch_fn
 from stepjax.training.model_config import read_saved_model_config, resolve_model_config
 from stepjax.training.progress import RunProgress, refuse_another_config
-from stepjax.training.state import TrainState, count_params, make_optimizer
+from stepjax.training.state import TrainState, check_train_config, count_params, make_optimizer
 from stepjax.utils import write_json
 
 COMPONENTS = ("rec", "drift", "vel", "acc", "collapse", "kl", "total")
@@ -74,6 +75,10 @@ def loss_weights(cfg) -> dict:
     defaults = (1.0, 1.0, 1.0) if official else (DEFAULT_LAMBDA_COLLAPSE, DEFAULT_LAMBDA_DRIFT, DEFAULT_BETA)
     names = ("lambda_collapse", "lambda_drift", "beta")
     out = {n: float(d if loss.get(n) is None else loss.get(n)) for n, d in zip(names, defaults)}
+    warmup = loss.get("warmup_epochs", 0.0) or 0.0
+    for key, value in (*out.items(), ("warmup_epochs", warmup)):  # a negative weight would maximise its term
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"loss.{key} must be a finite number >= 0, got {value!r}")
     out["official"] = official
     return out
 
@@ -237,7 +242,11 @@ def _variables(state: TrainState) -> dict:
 
 def generator_run_config(cfg, workdir: str) -> tuple[Any, dict]:
     """``(cfg, cfg_json)`` of a generator run into ``workdir``, as :func:`stepjax.training.fit.classifier_run_config`
-    (every model field recorded; a checkpoint of another config refused before any data is prepared)."""
+    (every model field recorded; train and loss options checked, a checkpoint of another config refused, before
+    any data is prepared)."""
+    check_train_config(cfg.train)
+    parallel.checked_data_mesh(cfg.train)  # the data-parallel batch size
+    loss_weights(cfg)  # the loss section checked too
     cfg = resolve_model_config(cfg)
     cfg_json = ckpt_lib.config_to_json(cfg)
     refuse_another_config(workdir, cfg_json, sections=GENERATOR_RESUME_SECTIONS,

@@ -64,6 +64,11 @@ def resolve_model_config(cfg, *, saved: bool = False):
         model = {**LEGACY_MODEL_DEFAULTS[kind], **model}
     out.model = ml_collections.ConfigDict(model)
     out.model = ml_collections.ConfigDict(module_fields(_build(kind, out)))
+    from stepjax.nn import check_dropout_rate
+
+    for key in ("dropout", "head_dropout"):  # checked here, before any data, not when the model first runs
+        if key in out.model:
+            check_dropout_rate(out.model[key], f"model.{key}")
     if as_dict:
         from stepjax.training.checkpoint import config_to_json
 

@@ -32,7 +32,7 @@ from stepjax.training import checkpoint as ckpt_lib
 from stepjax.training.fit import build_classifier, make_classifier_step
 from stepjax.training.loop import scan_steps, shuffled_batches
 from stepjax.training.model_config import resolve_model_config
-from stepjax.training.state import create_train_state, make_optimizer
+from stepjax.training.state import check_train_config, create_train_state, make_optimizer
 from stepjax.utils import write_json
 
 
@@ -129,6 +129,7 @@ def fit_classifier_runs(cfg, workdir: str | None = None, *, progress: bool = Tru
     if cfg.train.get("data_parallel", False):
         raise ValueError("train.data_parallel is for single runs (train.py with configs/step.py, step_gen.py, "
                          "step_aug.py); the vmapped runs of a k-fold / seeds config train on one device")
+    check_train_config(cfg.train)
     cfg = resolve_model_config(cfg)
     if workdir:  # the config of the numbers (these runs keep no checkpoints: see the README)
         os.makedirs(workdir, exist_ok=True)

@@ -22,6 +22,7 @@ import os
 from typing import Any, Callable, Sequence
 
 from stepjax.training import checkpoint as ckpt_lib
+from stepjax.utils import is_integer
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -54,9 +55,9 @@ def read_metrics(workdir: str) -> list[dict]:
 
 def check_checkpoint_every(value) -> int:
     """``checkpoint_every`` (epochs between ``latest`` checkpoints) as an int; ``ValueError`` unless >= 1."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_integer(value) or value < 1:
         raise ValueError(f"checkpoint_every must be an integer >= 1 (epochs), got {value!r}")
-    return value
+    return int(value)
 
 
 class RunProgress:

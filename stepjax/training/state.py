@@ -39,7 +39,7 @@ def check_train_config(cfg, name: str = "train") -> None:
         raise ValueError(f"{name}.lr must be > 0, got {cfg.get('lr')!r}")
     if cfg.get("schedule") not in SCHEDULES:
         raise ValueError(f"unknown {name}.schedule {cfg.get('schedule')!r}; choose one of {SCHEDULES}")
-    if cfg.get("optimizer", "adamw") not in OPTIMIZERS:
+    if cfg.get("optimizer") not in OPTIMIZERS:
         raise ValueError(f"unknown {name}.optimizer {cfg.get('optimizer')!r}; choose one of {OPTIMIZERS}")
     # options that would silently train something else (a negative clip norm flips every gradient: ascent)
     for key, low, high, meaning in (("grad_clip", 0.0, math.inf, "0 = no clipping"),
@@ -48,8 +48,10 @@ def check_train_config(cfg, name: str = "train") -> None:
                                     ("warmup_epochs", 0.0, math.inf, "epochs"),
                                     ("momentum", 0.0, 1.0, "a fraction")):
         value = cfg.get(key, low)
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not low <= value <= high:
-            raise ValueError(f"{name}.{key} must be a number in [{low:g}, {high:g}] ({meaning}), got {value!r}")
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not (
+                math.isfinite(value) and low <= value <= high):
+            bounds = f">= {low:g}" if high == math.inf else f"in [{low:g}, {high:g}]"
+            raise ValueError(f"{name}.{key} must be a finite number {bounds} ({meaning}), got {value!r}")
 
 
 def make_schedule(cfg, steps_per_epoch: int) -> optax.Schedule:
