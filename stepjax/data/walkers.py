@@ -491,15 +491,14 @@ def make_walkers(num_gaits: int, seed: int, num_frames: int = 75, fps: float = 3
       :class:`WalkerData` with float32 gaits ``(N, T, 16, 3)`` in metres (Y up, facing -Z), int32
       labels and subjects ``(N,)`` and the per-gait parameters.
     """
-    is_int = is_integer
     is_real = lambda v: isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)  # noqa: E731
     bad = [f"{name}={value!r}" for name, value, ok in (
-        ("num_gaits", num_gaits, is_int(num_gaits) and num_gaits >= 0),
-        ("seed", seed, seed >= 0 if is_int(seed) else not isinstance(seed, (float, str, bytes, bool))),
-        ("num_frames", num_frames, is_int(num_frames) and num_frames >= 1),
+        ("num_gaits", num_gaits, is_integer(num_gaits) and num_gaits >= 0),
+        ("seed", seed, seed >= 0 if is_integer(seed) else not isinstance(seed, (float, str, bytes, bool))),
+        ("num_frames", num_frames, is_integer(num_frames) and num_frames >= 1),
         ("fps", fps, is_real(fps) and np.isfinite(fps) and fps > 0),
         ("difficulty", difficulty, is_real(difficulty) and np.isfinite(difficulty) and difficulty >= 0),
-        ("gaits_per_subject", gaits_per_subject, is_int(gaits_per_subject) and gaits_per_subject >= 1)) if not ok]
+        ("gaits_per_subject", gaits_per_subject, is_integer(gaits_per_subject) and gaits_per_subject >= 1)) if not ok]
     if bad:
         raise ValueError(f"make_walkers: {', '.join(bad)}; need integers num_gaits >= 0, seed >= 0, num_frames >= 1, "
                          "gaits_per_subject >= 1 and finite fps > 0, difficulty >= 0")

@@ -22,12 +22,11 @@ from stepjax import LABEL_NAMES
 from stepjax.data import pipeline
 from stepjax.metrics import classification_report
 from stepjax.models.classifier import STEPClassifier
-from stepjax.training import checkpoint as ckpt_lib
 from stepjax.training import parallel
 from stepjax.training.loop import classifier_train_step, epoch_fn, evaluate_classifier
-from stepjax.training.model_config import read_saved_model_config, resolve_model_config
-from stepjax.training.progress import METRICS_FILE, RunProgress, refuse_another_config
-from stepjax.training.state import TrainState, check_train_config, count_params, create_train_state, make_optimizer
+from stepjax.training.model_config import read_saved_model_config, start_run_config
+from stepjax.training.progress import METRICS_FILE, RunProgress
+from stepjax.training.state import TrainState, count_params, create_train_state, make_optimizer
 from stepjax.utils import write_json
 
 
@@ -61,17 +60,10 @@ def _abstract_run_tree(model, tx, prep, example) -> Any:
     return jax.eval_shape(make)
 
 
-def classifier_run_config(cfg, workdir: str) -> tuple[Any, dict]:
-    """``(cfg, cfg_json)`` of a classifier run into ``workdir``: every model field recorded (the run keeps its
-    model if a default changes; :func:`~stepjax.training.model_config.resolve_model_config`), and, before any data
-    is prepared, the train options, dropout rates and data-parallel batch size checked and a workdir holding a
-    checkpoint of another config refused."""
-    check_train_config(cfg.train)
-    parallel.checked_data_mesh(cfg.train)  # the data-parallel batch size
-    cfg = resolve_model_config(cfg)
-    cfg_json = ckpt_lib.config_to_json(cfg)
-    refuse_another_config(workdir, cfg_json, read_saved_config=read_saved_model_config)
-    return cfg, cfg_json
+def classifier_run_config(cfg, workdir: str):
+    """``(cfg, cfg_json, mesh)`` of a classifier run, checked before any data is prepared
+    (:func:`stepjax.training.model_config.start_run_config`)."""
+    return start_run_config(cfg, workdir)
 
 
 def fit_classifier(cfg, workdir: str, *, progress: bool = True, log=print, stop_after: int | None = None,
@@ -84,8 +76,7 @@ def fit_classifier(cfg, workdir: str, *, progress: bool = True, log=print, stop_
     split only (STEP+Aug's synthetic gaits); validation and test stay real.
     """
     os.makedirs(workdir, exist_ok=True)
-    cfg, cfg_json = classifier_run_config(cfg, workdir)
-    mesh = parallel.checked_data_mesh(cfg.train)  # None unless train.data_parallel
+    cfg, cfg_json, mesh = classifier_run_config(cfg, workdir)  # mesh: None unless train.data_parallel
     data = pipeline.prepare(cfg, extra_train=extra_train)
     train, val, test = data["train"], data["val"], data["test"]
     frames_recorded = pipeline.record_num_frames(cfg_json, train.gaits)

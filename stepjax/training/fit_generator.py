@@ -41,9 +41,9 @@ from stepjax.models.cvae import STEPGenCVAE, reparameterize
 from stepjax.training import checkpoint as ckpt_lib
 from stepjax.training import parallel
 from stepjax.training.loop import chunked_apply, epoch_fn
-from stepjax.training.model_config import read_saved_model_config, resolve_model_config
-from stepjax.training.progress import RunProgress, refuse_another_config
-from stepjax.training.state import TrainState, check_train_config, count_params, make_optimizer
+from stepjax.training.model_config import read_saved_model_config, start_run_config
+from stepjax.training.progress import RunProgress
+from stepjax.training.state import TrainState, count_params, make_optimizer
 from stepjax.utils import write_json
 
 COMPONENTS = ("rec", "drift", "vel", "acc", "collapse", "kl", "total")
@@ -240,18 +240,11 @@ def _variables(state: TrainState) -> dict:
     return {"params": state.params, "batch_stats": state.batch_stats}
 
 
-def generator_run_config(cfg, workdir: str) -> tuple[Any, dict]:
-    """``(cfg, cfg_json)`` of a generator run into ``workdir``, as :func:`stepjax.training.fit.classifier_run_config`
-    (every model field recorded; train and loss options checked, a checkpoint of another config refused, before
-    any data is prepared)."""
-    check_train_config(cfg.train)
-    parallel.checked_data_mesh(cfg.train)  # the data-parallel batch size
-    loss_weights(cfg)  # the loss section checked too
-    cfg = resolve_model_config(cfg)
-    cfg_json = ckpt_lib.config_to_json(cfg)
-    refuse_another_config(workdir, cfg_json, sections=GENERATOR_RESUME_SECTIONS,
-                          read_saved_config=read_saved_model_config)
-    return cfg, cfg_json
+def generator_run_config(cfg, workdir: str):
+    """``(cfg, cfg_json, mesh)`` of a generator run, checked before any data is prepared
+    (:func:`stepjax.training.model_config.start_run_config`; the loss section too)."""
+    loss_weights(cfg)  # refuses negative or non-finite loss weights
+    return start_run_config(cfg, workdir, GENERATOR_RESUME_SECTIONS)
 
 
 def fit_generator(cfg, workdir: str, *, progress: bool = True, log=print, stop_after: int | None = None) -> dict | None:
@@ -262,8 +255,7 @@ def fit_generator(cfg, workdir: str, *, progress: bool = True, log=print, stop_a
     'num_params', 'num_train', 'train_indices'}`` (``train_indices``: the real gaits it was trained on).
     """
     os.makedirs(workdir, exist_ok=True)
-    cfg, cfg_json = generator_run_config(cfg, workdir)
-    mesh = parallel.checked_data_mesh(cfg.train)  # None unless train.data_parallel
+    cfg, cfg_json, mesh = generator_run_config(cfg, workdir)  # mesh: None unless train.data_parallel
     data = pipeline.prepare(cfg)
     train, val, test, prep, split = data["train"], data["val"], data["test"], data["preprocessor"], data["split"]
     frames_recorded = pipeline.record_num_frames(cfg_json, train.gaits)

@@ -76,6 +76,26 @@ def resolve_model_config(cfg, *, saved: bool = False):
     return out
 
 
+def start_run_config(cfg, workdir: str, sections: tuple[str, ...] | None = None):
+    """``(cfg, cfg_json, mesh)`` of a run into ``workdir``, before any data is prepared: the ``train`` options,
+    dropout rates and data-parallel batch size checked (``mesh``: the data-parallel mesh, ``None`` unless
+    ``train.data_parallel``), every model field recorded (:func:`resolve_model_config`), and a workdir holding a
+    checkpoint of another config refused (``sections``: those that must match, default
+    ``checkpoint.RESUME_SECTIONS``)."""
+    from stepjax.training import checkpoint as ckpt_lib
+    from stepjax.training import parallel
+    from stepjax.training.progress import refuse_another_config
+    from stepjax.training.state import check_train_config
+
+    check_train_config(cfg.train)
+    mesh = parallel.checked_data_mesh(cfg.train)
+    cfg = resolve_model_config(cfg)
+    cfg_json = ckpt_lib.config_to_json(cfg)
+    refuse_another_config(workdir, cfg_json, sections=sections or ckpt_lib.RESUME_SECTIONS,
+                          read_saved_config=read_saved_model_config)
+    return cfg, cfg_json, mesh
+
+
 def read_saved_model_config(saved: dict) -> dict:
     """A config read from a checkpoint with its model section resolved (``resolve_model_config(saved,
     saved=True)``); :class:`~stepjax.training.checkpoint.ConfigMismatchError` when the stored model takes a key
