@@ -21,6 +21,9 @@ flags.DEFINE_string("png", None, "Save the confusion matrix (summed over runs) a
 flags.DEFINE_string("classifier", None, "For generator workdirs: classifier run whose features give FID etc.")
 flags.DEFINE_integer("per_class", 250, "For generator workdirs: generated gaits per class.")
 flags.DEFINE_alias("per-class", "per_class")  # the spelling of python -m stepjax.generation / gen_eval
+flags.DEFINE_enum("classifier_checkpoint", "best", ["best", "latest"],
+                  "For generator workdirs: which checkpoint of --classifier (--checkpoint picks the generator's).")
+flags.DEFINE_alias("classifier-checkpoint", "classifier_checkpoint")
 flags.mark_flags_as_required(["workdir"])
 FLAGS = flags.FLAGS
 
@@ -62,7 +65,8 @@ def _evaluate():
 
         if not FLAGS.classifier:
             raise ValueError("a generator workdir needs --classifier=<classifier workdir> for its metrics")
-        reports = [evaluate_generator(w, FLAGS.classifier, FLAGS.per_class, which=FLAGS.checkpoint)
+        reports = [evaluate_generator(w, FLAGS.classifier, FLAGS.per_class, which=FLAGS.checkpoint,
+                                      classifier_which=FLAGS.classifier_checkpoint)
                    for w in FLAGS.workdir]
         for i, r in enumerate(reports):
             print(format_report(r))
@@ -77,9 +81,9 @@ def _evaluate():
         if FLAGS.json:
             write_json(FLAGS.json, reports)
         return
-    if FLAGS.classifier or FLAGS["per_class"].present:
-        raise ValueError(f"--{'classifier' if FLAGS.classifier else 'per_class'} is for generator workdirs (FID etc.); "
-                         "this is a classifier run")
+    given = [name for name in ("classifier", "per_class", "classifier_checkpoint") if FLAGS[name].present]
+    if given:  # not silently ignored
+        raise ValueError(f"--{given[0]} is for generator workdirs (FID etc.); this is a classifier run")
     out = evaluate_workdirs(FLAGS.workdir, split=FLAGS.split, features=FLAGS.features, labels=FLAGS.labels,
                             which=FLAGS.checkpoint)
     for r in out["runs"]:

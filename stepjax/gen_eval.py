@@ -46,7 +46,7 @@ from stepjax.utils import is_integer, write_json
 
 
 def evaluate_generator(gen_workdir: str, classifier_workdir: str, num_per_class: int = 250, seed: int = 0, *,
-                       official_sampler: bool | None = None, which: str = "best",
+                       official_sampler: bool | None = None, which: str = "best", classifier_which: str = "best",
                        diversity_pairs: int = 200, multimodality_pairs: int = 20, fitted_prior: bool = True) -> dict:
     """Generator metrics (FID, diversity, multimodality, recognition accuracy) as a JSON-ready dict.
 
@@ -58,6 +58,8 @@ def evaluate_generator(gen_workdir: str, classifier_workdir: str, num_per_class:
       num_per_class: generated gaits per class.
       seed: seed of the latent samples and of the random pairs.
       official_sampler: ``None`` = the generator config's choice (N(0, I) unless set).
+      which, classifier_which: the generator's and the classifier's checkpoint, ``'best'`` (lowest validation
+        loss / best validation score) or ``'latest'``.
       fitted_prior: also sample a Gaussian per class fitted to the training split's posteriors
         (:func:`stepjax.generation.fit_latent_prior`) and report those gaits under ``generated_fitted_prior``
         (its own ``fid_train`` / ``fid_test``, recognition, diversity, motion).
@@ -70,7 +72,7 @@ def evaluate_generator(gen_workdir: str, classifier_workdir: str, num_per_class:
     frames = pipeline.trained_num_frames(gen_cfg)
     generate_fn = make_generate_fn(with_impls(gen_model, "auto", "auto"), frames,
                                    bool(gen_cfg.get("generate", {}).get("official_sampler", False)))
-    cls_cfg, cls_model, cls_vars = restore_classifier(classifier_workdir, "best")
+    cls_cfg, cls_model, cls_vars = restore_classifier(classifier_workdir, classifier_which)
     predict_fn = make_predict_fn(cls_model)
     if pipeline.trained_num_frames(cls_cfg) != frames:
         raise ValueError(f"generator makes {frames}-frame gaits but the classifier was trained on "
@@ -95,6 +97,7 @@ def evaluate_generator(gen_workdir: str, classifier_workdir: str, num_per_class:
     gen_feats = outputs["generated"][0]
     report = {
         "generator": os.fspath(gen_workdir), "classifier": os.fspath(classifier_workdir), "checkpoint": which,
+        "classifier_checkpoint": classifier_which,
         "num_per_class": int(num_per_class), "seed": int(seed),
         "official_sampler": bool(gen_cfg.get("generate", {}).get("official_sampler", False)
                                  if official_sampler is None else official_sampler),
@@ -199,7 +202,9 @@ def main(argv=None) -> None:
     p.add_argument("--per-class", type=int, default=250)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--official-sampler", action="store_true", default=None)
-    p.add_argument("--checkpoint", choices=("best", "latest"), default="best")
+    p.add_argument("--checkpoint", choices=("best", "latest"), default="best", help="the generator's checkpoint")
+    p.add_argument("--classifier-checkpoint", choices=("best", "latest"), default="best",
+                   help="the classifier's checkpoint")
     p.add_argument("--json", default=None, help="write the report here")
     args = p.parse_args(argv)
     from absl import logging
@@ -211,7 +216,7 @@ def main(argv=None) -> None:
     with cli_errors("python -m stepjax.gen_eval"):
         check_output_dir(args.json)
         report = evaluate_generator(args.workdir, args.classifier, args.per_class, args.seed,
-                                    official_sampler=args.official_sampler, which=args.checkpoint)
+                                    official_sampler=args.official_sampler, which=args.checkpoint, classifier_which=args.classifier_checkpoint)
     print(format_report(report))
     if args.json:
         write_json(args.json, report)

@@ -423,6 +423,34 @@ def test_evaluate_generator_reports_fid_diversity_and_recognition(aug, tmp_path,
     assert "validation loss, epoch 0 -> best" in format_report(report)
 
 
+def test_evaluate_generator_restores_the_checkpoints_it_is_asked_for(aug, monkeypatch):
+    """``--checkpoint`` picks the generator's checkpoint and ``--classifier-checkpoint`` the classifier's."""
+    import stepjax.gen_eval as gen_eval
+
+    cfg, workdir, result = aug
+    asked = []
+
+    def record(restore, name):
+        def wrapped(path, which):
+            asked.append((name, which))
+            if name == "classifier":
+                raise KeyboardInterrupt  # enough: both restores were asked
+            return restore(path, which)
+        return wrapped
+
+    monkeypatch.setattr(gen_eval, "restore_generator", record(gen_eval.restore_generator, "generator"))
+    monkeypatch.setattr(gen_eval, "restore_classifier", record(gen_eval.restore_classifier, "classifier"))
+    with pytest.raises(KeyboardInterrupt):
+        gen_eval.main(["--workdir", os.path.join(workdir, GENERATOR_DIR), "--classifier",
+                       os.path.join(workdir, CLASSIFIER_DIR), "--checkpoint", "latest",
+                       "--classifier-checkpoint", "best"])
+    with pytest.raises(KeyboardInterrupt):
+        gen_eval.evaluate_generator(os.path.join(workdir, GENERATOR_DIR), os.path.join(workdir, CLASSIFIER_DIR),
+                                    which="best", classifier_which="latest")
+    assert asked == [("generator", "latest"), ("classifier", "best"), ("generator", "best"),
+                     ("classifier", "latest")]
+
+
 @pytest.mark.parametrize("per_class", [0, 1, 2.5, True])
 def test_evaluate_generator_refuses_too_few_gaits_per_class(per_class):
     from stepjax.gen_eval import evaluate_generator

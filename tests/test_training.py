@@ -246,6 +246,8 @@ def test_clis_report_user_mistakes_without_a_traceback(trained, tmp_path):
               "--classifier is for generator workdirs"),
              ([str(PROJECT_ROOT / "eval.py"), f"--workdir={workdir}", "--per-class=4"],
               "--per_class is for generator workdirs"),  # not silently ignored
+             ([str(PROJECT_ROOT / "eval.py"), f"--workdir={workdir}", "--classifier-checkpoint=latest"],
+              "--classifier_checkpoint is for generator workdirs"),
              ([str(PROJECT_ROOT / "train.py"), "--config=configs/step.py", f"--workdir={tmp_path / 'w'}",
                "--config.train.epoch=1"], 'train.py: error: .*names no key.*Did you mean "epochs"'),
              ([str(PROJECT_ROOT / "train.py"), "--config=configs/step.py"], "train.py: error: flag --workdir=None"),

@@ -184,6 +184,9 @@ def write_egait(features_path: str | os.PathLike, labels_path: str | os.PathLike
     bad_keys = [k for k in gaits if not isinstance(k, str) or "/" in k or not k]
     if bad_keys:  # h5py would make groups of slashed keys, which read_egait (rightly) refuses
         raise ValueError(f"write_egait: keys must be non-empty strings without '/', got {bad_keys[:3]}")
+    for path in (features_path, labels_path):
+        if path is not None and os.fspath(path).lower().endswith((".npy", ".npz")):  # predict reads .npy as NumPy
+            raise ValueError(f"write_egait: {path} would hold HDF5 under a NumPy extension; name it *.h5")
     if labels_path is not None:
         if os.path.abspath(os.fspath(labels_path)) == os.path.abspath(os.fspath(features_path)):
             raise ValueError(f"write_egait: the features and labels paths are the same file ({features_path}); "
