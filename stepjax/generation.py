@@ -35,7 +35,7 @@ import numpy as np
 
 from stepjax import LABEL_NAMES, NUM_CLASSES
 from stepjax.affective import MIN_FRAMES
-from stepjax.data.preprocess import validate_gaits
+from stepjax.data.preprocess import validate_gaits, validate_labels
 from stepjax.models.cvae import STEPGenCVAE, onehot_labels, sample_latent
 from stepjax.nn import GRAPH_IMPLS, TEMPORAL_IMPLS, with_impls
 from stepjax.training import checkpoint as ckpt_lib
@@ -68,13 +68,12 @@ def fit_latent_prior(mu, logvar, labels, num_classes: int = NUM_CLASSES, ridge: 
     Returns:
       :class:`LatentPrior` (float32), computed in float64 on the host.
     """
-    mu, logvar, labels = np.asarray(mu, np.float64), np.asarray(logvar, np.float64), np.asarray(labels)
+    mu, logvar = np.asarray(mu, np.float64), np.asarray(logvar, np.float64)
+    labels = validate_labels(labels, "fit_latent_prior: labels", num_classes)  # whole numbers in range, (N,)
     if mu.ndim != 2 or logvar.shape != mu.shape or labels.shape != mu.shape[:1]:
         raise ValueError(f"need mu, logvar (N, Z) and labels (N,), got {mu.shape}, {logvar.shape}, {labels.shape}")
     if not np.all(np.isfinite(mu)) or not np.all(np.isfinite(logvar)):
         raise ValueError("mu / logvar contain NaN or inf")
-    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(f"labels must lie in [0, {num_classes}), got {labels.min()}..{labels.max()}")
     z = mu.shape[1]
     means, trils = [], []
     for k in range(num_classes):

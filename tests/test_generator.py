@@ -516,6 +516,12 @@ def test_fit_latent_prior_matches_the_aggregate_posterior_moments():
         fit_latent_prior(mu[labels < 3], logvar[labels < 3], labels[labels < 3])
     with pytest.raises(ValueError, match="NaN"):
         fit_latent_prior(np.full_like(mu, np.nan), logvar, labels)
+    fractional = labels.astype(np.float64)
+    fractional[7] = 1.5  # not "class 1 has no gaits" nor a silent cast to class 1
+    with pytest.raises(ValueError, match=r"labels must be whole numbers in 0..3; entries \[7\] are \[1.5\]"):
+        fit_latent_prior(mu, logvar, fractional)
+    with pytest.raises(ValueError, match=r"entries \[0\] are \[4\]"):
+        fit_latent_prior(mu, logvar, np.where(np.arange(200) == 0, 4, labels))
 
 
 def test_generate_with_a_fitted_prior(generator, tmp_path):
