@@ -71,6 +71,38 @@ def test_a_lopsided_grouped_split_is_flagged():
         pipeline.warn_if_lopsided(s, (0.7, 0.15, 0.15), 1200)
 
 
+def test_a_class_missing_from_a_training_or_validation_part_is_flagged():
+    """One subject per class (an actor per emotion): grouped folds move each class whole, so every fold trains
+    without the class it tests on; the protocol warns, naming the run, the part and the class. Three subjects
+    per class: every part has every class, no warning."""
+    import ml_collections
+
+    from stepjax.data import pipeline
+    from stepjax.training.multirun import make_splits
+
+    labels = np.repeat(np.arange(4), 30)
+    one_subject = labels.copy()  # subject c walks class c only
+    folds = splits.kfold_with_validation(labels, 2, 0, 0.3, groups=one_subject)
+    with pytest.warns(UserWarning, match=r"classes missing from a split: fold 0 training part has no \w+, \w+; "
+                                         r"fold 1 training part has no \w+, \w+; with few subjects"):
+        pipeline.warn_if_classes_missing(folds, labels, ["fold 0", "fold 1"])
+    by_hand = splits.Split(np.arange(120), np.flatnonzero(labels != 2), np.array([], int))
+    with pytest.warns(UserWarning, match=r"split: validation part has no Happy; with"):
+        pipeline.warn_if_classes_missing([by_hand], labels)
+    three_subjects = labels * 3 + np.arange(120) % 3
+    folds = splits.kfold_with_validation(labels, 3, 0, 0.3, groups=three_subjects)
+    assert all(len(f.val) for f in folds)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pipeline.warn_if_classes_missing(folds, labels)
+    raw = pipeline.RawDataset(gaits=np.zeros((120, 8, 16, 3), np.float32), labels=labels.astype(np.int32),
+                              subjects=one_subject, lengths=None)  # the k-fold protocol (configs/step_cv.py) warns
+    cfg = ml_collections.ConfigDict(dict(seed=0, data=dict(split_seed=0, group_by_subject=True),
+                                         runs=dict(mode="kfold", repeats=1, folds=2, val_fraction=0.3)))
+    with pytest.warns(UserWarning, match=r"repeat 0 fold 0 training part has no"):
+        make_splits(cfg, raw)
+
+
 def test_an_empty_test_part_is_refused_unless_asked_for(capsys):
     """64 walkers grouped by subject at (0.7, 0.2, 0.1) leave no test gait: training refuses it up front (it once
     trained and printed the validation metrics as an unlabelled JSON blob); a test fraction of 0 is allowed, and

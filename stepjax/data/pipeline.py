@@ -10,7 +10,7 @@ so inference reproduces training preprocessing exactly.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -135,6 +135,33 @@ def warn_if_lopsided(split: splits.Split, fractions, num_gaits: int) -> None:
         warnings.warn(f"the split of {num_gaits} gaits is lopsided: {', '.join(off)}; with few subjects per class "
                       "the grouped split moves whole subjects: use more gaits/subjects, other data.split fractions "
                       "or data.group_by_subject=False", stacklevel=2)
+
+
+def warn_if_classes_missing(run_splits: Sequence[splits.Split], labels: np.ndarray,
+                            run_names: Sequence[str] | None = None) -> None:
+    """Warns when a class of the data has no gait in a run's training part (the model never learns it) or in its
+    validation part (model selection ignores it): a grouped split or fold with one or two subjects per class moves
+    each class whole. ``run_names`` label the runs of a k-fold protocol (e.g. ``'repeat 0 fold 3'``). Empty parts
+    are left to the callers, which refuse them."""
+    import warnings
+
+    from stepjax import LABEL_NAMES
+
+    present = np.unique(labels)
+    problems = []
+    for i, split in enumerate(run_splits):
+        for part in ("train", "val"):
+            idx = getattr(split, part)
+            missing = np.setdiff1d(present, labels[idx])
+            if len(idx) and missing.size:
+                names = ", ".join(LABEL_NAMES[c] if c < len(LABEL_NAMES) else str(c) for c in missing)
+                where = f"{run_names[i]} " if run_names is not None else ""
+                problems.append(f"{where}{'training' if part == 'train' else 'validation'} part has no {names}")
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        warnings.warn(f"classes missing from a split: {'; '.join(problems[:3])}{more}; with few subjects per class "
+                      "the grouped split moves whole subjects: use more gaits/subjects, fewer folds or "
+                      "data.group_by_subject=False", stacklevel=2)
 
 
 def split_dataset(raw: RawDataset, cfg) -> splits.Split:
@@ -281,6 +308,7 @@ def prepare(cfg, extra_train: tuple[np.ndarray, np.ndarray] | None = None) -> di
     pp.warn_if_not_metres(raw.gaits, "dataset gaits")
     split = split_dataset(raw, cfg.data)
     warn_if_lopsided(split, tuple(cfg.data.split), len(raw.labels))
+    warn_if_classes_missing([split], raw.labels)
     if len(split.train) == 0 or len(split.val) == 0:
         raise ValueError(f"split {tuple(cfg.data.split)} leaves an empty train or validation set "
                          f"({len(raw.labels)} gaits)")
