@@ -97,7 +97,7 @@ def _evaluate():
     print(format_confusion(cm))
     agg = out["aggregate"]
     if agg["num_runs"] > 1:
-        print("mean +- std over %d runs: " % agg["num_runs"] + "  ".join(
+        print("mean +- sample std (ddof=1) over %d runs: " % agg["num_runs"] + "  ".join(
             f"{k} {agg[k]['mean']:.4f} +- {agg[k]['std']:.4f}" for k in ("accuracy", "balanced_accuracy", "macro_f1")))
     if FLAGS.png:
         plot_confusion(cm, FLAGS.png)

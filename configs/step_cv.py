@@ -2,7 +2,7 @@
 
     python train.py --config configs/step_cv.py --workdir runs/step_cv
 
-Reports test accuracy / balanced accuracy / macro-F1 as mean +- std over repeats x folds (each fold
+Reports test accuracy / balanced accuracy / macro-F1 as mean +- sample std (ddof=1) over repeats x folds (each fold
 selects its model on its own inner validation split; its test fold is never seen in training).
 Seeds instead of folds: --config.runs.mode=seeds --config.runs.num_seeds=8.
 """

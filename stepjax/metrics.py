@@ -73,10 +73,11 @@ SCALAR_METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
 
 
 def aggregate(reports: Sequence[Mapping]) -> dict:
-    """Mean and sample std (ddof=1; 0 for one run) of the scalar metrics over runs (seeds/folds)."""
+    """Mean and sample std (ddof=1; NaN, ``null`` in JSON, for one run: undefined, not 0) of the scalar metrics
+    over runs (seeds/folds), each run weighted equally."""
     out = {"num_runs": len(reports)}
     for key in SCALAR_METRICS:
         values = np.array([r[key] for r in reports], np.float64)
-        out[key] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+        out[key] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else float("nan"),
                     "values": values.tolist()}
     return out

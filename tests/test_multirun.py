@@ -43,6 +43,41 @@ def test_vmapped_seeds_are_independent_runs():
     assert agg["mean"] == pytest.approx(np.mean(agg["values"])) and agg["std"] >= 0
 
 
+def test_a_fold_trains_as_it_would_alone_whatever_the_sizes_of_the_folds_beside_it(monkeypatch, tmp_path):
+    """5 folds of 240 walkers leave training parts of 160 and 152 gaits: 10 and 9 batches of 16. A fold takes
+    its own number of steps per epoch and its own learning-rate schedule beside a smaller fold, as beside a copy
+    of itself (they once all took the smallest fold's 9 steps, so a fold's numbers depended on the folds beside
+    it). Two runs both times: the same compiled shapes (XLA may round differently for another run count)."""
+    import stepjax.training.multirun as multirun
+    from stepjax.training.state import make_schedule
+
+    cfg = runs_config("kfold", folds=5, repeats=1)
+    cfg.train.epochs = 2
+    all_splits, all_runs = make_splits(cfg, pipeline.load_source(cfg.data))
+    big, small = (next(i for i, s in enumerate(all_splits) if len(s.train) == n) for n in (160, 152))
+    results = {}
+    for keep in ((small, big), (big, big)):
+        monkeypatch.setattr(multirun, "make_splits", lambda c, raw, keep=keep: (
+            [all_splits[i] for i in keep], [all_runs[i] for i in keep]))
+        results[keep] = fit_classifier_runs(cfg, str(tmp_path / ("beside" if small in keep else "alone")),
+                                            progress=False)
+    beside, alone = results[(small, big)]["runs"][1], results[(big, big)]["runs"][1]
+    assert beside["fold"] == alone["fold"] == big
+    assert beside["best_epoch"] == alone["best_epoch"]
+    np.testing.assert_array_equal(beside["confusion_matrix"], alone["confusion_matrix"])
+    history = [[json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+               for name in ("beside", "alone")]
+    for epoch_beside, epoch_alone in zip(*history):  # the same training losses and validation numbers per epoch
+        np.testing.assert_allclose(epoch_beside["loss"][1], epoch_alone["loss"][1], rtol=1e-6)
+        np.testing.assert_allclose(epoch_beside["val_loss"][1], epoch_alone["val_loss"][1], rtol=1e-6)
+    tables = multirun.learning_rate_tables(cfg.train, np.array([9, 10]))  # each run its own schedule
+    assert tables.shape == (2, 20)
+    for row, spe in zip(tables, (9, 10)):
+        want = [float(make_schedule(cfg.train, spe)(c)) for c in range(2 * spe)]
+        np.testing.assert_allclose(row[:2 * spe], want, rtol=1e-6)  # evaluated vmapped: within an ulp
+        assert np.all(row[2 * spe:] == row[2 * spe - 1])
+
+
 def test_kfold_runs_test_every_gait_once_and_report_mean_std(tmp_path):
     cfg = runs_config("kfold", folds=3, repeats=1)
     raw = pipeline.load_source(cfg.data)

@@ -59,17 +59,29 @@ def classifier_train_step(state: TrainState, batch, rng: jax.Array, *, label_smo
     return state, {"loss": loss, "accuracy": acc}
 
 
-def scan_steps(step: StepFn, state: TrainState, data, order: jax.Array, rngs: jax.Array):
+def scan_steps(step: StepFn, state: TrainState, data, order: jax.Array, rngs: jax.Array,
+               num_steps: jax.Array | None = None):
     """Runs ``step`` over the batches ``data[order[i]]`` (``order (num_batches, batch_size)``) with
-    ``lax.scan``; returns the final state and the metrics averaged over steps. Not jitted itself."""
+    ``lax.scan``; returns the final state and the metrics averaged over steps. Not jitted itself.
+
+    ``num_steps`` (possibly traced, ``<= num_batches``): only the first ``num_steps`` batches update the state
+    and count in the metrics; the later ones are computed and discarded (vmapped runs whose training sets differ
+    in size: each run takes as many steps as it would alone)."""
 
     def body(state, xs):
-        idx, r = xs
+        i, idx, r = xs
         batch = jax.tree_util.tree_map(lambda a: a[idx], data)
-        return step(state, batch, r)
+        new_state, metrics = step(state, batch, r)
+        if num_steps is None:
+            return new_state, metrics
+        active = i < num_steps
+        return jax.tree_util.tree_map(lambda new, old: jnp.where(active, new, old), new_state, state), metrics
 
-    state, metrics = jax.lax.scan(body, state, (order, rngs))
-    return state, jax.tree_util.tree_map(jnp.mean, metrics)
+    state, metrics = jax.lax.scan(body, state, (jnp.arange(order.shape[0]), order, rngs))
+    if num_steps is None:
+        return state, jax.tree_util.tree_map(jnp.mean, metrics)
+    active = jnp.arange(order.shape[0]) < num_steps
+    return state, jax.tree_util.tree_map(lambda m: jnp.sum(jnp.where(active, m, 0)) / num_steps, metrics)
 
 
 def shuffled_batches(rng: jax.Array, n: int, batch_size: int, valid: jax.Array | None = None,

@@ -4,8 +4,10 @@ Each run r has its own initialisation, shuffling and dropout randomness, its own
 (alignment reference and affective normalisation from its own training split) and its own train /
 validation / test indices. Runs are stacked on a leading axis and every epoch of all runs is a single
 ``jax.jit(jax.vmap(...))`` call; model selection (best validation accuracy, ties to lower loss) is done
-per run on device. Training sets of different sizes (k-fold) are handled with masked permutations:
-every run takes ``min_r floor(n_r / batch)`` batches per epoch from its own shuffled training indices.
+per run on device. Training sets of different sizes (k-fold) are handled with masked permutations and masked
+steps: run r takes ``floor(n_r / batch)`` batches per epoch from its own shuffled training indices and follows
+the learning-rate schedule of that many steps per epoch, exactly as when it is trained alone; the scan runs
+``max_r`` steps and a run's surplus steps leave its state untouched.
 
 BatchNorm statistics are per run (vmap over runs, each run's batch inside), which is exactly what S
 independent runs compute.
@@ -32,7 +34,7 @@ from stepjax.training import checkpoint as ckpt_lib
 from stepjax.training.fit import build_classifier, make_classifier_step
 from stepjax.training.loop import scan_steps, shuffled_batches
 from stepjax.training.model_config import resolve_model_config
-from stepjax.training.state import check_train_config, create_train_state, make_optimizer
+from stepjax.training.state import check_train_config, create_train_state, make_optimizer, make_schedule
 from stepjax.utils import write_json
 
 
@@ -119,6 +121,19 @@ def _masked_eval(apply_fn, variables, data: pipeline.Arrays, idx: jax.Array, cou
     return loss, acc, preds
 
 
+def learning_rate_tables(train_cfg, steps_per_epoch: np.ndarray) -> np.ndarray:
+    """``(R, epochs * max(steps_per_epoch))`` float32: run r's learning rate at each of its optimizer steps,
+    ``make_schedule(train_cfg, steps_per_epoch[r])`` evaluated on the host (each run keeps the schedule of its
+    own training-set size; a row is padded with its last value)."""
+    length = int(train_cfg.epochs) * int(np.max(steps_per_epoch))
+    rows = []
+    for spe in np.asarray(steps_per_epoch).tolist():
+        own = int(train_cfg.epochs) * spe
+        values = np.asarray(jax.vmap(make_schedule(train_cfg, spe))(jnp.arange(own)), np.float32)
+        rows.append(np.concatenate([values, np.full(length - own, values[-1], np.float32)]))
+    return np.stack(rows)
+
+
 class _Carry(NamedTuple):
     state: Any
     best_variables: Any
@@ -150,10 +165,12 @@ def fit_classifier_runs(cfg, workdir: str | None = None, *, progress: bool = Tru
     num_runs = len(runs)
     model = build_classifier(cfg)
     batch_size = int(cfg.train.batch_size)
-    num_batches = int(np.min(np.asarray(rs.train_count))) // batch_size
-    if num_batches == 0:
+    run_batches = np.asarray(rs.train_count) // batch_size  # each run's steps per epoch, as if trained alone
+    if run_batches.min() == 0:
         raise ValueError(f"the smallest training split is smaller than batch_size={batch_size}")
-    tx = make_optimizer(cfg.train, num_batches)
+    num_batches = int(run_batches.max())  # the scan length; runs with fewer batches skip the last steps
+    lr_tables = jnp.asarray(learning_rate_tables(cfg.train, run_batches))
+    tx = make_optimizer(cfg.train, num_batches)  # the optimizer state's structure; each run's schedule below
     step = make_classifier_step(cfg.train)
     f = int(cfg.preprocess.num_affective)
     example = (rs.data.gaits[0, :1], rs.data.affective[0, :1] if f else None)
@@ -164,10 +181,13 @@ def fit_classifier_runs(cfg, workdir: str | None = None, *, progress: bool = Tru
     carry = _Carry(states, jax.vmap(variables)(states), jnp.tile(jnp.array([-1.0, -jnp.inf]), (num_runs, 1)),
                    jnp.zeros((num_runs,), jnp.int32))
 
-    def one_run_epoch(c: _Carry, data, train_idx, train_count, val_idx, val_count, rng, epoch):
+    def one_run_epoch(c: _Carry, data, train_idx, train_count, val_idx, val_count, rng, lr_table, epoch):
         perm_rng, step_rng = jax.random.split(jax.random.fold_in(rng, epoch))
         order = train_idx[shuffled_batches(perm_rng, train_idx.shape[0], batch_size, train_count, num_batches)]
-        state, metrics = scan_steps(step, c.state, data, order, jax.random.split(step_rng, num_batches))
+        run_tx = make_optimizer(cfg.train, None, schedule=lambda count: lr_table[jnp.minimum(count, len(lr_table) - 1)])
+        state, metrics = scan_steps(step, c.state.replace(tx=run_tx), data, order,
+                                    jax.random.split(step_rng, num_batches), train_count // batch_size)
+        state = state.replace(tx=tx)
         v_loss, v_acc, _ = _masked_eval(model.apply, variables(state), data, val_idx, val_count)
         score = jnp.stack([v_acc, -v_loss])
         better = (score[0] > c.best_score[0]) | ((score[0] == c.best_score[0]) & (score[1] > c.best_score[1]))
@@ -176,12 +196,12 @@ def fit_classifier_runs(cfg, workdir: str | None = None, *, progress: bool = Tru
                    jnp.where(better, epoch, c.best_epoch))
         return c, dict(metrics, val_loss=v_loss, val_accuracy=v_acc)
 
-    epoch_all = jax.jit(jax.vmap(one_run_epoch, in_axes=(0, 0, 0, 0, 0, 0, 0, None)))
+    epoch_all = jax.jit(jax.vmap(one_run_epoch, in_axes=(0, 0, 0, 0, 0, 0, 0, 0, None)))
     history = []
     t_start = time.time()
     for epoch in tqdm(range(int(cfg.train.epochs)), disable=not progress, desc=f"{num_runs} runs", unit="epoch"):
         carry, metrics = epoch_all(carry, rs.data, rs.train_idx, rs.train_count, rs.val_idx, rs.val_count,
-                                   train_rngs, epoch)
+                                   train_rngs, lr_tables, epoch)
         history.append({k: np.asarray(v).tolist() for k, v in metrics.items()} | {"epoch": epoch})
         loss = np.asarray(metrics["loss"])
         if not np.all(np.isfinite(loss)):

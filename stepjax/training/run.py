@@ -37,8 +37,10 @@ def _train(cfg, workdir: str, progress: bool) -> dict:
 
         result = fit_classifier_runs(cfg, workdir, progress=progress)
         agg = result["aggregate"]
-        print(f"{result['num_runs']} runs ({cfg.runs.mode}) trained in {result['train_time_s']:.1f} s; test: " + "  ".join(
-            f"{k} {agg[k]['mean']:.4f} +- {agg[k]['std']:.4f}" for k in ("accuracy", "balanced_accuracy", "macro_f1")))
+        print(f"{result['num_runs']} runs ({cfg.runs.mode}) trained in {result['train_time_s']:.1f} s; test, mean +- "
+              "sample std (ddof=1) over runs: " + "  ".join(
+                  f"{k} {agg[k]['mean']:.4f} +- {agg[k]['std']:.4f}" for k in ("accuracy", "balanced_accuracy",
+                                                                               "macro_f1")))
         return result
     if cfg.task == "generator":
         from stepjax.training.fit_generator import fit_generator

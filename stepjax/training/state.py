@@ -86,11 +86,13 @@ def _decay_mask(params):
     return jax.tree_util.tree_map_with_path(lambda path, _: path[-1].key == "kernel", params)
 
 
-def make_optimizer(cfg, steps_per_epoch: int) -> optax.GradientTransformation:
+def make_optimizer(cfg, steps_per_epoch: int | None,
+                   schedule: optax.Schedule | None = None) -> optax.GradientTransformation:
     """``'adam_l2'`` is torch Adam with coupled L2 (the official recipe: ``wd * theta`` added to the
     gradient of every parameter before the moments); ``'adamw'`` decouples the decay and skips
-    non-kernel parameters; ``'sgd'`` is momentum SGD with coupled L2."""
-    schedule = make_schedule(cfg, steps_per_epoch)
+    non-kernel parameters; ``'sgd'`` is momentum SGD with coupled L2. The learning rate follows
+    ``make_schedule(cfg, steps_per_epoch)``, or ``schedule`` when given (e.g. a table per vmapped run)."""
+    schedule = make_schedule(cfg, steps_per_epoch) if schedule is None else schedule
     if cfg.optimizer == "adam_l2":
         tx = optax.chain(optax.add_decayed_weights(cfg.weight_decay), optax.scale_by_adam(),
                          optax.scale_by_learning_rate(schedule))
