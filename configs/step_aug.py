@@ -4,7 +4,7 @@
     python eval.py --workdir runs/step_aug/classifier                 # real test split only
 
 Pipeline (stepjax.training.augment.fit_step_aug): split real data -> train the generator on the training
-fold (runs/step_aug/generator) -> sample ``aug.per_class`` gaits per class (runs/step_aug/synthetic.h5)
+fold, selected on an inner validation part of it (runs/step_aug/generator) -> sample ``aug.per_class`` gaits per class (runs/step_aug/synthetic.h5)
 -> train the classifier (runs/step_aug/classifier) on real train + synthetic, select on real validation,
 test on real test.
 
@@ -36,5 +36,8 @@ def get_config():
     gen = step_gen.get_config()
     cfg.generator = ml_collections.ConfigDict(dict(preprocess=gen.preprocess, model=gen.model, loss=gen.loss,
                                                    train=gen.train, generate=gen.generate))
-    cfg.aug = ml_collections.ConfigDict(dict(per_class=250, seed=0))
+    # seed: of the synthetic gaits' latents (None: the run's seed); generator_val_fraction: the share of the
+    # training fold that selects the generator's checkpoint (it never sees the validation or test gaits)
+    cfg.aug = ml_collections.ConfigDict(dict(per_class=250, seed=ml_collections.config_dict.placeholder(int),
+                                             generator_val_fraction=0.15))
     return cfg

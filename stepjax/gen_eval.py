@@ -6,8 +6,10 @@
 Generates ``per_class`` gaits of every class from the generator's best checkpoint and compares them,
 on the classifier's pooled deep features, with the *real* gaits of the generator's data:
 
-* ``fid_train``: generated vs the real training split (the gaits the generator learnt from);
-* ``fid_test``: generated vs the held-out real test split;
+* ``fid_train``: generated vs the real training split (the gaits the generator learnt from; in STEP+Aug the
+  inner training part of the classifier's training split);
+* ``fid_test``: generated vs the held-out real test split (of the data's split, which a STEP+Aug generator
+  never saw);
 * ``fid_real_train_vs_test``: real training vs real test split, the floor a perfect generator would
   reach given these set sizes (FID is biased upwards for small sets);
 * diversity / multimodality of generated and of real test gaits (ACTOR reports the real values as the
@@ -86,7 +88,9 @@ def evaluate_generator(gen_workdir: str, classifier_workdir: str, num_per_class:
     t_gen = time.time() - t0
 
     raw = pipeline.load_source(gen_cfg.data)
-    split = pipeline.split_dataset(raw, gen_cfg.data)
+    # the gaits it learnt from, and the held-out real test part of the data's split (a STEP+Aug generator's own
+    # split has no test part: it never saw those gaits, evaluating against them afterwards is reporting only)
+    split = pipeline.split_dataset(raw, gen_cfg.data)._replace(test=pipeline.outer_split(raw, gen_cfg.data).test)
     outputs = {"generated": classifier_outputs(predict_fn, cls_vars, gaits)}
     real_labels = {}
     for name in ("train", "test"):

@@ -19,7 +19,8 @@ import pytest
 from conftest import PROJECT_ROOT
 from stepjax.data import pipeline
 from stepjax.training import checkpoint as ckpt_lib
-from stepjax.training.augment import CLASSIFIER_DIR, GENERATOR_DIR, SYNTHETIC_FILE, classifier_config, fit_step_aug
+from stepjax.training.augment import (CLASSIFIER_DIR, GENERATOR_DIR, SYNTHETIC_FILE, classifier_config, fit_step_aug,
+                                      generator_config)
 from stepjax.training.fit_generator import COMPONENTS, fit_generator, read_split
 
 sys.path.insert(0, str(PROJECT_ROOT / "configs"))
@@ -81,7 +82,7 @@ def test_generator_training_lowers_the_validation_loss_and_logs_every_component(
     assert aug[2]["generator"]["best_epoch"] == int(np.argmin(val))
     saved = json.load(open(os.path.join(gen_dir, "results.json")))
     assert saved["val"]["total"] == pytest.approx(min(val), rel=1e-5)  # the best checkpoint is the one restored
-    assert set(saved["test"]) == set(COMPONENTS)
+    assert set(saved["val"]) == set(COMPONENTS) and "test" not in saved  # STEP+Aug's generator has no test part
 
 
 def test_resumed_generator_equals_uninterrupted_run(aug, tmp_path, capsys):
@@ -89,7 +90,7 @@ def test_resumed_generator_equals_uninterrupted_run(aug, tmp_path, capsys):
     from stepjax.training.run import train_from_config
 
     gen_dir = os.path.join(aug[1], GENERATOR_DIR)
-    cfg = tiny_generator_config()
+    cfg = generator_config(tiny_step_aug_config())  # the STEP+Aug fixture's generator run, interrupted here
     resumed = str(tmp_path / "resumed")
     assert fit_generator(cfg, resumed, stop_after=2, **QUIET) is None
     assert ckpt_lib.RunCheckpoints(resumed).latest_epoch() == 1
@@ -99,7 +100,7 @@ def test_resumed_generator_equals_uninterrupted_run(aug, tmp_path, capsys):
     jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
     assert result["val"] == aug[2]["generator"]["val"]
     assert [json.loads(l)["epoch"] for l in open(os.path.join(resumed, "metrics.jsonl"))] == [0, 1, 2, 3]
-    other = tiny_generator_config()
+    other = generator_config(tiny_step_aug_config())
     other.loss.lambda_drift = 0.0
     with pytest.raises(ckpt_lib.ConfigMismatchError, match=r"loss\.lambda_drift"):
         fit_generator(other, resumed, **QUIET)
@@ -323,15 +324,23 @@ def test_fid_diversity_multimodality_properties():
 
 
 def test_step_aug_generator_sees_only_the_training_split_and_synthetic_gaits_only_train(aug):
+    """The generator learns from and is selected on the classifier's training split only (an inner 85/15 split
+    of it); it never sees a validation or test gait, not even to pick its checkpoint."""
     cfg, workdir, result = aug
     cls_cfg = classifier_config(cfg)
     raw = pipeline.load_source(cls_cfg.data)
     split = pipeline.split_dataset(raw, cls_cfg.data)
-    np.testing.assert_array_equal(result["generator_train_indices"], split.train)
-    np.testing.assert_array_equal(read_split(os.path.join(workdir, GENERATOR_DIR))["train"], split.train)
-    assert result["generator"]["num_train"] == len(split.train)
+    gen_train, gen_val = result["generator_train_indices"], result["generator_val_indices"]
+    np.testing.assert_array_equal(np.sort(np.concatenate([gen_train, gen_val])), split.train)
+    assert 0 < len(gen_val) < 0.3 * len(split.train)  # ~15 %: whole subjects move
+    saved = read_split(os.path.join(workdir, GENERATOR_DIR))
+    np.testing.assert_array_equal(saved["train"], gen_train)
+    np.testing.assert_array_equal(saved["val"], gen_val)
+    assert len(saved["test"]) == 0 and "test" not in result["generator"]
+    assert result["generator"]["num_train"] == len(gen_train)
     assert result["num_synthetic"] == 4 * PER_CLASS
     cls = result["classifier"]
+    assert "split" not in cls  # the index arrays are checked by fit_step_aug, not stored in results.json
     assert cls["val"]["num_gaits"] == len(split.val) and cls["test"]["num_gaits"] == len(split.test)
 
     from stepjax.data.egait import read_egait
@@ -392,8 +401,8 @@ def test_evaluate_generator_reports_fid_diversity_and_recognition(aug, tmp_path,
     raw = pipeline.load_source(cfg.data)
     assert len(encoded) == 1
     np.testing.assert_array_equal(encoded[0], raw.labels[result["generator_train_indices"]])
-    split = pipeline.split_dataset(raw, cfg.data)
-    want = [lengths[split.train], lengths[split.test]]
+    split = pipeline.split_dataset(raw, cfg.data)  # the classifier's: its test part is the held-out real test
+    want = [lengths[result["generator_train_indices"]], lengths[split.test]]  # the gaits it learnt from; test
     real_passed = [x for x in passed["motion"] if x is not None]  # real train, real test, decode(mu) of real test
     assert len(real_passed) == 3 and len(passed["motion"]) == 5  # + the two generated sets, all frames real
     for got, ref in zip(real_passed, want + want[1:]):

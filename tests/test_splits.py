@@ -103,6 +103,29 @@ def test_a_class_missing_from_a_training_or_validation_part_is_flagged():
         make_splits(cfg, raw)
 
 
+def test_a_run_within_the_training_split_never_sees_its_validation_or_test_gaits():
+    """``data.within_training_split`` (STEP+Aug's generator): an inner stratified split of the outer training part
+    by ``inner_val_fraction``, grouped by subject, no test part; the fraction is checked."""
+    import ml_collections
+
+    from stepjax.data import pipeline
+
+    data = ml_collections.ConfigDict(dict(source="walkers", num_gaits=480, num_frames=8, seed=0,
+                                          split=(0.7, 0.15, 0.15), split_seed=3))
+    raw = pipeline.load_source(data)
+    outer = pipeline.split_dataset(raw, data)
+    data.within_training_split, data.inner_val_fraction = True, 0.2
+    inner = pipeline.split_dataset(raw, data)
+    np.testing.assert_array_equal(np.sort(np.concatenate([inner.train, inner.val])), outer.train)
+    assert len(inner.test) == 0 and 0.1 < len(inner.val) / len(outer.train) < 0.3
+    assert not set(raw.subjects[inner.train]) & set(raw.subjects[inner.val])
+    np.testing.assert_array_equal(pipeline.outer_split(raw, data).test, outer.test)
+    assert pipeline.split_fractions(data) == pytest.approx((0.56, 0.14, 0.0))
+    for bad in (0.0, 1.0, True, "0.2"):
+        with pytest.raises(ValueError, match="data.inner_val_fraction must be a number in \\(0, 1\\)"):
+            pipeline.split_dataset(raw, ml_collections.ConfigDict({**data.to_dict(), "inner_val_fraction": bad}))
+
+
 def test_an_empty_test_part_is_refused_unless_asked_for(capsys):
     """64 walkers grouped by subject at (0.7, 0.2, 0.1) leave no test gait: training refuses it up front (it once
     trained and printed the validation metrics as an unlabelled JSON blob); a test fraction of 0 is allowed, and

@@ -164,10 +164,36 @@ def warn_if_classes_missing(run_splits: Sequence[splits.Split], labels: np.ndarr
                       "data.group_by_subject=False", stacklevel=2)
 
 
-def split_dataset(raw: RawDataset, cfg) -> splits.Split:
-    """Seeded stratified train/val/test split (grouped by subject when known and ``cfg.group_by_subject``)."""
+def outer_split(raw: RawDataset, cfg) -> splits.Split:
+    """Seeded stratified train/val/test split of ``cfg.split`` (grouped by subject when known and
+    ``cfg.group_by_subject``): the split of every classifier with this data config."""
     groups = raw.subjects if cfg.get("group_by_subject", True) else None
     return splits.train_val_test_split(raw.labels, tuple(cfg.split), seed=cfg.split_seed, groups=groups)
+
+
+def split_dataset(raw: RawDataset, cfg) -> splits.Split:
+    """The run's split: :func:`outer_split`, or with ``cfg.within_training_split`` (STEP+Aug's generator) an inner
+    stratified (grouped) split of the outer *training* part into train and validation by ``cfg.inner_val_fraction``,
+    with no test part: such a run never sees a gait of the outer validation or test part."""
+    outer = outer_split(raw, cfg)
+    if not cfg.get("within_training_split", False):
+        return outer
+    fraction = cfg.get("inner_val_fraction", 0.15)
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
+        raise ValueError(f"data.inner_val_fraction must be a number in (0, 1), got {fraction!r}")
+    groups = raw.subjects[outer.train] if cfg.get("group_by_subject", True) and raw.subjects is not None else None
+    inner = splits.train_val_test_split(raw.labels[outer.train], (1.0 - fraction, fraction, 0.0),
+                                        seed=cfg.split_seed + 1, groups=groups)
+    return splits.Split(outer.train[inner.train], outer.train[inner.val], np.array([], np.int64))
+
+
+def split_fractions(cfg) -> tuple[float, float, float]:
+    """The train / val / test shares of the whole data that :func:`split_dataset` aims at."""
+    train, val, test = (float(f) for f in cfg.split)
+    if cfg.get("within_training_split", False):
+        inner = float(cfg.get("inner_val_fraction", 0.15))
+        return train * (1.0 - inner), train * inner, 0.0
+    return train, val, test
 
 
 @jax.tree_util.register_dataclass
@@ -307,12 +333,12 @@ def prepare(cfg, extra_train: tuple[np.ndarray, np.ndarray] | None = None) -> di
     pp.validate_gaits(raw.gaits, "dataset gaits")
     pp.warn_if_not_metres(raw.gaits, "dataset gaits")
     split = split_dataset(raw, cfg.data)
-    warn_if_lopsided(split, tuple(cfg.data.split), len(raw.labels))
+    warn_if_lopsided(split, split_fractions(cfg.data), len(raw.labels))
     warn_if_classes_missing([split], raw.labels)
     if len(split.train) == 0 or len(split.val) == 0:
         raise ValueError(f"split {tuple(cfg.data.split)} leaves an empty train or validation set "
                          f"({len(raw.labels)} gaits)")
-    if len(split.test) == 0 and float(cfg.data.split[2]) > 0:
+    if len(split.test) == 0 and split_fractions(cfg.data)[2] > 0:
         raise ValueError(f"split {tuple(cfg.data.split)} asks for a test set but leaves it empty "
                          f"({len(raw.labels)} gaits; a grouped split moves whole subjects): use more gaits or "
                          f"subjects, data.group_by_subject=False, or a test fraction of 0 for no test set")

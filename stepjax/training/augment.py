@@ -4,9 +4,10 @@
 
 1. splits the real data with :func:`stepjax.data.pipeline.split_dataset` (``cfg.data``; the split a
    classifier with the same data config uses);
-2. trains the STEP-Gen CVAE on the **training fold only** (``<workdir>/generator``, resumable,
-   model selection on the real validation fold's reconstruction loss) and checks that its training
-   indices are exactly the classifier's training split;
+2. trains the STEP-Gen CVAE on the **training fold only** (``<workdir>/generator``, resumable): an inner
+   stratified split of the training fold (``aug.generator_val_fraction``, 15 % by default) selects its
+   checkpoint by the validation loss, so the generator never sees the classifier's validation or test gaits;
+   checks that its training and validation indices together are exactly the classifier's training split;
 3. samples ``cfg.aug.per_class`` gaits per class from the best generator checkpoint (N(0, I) prior, or
    with ``generator.generate.prior = 'fitted'`` a Gaussian per class fitted to the training fold's
    posteriors) and stores them in ``<workdir>/synthetic.h5`` (``synthetic_fitted_prior.h5``; E-Gait
@@ -38,16 +39,26 @@ SYNTHETIC_FILE = "synthetic.h5"
 
 
 def generator_config(cfg) -> ml_collections.ConfigDict:
-    """The generator run of a ``step_aug`` config: same seed and data (hence split), ``cfg.generator`` parts."""
+    """The generator run of a ``step_aug`` config: same seed and data, restricted to the training part of the
+    data's split (``data.within_training_split``: an inner train / validation split of it, ``inner_val_fraction
+    = aug.generator_val_fraction``, no test part), and the ``cfg.generator`` parts."""
     g = ml_collections.ConfigDict()
     g.task = "generator"
     g.seed = cfg.seed
     g.checkpoint_every = cfg.get("checkpoint_every", 1)
     g.eval = ml_collections.ConfigDict(cfg.eval.to_dict()) if "eval" in cfg else ml_collections.ConfigDict()
     g.data = ml_collections.ConfigDict(cfg.data.to_dict())
+    g.data.within_training_split = True
+    g.data.inner_val_fraction = cfg.aug.get("generator_val_fraction", 0.15)
     for key in ("preprocess", "model", "loss", "train", "generate"):
         g[key] = ml_collections.ConfigDict(cfg.generator[key].to_dict())
     return g
+
+
+def synthetic_seed(cfg) -> int:
+    """The seed of the synthetic gaits' latents: ``aug.seed``, or the run's ``seed`` when it is ``None``."""
+    seed = cfg.aug.get("seed")
+    return cfg.seed if seed is None else seed
 
 
 def classifier_config(cfg) -> ml_collections.ConfigDict:
@@ -127,14 +138,17 @@ def fit_step_aug(cfg, workdir: str, *, progress: bool = True, log=print) -> dict
         gen_dir = os.path.join(workdir, GENERATOR_DIR)
         log(f"STEP+Aug: training the generator on the {len(split.train)} real training gaits ({gen_dir})")
         gen = fit_generator(generator_config(cfg), gen_dir, progress=progress, log=log)
-        if not np.array_equal(gen["train_indices"], split.train):  # the no-leakage guarantee
-            raise AssertionError("the generator was not trained on exactly the classifier's training split")
-        result["generator"] = {k: gen[k] for k in ("best_epoch", "val", "test", "num_train") if k in gen}
+        seen = np.concatenate([gen["train_indices"], gen["val_indices"]])
+        if len(seen) != len(split.train) or not np.array_equal(np.sort(seen), split.train):  # no leakage
+            raise AssertionError("the generator's training and validation gaits are not exactly the classifier's "
+                                 "training split")
+        result["generator"] = {k: gen[k] for k in ("best_epoch", "val", "num_train") if k in gen}
         result["generator_train_indices"] = gen["train_indices"]
+        result["generator_val_indices"] = gen["val_indices"]
         path = os.path.join(workdir, SYNTHETIC_FILE if prior == "standard" else f"synthetic_{prior}_prior.h5")
         provenance = {"generator_best_epoch": int(gen["best_epoch"]),
                       "generator_val_total": float(gen["val"]["total"]),  # tells a retrained generator apart
-                      "seed": int(cfg.aug.get("seed", 0)), "per_class": per_class, "prior": prior}
+                      "seed": int(synthetic_seed(cfg)), "per_class": per_class, "prior": prior}
         extra = _load_synthetic(path, provenance)
         if extra is None:
             log(f"STEP+Aug: sampling {per_class} gaits per class ({prior} prior) -> {path}")
@@ -142,10 +156,11 @@ def fit_step_aug(cfg, workdir: str, *, progress: bool = True, log=print) -> dict
             write_json(path + ".json", provenance)
     cls = fit_classifier(cls_cfg, os.path.join(workdir, CLASSIFIER_DIR), progress=progress, log=log,
                          extra_train=extra)
-    for name in ("val", "test"):  # selection and test on held-out real gaits only
-        if name in cls and cls[name]["num_gaits"] != len(getattr(split, name)):
+    used = cls.pop("split")
+    for name in ("train", "val", "test"):  # real training gaits beside the synthetic ones; selection and test on
+        if not np.array_equal(getattr(used, name), getattr(split, name)):  # held-out real gaits only
             raise AssertionError(f"the classifier's {name} split is not the real {name} split")
     result["classifier"] = cls
     write_json(os.path.join(workdir, "results.json"),
-               {k: v for k, v in result.items() if k != "generator_train_indices"})
+               {k: v for k, v in result.items() if k not in ("generator_train_indices", "generator_val_indices")})
     return result

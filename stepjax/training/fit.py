@@ -68,7 +68,8 @@ def classifier_run_config(cfg, workdir: str):
 
 def fit_classifier(cfg, workdir: str, *, progress: bool = True, log=print, stop_after: int | None = None,
                    extra_train: tuple[np.ndarray, np.ndarray] | None = None) -> dict | None:
-    """Trains a STEP classifier; returns the final report (test metrics of the best-val checkpoint).
+    """Trains a STEP classifier; returns the final report (test metrics of the best-val checkpoint) and, under
+    ``'split'``, the real gaits' :class:`~stepjax.data.splits.Split` indices it used.
 
     ``stop_after``: stop (checkpointed) after this many epochs of *this* call and return ``None``, as
     a pre-empted job would; re-running resumes.
@@ -141,6 +142,7 @@ def fit_classifier(cfg, workdir: str, *, progress: bool = True, log=print, stop_
             result["test_accuracy_max_over_epochs_OFFICIAL_PROTOCOL"] = max(accs)
     tracker.close()
     write_json(os.path.join(workdir, "results.json"), result)
+    result["split"] = data["split"]  # the real indices of train / val / test (not in results.json)
     return result
 
 

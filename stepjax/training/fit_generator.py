@@ -15,8 +15,10 @@
 * model selection: lowest validation ``total``; orbax ``checkpoints/`` (latest) and ``best/``.
 * resume: re-running on a workdir continues from the latest checkpoint and ends with the same
   parameters as an uninterrupted run (epoch ``e`` uses ``fold_in(seed, e)``).
-* ``split.json`` records the real indices of the train / val / test parts (the generator only ever
-  sees ``train``); ``results.json`` the validation and test losses of the best checkpoint.
+* ``split.json`` records the real indices of the train / val / test parts (the generator learns from
+  ``train`` only); ``results.json`` the validation and test losses of the best checkpoint. Inside STEP+Aug
+  (``data.within_training_split``) the parts are an inner split of the classifier's training part and there
+  is no test part: the generator never sees the classifier's validation or test gaits.
 """
 
 from __future__ import annotations
@@ -252,7 +254,8 @@ def fit_generator(cfg, workdir: str, *, progress: bool = True, log=print, stop_a
 
     ``stop_after``: stop (checkpointed) after this many epochs of *this* call and return ``None``;
     re-running resumes. Returns ``{'best_epoch', 'val': {component: value}, 'test': {...},
-    'num_params', 'num_train', 'train_indices'}`` (``train_indices``: the real gaits it was trained on).
+    'num_params', 'num_train', 'train_indices', 'val_indices'}`` (the real gaits it was trained and selected
+    on; no ``'test'`` without a test part).
     """
     os.makedirs(workdir, exist_ok=True)
     cfg, cfg_json, mesh = generator_run_config(cfg, workdir)  # mesh: None unless train.data_parallel
@@ -317,7 +320,7 @@ def fit_generator(cfg, workdir: str, *, progress: bool = True, log=print, stop_a
         result["test"] = evaluate(best, test, val_rng)
     tracker.close()
     write_json(os.path.join(workdir, "results.json"), result)
-    result["train_indices"] = np.asarray(split.train)
+    result["train_indices"], result["val_indices"] = np.asarray(split.train), np.asarray(split.val)
     return result
 
 
