@@ -43,7 +43,9 @@ def evaluate_workdir(workdir: str, split: str = "test", features: str | None = N
         s = pipeline.split_dataset(raw, cfg.data)
         idx = np.arange(len(raw.labels)) if split == "all" else getattr(s, split)
         if len(idx) == 0:
-            raise ValueError(f"split {split!r} of {workdir} is empty")
+            others = [name for name in ("val", "train") if name != split and len(getattr(s, name))]
+            hint = f" (its data.split is {tuple(cfg.data.split)}); evaluate --split {others[0]}" if others else ""
+            raise ValueError(f"split {split!r} of {workdir} is empty{hint}")
         gaits, y, source = raw.gaits[idx], raw.labels[idx], f"{cfg.data.source}:{split}"
         validate_gaits(gaits)
         warn_if_not_metres(gaits, source)

@@ -246,11 +246,11 @@ def restore_generator(workdir: str | os.PathLike, which: str = "best"):
 
 
 def make_generate_fn(model: STEPGenCVAE, num_frames: int = 75, official_sampler: bool = False) -> Callable:
-    """The pure ``generate_fn(variables, labels, rng, num_frames=..., official_sampler=..., chunk=256, prior=None,
+    """The pure ``generate_fn(variables, labels, rng, *, num_frames=..., official_sampler=..., chunk=256, prior=None,
     official_train_bn=False) -> gaits`` (``prior``: a fitted :class:`LatentPrior` instead of N(0, I); see
-    :func:`generate`)."""
+    :func:`generate`). The options are keyword-only: a prior passed in ``num_frames``'s place is a ``TypeError``."""
 
-    def generate_fn(variables, labels, rng, num_frames: int = num_frames, official_sampler: bool = official_sampler,
+    def generate_fn(variables, labels, rng, *, num_frames: int = num_frames, official_sampler: bool = official_sampler,
                     chunk: int | None = 256, prior: LatentPrior | None = None, official_train_bn: bool = False):
         return generate(model, variables, labels, rng, num_frames, official_sampler, chunk, prior, official_train_bn)
 

@@ -39,8 +39,10 @@ def read_gaits(path: str | os.PathLike) -> tuple[list[str], list[np.ndarray]]:
             raise ValueError(f"{path}: expected gaits (N, T, 16, 3), (T, 16, 3) or (N, T, 48), got {arr.shape}")
         return [str(i) for i in range(len(arr))], list(arr.astype(np.float32))
     from stepjax.data.egait import read_egait_gaits
+    from stepjax.data.preprocess import check_min_frames
 
     keys, gaits = read_egait_gaits(path)
+    check_min_frames(gaits, path, keys)  # named by key, which the user can act on
     return list(keys), list(gaits)
 
 

@@ -205,6 +205,10 @@ def test_mirror_helper_negates_world_x():
 
 
 def test_walker_bone_lengths_are_the_offsets_in_metres():
+    with pytest.raises(TypeError, match=r"joint_map must map.*keyword-only, e\.g\. bvh_to_step16\(path, target_fps=30\)"):
+        B.bvh_to_step16(make_walker(), 30)  # the frame rate in joint_map's place
+    with pytest.raises(TypeError, match="positional argument"):
+        B.bvh_to_step16(make_walker(), None, 30)
     gait = B.bvh_to_step16(make_walker())
     assert gait.shape == (90, 16, 3) and gait.dtype == np.float32
     offsets = {n: np.linalg.norm(o) / 100 for n, _, o in WALKER}

@@ -220,6 +220,8 @@ def test_generate_refuses_bad_labels_and_sizes(generator):
         with pytest.raises(ValueError, match=r"one-hot label rows must be non-negative and sum to 1.*rows \[0\]"):
             generate_fn(loaded_vars, jnp.array(rows), key)
     mixed = generate_fn(loaded_vars, jnp.array([[0.5, 0, 0.5, 0], [0, 1, 0, 0]]), key)  # a mixture is a condition
+    with pytest.raises(TypeError, match="positional argument"):  # options are keyword-only: no prior as num_frames
+        generate_fn(loaded_vars, jnp.array([0]), key, 32)
     assert mixed.shape == (2, 32, 16, 3) and np.all(np.isfinite(np.asarray(mixed)))
     with pytest.raises(TypeError, match=r"load_generator returns \(generate_fn, variables\)"):
         generate(generate_fn, loaded_vars, jnp.array([0, 1]), key)  # what load_generator returns, mixed up

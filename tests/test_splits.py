@@ -140,8 +140,12 @@ def test_an_empty_test_part_is_refused_unless_asked_for(capsys):
     preprocess = ml_collections.ConfigDict(dict(align=True, reference="mean", num_affective=0,
                                                 affective_official=False, time_step=1 / 30))
     cfg = ml_collections.ConfigDict(dict(data=data, preprocess=preprocess))
-    with pytest.warns(UserWarning, match="lopsided"), pytest.raises(ValueError, match="leaves it empty"):
+    with pytest.warns(UserWarning, match="lopsided"), pytest.raises(ValueError, match="leaves it empty.*subjects"):
         pipeline.prepare(cfg)
+    ungrouped = ml_collections.ConfigDict(cfg.to_dict())  # no advice to ungroup a split that is not grouped
+    ungrouped.data.update(dict(num_gaits=12, split=(0.7, 0.25, 0.05), group_by_subject=False))
+    with pytest.raises(ValueError, match=r"empty \(12 gaits\): use more gaits, a larger"):
+        pipeline.prepare(ungrouped)
     cfg.data.split = (0.8, 0.2, 0.0)  # no test set asked for: prepared, without a test part
     prepared = pipeline.prepare(cfg)
     assert prepared["test"] is None and len(prepared["split"].test) == 0 and len(prepared["train"].labels) > 0

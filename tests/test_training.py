@@ -227,6 +227,11 @@ def test_predict_cli_classifies_unlabelled_gaits(trained, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:  # refused before any work, not written as CSV under another name
         main([f"--workdir={workdir}", f"--gaits={tmp_path / 'walks.npy'}", f"--out={tmp_path / 'p.txt'}"])
     assert exit_info.value.code == 2 and "--out must end in .csv or .json" in capsys.readouterr().err
+    write_egait(tmp_path / "short.h5", None, {"long": np.zeros((8, 48)), "tiny": np.zeros((3, 48))}, labelled=False)
+    with pytest.raises(SystemExit) as exit_info:  # named by its key, not its position in the file
+        main([f"--workdir={workdir}", f"--gaits={tmp_path / 'short.h5'}"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "1 of 2 gaits have fewer than 4 frames" in err and ": tiny (3);" in err
 
 
 def test_clis_report_user_mistakes_without_a_traceback(trained, tmp_path):
@@ -267,8 +272,14 @@ def test_clis_report_user_mistakes_without_a_traceback(trained, tmp_path):
 
 
 def test_top_level_api_is_complete_and_lazy():
-    """``import stepjax`` loads no JAX; the documented entry points resolve to the functions of their modules."""
-    code = ("import sys, stepjax; assert 'jax' not in sys.modules, 'eager import'\n"
+    """``import stepjax`` loads no JAX; the documented entry points resolve to the functions of their modules, and
+    every submodule loads on first attribute access (``stepjax.models.STEPClassifier`` after ``import stepjax``)."""
+    code = ("import sys, pkgutil, stepjax; assert 'jax' not in sys.modules, 'eager import'\n"
+            "import stepjax.data, stepjax.training\n"
+            "for pkg in (stepjax, stepjax.data, stepjax.training):\n"
+            "    names = {m.name for m in pkgutil.iter_modules(pkg.__path__)}\n"
+            "    assert all(getattr(pkg, n).__name__ == f'{pkg.__name__}.{n}' for n in names), pkg\n"
+            "assert stepjax.models.STEPClassifier.__name__ == 'STEPClassifier'\n"
             "import stepjax.inference as i, stepjax.generation as g, stepjax.affective as a, stepjax.data.egait as e\n"
             "assert (stepjax.load_classifier, stepjax.freeze) == (i.load_classifier, i.freeze)\n"
             "assert (stepjax.load_generator, stepjax.generate) == (g.load_generator, g.generate)\n"
@@ -489,6 +500,21 @@ def test_losses_and_models_refuse_rates_outside_their_range():
         model = STEPClassifier(channels=(4, 4, 4), kernel_size=3, hidden=8, num_affective=29, **kwargs)
         with pytest.raises(ValueError, match=r"dropout rates must lie in \[0, 1\)"):
             jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 8, 16, 3)), jnp.zeros((1, 29)))
+
+
+def test_evaluating_an_empty_split_names_one_that_is_not(trained, monkeypatch):
+    """A run trained without a test part (``data.split`` with a test fraction of 0): ``eval.py`` (default
+    ``--split test``) says so and names the split to evaluate instead."""
+    from stepjax import evaluation
+    from stepjax.data import pipeline
+
+    cfg, workdir, _ = trained
+    real = pipeline.split_dataset
+    monkeypatch.setattr(pipeline, "split_dataset", lambda raw, c: real(raw, c)._replace(test=np.array([], int)))
+    with pytest.raises(ValueError, match=r"split 'test' of .* is empty \(its data.split is .*\); evaluate --split val"):
+        evaluation.evaluate_workdir(workdir)
+    assert evaluation.evaluate_workdir(workdir, split="val")["num_gaits"] == len(real(
+        pipeline.load_source(cfg.data), cfg.data).val)
 
 
 def test_evaluation_refuses_silent_wrong_numbers(monkeypatch):

@@ -623,7 +623,7 @@ def heading_rotation(facing: np.ndarray) -> np.ndarray:
 # BVH -> 16-joint STEP gait
 # ----------------------------------------------------------------------------------------------
 
-def bvh_to_step16(path: PathOrText | BVH, joint_map: JointMap | None = None, target_fps: float = 30.0,
+def bvh_to_step16(path: PathOrText | BVH, joint_map: JointMap | None = None, *, target_fps: float = 30.0,
                   root_relative: bool = True, canonical_heading: bool = True,
                   units: str | float = "auto", heading: str = "auto") -> np.ndarray:
     """Converts a BVH clip into a STEP gait ``(T, 16, 3)`` float32 in metres (Y up, facing -Z).
@@ -646,6 +646,9 @@ def bvh_to_step16(path: PathOrText | BVH, joint_map: JointMap | None = None, tar
     Mirroring the input (world X negated, left/right joints swapped) mirrors the output
     (:func:`stepjax.skeleton.mirror`), and a yaw rotation of the input leaves it unchanged.
     """
+    if joint_map is not None and not isinstance(joint_map, Mapping):
+        raise TypeError(f"joint_map must map STEP joint indices to source joint names (or None to detect it), got "
+                        f"{joint_map!r}; the options after it are keyword-only, e.g. bvh_to_step16(path, target_fps=30)")
     bvh = path if isinstance(path, BVH) else parse_bvh(path)
     if joint_map is None:
         joint_map = detect_joint_map(bvh.joint_names)

@@ -243,6 +243,10 @@ def _write_atomically(files: Mapping) -> None:
 def write_egait_arrays(features_path: str | os.PathLike, labels_path: str | os.PathLike | None,
                        gaits: np.ndarray, labels: Sequence[int], keys: Sequence[str] | None = None) -> list[str]:
     """Writes a batch ``(N, T, 16, 3)`` with keys ``{i:05d}_{Emotion}`` (STEP-Gen style) by default."""
+    if isinstance(gaits, (list, tuple)) and len({np.shape(g) for g in gaits}) > 1:
+        raise ValueError(f"write_egait_arrays: gaits of different shapes {sorted({np.shape(g) for g in gaits})[:3]}: "
+                         "pass write_egait a dict of key -> gait (any lengths), or bring them to one length "
+                         "(stepjax.data.preprocess.to_fixed_length)")
     gaits = np.asarray(gaits)
     if gaits.ndim not in (3, 4):
         raise ValueError(f"write_egait_arrays: gaits must be a batch (N, T, 16, 3) or (N, T, 48), got shape "

@@ -339,9 +339,11 @@ def prepare(cfg, extra_train: tuple[np.ndarray, np.ndarray] | None = None) -> di
         raise ValueError(f"split {tuple(cfg.data.split)} leaves an empty train or validation set "
                          f"({len(raw.labels)} gaits)")
     if len(split.test) == 0 and split_fractions(cfg.data)[2] > 0:
+        grouped = cfg.data.get("group_by_subject", True) and raw.subjects is not None
         raise ValueError(f"split {tuple(cfg.data.split)} asks for a test set but leaves it empty "
-                         f"({len(raw.labels)} gaits; a grouped split moves whole subjects): use more gaits or "
-                         f"subjects, data.group_by_subject=False, or a test fraction of 0 for no test set")
+                         f"({len(raw.labels)} gaits" + ("; a grouped split moves whole subjects): use more gaits or "
+                         "subjects, data.group_by_subject=False," if grouped else "): use more gaits, a larger test "
+                         "fraction") + " or a test fraction of 0 for no test set")
     train_raw, train_labels, train_len = raw.gaits[split.train], raw.labels[split.train], raw.lengths_at(split.train)
     if extra_train is not None:
         extra_gaits = np.asarray(extra_train[0], np.float32)
