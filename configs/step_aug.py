@@ -4,7 +4,8 @@
     python eval.py --workdir runs/step_aug/classifier                 # real test split only
 
 Pipeline (stepjax.training.augment.fit_step_aug): split real data -> train the generator on the training
-fold, selected on an inner validation part of it (runs/step_aug/generator) -> sample ``aug.per_class`` gaits per class (runs/step_aug/synthetic.h5)
+fold, selected on an inner validation part of it (runs/step_aug/generator) -> sample ``aug.per_class`` gaits
+per class (runs/step_aug/synthetic.h5)
 -> train the classifier (runs/step_aug/classifier) on real train + synthetic, select on real validation,
 test on real test.
 

@@ -27,7 +27,7 @@ SUBMODULES = ("affective", "data", "evaluation", "gen_eval", "gen_metrics", "gen
               "metrics", "models", "nn", "official", "predict", "skeleton", "training", "utils", "viz")
 
 
-def lazy_submodules(package: str, names: tuple[str, ...]):
+def _lazy_submodules(package: str, names: tuple[str, ...]):
     """A package's ``__getattr__`` that imports ``<package>.<name>`` on first access, so that e.g.
     ``stepjax.models.STEPClassifier`` works after a bare ``import stepjax`` without importing everything."""
 
@@ -39,7 +39,7 @@ def lazy_submodules(package: str, names: tuple[str, ...]):
     return __getattr__
 
 
-_submodule = lazy_submodules(__name__, SUBMODULES)
+_submodule = _lazy_submodules(__name__, SUBMODULES)
 
 
 def __getattr__(name: str):

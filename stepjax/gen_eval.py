@@ -220,7 +220,8 @@ def main(argv=None) -> None:
     with cli_errors("python -m stepjax.gen_eval"):
         check_output_dir(args.json)
         report = evaluate_generator(args.workdir, args.classifier, args.per_class, args.seed,
-                                    official_sampler=args.official_sampler, which=args.checkpoint, classifier_which=args.classifier_checkpoint)
+                                    official_sampler=args.official_sampler, which=args.checkpoint,
+                                    classifier_which=args.classifier_checkpoint)
     print(format_report(report))
     if args.json:
         write_json(args.json, report)

@@ -345,11 +345,12 @@ def main(argv=None) -> None:
 
 def _generate_to_files(args: argparse.Namespace) -> None:
     """Loads the run's generator, samples ``args.per_class`` gaits per class and writes them as E-Gait HDF5."""
-    from stepjax.data.egait import write_egait_arrays
+    from stepjax.data.egait import check_hdf5_names, write_egait_arrays
     from stepjax.utils import check_output_dir
 
     for path in (args.out_features, args.out_labels):
         check_output_dir(path)
+    check_hdf5_names(args.out_features, args.out_labels)  # before the sampling, not after
 
     generate_fn, variables = load_generator(args.workdir, args.checkpoint, args.temporal_impl, args.graph_impl)
     kwargs = {"official_sampler": True} if args.official_sampler else {}

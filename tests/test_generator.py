@@ -342,7 +342,11 @@ def test_step_aug_generator_sees_only_the_training_split_and_synthetic_gaits_onl
     assert result["generator"]["num_train"] == len(gen_train)
     assert result["num_synthetic"] == 4 * PER_CLASS
     cls = result["classifier"]
-    assert "split" not in cls  # the index arrays are checked by fit_step_aug, not stored in results.json
+    saved = read_split(os.path.join(workdir, CLASSIFIER_DIR))  # the classifier's real parts, as fit_step_aug checks
+    for name in ("train", "val", "test"):
+        np.testing.assert_array_equal(saved[name], getattr(split, name))
+    provenance = json.load(open(os.path.join(workdir, SYNTHETIC_FILE + ".json")))
+    assert cfg.aug.seed is None and provenance["seed"] == cfg.seed  # the latents' seed follows the run's seed
     assert cls["val"]["num_gaits"] == len(split.val) and cls["test"]["num_gaits"] == len(split.test)
 
     from stepjax.data.egait import read_egait
@@ -460,6 +464,40 @@ def test_evaluate_generator_restores_the_checkpoints_it_is_asked_for(aug, monkey
                                     which="best", classifier_which="latest")
     assert asked == [("generator", "latest"), ("classifier", "best"), ("generator", "best"),
                      ("classifier", "latest")]
+
+
+def test_step_aug_refuses_a_generator_or_classifier_that_saw_other_gaits(tmp_path, monkeypatch):
+    """fit_step_aug's leak checks can fail: a generator whose training + validation gaits are not exactly the
+    classifier's training split, or a classifier whose real parts are not the split's, stop the run; a bad
+    aug.generator_val_fraction is refused up front under its own name."""
+    import stepjax.training.fit as fit_module
+    import stepjax.training.fit_generator as fit_generator_module
+
+    from stepjax.training import progress
+
+    cfg = tiny_step_aug_config()
+    raw = pipeline.load_source(cfg.data)
+    split = pipeline.split_dataset(raw, classifier_config(cfg).data)
+    leaky = dict(train_indices=split.train[:-1], val_indices=np.append(split.train[-1:], split.val[:1]))
+    monkeypatch.setattr(fit_generator_module, "fit_generator", lambda *a, **k: {**leaky, "best_epoch": 0})
+    with pytest.raises(AssertionError, match="not exactly the classifier's training split"):
+        fit_step_aug(cfg, str(tmp_path / "gen"), **QUIET)
+
+    def classifier_on(part):
+        def fake(c, workdir, **kwargs):
+            os.makedirs(workdir, exist_ok=True)
+            progress.write_split(workdir, split._replace(**{part: getattr(split, part)[1:]}))
+            return {"best_epoch": 0}
+        return fake
+
+    cfg.aug.per_class = 0  # the real-only arm: no generator
+    for part in ("train", "val", "test"):
+        monkeypatch.setattr(fit_module, "fit_classifier", classifier_on(part))
+        with pytest.raises(AssertionError, match=f"the classifier's {part} split is not the real {part} split"):
+            fit_step_aug(cfg, str(tmp_path / part), **QUIET)
+    cfg.aug.generator_val_fraction = 1.0
+    with pytest.raises(ValueError, match=r"aug.generator_val_fraction .* must be a number in \(0, 1\), got 1.0"):
+        fit_step_aug(cfg, str(tmp_path / "bad"), **QUIET)
 
 
 @pytest.mark.parametrize("per_class", [0, 1, 2.5, True])

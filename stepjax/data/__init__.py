@@ -4,6 +4,6 @@ Array convention: gaits float32 ``(N, T, 16, 3)`` (metres, Y up), labels int32 `
 0 Angry, 1 Neutral, 2 Happy, 3 Sad (``stepjax.LABEL_NAMES``).
 """
 
-from stepjax import lazy_submodules
+from stepjax import _lazy_submodules
 
-__getattr__ = lazy_submodules(__name__, ("bvh", "egait", "gait_stats", "pipeline", "preprocess", "splits", "walkers"))
+__getattr__ = _lazy_submodules(__name__, ("bvh", "egait", "gait_stats", "pipeline", "preprocess", "splits", "walkers"))

@@ -648,7 +648,8 @@ def bvh_to_step16(path: PathOrText | BVH, joint_map: JointMap | None = None, *, 
     """
     if joint_map is not None and not isinstance(joint_map, Mapping):
         raise TypeError(f"joint_map must map STEP joint indices to source joint names (or None to detect it), got "
-                        f"{joint_map!r}; the options after it are keyword-only, e.g. bvh_to_step16(path, target_fps=30)")
+                        f"{joint_map!r}; the options after it are keyword-only, e.g. "
+                        "bvh_to_step16(path, target_fps=30)")
     bvh = path if isinstance(path, BVH) else parse_bvh(path)
     if joint_map is None:
         joint_map = detect_joint_map(bvh.joint_names)

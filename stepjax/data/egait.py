@@ -184,9 +184,7 @@ def write_egait(features_path: str | os.PathLike, labels_path: str | os.PathLike
     bad_keys = [k for k in gaits if not isinstance(k, str) or "/" in k or not k]
     if bad_keys:  # h5py would make groups of slashed keys, which read_egait (rightly) refuses
         raise ValueError(f"write_egait: keys must be non-empty strings without '/', got {bad_keys[:3]}")
-    for path in (features_path, labels_path):
-        if path is not None and os.fspath(path).lower().endswith((".npy", ".npz")):  # predict reads .npy as NumPy
-            raise ValueError(f"write_egait: {path} would hold HDF5 under a NumPy extension; name it *.h5")
+    check_hdf5_names(features_path, labels_path)
     if labels_path is not None:
         if os.path.abspath(os.fspath(labels_path)) == os.path.abspath(os.fspath(features_path)):
             raise ValueError(f"write_egait: the features and labels paths are the same file ({features_path}); "
@@ -202,6 +200,14 @@ def write_egait(features_path: str | os.PathLike, labels_path: str | os.PathLike
     if labels_path is not None:
         files[labels_path] = lambda f: [f.create_dataset(key, data=np.int64(labels[key])) for key in gaits]
     _write_atomically(files)
+
+
+def check_hdf5_names(*paths: str | os.PathLike | None) -> None:
+    """``ValueError`` for an output path with a NumPy extension (``python -m stepjax.predict`` reads ``*.npy`` as a
+    NumPy array); ``None`` entries are skipped. The writers call it; CLIs call it before their work."""
+    for path in paths:
+        if path is not None and os.fspath(path).lower().endswith((".npy", ".npz")):
+            raise ValueError(f"write_egait: {path} would hold HDF5 under a NumPy extension; name it *.h5")
 
 
 def _egait_rows(key: str, gait) -> np.ndarray:

@@ -173,8 +173,9 @@ def outer_split(raw: RawDataset, cfg) -> splits.Split:
 
 def split_dataset(raw: RawDataset, cfg) -> splits.Split:
     """The run's split: :func:`outer_split`, or with ``cfg.within_training_split`` (STEP+Aug's generator) an inner
-    stratified (grouped) split of the outer *training* part into train and validation by ``cfg.inner_val_fraction``,
-    with no test part: such a run never sees a gait of the outer validation or test part."""
+    stratified (grouped) split of the outer *training* part into train and validation by ``cfg.inner_val_fraction``
+    (at least one gait or subject per class in validation where the class has two), with no test part: such a run
+    never sees a gait of the outer validation or test part."""
     outer = outer_split(raw, cfg)
     if not cfg.get("within_training_split", False):
         return outer
@@ -183,7 +184,7 @@ def split_dataset(raw: RawDataset, cfg) -> splits.Split:
         raise ValueError(f"data.inner_val_fraction must be a number in (0, 1), got {fraction!r}")
     groups = raw.subjects[outer.train] if cfg.get("group_by_subject", True) and raw.subjects is not None else None
     inner = splits.train_val_test_split(raw.labels[outer.train], (1.0 - fraction, fraction, 0.0),
-                                        seed=cfg.split_seed + 1, groups=groups)
+                                        seed=cfg.split_seed + 1, groups=groups, min_val_per_class=1)
     return splits.Split(outer.train[inner.train], outer.train[inner.val], np.array([], np.int64))
 
 

@@ -1,6 +1,6 @@
 """Training: train state and optimizers, jitted epochs, orbax checkpointing, the fit loop."""
 
-from stepjax import lazy_submodules
+from stepjax import _lazy_submodules
 
-__getattr__ = lazy_submodules(__name__, ("augment", "checkpoint", "fit", "fit_generator", "loop", "model_config",
+__getattr__ = _lazy_submodules(__name__, ("augment", "checkpoint", "fit", "fit_generator", "loop", "model_config",
                                          "multirun", "parallel", "progress", "run", "state"))

@@ -9,8 +9,8 @@
    checkpoint by the validation loss, so the generator never sees the classifier's validation or test gaits;
    checks that its training and validation indices together are exactly the classifier's training split;
 3. samples ``cfg.aug.per_class`` gaits per class from the best generator checkpoint (N(0, I) prior, or
-   with ``generator.generate.prior = 'fitted'`` a Gaussian per class fitted to the training fold's
-   posteriors) and stores them in ``<workdir>/synthetic.h5`` (``synthetic_fitted_prior.h5``; E-Gait
+   with ``generator.generate.prior = 'fitted'`` a Gaussian per class fitted to the posteriors of the gaits
+   the generator trained on) and stores them in ``<workdir>/synthetic.h5`` (``synthetic_fitted_prior.h5``; E-Gait
    layout, keys ``00001_Happy``; reused on resume);
 4. trains the classifier (``<workdir>/classifier``) with
    ``fit_classifier(..., extra_train=(synthetic_gaits, labels))``: the synthetic gaits join the
@@ -91,8 +91,8 @@ def synthesize(gen_workdir: str, per_class: int, seed: int, out_path: str | None
     """``per_class`` gaits of every class from a generator's best checkpoint (written to ``out_path``).
 
     ``prior``: ``'standard'`` samples z ~ N(0, I); ``'fitted'`` a Gaussian per class fitted to the posteriors of
-    the generator's own training split (:func:`stepjax.generation.fit_latent_prior_from_run`; in STEP+Aug that
-    is the classifier's training fold, so nothing leaks)."""
+    the generator's own training split (:func:`stepjax.generation.fit_latent_prior_from_run`; in STEP+Aug the
+    inner training part of the classifier's training fold, so nothing leaks)."""
     from stepjax.data.egait import write_egait_arrays
     from stepjax.generation import fit_latent_prior_from_run, generate_per_class, load_generator, official_keys
 
@@ -110,11 +110,13 @@ def fit_step_aug(cfg, workdir: str, *, progress: bool = True, log=print) -> dict
     """Generator on the training fold -> synthetic gaits -> classifier on real train + synthetic.
 
     Returns ``{'classifier': fit_classifier result (val/test on real gaits only), 'generator': {...},
-    'num_synthetic', 'num_real_train', 'generator_train_indices'}``; also written to
-    ``<workdir>/results.json`` (without the index array).
+    'num_synthetic', 'num_real_train', 'generator_train_indices', 'generator_val_indices'}`` (the real gaits the
+    generator trained and was selected on, together the classifier's training split); also written to
+    ``<workdir>/results.json`` (without the index arrays).
     """
     from stepjax.training.fit import classifier_run_config, fit_classifier
     from stepjax.training.fit_generator import fit_generator, generator_run_config
+    from stepjax.training.progress import read_split
 
     per_class = cfg.aug.per_class
     if not is_integer(per_class) or per_class < 0:
@@ -122,6 +124,10 @@ def fit_step_aug(cfg, workdir: str, *, progress: bool = True, log=print) -> dict
     prior = str(cfg.generator.get("generate", {}).get("prior", "standard"))
     if prior not in PRIORS:  # before the generator trains, not after
         raise ValueError(f"unknown generator.generate.prior {prior!r}; choose one of {PRIORS}")
+    fraction = cfg.aug.get("generator_val_fraction", 0.15)
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
+        raise ValueError(f"aug.generator_val_fraction (the share of the training fold that selects the generator) "
+                         f"must be a number in (0, 1), got {fraction!r}")
     os.makedirs(workdir, exist_ok=True)
     cls_cfg = classifier_config(cfg)
     # both sub-runs' configs (train and loss options, dropout rates, data-parallel batch sizes) and checkpoints
@@ -136,7 +142,8 @@ def fit_step_aug(cfg, workdir: str, *, progress: bool = True, log=print) -> dict
     extra = None
     if per_class > 0:
         gen_dir = os.path.join(workdir, GENERATOR_DIR)
-        log(f"STEP+Aug: training the generator on the {len(split.train)} real training gaits ({gen_dir})")
+        log(f"STEP+Aug: training the generator on the {len(split.train)} real training gaits ({gen_dir}; about "
+            f"{fraction:.0%} of them select its checkpoint)")
         gen = fit_generator(generator_config(cfg), gen_dir, progress=progress, log=log)
         seen = np.concatenate([gen["train_indices"], gen["val_indices"]])
         if len(seen) != len(split.train) or not np.array_equal(np.sort(seen), split.train):  # no leakage
@@ -156,9 +163,9 @@ def fit_step_aug(cfg, workdir: str, *, progress: bool = True, log=print) -> dict
             write_json(path + ".json", provenance)
     cls = fit_classifier(cls_cfg, os.path.join(workdir, CLASSIFIER_DIR), progress=progress, log=log,
                          extra_train=extra)
-    used = cls.pop("split")
+    used = read_split(os.path.join(workdir, CLASSIFIER_DIR))
     for name in ("train", "val", "test"):  # real training gaits beside the synthetic ones; selection and test on
-        if not np.array_equal(getattr(used, name), getattr(split, name)):  # held-out real gaits only
+        if not np.array_equal(used[name], getattr(split, name)):  # held-out real gaits only
             raise AssertionError(f"the classifier's {name} split is not the real {name} split")
     result["classifier"] = cls
     write_json(os.path.join(workdir, "results.json"),

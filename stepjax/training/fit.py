@@ -25,7 +25,7 @@ from stepjax.models.classifier import STEPClassifier
 from stepjax.training import parallel
 from stepjax.training.loop import classifier_train_step, epoch_fn, evaluate_classifier
 from stepjax.training.model_config import read_saved_model_config, start_run_config
-from stepjax.training.progress import METRICS_FILE, RunProgress
+from stepjax.training.progress import METRICS_FILE, RunProgress, write_split
 from stepjax.training.state import TrainState, count_params, create_train_state, make_optimizer
 from stepjax.utils import write_json
 
@@ -68,8 +68,8 @@ def classifier_run_config(cfg, workdir: str):
 
 def fit_classifier(cfg, workdir: str, *, progress: bool = True, log=print, stop_after: int | None = None,
                    extra_train: tuple[np.ndarray, np.ndarray] | None = None) -> dict | None:
-    """Trains a STEP classifier; returns the final report (test metrics of the best-val checkpoint) and, under
-    ``'split'``, the real gaits' :class:`~stepjax.data.splits.Split` indices it used.
+    """Trains a STEP classifier; returns the final report (test metrics of the best-val checkpoint). The real
+    gaits' train / val / test indices go to ``<workdir>/split.json`` (:func:`~stepjax.training.progress.read_split`).
 
     ``stop_after``: stop (checkpointed) after this many epochs of *this* call and return ``None``, as
     a pre-empted job would; re-running resumes.
@@ -97,6 +97,7 @@ def fit_classifier(cfg, workdir: str, *, progress: bool = True, log=print, stop_
                           checkpoint_every=cfg.get("checkpoint_every", 1), log=log,
                           frames_recorded=frames_recorded, read_saved_config=read_saved_model_config)
     state = tracker.resume({"train_state": state, "preprocessor": prep})["train_state"]
+    write_split(workdir, data["split"])
     log(f"{model.__class__.__name__}: {count_params(state.params):,} parameters; "
         f"train/val/test = {len(train.labels)}/{len(val.labels)}/{0 if test is None else len(test.labels)} gaits; "
         f"{steps_per_epoch} steps/epoch")
@@ -142,7 +143,6 @@ def fit_classifier(cfg, workdir: str, *, progress: bool = True, log=print, stop_
             result["test_accuracy_max_over_epochs_OFFICIAL_PROTOCOL"] = max(accs)
     tracker.close()
     write_json(os.path.join(workdir, "results.json"), result)
-    result["split"] = data["split"]  # the real indices of train / val / test (not in results.json)
     return result
 
 

@@ -44,12 +44,11 @@ from stepjax.training import checkpoint as ckpt_lib
 from stepjax.training import parallel
 from stepjax.training.loop import chunked_apply, epoch_fn
 from stepjax.training.model_config import read_saved_model_config, start_run_config
-from stepjax.training.progress import RunProgress
+from stepjax.training.progress import RunProgress, read_split, write_split  # noqa: F401 (read_split: API)
 from stepjax.training.state import TrainState, count_params, make_optimizer
 from stepjax.utils import write_json
 
 COMPONENTS = ("rec", "drift", "vel", "acc", "collapse", "kl", "total")
-SPLIT_FILE = "split.json"
 #: Components that the official normalisation sums over the batch (scaled by the batch size in
 #: validation so that train and validation numbers are on the same per-batch scale).
 _SUMMED_OFFICIAL = ("drift", "vel", "acc", "collapse", "kl")
@@ -279,8 +278,7 @@ def fit_generator(cfg, workdir: str, *, progress: bool = True, log=print, stop_a
                           sections=GENERATOR_RESUME_SECTIONS, log=log, frames_recorded=frames_recorded,
                           read_saved_config=read_saved_model_config)
     state = _strong_step(_uncommitted(tracker.resume(_run_tree(state, prep))["train_state"]))
-    with open(os.path.join(workdir, SPLIT_FILE), "w") as f:
-        json.dump({k: np.asarray(getattr(split, k)).tolist() for k in ("train", "val", "test")}, f)
+    write_split(workdir, split)
 
     log(f"STEPGenCVAE: {count_params(state.params):,} parameters; train/val/test = {len(train.labels)}/"
         f"{len(val.labels)}/{0 if test is None else len(test.labels)} gaits; {steps_per_epoch} steps/epoch; "
@@ -322,9 +320,3 @@ def fit_generator(cfg, workdir: str, *, progress: bool = True, log=print, stop_a
     write_json(os.path.join(workdir, "results.json"), result)
     result["train_indices"], result["val_indices"] = np.asarray(split.train), np.asarray(split.val)
     return result
-
-
-def read_split(workdir: str) -> dict[str, np.ndarray]:
-    """The real train / val / test indices a generator workdir was trained with (``split.json``)."""
-    with open(os.path.join(workdir, SPLIT_FILE)) as f:
-        return {k: np.asarray(v, np.int64) for k, v in json.load(f).items()}

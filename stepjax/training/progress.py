@@ -25,6 +25,22 @@ from stepjax.training import checkpoint as ckpt_lib
 from stepjax.utils import is_integer
 
 METRICS_FILE = "metrics.jsonl"
+SPLIT_FILE = "split.json"
+
+
+def write_split(workdir: str, split) -> None:
+    """Records the real train / val / test indices of a run (a :class:`~stepjax.data.splits.Split`) in
+    ``<workdir>/split.json``."""
+    with open(os.path.join(workdir, SPLIT_FILE), "w") as f:
+        json.dump({k: [int(i) for i in getattr(split, k)] for k in ("train", "val", "test")}, f)
+
+
+def read_split(workdir: str) -> dict:
+    """``{'train', 'val', 'test'}`` int64 index arrays a run was trained with (``split.json``)."""
+    import numpy as np
+
+    with open(os.path.join(workdir, SPLIT_FILE)) as f:
+        return {k: np.asarray(v, np.int64) for k, v in json.load(f).items()}
 
 
 class MetricsLog:
