@@ -47,7 +47,8 @@ def test_a_fold_trains_as_it_would_alone_whatever_the_sizes_of_the_folds_beside_
     """5 folds of 240 walkers leave training parts of 160 and 152 gaits: 10 and 9 batches of 16. A fold takes
     its own number of steps per epoch and its own learning-rate schedule beside a smaller fold, as beside a copy
     of itself (they once all took the smallest fold's 9 steps, so a fold's numbers depended on the folds beside
-    it). Two runs both times: the same compiled shapes (XLA may round differently for another run count)."""
+    it), and the smaller fold, whose surplus step is masked, as beside a copy of itself. Two runs every time:
+    the same compiled shapes (XLA may round differently for another run count)."""
     import stepjax.training.multirun as multirun
     from stepjax.training.state import make_schedule
 
@@ -56,20 +57,21 @@ def test_a_fold_trains_as_it_would_alone_whatever_the_sizes_of_the_folds_beside_
     all_splits, all_runs = make_splits(cfg, pipeline.load_source(cfg.data))
     big, small = (next(i for i, s in enumerate(all_splits) if len(s.train) == n) for n in (160, 152))
     results = {}
-    for keep in ((small, big), (big, big)):
+    names = {(small, big): "beside", (big, big): "big", (small, small): "small"}
+    for keep, name in names.items():
         monkeypatch.setattr(multirun, "make_splits", lambda c, raw, keep=keep: (
             [all_splits[i] for i in keep], [all_runs[i] for i in keep]))
-        results[keep] = fit_classifier_runs(cfg, str(tmp_path / ("beside" if small in keep else "alone")),
-                                            progress=False)
-    beside, alone = results[(small, big)]["runs"][1], results[(big, big)]["runs"][1]
-    assert beside["fold"] == alone["fold"] == big
-    assert beside["best_epoch"] == alone["best_epoch"]
-    np.testing.assert_array_equal(beside["confusion_matrix"], alone["confusion_matrix"])
-    history = [[json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
-               for name in ("beside", "alone")]
-    for epoch_beside, epoch_alone in zip(*history):  # the same training losses and validation numbers per epoch
-        np.testing.assert_allclose(epoch_beside["loss"][1], epoch_alone["loss"][1], rtol=1e-6)
-        np.testing.assert_allclose(epoch_beside["val_loss"][1], epoch_alone["val_loss"][1], rtol=1e-6)
+        results[keep] = fit_classifier_runs(cfg, str(tmp_path / name), progress=False)
+    history = {name: [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+               for name in names.values()}
+    for fold, slot, pair in ((big, 1, (big, big)), (small, 0, (small, small))):
+        beside, alone = results[(small, big)]["runs"][slot], results[pair]["runs"][slot]
+        assert beside["fold"] == alone["fold"] == fold
+        assert beside["best_epoch"] == alone["best_epoch"]
+        np.testing.assert_array_equal(beside["confusion_matrix"], alone["confusion_matrix"])
+        for epoch_beside, epoch_alone in zip(history["beside"], history[names[pair]]):  # per-epoch numbers
+            np.testing.assert_allclose(epoch_beside["loss"][slot], epoch_alone["loss"][slot], rtol=1e-6)
+            np.testing.assert_allclose(epoch_beside["val_loss"][slot], epoch_alone["val_loss"][slot], rtol=1e-6)
     tables = multirun.learning_rate_tables(cfg.train, np.array([9, 10]))  # each run its own schedule
     assert tables.shape == (2, 20)
     for row, spe in zip(tables, (9, 10)):

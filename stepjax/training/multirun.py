@@ -6,7 +6,7 @@ validation / test indices. Runs are stacked on a leading axis and every epoch of
 ``jax.jit(jax.vmap(...))`` call; model selection (best validation accuracy, ties to lower loss) is done
 per run on device. Training sets of different sizes (k-fold) are handled with masked permutations and masked
 steps: run r takes ``floor(n_r / batch)`` batches per epoch from its own shuffled training indices and follows
-the learning-rate schedule of that many steps per epoch, exactly as when it is trained alone; the scan runs
+the learning-rate schedule of that many steps per epoch, whatever the sizes of the runs beside it; the scan runs
 ``max_r`` steps and a run's surplus steps leave its state untouched.
 
 BatchNorm statistics are per run (vmap over runs, each run's batch inside), which is exactly what S
