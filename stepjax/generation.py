@@ -142,13 +142,16 @@ def fit_latent_prior_on(model: STEPGenCVAE, variables, preprocessor, raw_gaits, 
 
 
 def fit_latent_prior_from_run(workdir: str | os.PathLike, which: str = "best") -> LatentPrior:
-    """:func:`fit_latent_prior` on the posteriors of a generator run's own **training split** (its data config;
-    the gaits it learnt from, aligned as in training): no validation or test gait is used."""
+    """:func:`fit_latent_prior` on the posteriors of a generator run's own **training split** (recorded in its
+    ``split.json``, else recomputed from its data config; the gaits it learnt from, aligned as in training): no
+    validation or test gait is used."""
     from stepjax.data import pipeline
+    from stepjax.training.progress import SPLIT_FILE, read_split
 
     cfg, model, variables, prep = restore_generator(workdir, which)
     raw = pipeline.load_source(cfg.data)
-    train = pipeline.split_dataset(raw, cfg.data).train
+    recorded = os.path.exists(os.path.join(workdir, SPLIT_FILE))
+    train = read_split(workdir)["train"] if recorded else pipeline.split_dataset(raw, cfg.data).train
     return fit_latent_prior_on(model, variables, prep, raw.gaits[train], raw.labels[train])
 
 
@@ -351,6 +354,8 @@ def _generate_to_files(args: argparse.Namespace) -> None:
     for path in (args.out_features, args.out_labels):
         check_output_dir(path)
     check_hdf5_names(args.out_features, args.out_labels)  # before the sampling, not after
+    if args.out_labels and os.path.abspath(args.out_labels) == os.path.abspath(args.out_features):
+        raise ValueError(f"--out-labels is --out-features ({args.out_features}): the labels would replace the gaits")
 
     generate_fn, variables = load_generator(args.workdir, args.checkpoint, args.temporal_impl, args.graph_impl)
     kwargs = {"official_sampler": True} if args.official_sampler else {}

@@ -281,6 +281,20 @@ def test_runs_record_the_length_they_trained_on(tmp_path, monkeypatch):
     assert sum(map(sum, report["confusion_matrix"])) == len(test_lengths)
 
 
+def test_generation_cli_refuses_bad_output_names_before_loading_anything(tmp_path, capsys):
+    """A .npy name, or one file for gaits and labels, is refused up front (here: before the missing workdir is
+    even read), not after every gait was sampled."""
+    from stepjax.generation import main
+
+    for out in (["--out-features", str(tmp_path / "synth.npy")],
+                ["--out-features", str(tmp_path / "s.h5"), "--out-labels", str(tmp_path / "s.h5")]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["--workdir", str(tmp_path / "no_such_run"), "--per-class", "2", *out])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and "no_such_run" not in err
+        assert "an HDF5 file under a NumPy extension" in err or "the labels would replace the gaits" in err
+
+
 def test_cli_writes_egait_readable_with_and_without_labels(generator, tmp_path):
     from stepjax.data.egait import read_egait
     from stepjax.generation import generate_per_class, main
@@ -478,10 +492,12 @@ def test_step_aug_refuses_a_generator_or_classifier_that_saw_other_gaits(tmp_pat
     cfg = tiny_step_aug_config()
     raw = pipeline.load_source(cfg.data)
     split = pipeline.split_dataset(raw, classifier_config(cfg).data)
-    leaky = dict(train_indices=split.train[:-1], val_indices=np.append(split.train[-1:], split.val[:1]))
-    monkeypatch.setattr(fit_generator_module, "fit_generator", lambda *a, **k: {**leaky, "best_epoch": 0})
-    with pytest.raises(AssertionError, match="not exactly the classifier's training split"):
-        fit_step_aug(cfg, str(tmp_path / "gen"), **QUIET)
+    for leaky in (dict(train_indices=split.train[:-1], val_indices=np.append(split.train[-1:], split.val[:1])),
+                  dict(train_indices=split.train[:-1], val_indices=split.val[:1])):  # one too many; one swapped
+        monkeypatch.setattr(fit_generator_module, "fit_generator", lambda *a, leaky=leaky, **k: {**leaky,
+                                                                                               "best_epoch": 0})
+        with pytest.raises(AssertionError, match="not exactly the classifier's training split"):
+            fit_step_aug(cfg, str(tmp_path / "gen"), **QUIET)
 
     def classifier_on(part):
         def fake(c, workdir, **kwargs):
@@ -703,6 +719,19 @@ def test_the_fitted_prior_sees_aligned_gaits(generator, aug):
         np.testing.assert_allclose(a_, b_, rtol=1e-3, atol=1e-4)
     unaligned = [fit_latent_prior(*encode_gaits(model, variables, g, labels), labels) for g in (gaits, moved)]
     assert not np.allclose(unaligned[0].mean, unaligned[1].mean, rtol=1e-2, atol=1e-3)  # the pose would matter
+
+
+def test_the_synthetic_latents_follow_the_run_seed_unless_aug_seed_is_set():
+    """``aug.seed`` is a placeholder: ``None`` takes the run's ``seed`` (so seeds of a protocol sample different
+    latents), an explicit value wins and leaves ``seed`` alone (no shared reference)."""
+    from stepjax.training.augment import synthetic_seed
+
+    cfg = step_aug_config.get_config()
+    assert cfg.aug.seed is None and synthetic_seed(cfg) == cfg.seed == 0
+    cfg.seed = 7
+    assert synthetic_seed(cfg) == 7
+    cfg.aug.seed = 3
+    assert synthetic_seed(cfg) == 3 and cfg.seed == 7
 
 
 def test_synthetic_gaits_come_from_the_best_generator_checkpoint(monkeypatch):

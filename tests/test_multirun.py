@@ -43,7 +43,7 @@ def test_vmapped_seeds_are_independent_runs():
     assert agg["mean"] == pytest.approx(np.mean(agg["values"])) and agg["std"] >= 0
 
 
-def test_a_fold_trains_as_it_would_alone_whatever_the_sizes_of_the_folds_beside_it(monkeypatch, tmp_path):
+def test_a_fold_trains_the_same_beside_a_smaller_or_larger_fold_as_beside_a_copy_of_itself(monkeypatch, tmp_path):
     """5 folds of 240 walkers leave training parts of 160 and 152 gaits: 10 and 9 batches of 16. A fold takes
     its own number of steps per epoch and its own learning-rate schedule beside a smaller fold, as beside a copy
     of itself (they once all took the smallest fold's 9 steps, so a fold's numbers depended on the folds beside

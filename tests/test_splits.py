@@ -236,3 +236,45 @@ def test_kfold_inner_validation_splits_are_drawn_independently_per_fold(seed):
             pattern.append(tuple(np.flatnonzero(np.isin(members, f.val)).tolist()))
         patterns.append(tuple(pattern))
     assert len(set(patterns)) > 1, patterns
+
+
+@settings(max_examples=150, deadline=None)
+@given(counts=st.lists(st.integers(1, 12), min_size=1, max_size=4), fractions=st.sampled_from(
+    [(0.85, 0.15, 0.0), (0.7, 0.15, 0.15), (0.1, 0.1, 0.8), (0.1, 0.9, 0.0), (1.0, 0.0, 0.0)]),
+    min_val=st.integers(0, 2), seed=st.integers(0, 50), grouped=st.booleans())
+@example(counts=[2], fractions=(0.1, 0.1, 0.8), min_val=1, seed=0, grouped=False)  # once put a gait in two parts
+def test_a_minimum_of_validation_units_per_class_moves_units_and_never_loses_one(counts, fractions, min_val, seed,
+                                                                                grouped):
+    """``min_val_per_class`` (STEP+Aug's inner split): every class with more units than the minimum gets at least
+    that many in validation, taken from train (one unit stays) then from test; no unit is lost or duplicated, and
+    0 is the plain split."""
+    labels = np.repeat(np.arange(len(counts)), [3 * c if grouped else c for c in counts])
+    groups = np.repeat(np.arange(sum(counts)), 3) if grouped else None
+    s = splits.train_val_test_split(labels, fractions, seed, groups, min_val_per_class=min_val)
+    everything = np.concatenate(s)
+    assert len(everything) == len(labels) and len(np.unique(everything)) == len(labels)
+    plain = splits.train_val_test_split(labels, fractions, seed, groups)
+    if min_val == 0:
+        assert all(np.array_equal(a, b) for a, b in zip(s, plain))
+    units = (lambda idx: len(np.unique(groups[idx]))) if grouped else len
+    for c, n in enumerate(counts):
+        part = {name: units(getattr(s, name)[labels[getattr(s, name)] == c]) for name in ("train", "val", "test")}
+        was = {name: units(getattr(plain, name)[labels[getattr(plain, name)] == c]) for name in ("train", "val", "test")}
+        if n > min_val:
+            assert part["val"] >= min(min_val, was["val"] + max(was["train"] - 1, 0) + was["test"])
+            assert part["train"] >= min(was["train"], 1)
+        else:
+            assert part == was
+
+
+def test_three_subjects_per_class_keep_one_in_validation():
+    """Bandai-like: 3 clips (subjects) per class at (0.85, 0.15, 0) round to no validation clip at all; with a
+    minimum of one, each class gives one clip to validation and keeps two for training."""
+    labels, groups = np.repeat(np.arange(4), 15), np.repeat(np.arange(12), 5)
+    assert len(splits.train_val_test_split(labels, (0.85, 0.15, 0.0), 1, groups).val) == 0
+    s = splits.train_val_test_split(labels, (0.85, 0.15, 0.0), 1, groups, min_val_per_class=1)
+    np.testing.assert_array_equal(np.bincount(labels[s.val], minlength=4), [5] * 4)
+    assert len(s.train) == 40 and not set(groups[s.train]) & set(groups[s.val])
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="min_val_per_class must be an integer >= 0"):
+            splits.train_val_test_split(labels, (0.85, 0.15, 0.0), 1, groups, min_val_per_class=bad)

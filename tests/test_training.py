@@ -85,6 +85,23 @@ def test_official_protocol_number_is_reported_labelled_and_never_selects(tmp_pat
         official_double_softmax=False, label_smoothing=0.0, compute_dtype="float32")
 
 
+def test_a_resumed_run_refuses_a_split_other_than_the_one_it_trained_on(tmp_path):
+    """``split.json`` records the real gaits of each part; resuming on a split that came out different (other
+    data under the same path, other splitting code) is refused instead of continuing on other gaits."""
+    cfg = tiny_config(epochs=2)
+    workdir = tmp_path / "w"
+    assert fit_classifier(cfg, str(workdir), progress=False, log=lambda *a: None, stop_after=1) is None
+    from stepjax.training.progress import read_split
+
+    recorded = read_split(str(workdir))
+    swapped = {k: v.tolist() for k, v in recorded.items()}
+    swapped["train"][0], swapped["val"][0] = swapped["val"][0], swapped["train"][0]
+    (workdir / "split.json").write_text(json.dumps(swapped))
+    with pytest.raises(ckpt_lib.ConfigMismatchError, match=r"another split .*\(train, val differ from split.json"):
+        fit_classifier(cfg, str(workdir), progress=False, log=lambda *a: None)
+    assert json.loads((workdir / "split.json").read_text()) == swapped  # the record is kept, not overwritten
+
+
 def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(trained, tmp_path):
     cfg, workdir, result = trained
     resumed = str(tmp_path / "resumed")

@@ -207,7 +207,8 @@ def check_hdf5_names(*paths: str | os.PathLike | None) -> None:
     NumPy array); ``None`` entries are skipped. The writers call it; CLIs call it before their work."""
     for path in paths:
         if path is not None and os.fspath(path).lower().endswith((".npy", ".npz")):
-            raise ValueError(f"write_egait: {path} would hold HDF5 under a NumPy extension; name it *.h5")
+            raise ValueError(f"{path}: an HDF5 file under a NumPy extension (stepjax.predict would read it as "
+                             "NumPy); name it *.h5")
 
 
 def _egait_rows(key: str, gait) -> np.ndarray:

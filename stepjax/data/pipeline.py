@@ -133,8 +133,9 @@ def warn_if_lopsided(split: splits.Split, fractions, num_gaits: int) -> None:
            if abs(share - f) > max(0.05, 0.5 * f)]
     if off:
         warnings.warn(f"the split of {num_gaits} gaits is lopsided: {', '.join(off)}; with few subjects per class "
-                      "the grouped split moves whole subjects: use more gaits/subjects, other data.split fractions "
-                      "or data.group_by_subject=False", stacklevel=2)
+                      "the grouped split moves whole subjects: use more gaits/subjects or other data.split fractions "
+                      "(data.group_by_subject=False only where gaits of one subject or clip are independent)",
+                      stacklevel=2)
 
 
 def warn_if_classes_missing(run_splits: Sequence[splits.Split], labels: np.ndarray,
@@ -160,8 +161,9 @@ def warn_if_classes_missing(run_splits: Sequence[splits.Split], labels: np.ndarr
     if problems:
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
         warnings.warn(f"classes missing from a split: {'; '.join(problems[:3])}{more}; with few subjects per class "
-                      "the grouped split moves whole subjects: use more gaits/subjects, fewer folds or "
-                      "data.group_by_subject=False", stacklevel=2)
+                      "the grouped split moves whole subjects: use more gaits/subjects or fewer folds "
+                      "(data.group_by_subject=False only where gaits of one subject or clip are independent)",
+                      stacklevel=2)
 
 
 def outer_split(raw: RawDataset, cfg) -> splits.Split:
@@ -179,13 +181,20 @@ def split_dataset(raw: RawDataset, cfg) -> splits.Split:
     outer = outer_split(raw, cfg)
     if not cfg.get("within_training_split", False):
         return outer
-    fraction = cfg.get("inner_val_fraction", 0.15)
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
-        raise ValueError(f"data.inner_val_fraction must be a number in (0, 1), got {fraction!r}")
+    fraction = check_fraction(cfg.get("inner_val_fraction", 0.15), "data.inner_val_fraction")
     groups = raw.subjects[outer.train] if cfg.get("group_by_subject", True) and raw.subjects is not None else None
     inner = splits.train_val_test_split(raw.labels[outer.train], (1.0 - fraction, fraction, 0.0),
                                         seed=cfg.split_seed + 1, groups=groups, min_val_per_class=1)
     return splits.Split(outer.train[inner.train], outer.train[inner.val], np.array([], np.int64))
+
+
+def check_fraction(value, name: str) -> float:
+    """``value`` as a float if it is a real number strictly between 0 and 1, else ``ValueError`` naming ``name``."""
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < 1:
+        raise ValueError(f"{name} must be a number in (0, 1), got {value!r}")
+    return float(value)
 
 
 def split_fractions(cfg) -> tuple[float, float, float]:

@@ -72,25 +72,38 @@ def train_val_test_split(labels: Sequence[int], fractions: tuple[float, float, f
     frequent class: a subject who walks in several emotions moves all of them, so the parts' class shares are
     only approximately those of the data (1,200 walkers of 150 subjects: class shares in the validation and test
     parts off 0.25 by ~0.035 in the median, up to ~0.08). ``min_val_per_class``: every class with more units than
-    that gives at least that many to validation, taken from its training share (STEP+Aug's inner split of a few
-    subjects per class, where rounding would leave validation empty).
+    that gives at least that many to validation, taken from its training share while one training unit is left,
+    then from its test share (STEP+Aug's inner split of a few subjects per class, where rounding would leave
+    validation empty).
     """
     labels = _check(labels)
     fr = np.asarray(fractions, np.float64)
     if fr.shape != (3,) or np.any(fr < 0) or not np.isclose(fr.sum(), 1.0):
         raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {fractions}")
+    if not is_integer(min_val_per_class) or min_val_per_class < 0:
+        raise ValueError(f"min_val_per_class must be an integer >= 0, got {min_val_per_class!r}")
     units, unit_labels = _units(labels, None if groups is None else np.asarray(groups))
     rng = np.random.default_rng(seed)
     parts: list[list[np.ndarray]] = [[], [], []]
     for c in np.unique(unit_labels):
         members = rng.permutation(units[unit_labels == c])
         cuts = np.round(np.cumsum(fr)[:2] * len(members)).astype(int)
-        if len(members) > min_val_per_class:
-            cuts[0] = max(min(cuts[0], cuts[1] - min_val_per_class), 1 if min_val_per_class else 0)
+        if 0 < min_val_per_class < len(members):
+            cuts = _with_min_val(cuts, len(members), min_val_per_class)
         for i, chunk in enumerate(np.split(members, cuts)):
             parts[i].append(chunk)
     out = [_expand(np.concatenate(p) if p else np.array([], int), labels, groups) for p in parts]
     return Split(*out)
+
+
+def _with_min_val(cuts: np.ndarray, n: int, min_val: int) -> np.ndarray:
+    """Cut points ``[end of train, end of val]`` of ``n`` units moved so that validation holds ``min_val`` units:
+    taken from train while it keeps one unit, then from test."""
+    n_train, n_val = int(cuts[0]), int(cuts[1] - cuts[0])
+    from_train = min(max(min_val - n_val, 0), max(n_train - 1, 0))
+    n_train, n_val = n_train - from_train, n_val + from_train
+    n_val += min(max(min_val - n_val, 0), n - n_train - n_val)  # from test
+    return np.array([n_train, n_train + n_val])
 
 
 def stratified_kfold(labels: Sequence[int], k: int = 5, seed: int = 0,

@@ -124,10 +124,8 @@ def fit_step_aug(cfg, workdir: str, *, progress: bool = True, log=print) -> dict
     prior = str(cfg.generator.get("generate", {}).get("prior", "standard"))
     if prior not in PRIORS:  # before the generator trains, not after
         raise ValueError(f"unknown generator.generate.prior {prior!r}; choose one of {PRIORS}")
-    fraction = cfg.aug.get("generator_val_fraction", 0.15)
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
-        raise ValueError(f"aug.generator_val_fraction (the share of the training fold that selects the generator) "
-                         f"must be a number in (0, 1), got {fraction!r}")
+    pipeline.check_fraction(cfg.aug.get("generator_val_fraction", 0.15),
+                            "aug.generator_val_fraction (the share of the training fold that selects the generator)")
     os.makedirs(workdir, exist_ok=True)
     cls_cfg = classifier_config(cfg)
     # both sub-runs' configs (train and loss options, dropout rates, data-parallel batch sizes) and checkpoints
@@ -142,13 +140,14 @@ def fit_step_aug(cfg, workdir: str, *, progress: bool = True, log=print) -> dict
     extra = None
     if per_class > 0:
         gen_dir = os.path.join(workdir, GENERATOR_DIR)
-        log(f"STEP+Aug: training the generator on the {len(split.train)} real training gaits ({gen_dir}; about "
-            f"{fraction:.0%} of them select its checkpoint)")
+        log(f"STEP+Aug: training the generator inside the {len(split.train)} real training gaits ({gen_dir})")
         gen = fit_generator(generator_config(cfg), gen_dir, progress=progress, log=log)
         seen = np.concatenate([gen["train_indices"], gen["val_indices"]])
         if len(seen) != len(split.train) or not np.array_equal(np.sort(seen), split.train):  # no leakage
             raise AssertionError("the generator's training and validation gaits are not exactly the classifier's "
                                  "training split")
+        log(f"STEP+Aug: the generator trained on {len(gen['train_indices'])} and was selected on "
+            f"{len(gen['val_indices'])} of the {len(split.train)} real training gaits")
         result["generator"] = {k: gen[k] for k in ("best_epoch", "val", "num_train") if k in gen}
         result["generator_train_indices"] = gen["train_indices"]
         result["generator_val_indices"] = gen["val_indices"]

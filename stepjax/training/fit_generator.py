@@ -44,7 +44,7 @@ from stepjax.training import checkpoint as ckpt_lib
 from stepjax.training import parallel
 from stepjax.training.loop import chunked_apply, epoch_fn
 from stepjax.training.model_config import read_saved_model_config, start_run_config
-from stepjax.training.progress import RunProgress, read_split, write_split  # noqa: F401 (read_split: API)
+from stepjax.training.progress import SPLIT_FILE, RunProgress, read_split, write_split  # noqa: F401 (API)
 from stepjax.training.state import TrainState, count_params, make_optimizer
 from stepjax.utils import write_json
 
@@ -278,7 +278,7 @@ def fit_generator(cfg, workdir: str, *, progress: bool = True, log=print, stop_a
                           sections=GENERATOR_RESUME_SECTIONS, log=log, frames_recorded=frames_recorded,
                           read_saved_config=read_saved_model_config)
     state = _strong_step(_uncommitted(tracker.resume(_run_tree(state, prep))["train_state"]))
-    write_split(workdir, split)
+    write_split(workdir, split, resumed=tracker.start_epoch > 0)
 
     log(f"STEPGenCVAE: {count_params(state.params):,} parameters; train/val/test = {len(train.labels)}/"
         f"{len(val.labels)}/{0 if test is None else len(test.labels)} gaits; {steps_per_epoch} steps/epoch; "

@@ -28,11 +28,25 @@ METRICS_FILE = "metrics.jsonl"
 SPLIT_FILE = "split.json"
 
 
-def write_split(workdir: str, split) -> None:
+def write_split(workdir: str, split, resumed: bool = False) -> None:
     """Records the real train / val / test indices of a run (a :class:`~stepjax.data.splits.Split`) in
-    ``<workdir>/split.json``."""
-    with open(os.path.join(workdir, SPLIT_FILE), "w") as f:
-        json.dump({k: [int(i) for i in getattr(split, k)] for k in ("train", "val", "test")}, f)
+    ``<workdir>/split.json`` (through a temporary file). ``resumed``: the run continues from a checkpoint, and
+    a recorded split that differs (other data under the same path, another splitting code) is a
+    :class:`~stepjax.training.checkpoint.ConfigMismatchError`, not silently replaced."""
+    parts = {k: [int(i) for i in getattr(split, k)] for k in ("train", "val", "test")}
+    path = os.path.join(workdir, SPLIT_FILE)
+    if resumed and os.path.exists(path):
+        with open(path) as f:
+            recorded = json.load(f)
+        changed = [k for k in parts if recorded.get(k) != parts[k]]
+        if changed:
+            raise ckpt_lib.ConfigMismatchError(
+                f"{workdir} was trained on another split than its config gives now ({', '.join(changed)} differ "
+                f"from {SPLIT_FILE}: the data or the splitting changed); train in a new workdir")
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(parts, f)
+    os.replace(tmp, path)
 
 
 def read_split(workdir: str) -> dict:
