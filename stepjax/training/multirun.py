@@ -169,7 +169,6 @@ def fit_classifier_runs(cfg, workdir: str | None = None, *, progress: bool = Tru
     if run_batches.min() == 0:
         raise ValueError(f"the smallest training split is smaller than batch_size={batch_size}")
     num_batches = int(run_batches.max())  # the scan length; runs with fewer batches skip the last steps
-    masked = bool(run_batches.min() != num_batches)  # seeds of one split: every run takes every step, no masking
     lr_tables = jnp.asarray(learning_rate_tables(cfg.train, run_batches))
     tx = make_optimizer(cfg.train, num_batches)  # the optimizer state's structure; each run's schedule below
     step = make_classifier_step(cfg.train)
@@ -187,8 +186,7 @@ def fit_classifier_runs(cfg, workdir: str | None = None, *, progress: bool = Tru
         order = train_idx[shuffled_batches(perm_rng, train_idx.shape[0], batch_size, train_count, num_batches)]
         run_tx = make_optimizer(cfg.train, None, schedule=lambda count: lr_table[jnp.minimum(count, len(lr_table) - 1)])
         state, metrics = scan_steps(step, c.state.replace(tx=run_tx), data, order,
-                                    jax.random.split(step_rng, num_batches),
-                                    train_count // batch_size if masked else None)
+                                    jax.random.split(step_rng, num_batches), train_count // batch_size)
         state = state.replace(tx=tx)
         v_loss, v_acc, _ = _masked_eval(model.apply, variables(state), data, val_idx, val_count)
         score = jnp.stack([v_acc, -v_loss])
