@@ -348,14 +348,12 @@ def main(argv=None) -> None:
 
 def _generate_to_files(args: argparse.Namespace) -> None:
     """Loads the run's generator, samples ``args.per_class`` gaits per class and writes them as E-Gait HDF5."""
-    from stepjax.data.egait import check_hdf5_names, write_egait_arrays
+    from stepjax.data.egait import check_output_paths, write_egait_arrays
     from stepjax.utils import check_output_dir
 
     for path in (args.out_features, args.out_labels):
         check_output_dir(path)
-    check_hdf5_names(args.out_features, args.out_labels)  # before the sampling, not after
-    if args.out_labels and os.path.abspath(args.out_labels) == os.path.abspath(args.out_features):
-        raise ValueError(f"--out-labels is --out-features ({args.out_features}): the labels would replace the gaits")
+    check_output_paths(args.out_features, args.out_labels)  # before the sampling, not after
 
     generate_fn, variables = load_generator(args.workdir, args.checkpoint, args.temporal_impl, args.graph_impl)
     kwargs = {"official_sampler": True} if args.official_sampler else {}

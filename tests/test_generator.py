@@ -292,7 +292,7 @@ def test_generation_cli_refuses_bad_output_names_before_loading_anything(tmp_pat
             main(["--workdir", str(tmp_path / "no_such_run"), "--per-class", "2", *out])
         err = capsys.readouterr().err
         assert exit_info.value.code == 2 and "no_such_run" not in err
-        assert "an HDF5 file under a NumPy extension" in err or "the labels would replace the gaits" in err
+        assert "an HDF5 file under a NumPy extension" in err or "the labels would overwrite the gaits" in err
 
 
 def test_cli_writes_egait_readable_with_and_without_labels(generator, tmp_path):

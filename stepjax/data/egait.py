@@ -184,11 +184,8 @@ def write_egait(features_path: str | os.PathLike, labels_path: str | os.PathLike
     bad_keys = [k for k in gaits if not isinstance(k, str) or "/" in k or not k]
     if bad_keys:  # h5py would make groups of slashed keys, which read_egait (rightly) refuses
         raise ValueError(f"write_egait: keys must be non-empty strings without '/', got {bad_keys[:3]}")
-    check_hdf5_names(features_path, labels_path)
+    check_output_paths(features_path, labels_path)
     if labels_path is not None:
-        if os.path.abspath(os.fspath(labels_path)) == os.path.abspath(os.fspath(features_path)):
-            raise ValueError(f"write_egait: the features and labels paths are the same file ({features_path}); "
-                             "the labels would overwrite the gaits")
         if labels is None or set(labels) != set(gaits):
             raise ValueError("write_egait: labels must have exactly the keys of gaits")
         validate_labels([labels[k] for k in gaits], "write_egait: labels")
@@ -202,13 +199,17 @@ def write_egait(features_path: str | os.PathLike, labels_path: str | os.PathLike
     _write_atomically(files)
 
 
-def check_hdf5_names(*paths: str | os.PathLike | None) -> None:
-    """``ValueError`` for an output path with a NumPy extension (``python -m stepjax.predict`` reads ``*.npy`` as a
-    NumPy array); ``None`` entries are skipped. The writers call it; CLIs call it before their work."""
-    for path in paths:
+def check_output_paths(features_path: str | os.PathLike, labels_path: str | os.PathLike | None) -> None:
+    """``ValueError`` for output paths the writers refuse: a NumPy extension (``python -m stepjax.predict`` reads
+    ``*.npy`` as a NumPy array) or one file for both gaits and labels. The writers call it; CLIs call it before
+    their work."""
+    for path in (features_path, labels_path):
         if path is not None and os.fspath(path).lower().endswith((".npy", ".npz")):
             raise ValueError(f"{path}: an HDF5 file under a NumPy extension (stepjax.predict would read it as "
                              "NumPy); name it *.h5")
+    if labels_path is not None and os.path.abspath(os.fspath(labels_path)) == os.path.abspath(os.fspath(features_path)):
+        raise ValueError(f"write_egait: the features and labels paths are the same file ({features_path}); "
+                         "the labels would overwrite the gaits")
 
 
 def _egait_rows(key: str, gait) -> np.ndarray:

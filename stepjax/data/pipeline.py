@@ -166,6 +166,10 @@ def warn_if_classes_missing(run_splits: Sequence[splits.Split], labels: np.ndarr
                       stacklevel=2)
 
 
+#: The share of the training part that selects a run of ``data.within_training_split`` (STEP+Aug's generator).
+DEFAULT_INNER_VAL_FRACTION = 0.15
+
+
 def outer_split(raw: RawDataset, cfg) -> splits.Split:
     """Seeded stratified train/val/test split of ``cfg.split`` (grouped by subject when known and
     ``cfg.group_by_subject``): the split of every classifier with this data config."""
@@ -181,7 +185,7 @@ def split_dataset(raw: RawDataset, cfg) -> splits.Split:
     outer = outer_split(raw, cfg)
     if not cfg.get("within_training_split", False):
         return outer
-    fraction = check_fraction(cfg.get("inner_val_fraction", 0.15), "data.inner_val_fraction")
+    fraction = check_fraction(cfg.get("inner_val_fraction", DEFAULT_INNER_VAL_FRACTION), "data.inner_val_fraction")
     groups = raw.subjects[outer.train] if cfg.get("group_by_subject", True) and raw.subjects is not None else None
     inner = splits.train_val_test_split(raw.labels[outer.train], (1.0 - fraction, fraction, 0.0),
                                         seed=cfg.split_seed + 1, groups=groups, min_val_per_class=1)
@@ -201,7 +205,7 @@ def split_fractions(cfg) -> tuple[float, float, float]:
     """The train / val / test shares of the whole data that :func:`split_dataset` aims at."""
     train, val, test = (float(f) for f in cfg.split)
     if cfg.get("within_training_split", False):
-        inner = float(cfg.get("inner_val_fraction", 0.15))
+        inner = float(cfg.get("inner_val_fraction", DEFAULT_INNER_VAL_FRACTION))
         return train * (1.0 - inner), train * inner, 0.0
     return train, val, test
 

@@ -49,7 +49,7 @@ def generator_config(cfg) -> ml_collections.ConfigDict:
     g.eval = ml_collections.ConfigDict(cfg.eval.to_dict()) if "eval" in cfg else ml_collections.ConfigDict()
     g.data = ml_collections.ConfigDict(cfg.data.to_dict())
     g.data.within_training_split = True
-    g.data.inner_val_fraction = cfg.aug.get("generator_val_fraction", 0.15)
+    g.data.inner_val_fraction = cfg.aug.get("generator_val_fraction", pipeline.DEFAULT_INNER_VAL_FRACTION)
     for key in ("preprocess", "model", "loss", "train", "generate"):
         g[key] = ml_collections.ConfigDict(cfg.generator[key].to_dict())
     return g
@@ -124,7 +124,7 @@ def fit_step_aug(cfg, workdir: str, *, progress: bool = True, log=print) -> dict
     prior = str(cfg.generator.get("generate", {}).get("prior", "standard"))
     if prior not in PRIORS:  # before the generator trains, not after
         raise ValueError(f"unknown generator.generate.prior {prior!r}; choose one of {PRIORS}")
-    pipeline.check_fraction(cfg.aug.get("generator_val_fraction", 0.15),
+    pipeline.check_fraction(cfg.aug.get("generator_val_fraction", pipeline.DEFAULT_INNER_VAL_FRACTION),
                             "aug.generator_val_fraction (the share of the training fold that selects the generator)")
     os.makedirs(workdir, exist_ok=True)
     cls_cfg = classifier_config(cfg)
