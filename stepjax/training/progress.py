@@ -127,10 +127,9 @@ class RunProgress:
         Also (re)writes ``config.json`` and trims ``metrics.jsonl`` to the restored epoch."""
         resume_epoch = self.ckpts.latest_epoch()
         if resume_epoch is not None:
-            saved = self.read_saved_config(self.ckpts.read_meta()["config"])
-            if self.frames_recorded and not saved.get("data", {}).get("num_frames"):  # an older run of the same config
-                saved = {**saved, "data": {**saved["data"], "num_frames": self.cfg_json["data"]["num_frames"]}}
-            changed = ckpt_lib.check_compatible(saved, self.cfg_json, sections=self.sections)
+            changed = check_saved_config(self.ckpts.read_meta()["config"], self.cfg_json, sections=self.sections,
+                                         read_saved_config=self.read_saved_config,
+                                         frames_recorded=self.frames_recorded)
             if changed:
                 self.log("Resuming with changes that keep the numbers to float32 rounding: " + "; ".join(changed))
             tree, meta = self.ckpts.restore(tree)
@@ -216,7 +215,22 @@ def refuse_another_config(workdir: str, cfg_json: dict, *, sections: Sequence[st
         ckpts.close()
     if meta is None:
         return
-    saved, current = (read_saved_config or (lambda c: c))(meta["config"]), cfg_json
-    if not (current.get("data") or {}).get("num_frames"):
-        saved, current = ({**c, "data": {**(c.get("data") or {}), "num_frames": 0}} for c in (saved, current))
-    ckpt_lib.check_compatible(saved, current, sections=sections)
+    check_saved_config(meta["config"], cfg_json, sections=sections, read_saved_config=read_saved_config)
+
+
+def check_saved_config(saved: dict, cfg_json: dict, *, sections: Sequence[str] = ckpt_lib.RESUME_SECTIONS,
+                       read_saved_config: Callable[[dict], dict] | None = None,
+                       frames_recorded: bool = False) -> list[str]:
+    """The one comparison of a checkpoint's stored config ``saved`` with a run's ``cfg_json`` (both JSON):
+    :func:`~stepjax.training.checkpoint.check_compatible` over ``sections`` after ``read_saved_config`` (see
+    :class:`RunProgress`), with the frame count compared only once it is known: where ``cfg_json`` still says
+    ``data.num_frames = 0`` (before the data is prepared) it is left out on both sides, and with
+    ``frames_recorded`` (``cfg_json`` holds the resolved length) a checkpoint that stored 0 (written before runs
+    recorded it) takes the resolved length. Raises ``ConfigMismatchError``; returns the allowed changes."""
+    saved = (read_saved_config or (lambda c: c))(saved)
+    frames = (cfg_json.get("data") or {}).get("num_frames")
+    if not frames:
+        saved, cfg_json = ({**c, "data": {**(c.get("data") or {}), "num_frames": 0}} for c in (saved, cfg_json))
+    elif frames_recorded and not (saved.get("data") or {}).get("num_frames"):
+        saved = {**saved, "data": {**(saved.get("data") or {}), "num_frames": frames}}
+    return ckpt_lib.check_compatible(saved, cfg_json, sections=sections)
