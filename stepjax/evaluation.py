@@ -13,6 +13,7 @@ from stepjax.data import pipeline
 from stepjax.data.preprocess import validate_gaits, warn_if_not_metres
 from stepjax.inference import make_predict_fn, predict_gaits, predict_in_chunks, restore_classifier
 from stepjax.metrics import aggregate, classification_report
+from stepjax.training.progress import check_split
 
 SPLITS = ("train", "val", "test", "all")
 
@@ -41,6 +42,8 @@ def evaluate_workdir(workdir: str, split: str = "test", features: str | None = N
             raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
         raw = pipeline.load_source(cfg.data)
         s = pipeline.split_dataset(raw, cfg.data)
+        check_split(workdir, s, raw.fingerprint(), hint="evaluate it on named files with --features/--labels, "
+                    "or retrain")
         idx = np.arange(len(raw.labels)) if split == "all" else getattr(s, split)
         if len(idx) == 0:
             others = [name for name in ("val", "train") if name != split and len(getattr(s, name))]

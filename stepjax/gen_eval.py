@@ -43,7 +43,7 @@ from stepjax.generation import (decode_latents, encode_gaits, fit_latent_prior_o
 from stepjax.inference import make_predict_fn, restore_classifier
 from stepjax.nn import with_impls
 from stepjax.training.checkpoint import config_to_json
-from stepjax.training.progress import read_metrics
+from stepjax.training.progress import check_split, read_metrics
 from stepjax.utils import is_integer, write_json
 
 
@@ -90,7 +90,9 @@ def evaluate_generator(gen_workdir: str, classifier_workdir: str, num_per_class:
     raw = pipeline.load_source(gen_cfg.data)
     # the gaits it learnt from, and the held-out real test part of the data's split (a STEP+Aug generator's own
     # split has no test part: it never saw those gaits, evaluating against them afterwards is reporting only)
-    split = pipeline.split_dataset(raw, gen_cfg.data)._replace(test=pipeline.outer_split(raw, gen_cfg.data).test)
+    split = pipeline.split_dataset(raw, gen_cfg.data)
+    check_split(gen_workdir, split, raw.fingerprint(), hint="retrain the generator")
+    split = split._replace(test=pipeline.outer_split(raw, gen_cfg.data).test)
     outputs = {"generated": classifier_outputs(predict_fn, cls_vars, gaits)}
     real_labels = {}
     for name in ("train", "test"):

@@ -142,17 +142,17 @@ def fit_latent_prior_on(model: STEPGenCVAE, variables, preprocessor, raw_gaits, 
 
 
 def fit_latent_prior_from_run(workdir: str | os.PathLike, which: str = "best") -> LatentPrior:
-    """:func:`fit_latent_prior` on the posteriors of a generator run's own **training split** (recorded in its
-    ``split.json``, else recomputed from its data config; the gaits it learnt from, aligned as in training): no
-    validation or test gait is used."""
+    """:func:`fit_latent_prior` on the posteriors of a generator run's own **training split** (the gaits it
+    learnt from, aligned as in training): no validation or test gait is used. The split comes from the run's data
+    config and must be the one recorded in its ``split.json``, on the same data (else ``ConfigMismatchError``)."""
     from stepjax.data import pipeline
-    from stepjax.training.progress import SPLIT_FILE, read_split
+    from stepjax.training.progress import check_split
 
     cfg, model, variables, prep = restore_generator(workdir, which)
     raw = pipeline.load_source(cfg.data)
-    recorded = os.path.exists(os.path.join(workdir, SPLIT_FILE))
-    train = read_split(workdir)["train"] if recorded else pipeline.split_dataset(raw, cfg.data).train
-    return fit_latent_prior_on(model, variables, prep, raw.gaits[train], raw.labels[train])
+    split = pipeline.split_dataset(raw, cfg.data)
+    check_split(workdir, split, raw.fingerprint(), hint="retrain the generator")
+    return fit_latent_prior_on(model, variables, prep, raw.gaits[split.train], raw.labels[split.train])
 
 
 def generate(model: STEPGenCVAE, variables, labels: jax.Array, rng: jax.Array, num_frames: int = 75,

@@ -279,6 +279,17 @@ def test_runs_record_the_length_they_trained_on(tmp_path, monkeypatch):
     assert len(seen) == 1 and np.any(test_lengths < 40)
     np.testing.assert_array_equal(seen[0], test_lengths)
     assert sum(map(sum, report["confusion_matrix"])) == len(test_lengths)
+    # the file is re-exported with one gait changed: the same keys, hence the same split, but other data; both
+    # runs' "test" / "training" gaits would silently be other gaits than they were trained with
+    from stepjax.generation import fit_latent_prior_from_run
+
+    changed = dict(cut, **{"000": cut["000"] + 0.01})
+    write_egait(tmp_path / "f.h5", tmp_path / "l.h5", changed, {k: int(y) for k, y in zip(cut, w.labels)})
+    with pytest.raises(ckpt_lib.ConfigMismatchError, match=r"other data .*\(the gaits or labels differ from its "
+                                                            r"split.json.*--features/--labels"):
+        evaluation.evaluate_workdir(str(tmp_path / "cls"))
+    with pytest.raises(ckpt_lib.ConfigMismatchError, match=r"the gaits or labels differ.*retrain the generator"):
+        fit_latent_prior_from_run(tmp_path / "gen")
 
 
 def test_generation_cli_refuses_bad_output_names_before_loading_anything(tmp_path, capsys):

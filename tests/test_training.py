@@ -97,9 +97,13 @@ def test_a_resumed_run_refuses_a_split_other_than_the_one_it_trained_on(tmp_path
     swapped = {k: v.tolist() for k, v in recorded.items()}
     swapped["train"][0], swapped["val"][0] = swapped["val"][0], swapped["train"][0]
     (workdir / "split.json").write_text(json.dumps(swapped))
-    with pytest.raises(ckpt_lib.ConfigMismatchError, match=r"another split .*\(train, val differ from split.json"):
+    with pytest.raises(ckpt_lib.ConfigMismatchError, match=r"other data .*\(train, val differ from its split.json"):
         fit_classifier(cfg, str(workdir), progress=False, log=lambda *a: None)
     assert json.loads((workdir / "split.json").read_text()) == swapped  # the record is kept, not overwritten
+    other_data = dict(json.loads(json.dumps({k: v.tolist() for k, v in recorded.items()})), data_fingerprint="0" * 64)
+    (workdir / "split.json").write_text(json.dumps(other_data))  # the same indices, other gaits in the file
+    with pytest.raises(ckpt_lib.ConfigMismatchError, match=r"\(the gaits or labels differ from its split.json"):
+        fit_classifier(cfg, str(workdir), progress=False, log=lambda *a: None)
 
 
 def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(trained, tmp_path):
@@ -519,15 +523,22 @@ def test_losses_and_models_refuse_rates_outside_their_range():
             jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 8, 16, 3)), jnp.zeros((1, 29)))
 
 
-def test_evaluating_an_empty_split_names_one_that_is_not(trained, monkeypatch):
+def test_evaluating_an_empty_split_names_one_that_is_not(trained, monkeypatch, tmp_path):
     """A run trained without a test part (``data.split`` with a test fraction of 0): ``eval.py`` (default
     ``--split test``) says so and names the split to evaluate instead."""
+    import shutil
+
     from stepjax import evaluation
     from stepjax.data import pipeline
+    from stepjax.training.progress import write_split
 
-    cfg, workdir, _ = trained
+    cfg, trained_dir, _ = trained
+    workdir = str(tmp_path / "no_test")
+    shutil.copytree(trained_dir, workdir)
     real = pipeline.split_dataset
     monkeypatch.setattr(pipeline, "split_dataset", lambda raw, c: real(raw, c)._replace(test=np.array([], int)))
+    raw = pipeline.load_source(cfg.data)
+    write_split(workdir, pipeline.split_dataset(raw, cfg.data), fingerprint=raw.fingerprint())  # as it trained
     with pytest.raises(ValueError, match=r"split 'test' of .* is empty \(its data.split is .*\); evaluate --split val"):
         evaluation.evaluate_workdir(workdir)
     assert evaluation.evaluate_workdir(workdir, split="val")["num_gaits"] == len(real(

@@ -10,6 +10,7 @@ so inference reproduces training preprocessing exactly.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from typing import Any, NamedTuple, Sequence
 
 import jax
@@ -35,6 +36,16 @@ class RawDataset(NamedTuple):
     def lengths_at(self, idx) -> np.ndarray | None:
         """``lengths[idx]``, or ``None`` when every frame is real."""
         return None if self.lengths is None else self.lengths[idx]
+
+    def fingerprint(self) -> str:
+        """SHA-256 (hex) of the gaits (float32), labels and lengths: recorded with a run's split
+        (``split.json``) so that evaluating or resuming it on data that changed since is refused."""
+        h = hashlib.sha256()
+        for a in (self.gaits.astype("<f4"), self.labels.astype("<i8"),
+                  np.zeros(0) if self.lengths is None else self.lengths.astype("<i8")):
+            h.update(str(a.shape).encode())
+            h.update(np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()
 
 
 def load_source(cfg) -> RawDataset:

@@ -97,7 +97,7 @@ def fit_classifier(cfg, workdir: str, *, progress: bool = True, log=print, stop_
                           checkpoint_every=cfg.get("checkpoint_every", 1), log=log,
                           frames_recorded=frames_recorded, read_saved_config=read_saved_model_config)
     state = tracker.resume({"train_state": state, "preprocessor": prep})["train_state"]
-    write_split(workdir, data["split"], resumed=tracker.start_epoch > 0)
+    write_split(workdir, data["split"], resumed=tracker.start_epoch > 0, fingerprint=data["raw"].fingerprint())
     log(f"{model.__class__.__name__}: {count_params(state.params):,} parameters; "
         f"train/val/test = {len(train.labels)}/{len(val.labels)}/{0 if test is None else len(test.labels)} gaits; "
         f"{steps_per_epoch} steps/epoch")

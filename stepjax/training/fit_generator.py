@@ -278,7 +278,7 @@ def fit_generator(cfg, workdir: str, *, progress: bool = True, log=print, stop_a
                           sections=GENERATOR_RESUME_SECTIONS, log=log, frames_recorded=frames_recorded,
                           read_saved_config=read_saved_model_config)
     state = _strong_step(_uncommitted(tracker.resume(_run_tree(state, prep))["train_state"]))
-    write_split(workdir, split, resumed=tracker.start_epoch > 0)
+    write_split(workdir, split, resumed=tracker.start_epoch > 0, fingerprint=data["raw"].fingerprint())
 
     log(f"STEPGenCVAE: {count_params(state.params):,} parameters; train/val/test = {len(train.labels)}/"
         f"{len(val.labels)}/{0 if test is None else len(test.labels)} gaits; {steps_per_epoch} steps/epoch; "

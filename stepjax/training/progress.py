@@ -28,25 +28,46 @@ METRICS_FILE = "metrics.jsonl"
 SPLIT_FILE = "split.json"
 
 
-def write_split(workdir: str, split, resumed: bool = False) -> None:
-    """Records the real train / val / test indices of a run (a :class:`~stepjax.data.splits.Split`) in
-    ``<workdir>/split.json`` (through a temporary file). ``resumed``: the run continues from a checkpoint, and
-    a recorded split that differs (other data under the same path, another splitting code) is a
-    :class:`~stepjax.training.checkpoint.ConfigMismatchError`, not silently replaced."""
-    parts = {k: [int(i) for i in getattr(split, k)] for k in ("train", "val", "test")}
+def write_split(workdir: str, split, resumed: bool = False, fingerprint: str | None = None) -> None:
+    """Records the real train / val / test indices of a run (a :class:`~stepjax.data.splits.Split`) and the
+    data's ``fingerprint`` (:meth:`stepjax.data.pipeline.RawDataset.fingerprint`) in ``<workdir>/split.json``
+    (through a temporary file). ``resumed``: the run continues from a checkpoint, and a recorded split or data
+    that differs is a :class:`~stepjax.training.checkpoint.ConfigMismatchError` (:func:`check_split`), not
+    silently replaced."""
+    if resumed:
+        check_split(workdir, split, fingerprint, hint="train in a new workdir")
+    record = _split_parts(split)
+    if fingerprint is not None:
+        record["data_fingerprint"] = fingerprint
     path = os.path.join(workdir, SPLIT_FILE)
-    if resumed and os.path.exists(path):
-        with open(path) as f:
-            recorded = json.load(f)
-        changed = [k for k in parts if recorded.get(k) != parts[k]]
-        if changed:
-            raise ckpt_lib.ConfigMismatchError(
-                f"{workdir} was trained on another split than its config gives now ({', '.join(changed)} differ "
-                f"from {SPLIT_FILE}: the data or the splitting changed); train in a new workdir")
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w") as f:
-        json.dump(parts, f)
+        json.dump(record, f)
     os.replace(tmp, path)
+
+
+def _split_parts(split) -> dict[str, list[int]]:
+    return {k: [int(i) for i in getattr(split, k)] for k in ("train", "val", "test")}
+
+
+def check_split(workdir: str, split, fingerprint: str | None = None, *, hint: str) -> None:
+    """Raises :class:`~stepjax.training.checkpoint.ConfigMismatchError` when ``<workdir>/split.json`` records
+    other train / val / test indices than ``split`` (the split a run's config gives now), or other data than
+    ``fingerprint`` (where both are known): the data file or the splitting changed since the run was trained,
+    and its "test" gaits would not be the ones it never saw. No ``split.json`` (a run from before runs recorded
+    it): nothing to compare. ``hint``: what to do instead, for the message."""
+    path = os.path.join(workdir, SPLIT_FILE)
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        recorded = json.load(f)
+    changed = [k for k, v in _split_parts(split).items() if recorded.get(k) != v]
+    if fingerprint is not None and recorded.get("data_fingerprint") not in (None, fingerprint):
+        changed.append("the gaits or labels")
+    if changed:
+        raise ckpt_lib.ConfigMismatchError(
+            f"{workdir} was trained on other data than its config gives now ({', '.join(changed)} differ from its "
+            f"{SPLIT_FILE}: the data file or the splitting changed since training); {hint}")
 
 
 def read_split(workdir: str) -> dict:
@@ -54,7 +75,8 @@ def read_split(workdir: str) -> dict:
     import numpy as np
 
     with open(os.path.join(workdir, SPLIT_FILE)) as f:
-        return {k: np.asarray(v, np.int64) for k, v in json.load(f).items()}
+        recorded = json.load(f)
+    return {k: np.asarray(recorded[k], np.int64) for k in ("train", "val", "test")}
 
 
 class MetricsLog:
