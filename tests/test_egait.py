@@ -45,6 +45,14 @@ def test_synthetic_labels_from_key_suffix(tmp_path):
     data = egait.read_egait(tmp_path / "synth.h5")
     np.testing.assert_array_equal(data.labels, [3, 0, 2, 1])
     assert egait.label_from_key("00003_happy") == 2
+    # without a labels file the key's word is the label: given labels that contradict it are an error, not dropped
+    with pytest.raises(ValueError, match=r"key 'b_Sad' \(Sad\) was given label 0 \(2 such keys\)"):
+        egait.write_egait_arrays(tmp_path / "x.h5", None, gaits[:3], [2, 0, 0], keys=["a_Happy", "b_Sad", "c_Neutral"])
+    with pytest.raises(ValueError, match="labelled=False, which writes no labels"):
+        egait.write_egait(tmp_path / "x.h5", None, {"x_Happy": gaits[0]}, {"x_Happy": 2}, labelled=False)
+    assert not (tmp_path / "x.h5").exists()
+    egait.write_egait(tmp_path / "x.h5", None, {"x_Happy": gaits[0]}, {"x_Happy": 2})  # agreeing labels are fine
+    np.testing.assert_array_equal(egait.read_egait(tmp_path / "x.h5").labels, [2])
 
 
 @pytest.mark.parametrize("problem, match", [
@@ -60,6 +68,8 @@ def test_synthetic_labels_from_key_suffix(tmp_path):
     ("vector_label", r"label of key '000_x' is \[0\. 0\. 0\. \.\.\. .*shape \(10, 48\)"),
     ("not_hdf5", r"l\.h5: not an HDF5 file"),
     ("string_gait", r"f\.h5: key '001_x' has dtype .*S.*expected real numbers"),
+    ("beyond_float32", r"'001_x' contains NaN/inf \(first at frame 2, column 7: 1e\+39, beyond float32's range\)"),
+    ("truncated", r"f\.h5: cannot be read, a truncated or damaged HDF5 file\?"),
 ])
 def test_bad_files_give_clear_errors(tmp_path, problem, match):
     f_path, l_path = tmp_path / "f.h5", tmp_path / "l.h5"
@@ -75,6 +85,8 @@ def test_bad_files_give_clear_errors(tmp_path, problem, match):
         feats["001_x"][3, 5] = np.nan
     if problem == "empty":
         feats = {}
+    if problem == "beyond_float32":  # finite in the file's float64, inf in float32
+        feats["001_x"][2, 7] = 1e39
     if problem == "string_gait":
         feats["001_x"] = np.full((10, 48), b"x")
     if problem == "bad_label":
@@ -91,6 +103,8 @@ def test_bad_files_give_clear_errors(tmp_path, problem, match):
                 f[k] = odd.get(problem, np.int64(v)) if k == "000_x" else np.int64(v)
     if problem == "not_hdf5":
         l_path.write_text("not hdf5")
+    if problem == "truncated":  # a copy cut short: the HDF5 signature is intact
+        f_path.write_bytes(f_path.read_bytes()[:1500])
     with pytest.raises(egait.EGaitFormatError, match=match):
         egait.read_egait(f_path, l_path)
 

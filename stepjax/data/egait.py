@@ -11,6 +11,7 @@ Keys are matched by name, never by position (the official loader zips ``keys()``
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import os
 import re
@@ -76,11 +77,14 @@ def _read_gait(path: str, f: h5py.File, key: str) -> np.ndarray:
             f"= {NUM_JOINTS} joints x {NUM_COORDS} coords, column 3*joint+coord")
     if data.shape[0] == 0:
         raise EGaitFormatError(f"{path}: key {key!r} has no frames")
-    if not np.all(np.isfinite(data)):
-        bad = np.argwhere(~np.isfinite(data))[0]
+    with np.errstate(over="ignore"):
+        data32 = data.astype(np.float32)  # checked after the cast: 1e39 is finite in float64, inf in float32
+    if not np.all(np.isfinite(data32)):
+        bad = np.argwhere(~np.isfinite(data32))[0]
         raise EGaitFormatError(
-            f"{path}: key {key!r} contains NaN/inf (first at frame {bad[0]}, column {bad[1]})")
-    return data.reshape(data.shape[0], NUM_JOINTS, NUM_COORDS).astype(np.float32)
+            f"{path}: key {key!r} contains NaN/inf (first at frame {bad[0]}, column {bad[1]}"
+            + (f": {float(data[tuple(bad)])!r}, beyond float32's range)" if np.isfinite(data[tuple(bad)]) else ")"))
+    return data32.reshape(data.shape[0], NUM_JOINTS, NUM_COORDS)
 
 
 def _read_label(path: str, f: h5py.File, key: str, num_classes: int) -> int:
@@ -108,12 +112,23 @@ def _check_hdf5(path: str | os.PathLike) -> None:
         raise EGaitFormatError(f"{os.fspath(path)}: not an HDF5 file")
 
 
+@contextlib.contextmanager
+def _open_hdf5(path: str):
+    """``h5py.File(path, 'r')`` after :func:`_check_hdf5`; h5py's errors on a damaged file (e.g. truncated: the
+    signature is intact, the data is not) become :class:`EGaitFormatError` naming the file."""
+    _check_hdf5(path)
+    try:
+        with h5py.File(path, "r") as f:
+            yield f
+    except OSError as err:
+        raise EGaitFormatError(f"{path}: cannot be read, a truncated or damaged HDF5 file? ({err})") from None
+
+
 def read_egait_gaits(features_path: str | os.PathLike) -> tuple[tuple[str, ...], tuple[np.ndarray, ...]]:
     """``(keys, gaits)`` of an E-Gait ``features*.h5`` without labels (e.g. gaits to classify): keys sorted by
     name, one float32 ``(T_i, 16, 3)`` per key. Raises as :func:`read_egait`."""
-    _check_hdf5(features_path)
     features_path = os.fspath(features_path)
-    with h5py.File(features_path, "r") as ff:
+    with _open_hdf5(features_path) as ff:
         keys = tuple(sorted(ff.keys()))
         if not keys:
             raise EGaitFormatError(f"{features_path}: file holds no gaits")
@@ -138,7 +153,7 @@ def read_egait(features_path: str | os.PathLike, labels_path: str | os.PathLike 
     """
     features_path = os.fspath(features_path)
     if labels_path is not None:
-        _check_hdf5(labels_path)
+        _check_hdf5(labels_path)  # before the (longer) read of the gaits
     keys, gaits = read_egait_gaits(features_path)
     if labels_path is None:
         try:
@@ -147,7 +162,7 @@ def read_egait(features_path: str | os.PathLike, labels_path: str | os.PathLike 
             raise EGaitFormatError(f"{features_path}: {err}; read_egait_gaits reads gaits without labels") from None
     else:
         labels_path = os.fspath(labels_path)
-        with h5py.File(labels_path, "r") as fl:
+        with _open_hdf5(labels_path) as fl:
             label_keys = set(fl.keys())
             if not label_keys:
                 raise EGaitFormatError(f"{labels_path}: file holds no labels")
@@ -190,8 +205,19 @@ def write_egait(features_path: str | os.PathLike, labels_path: str | os.PathLike
             raise ValueError("write_egait: labels must have exactly the keys of gaits")
         validate_labels([labels[k] for k in gaits], "write_egait: labels")
     elif labelled:
-        for k in gaits:
-            label_from_key(k)
+        from_keys = {k: label_from_key(k) for k in gaits}
+        if labels is not None:  # stored only in the key suffixes: they must say the same
+            if set(labels) != set(gaits):
+                raise ValueError("write_egait: labels must have exactly the keys of gaits")
+            wrong = [k for k in gaits if int(validate_labels([labels[k]], "write_egait: labels")[0]) != from_keys[k]]
+            if wrong:
+                k = wrong[0]
+                raise ValueError(f"write_egait: without a labels file the label is the key's emotion word, but key "
+                                 f"{k!r} ({LABEL_NAMES[from_keys[k]]}) was given label {labels[k]} "
+                                 f"({len(wrong)} such keys): fix the keys or the labels, or pass labels_path")
+    elif labels is not None:
+        raise ValueError("write_egait: labels given with labelled=False, which writes no labels; drop them or "
+                         "pass labels_path")
     rows = {key: _egait_rows(key, gait) for key, gait in gaits.items()}  # every gait checked before any write
     files = {features_path: lambda f: [f.create_dataset(key, data=arr) for key, arr in rows.items()]}
     if labels_path is not None:
