@@ -60,7 +60,13 @@ def evaluate_workdir(workdir: str, split: str = "test", features: str | None = N
 
 def evaluate_workdirs(workdirs: Sequence[str], **kwargs) -> dict:
     """Reports of several runs (seeds / folds) and their mean +- std. Runs evaluated on their own splits must
-    share their data config (a mean over different datasets is not a protocol number): else ``ValueError``."""
+    share their data config (a mean over different datasets is not a protocol number), and a run given twice
+    would count as two: else ``ValueError``."""
+    resolved = [os.path.realpath(w) for w in workdirs]
+    repeated = sorted({w for w, r in zip(workdirs, resolved) if resolved.count(r) > 1})
+    if repeated:
+        raise ValueError(f"the same run is given more than once ({', '.join(map(str, repeated))}): a mean +- std "
+                         "over runs needs each run once")
     if len(workdirs) > 1 and not kwargs.get("features"):
         from stepjax.training.checkpoint import read_run_config
 

@@ -565,3 +565,5 @@ def test_evaluation_refuses_silent_wrong_numbers(monkeypatch):
     monkeypatch.setattr(checkpoint, "read_run_config", lambda w: {"data": {"num_gaits": len(w)}})
     with pytest.raises(ValueError, match="different data configs"):
         evaluation.evaluate_workdirs(["a", "bb"])
+    with pytest.raises(ValueError, match=r"the same run is given more than once \(runs/a, runs/a/\)"):
+        evaluation.evaluate_workdirs(["runs/a", "runs/b", "runs/a/"])  # would count as two runs of a std
