@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from stepjax.skeleton import NUM_COORDS, NUM_JOINTS, UP_AXIS
+from stepjax.utils import check_real_dtype
 
 __all__ = [
     "FEATURE_NAMES", "FEATURE_MIRROR_PERMUTATION", "NUM_FEATURES", "MIN_FRAMES", "SPEED_JOINTS",
@@ -94,6 +95,7 @@ def _as_gaits(gaits) -> jax.Array:
     if shape[-3] < MIN_FRAMES:
         raise ValueError(f"affective_features needs at least {MIN_FRAMES} frames (jerk uses 3 frame differences), "
                          f"got T={shape[-3]} in shape {shape}")
+    check_real_dtype(gaits, "affective_features: gaits")
     x = jnp.asarray(gaits)
     if not jnp.issubdtype(x.dtype, jnp.floating):
         x = x.astype(jnp.result_type(float))

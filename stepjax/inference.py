@@ -30,6 +30,7 @@ import numpy as np
 from stepjax.data.pipeline import Preprocessor, trained_num_frames
 from stepjax.data.preprocess import validate_gaits
 from stepjax.nn import with_impls
+from stepjax.utils import check_real_dtype
 from stepjax.training import checkpoint as ckpt_lib
 
 
@@ -84,6 +85,7 @@ def make_predict_fn(model, num_frames: int | None = None) -> Callable:
             raise ValueError(f"predict_fn takes the classifier's variables {{'model', 'preprocessor'}} (as "
                              f"load_classifier / restore_classifier return them), got {keys}")
         concrete = not isinstance(gaits, jax.core.Tracer)
+        check_real_dtype(gaits, "gaits")  # before jnp.asarray, which fails obscurely on an object array
         gaits = jnp.asarray(gaits)
         validate_gaits(gaits, "gaits", batched=None, check_finite=concrete)
         if num_frames and gaits.shape[-3] != num_frames:

@@ -22,6 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from stepjax import LABEL_NAMES
+from stepjax.utils import check_real_dtype
 
 
 def read_gaits(path: str | os.PathLike) -> tuple[list[str], list[np.ndarray]]:
@@ -30,7 +31,11 @@ def read_gaits(path: str | os.PathLike) -> tuple[list[str], list[np.ndarray]]:
     if path.endswith(".npy"):
         if not os.path.exists(path):
             raise FileNotFoundError(f"{path}: no such file")
-        arr = np.load(path, allow_pickle=False)
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except ValueError as err:  # pickled objects, or not a NumPy file
+            raise ValueError(f"{path}: not a NumPy array of gaits ({err})") from None
+        check_real_dtype(arr, path)
         if arr.ndim == 3 and arr.shape[-1] == 48:
             arr = arr.reshape(arr.shape[0], arr.shape[1], 16, 3)
         elif arr.ndim == 3:

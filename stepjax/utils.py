@@ -24,6 +24,17 @@ def is_integer(value: Any) -> bool:
     return True
 
 
+def check_real_dtype(x: Any, name: str) -> None:
+    """``ValueError`` unless ``x`` (an array or nested lists) holds real numbers, floating or integer: a bool,
+    complex, object or string array would be cast to float silently and give confident nonsense."""
+    import numpy as np
+
+    dtype = np.dtype(x.dtype) if hasattr(x, "dtype") else np.asarray(x).dtype
+    if dtype.kind in "fiu" or dtype.name.startswith(("bfloat", "float")):  # ml_dtypes' bfloat16 is kind 'V'
+        return
+    raise ValueError(f"{name} must hold real numbers (coordinates in metres), got dtype {dtype}")
+
+
 def strict_json(obj: Any) -> Any:
     """``obj`` with every NaN / inf float replaced by ``None`` (JSON ``null``; Python's ``json`` would write the
     non-standard ``NaN`` that strict parsers reject), numpy scalars and arrays as Python values."""

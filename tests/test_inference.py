@@ -60,6 +60,9 @@ def test_predict_fn_names_variables_of_another_kind(step):
     for wrong in (variables["model"], {"params": {}, "batch_stats": {}}, [variables]):
         with pytest.raises(ValueError, match=r"predict_fn takes the classifier's variables \{'model', 'preprocessor'\}"):
             predict_fn(wrong, gaits)
+    for dtype in (bool, object):  # a mask or an object array of the right shape was classified with confidence
+        with pytest.raises(ValueError, match=f"gaits must hold real numbers .*got dtype {np.dtype(dtype)}"):
+            predict_fn(variables, np.asarray(gaits > 0, dtype))
 
 
 @pytest.mark.parametrize("policy", ["tile", "resample"])
@@ -89,3 +92,9 @@ def test_npy_rows_of_48_values_are_joint_major_like_egait(tmp_path):
     for path in ("flat.npy", "full.npy", "features.h5"):
         _, got = read_gaits(tmp_path / path)
         np.testing.assert_array_equal(np.stack(got), gaits, err_msg=path)
+    np.save(tmp_path / "mask.npy", gaits > 0)
+    with pytest.raises(ValueError, match=r"mask.npy must hold real numbers .*got dtype bool"):
+        read_gaits(tmp_path / "mask.npy")
+    np.save(tmp_path / "objects.npy", gaits.astype(object), allow_pickle=True)
+    with pytest.raises(ValueError, match=r"objects.npy: not a NumPy array of gaits \(Object arrays cannot be loaded"):
+        read_gaits(tmp_path / "objects.npy")

@@ -120,6 +120,24 @@ def test_length_policies():
             fn([], 5)
     with pytest.raises(ValueError, match="hop must be a whole number of frames >= 1"):
         pp.sliding_windows(np.zeros((10, 16, 3)), 4, 0)
+    for bad in (np.zeros(10), np.zeros((10, 48))):  # once a silent (1, 10) window / an AttributeError
+        with pytest.raises(ValueError, match=r"sliding_windows: gait must be one gait \(T, 16, 3\)"):
+            pp.sliding_windows(bad, 4, 2)
+
+
+@pytest.mark.parametrize("dtype", [bool, np.complex64, object])
+def test_gaits_that_are_not_real_numbers_are_refused(dtype):
+    """Bool, complex or object arrays of the right shape were cast to float and classified with confidence."""
+    from stepjax.affective import affective_features
+
+    gaits = np.ones((2, 8, 16, 3), dtype)
+    match = rf"must hold real numbers \(coordinates in metres\), got dtype {np.dtype(dtype)}"
+    for fn in (pp.validate_gaits, lambda g: pp.align_to_reference(g, np.zeros((16, 3))), affective_features):
+        with pytest.raises(ValueError, match=match):
+            fn(gaits)
+    pp.validate_gaits(np.ones((2, 8, 16, 3), np.int32))  # integers are numbers
+    with pytest.raises(ValueError, match=r"T >= 1, got \(2, 0, 16, 3\)"):  # once an IndexError
+        pp.align_to_reference(np.zeros((2, 0, 16, 3)), np.zeros((16, 3)))
 
 
 def test_official_tiling_reproduces_golden_egait_inputs():

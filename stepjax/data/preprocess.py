@@ -23,6 +23,7 @@ import numpy as np
 
 from stepjax import NUM_CLASSES
 from stepjax.skeleton import NUM_COORDS, NUM_JOINTS, ROOT
+from stepjax.utils import check_real_dtype
 
 LENGTH_POLICIES = ("tile", "crop", "resample")
 
@@ -43,6 +44,7 @@ def validate_gaits(gaits, name: str = "gaits", *, batched: bool | None = True, c
         raise ValueError(f"{name} must have shape {layout}, got {shape}{hint}")
     if shape[-3] < 1:
         raise ValueError(f"{name} has no frames: shape {shape}")
+    check_real_dtype(gaits, name)
     xp = jnp if isinstance(gaits, jax.Array) else np  # a device array: only one scalar comes back to the host
     if check_finite and not bool(xp.all(xp.isfinite(gaits))):
         raise ValueError(f"{name} contains NaN or inf values")
@@ -180,8 +182,13 @@ def real_frame_counts(gaits: Sequence[np.ndarray], length: int | None = None, po
 
 
 def sliding_windows(gait: np.ndarray, length: int, hop: int) -> np.ndarray:
-    """All windows ``(W, length, ...)`` of ``gait`` starting every ``hop`` frames (tiled if too short)."""
+    """All windows ``(W, length, 16, 3)`` of one gait ``(T, 16, 3)`` starting every ``hop`` frames (tiled if too
+    short)."""
     length, hop = _check_frames(length, "length"), _check_frames(hop, "hop")
+    if np.ndim(gait) != 3 or np.shape(gait)[-2:] != (NUM_JOINTS, NUM_COORDS):
+        raise ValueError(f"sliding_windows: gait must be one gait (T, {NUM_JOINTS}, {NUM_COORDS}), got shape "
+                         f"{np.shape(gait)}")
+    gait = np.asarray(gait)
     if gait.shape[0] == 0:
         raise ValueError("sliding_windows: the gait has no frames")
     if gait.shape[0] <= length:
@@ -244,9 +251,11 @@ def align_to_reference(gaits, reference):
     ``root_center(reference)`` is found (:func:`similarity_transform`) and applied to every frame.
     Pure jnp: jit-able and vmap-able. ``ValueError`` for other shapes (checked on the static shapes).
     """
-    if np.ndim(gaits) < 3 or tuple(np.shape(gaits)[-2:]) != (NUM_JOINTS, NUM_COORDS):
-        raise ValueError(f"align_to_reference: gaits must be (..., T, {NUM_JOINTS}, {NUM_COORDS}), got "
+    if (np.ndim(gaits) < 3 or tuple(np.shape(gaits)[-2:]) != (NUM_JOINTS, NUM_COORDS)
+            or np.shape(gaits)[-3] < 1):
+        raise ValueError(f"align_to_reference: gaits must be (..., T, {NUM_JOINTS}, {NUM_COORDS}) with T >= 1, got "
                          f"{tuple(np.shape(gaits))}")
+    check_real_dtype(gaits, "align_to_reference: gaits")
     if tuple(np.shape(reference)) != (NUM_JOINTS, NUM_COORDS):
         raise ValueError(f"align_to_reference: reference must be one pose ({NUM_JOINTS}, {NUM_COORDS}), got "
                          f"{tuple(np.shape(reference))}")
