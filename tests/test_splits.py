@@ -95,6 +95,12 @@ def test_a_class_missing_from_a_training_or_validation_part_is_flagged():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         pipeline.warn_if_classes_missing(folds, labels)
+        whole = splits.Split(np.arange(60), np.arange(60), np.array([], int))
+        pipeline.warn_if_classes_missing([whole], labels[:60], num_classes=2)  # a 2-class model: nothing missing
+    one_class = np.full(60, 2)  # a 4-class model on one class once reported a healthy 0.79 accuracy, silently
+    with pytest.warns(UserWarning, match=r"the data has no gait of Angry, Neutral, Sad: the 4-class model is "
+                                         r"trained, selected and tested on 1 class\(es\) only"):
+        pipeline.warn_if_classes_missing([whole], one_class)
     raw = pipeline.RawDataset(gaits=np.zeros((120, 8, 16, 3), np.float32), labels=labels.astype(np.int32),
                               subjects=one_subject, lengths=None)  # the k-fold protocol (configs/step_cv.py) warns
     cfg = ml_collections.ConfigDict(dict(seed=0, data=dict(split_seed=0, group_by_subject=True),

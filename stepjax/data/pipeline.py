@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from stepjax import NUM_CLASSES
 from stepjax import affective as aff
 from stepjax.data import preprocess as pp
 from stepjax.data import splits
@@ -149,17 +150,30 @@ def warn_if_lopsided(split: splits.Split, fractions, num_gaits: int) -> None:
                       stacklevel=2)
 
 
+def model_num_classes(cfg) -> int:
+    """The classes a run's model predicts: ``cfg.model.num_classes``, else :data:`stepjax.NUM_CLASSES`."""
+    return int((cfg.get("model") or {}).get("num_classes", NUM_CLASSES))
+
+
 def warn_if_classes_missing(run_splits: Sequence[splits.Split], labels: np.ndarray,
-                            run_names: Sequence[str] | None = None) -> None:
-    """Warns when a class of the data has no gait in a run's training part (the model never learns it) or in its
-    validation part (model selection ignores it): a grouped split or fold with one or two subjects per class moves
-    each class whole. ``run_names`` label the runs of a k-fold protocol (e.g. ``'repeat 0 fold 3'``). Empty parts
-    are left to the callers, which refuse them."""
+                            run_names: Sequence[str] | None = None, num_classes: int = NUM_CLASSES) -> None:
+    """Warns when one of the ``num_classes`` classes has no gait in the data at all (a 4-class model would be
+    trained and scored on fewer classes, with healthy-looking numbers), and when a class of the data has no gait
+    in a run's training part (the model never learns it) or in its validation part (model selection ignores it):
+    a grouped split or fold with one or two subjects per class moves each class whole. ``run_names`` label the
+    runs of a k-fold protocol (e.g. ``'repeat 0 fold 3'``). Empty parts are left to the callers, which refuse
+    them."""
     import warnings
 
     from stepjax import LABEL_NAMES
 
     present = np.unique(labels)
+    absent = np.setdiff1d(np.arange(num_classes), present)
+    if absent.size:
+        names = ", ".join(LABEL_NAMES[c] if c < len(LABEL_NAMES) else str(c) for c in absent)
+        warnings.warn(f"the data has no gait of {names}: the {num_classes}-class model is trained, selected and "
+                      f"tested on {present.size} class(es) only, and its accuracy says nothing about the others",
+                      stacklevel=2)
     problems = []
     for i, split in enumerate(run_splits):
         for part in ("train", "val"):
@@ -359,7 +373,7 @@ def prepare(cfg, extra_train: tuple[np.ndarray, np.ndarray] | None = None) -> di
     pp.warn_if_not_metres(raw.gaits, "dataset gaits")
     split = split_dataset(raw, cfg.data)
     warn_if_lopsided(split, split_fractions(cfg.data), len(raw.labels))
-    warn_if_classes_missing([split], raw.labels)
+    warn_if_classes_missing([split], raw.labels, num_classes=model_num_classes(cfg))
     if len(split.train) == 0 or len(split.val) == 0:
         raise ValueError(f"split {tuple(cfg.data.split)} leaves an empty train or validation set "
                          f"({len(raw.labels)} gaits)")
