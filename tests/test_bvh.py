@@ -287,6 +287,12 @@ def test_resample_is_linear_interpolation_in_time():
     expected = np.stack([np.interp(t_out, t_src, col) for col in frames.reshape(41, -1).T], axis=-1)
     np.testing.assert_allclose(out.reshape(out.shape[0], -1), expected, atol=1e-12)
     np.testing.assert_array_equal(B.resample(frames, 30.0, 30.0), frames)
+    for rates in ((30.0, np.inf), (np.inf, 30.0), (30.0, np.nan), (0.0, 30.0)):  # inf once a ZeroDivisionError
+        with pytest.raises(ValueError, match="frame rates must be finite and > 0"):
+            B.resample(frames, *rates)
+    assert list(B.window_clip("c", frames, 10, None)) == ["c_f0", "c_f10", "c_f20", "c_f30"]
+    with pytest.raises(ValueError, match="window and hop must be >= 1, got 10, 0"):  # hop 0 once meant hop 10
+        B.window_clip("c", frames, 10, 0)
 
 
 def test_units_auto_and_explicit_agree():
@@ -347,6 +353,8 @@ def _bad_file(tmp_path: Path, text: str) -> Path:
     (lambda s: s.replace("Frames: 4", "Frames: 5"), "frame count mismatch"),
     (lambda s: s.replace("CHANNELS 3 Xrotation", "CHANNELS 3 Wrotation"), "unknown channel name 'Wrotation'"),
     (lambda s: s.replace("Frame Time: 0.5", ""), "Frame Time"),
+    (lambda s: s.replace("Frame Time: 0.5", "Frame Time: 33.3333"), "is 0.03 fps, outside 1-10000 fps"),  # in ms
+    (lambda s: s.replace("Frame Time: 0.5", "Frame Time: 1e-9"), "is 1e+09 fps, outside 1-10000 fps"),
     (lambda s: s.replace("0 1 0 0 0 0    45", "0 1 0 0 nan 0    45"), "NaN"),
 ])
 def test_bad_files_raise_value_error_naming_file_and_problem(tmp_path, edit, message):

@@ -248,6 +248,10 @@ def _parse_motion(lines: Sequence[str], first_line: int, num_channels: int, sour
         raise ValueError(f"{source}: bad frame count {num_frames:g} in MOTION (need an integer >= 1)")
     if not frame_time > 0:
         raise ValueError(f"{source}: bad Frame Time {frame_time:g} (need > 0 seconds)")
+    if not MIN_FRAME_TIME_S <= frame_time <= MAX_FRAME_TIME_S:  # resampling would make 1 or 200,000 frames of it
+        raise ValueError(f"{source}: Frame Time {frame_time:g} s per frame is {1 / frame_time:g} fps, outside "
+                         f"{1 / MAX_FRAME_TIME_S:g}-{1 / MIN_FRAME_TIME_S:g} fps: BVH gives seconds per frame "
+                         "(e.g. 0.0333333 at 30 fps; milliseconds or a frame rate there are a broken export)")
     num_frames = int(num_frames)
     rows = [(first_line + body_start + i, line.split()) for i, line in enumerate(lines[body_start:])]
     rows = [(n, r) for n, r in rows if r]
@@ -517,14 +521,18 @@ def unit_scale(step16: np.ndarray, units: str | float = "auto") -> float:
     return scale
 
 
+#: The Frame Time (seconds per frame) a BVH file may give: 1 fps to 10,000 fps.
+MIN_FRAME_TIME_S, MAX_FRAME_TIME_S = 1e-4, 1.0
+
+
 def resample(frames: np.ndarray, source_fps: float, target_fps: float) -> np.ndarray:
     """Linear interpolation in time of ``(F, ...)`` frames from ``source_fps`` to ``target_fps``.
 
     Output frame ``k`` is at time ``k / target_fps`` (the first frames coincide); the clip keeps its
     duration, so ``T = floor((F - 1) * target_fps / source_fps) + 1`` frames. Same rates: a copy.
     """
-    if not (source_fps > 0 and target_fps > 0):
-        raise ValueError(f"frame rates must be > 0, got source {source_fps}, target {target_fps}")
+    if not (0 < source_fps < np.inf and 0 < target_fps < np.inf):
+        raise ValueError(f"frame rates must be finite and > 0, got source {source_fps}, target {target_fps}")
     num = frames.shape[0]
     ratio = source_fps / target_fps  # source frames per target frame
     if abs(ratio - 1.0) < 1e-9 or num == 1:
@@ -788,7 +796,7 @@ def window_clip(stem: str, gait: np.ndarray, window: int | None, hop: int | None
     """
     if window is None:
         return {stem: gait}
-    hop = hop or window
+    hop = window if hop is None else hop
     if window < 1 or hop < 1:
         raise ValueError(f"window and hop must be >= 1, got {window}, {hop}")
     starts = range(0, max(gait.shape[0] - window, 0) + 1, hop)
