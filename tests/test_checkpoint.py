@@ -323,3 +323,52 @@ def test_runs_record_every_model_field_and_read_a_missing_one_as_the_code_that_w
         resolve_model_config({"task": "classifier", "preprocess": {"num_affective": 0}, "model": {"width": 4}})
     with pytest.raises(ckpt_lib.ConfigMismatchError, match="does not build this version's model.*width"):
         read_saved_model_config({"task": "classifier", "preprocess": {"num_affective": 0}, "model": {"width": 4}})
+
+
+@pytest.mark.parametrize("damage", ["no_state", "meta_json", "array_data"])
+def test_a_damaged_checkpoint_is_named_with_the_older_one_to_fall_back_to(tmp_path, damage):
+    """A checkpoint damaged on disk (an item missing, its metadata cut short, its array files overwritten) is a
+    :class:`CheckpointCorruptError` naming it and the older checkpoint left (once a raw ``KeyError`` or orbax's
+    bare ``Exception``, or misreported as a config mismatch); resuming and reading stop there."""
+    _run(tmp_path, [0.5, 0.4, 0.3])
+    step = tmp_path / ckpt_lib.LATEST / "2"
+    if damage == "no_state":
+        shutil.rmtree(step / "state")
+    elif damage == "meta_json":
+        meta = step / "meta" / "metadata"  # orbax's JSON item
+        meta.write_text(meta.read_text()[:20])
+    else:
+        for path in (step / "state").rglob("d/*"):  # the array data files
+            path.write_bytes(b"\0" * path.stat().st_size)
+    why = {"no_state": "no state item", "meta_json": "", "array_data": ""}[damage]
+    latest = ckpt_lib.LATEST
+    match = rf"checkpoint .*{latest}/2 is damaged or incomplete \({why}.*; remove it to resume or evaluate from .*{latest}/1"
+    with pytest.raises(ckpt_lib.CheckpointCorruptError, match=match):
+        ckpts = ckpt_lib.RunCheckpoints(tmp_path, create=False)
+        try:
+            ckpts.read_meta()
+            ckpts.restore(_tree(-1))
+        finally:
+            ckpts.close()
+    with pytest.raises(ckpt_lib.CheckpointCorruptError, match=match):
+        RunProgress(str(tmp_path), CFG, 4, log=lambda *a: None).resume(_tree(-1))
+    shutil.rmtree(step)  # as the message says: the run resumes from the older checkpoint
+    progress = RunProgress(str(tmp_path), CFG, 4, log=lambda *a: None)
+    assert progress.resume(_tree(-1))["w"][0] == 1.0 and progress.start_epoch == 2
+    progress.close()
+
+
+def test_restoring_into_another_shape_is_a_mismatch(tmp_path):
+    """orbax restores the stored shape whatever the target's ((3,) into a (4,) target came back (3,), silently):
+    the restore compares every array's shape with the model's."""
+    _run(tmp_path, [0.5])
+    ckpts = ckpt_lib.RunCheckpoints(tmp_path, create=False)
+    try:
+        for tree, shown in (({"w": np.zeros(4, np.float32)}, r"\['w'\]: checkpoint \(3,\), model \(4,\)"),
+                            ({"v": np.zeros(3, np.float32)}, "Structure mismatch")):
+            with pytest.raises(ckpt_lib.ConfigMismatchError, match=r"does not fit the model built from this config.*"
+                                                                  + shown):
+                ckpts.restore(tree)
+        assert ckpts.restore({"w": np.zeros(3, np.float32)})[0]["w"][0] == 0.0
+    finally:
+        ckpts.close()

@@ -196,10 +196,13 @@ def test_frozen_predictor_matches_predict_fn(trained):
 
 
 def test_eval_cli_writes_json_and_png(trained, tmp_path):
+    import shutil
+
     _, workdir, result = trained
-    out_json, out_png = tmp_path / "eval.json", tmp_path / "cm.png"
+    out_json, out_png, copy = tmp_path / "eval.json", tmp_path / "cm.png", tmp_path / "copy"
+    shutil.copytree(workdir, copy)  # a second run with the same numbers (the same run twice is refused)
     proc = subprocess.run([sys.executable, str(PROJECT_ROOT / "eval.py"), f"--workdir={workdir}",
-                           f"--workdir={workdir}", f"--json={out_json}", f"--png={out_png}"],
+                           f"--workdir={copy}", f"--json={out_json}", f"--png={out_png}"],
                           capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.load(open(out_json))

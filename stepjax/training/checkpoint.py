@@ -23,6 +23,7 @@ import warnings
 from typing import Any, Callable, Iterator, Mapping
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 LATEST = "checkpoints"
@@ -34,6 +35,10 @@ WHICH = ("best", "latest")
 
 class ConfigMismatchError(ValueError):
     """A checkpoint was written by a run with a different (incompatible) config."""
+
+
+class CheckpointCorruptError(ValueError):
+    """A checkpoint on disk is damaged or incomplete (an item missing, unreadable arrays or metadata)."""
 
 
 def config_to_json(cfg) -> dict:
@@ -138,6 +143,11 @@ def _locked(workdir: str, created: bool) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+#: Status codes and phrases of tensorstore's errors for files it cannot read (as opposed to orbax's structure
+#: and shape comparison, a config mismatch).
+_READ_ERRORS = ("DATA_LOSS", "NOT_FOUND", "Error reading", "Error opening", "Error decoding")
+
+
 class RunCheckpoints:
     """Latest and best-by-validation checkpoints of one workdir."""
 
@@ -177,11 +187,32 @@ class RunCheckpoints:
         return self._manager(which).latest_step()
 
     def read_meta(self, which: str = "latest", epoch: int | None = None) -> dict | None:
+        """The metadata (``epoch``, ``config``, ...) stored with a checkpoint; ``None`` without one.
+        :class:`CheckpointCorruptError` when it is missing or unreadable."""
         mngr = self._manager(which)
         epoch = mngr.latest_step() if epoch is None else epoch
         if epoch is None:
             return None
-        return mngr.restore(epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        self._check_items(mngr, epoch)
+        try:
+            meta = mngr.restore(epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        except Exception as e:  # noqa: BLE001 - orbax raises bare Exceptions for unreadable files
+            raise self._corrupt(mngr, epoch, e) from e
+        if not isinstance(meta, Mapping) or not isinstance(meta.get("config"), Mapping):
+            raise self._corrupt(mngr, epoch, "its meta holds no config")
+        return meta
+
+    def _check_items(self, mngr: ocp.CheckpointManager, epoch: int) -> None:
+        missing = [item for item in ("state", "meta") if not os.path.isdir(os.path.join(mngr.directory, str(epoch),
+                                                                                          item))]
+        if missing:
+            raise self._corrupt(mngr, epoch, f"no {' or '.join(missing)} item")
+
+    def _corrupt(self, mngr: ocp.CheckpointManager, epoch: int, why) -> CheckpointCorruptError:
+        older = [e for e in mngr.all_steps() if e < epoch]
+        hint = (f"; remove it to resume or evaluate from {mngr.directory}/{max(older)}" if older else "")
+        return CheckpointCorruptError(f"checkpoint {mngr.directory}/{epoch} is damaged or incomplete "
+                                      f"({str(why)[:300]}){hint}")
 
     def restore(self, abstract_tree: Any, which: str = "latest", epoch: int | None = None) -> tuple[Any, dict]:
         """Restores ``(tree, meta)`` into the structure/shapes of ``abstract_tree`` (e.g. from
@@ -191,13 +222,26 @@ class RunCheckpoints:
         if epoch is None:
             raise FileNotFoundError(f"no {which} checkpoint in {self.workdir}")
         abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, abstract_tree)
+        self._check_items(mngr, epoch)
+        mismatch = lambda why: ConfigMismatchError(
+            f"checkpoint {mngr.directory}/{epoch} does not fit the model built from this config (different "
+            f"architecture or preprocessing?): {str(why)[:500]}")
         try:
             out = mngr.restore(epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
                                                               meta=ocp.args.JsonRestore()))
         except (ValueError, KeyError, TypeError) as e:
-            raise ConfigMismatchError(
-                f"checkpoint {mngr.directory}/{epoch} does not fit the model built from this config "
-                f"(different architecture or preprocessing?): {str(e)[:500]}") from e
+            if any(code in str(e) for code in _READ_ERRORS):  # tensorstore could not read the files
+                raise self._corrupt(mngr, epoch, e) from e
+            raise mismatch(e) from e
+        except Exception as e:  # noqa: BLE001 - orbax wraps some of tensorstore's read errors in bare Exceptions
+            raise self._corrupt(mngr, epoch, e) from e
+        # orbax restores the stored shapes whatever the target's (and casts to its dtypes): compare the shapes
+        wrong = [f"{jax.tree_util.keystr(path)}: checkpoint {np.shape(got)}, model {np.shape(want)}"
+                 for (path, got), want in zip(jax.tree_util.tree_leaves_with_path(out["state"]),
+                                              jax.tree_util.tree_leaves(abstract))
+                 if np.shape(got) != np.shape(want)]
+        if wrong:
+            raise mismatch("; ".join(wrong[:3]) + (f" (and {len(wrong) - 3} more)" if len(wrong) > 3 else ""))
         return out["state"], out["meta"]
 
 
