@@ -186,6 +186,14 @@ def test_split_errors():
     for bad in ([0, 1.7, 2], [0, -1, 2], [0.0, np.nan]):  # 1.7 was once truncated to class 1
         with pytest.raises(ValueError, match="non-negative whole class indices"):
             splits.train_val_test_split(np.array(bad), (0.5, 0.25, 0.25))
+    for seed in (-1, 1.5, None):  # numpy's own errors named no seed (and None drew a fresh, unrecorded split)
+        with pytest.raises(ValueError, match=r"split seed must be an integer >= 0 \(data.split_seed"):
+            splits.train_val_test_split(labels, (0.5, 0.25, 0.25), seed=seed)
+        with pytest.raises(ValueError, match="split seed must be an integer >= 0"):
+            splits.kfold_with_validation(labels, 2, seed=seed)
+    for fraction in (0, 1, 1.5):
+        with pytest.raises(ValueError, match=r"val_fraction \(runs.val_fraction\) must lie in \(0, 1\)"):
+            splits.kfold_with_validation(labels, 2, val_fraction=fraction)
 
 
 @settings(max_examples=30, deadline=None)

@@ -61,6 +61,12 @@ def _check(labels) -> np.ndarray:
     return labels.astype(np.int64)
 
 
+def _check_seed(seed) -> int:
+    if not is_integer(seed) or seed < 0:
+        raise ValueError(f"split seed must be an integer >= 0 (data.split_seed in a config), got {seed!r}")
+    return int(seed)
+
+
 def train_val_test_split(labels: Sequence[int], fractions: tuple[float, float, float] = (0.7, 0.2, 0.1),
                          seed: int = 0, groups: Sequence | None = None, min_val_per_class: int = 0) -> Split:
     """Stratified split into train / validation / test index sets.
@@ -83,7 +89,7 @@ def train_val_test_split(labels: Sequence[int], fractions: tuple[float, float, f
     if not is_integer(min_val_per_class) or min_val_per_class < 0:
         raise ValueError(f"min_val_per_class must be an integer >= 0, got {min_val_per_class!r}")
     units, unit_labels = _units(labels, None if groups is None else np.asarray(groups))
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(_check_seed(seed))
     parts: list[list[np.ndarray]] = [[], [], []]
     for c in np.unique(unit_labels):
         members = rng.permutation(units[unit_labels == c])
@@ -115,7 +121,7 @@ def stratified_kfold(labels: Sequence[int], k: int = 5, seed: int = 0,
     units, unit_labels = _units(labels, None if groups is None else np.asarray(groups))
     if len(units) < k:
         raise ValueError(f"cannot make {k} folds from {len(units)} samples/groups")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(_check_seed(seed))
     fold_of = np.empty(len(units), np.int64)
     offset = 0
     for c in np.unique(unit_labels):
@@ -134,6 +140,8 @@ def kfold_with_validation(labels: Sequence[int], k: int = 5, seed: int = 0, val_
                           groups: Sequence | None = None) -> list[Split]:
     """k-fold test folds, each training part split again (stratified) into train and validation."""
     labels = _check(labels)
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction (runs.val_fraction) must lie in (0, 1), got {val_fraction!r}")
     out = []
     for f, (train, test) in enumerate(stratified_kfold(labels, k, seed, groups)):
         sub_groups = None if groups is None else np.asarray(groups)[train]
