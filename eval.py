@@ -45,10 +45,12 @@ def _evaluate():
     from stepjax.metrics import format_confusion
     from stepjax.training.checkpoint import read_run_config
     from stepjax.utils import check_output_dir, write_json
-    from stepjax.viz import plot_confusion
+    from stepjax.viz import check_image_path, plot_confusion
 
     for path in (FLAGS.json, FLAGS.png):  # before the work, not after it
         check_output_dir(path)
+    if FLAGS.png:
+        check_image_path(FLAGS.png, "--png")
     if FLAGS.labels and not FLAGS.features:
         raise ValueError("--labels goes with --features (the labels of those gaits); a run's own split has its labels")
     tasks = {read_run_config(w).get("task") for w in FLAGS.workdir}  # every run read before any work

@@ -123,6 +123,12 @@ def predict_in_chunks(predict_fn: Callable, variables, gaits: np.ndarray, chunk:
 
     Raises ``ValueError`` on non-finite logits (their argmax would silently count as class 0), naming the gaits.
     """
+    from stepjax.utils import is_integer
+
+    if not is_integer(chunk) or chunk < 1:
+        raise ValueError(f"chunk must be an integer >= 1 (gaits per call), got {chunk!r}")
+    if len(gaits) == 0:
+        raise ValueError(f"no gaits: shape {np.shape(gaits)}")
     if lengths is not None:  # checked here, on the host: under jit they could only be clipped
         from stepjax.affective import check_lengths
 

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 import numpy as np
 
 from stepjax import LABEL_NAMES
+
+
+def check_image_path(path: str, name: str = "path") -> None:
+    """``ValueError`` unless matplotlib can write ``path``'s extension (checked before the work that makes the
+    figure, not after it)."""
+    from matplotlib.figure import Figure
+
+    ext = os.path.splitext(os.fspath(path))[1].lstrip(".").lower()
+    formats = Figure().canvas.get_supported_filetypes()
+    if ext not in formats:
+        raise ValueError(f"{name} {path}: matplotlib cannot write {ext or 'a file without an extension'!r}; name it "
+                         f"*.png (or one of {', '.join(sorted(formats))})")
 
 
 def plot_confusion(cm, path: str, class_names: Sequence[str] = LABEL_NAMES, title: str = "") -> None:

@@ -270,6 +270,8 @@ def test_clis_report_user_mistakes_without_a_traceback(trained, tmp_path):
               "stepjax.generation: error: .* holds a 'classifier' run, not a generator"),
              ([str(PROJECT_ROOT / "eval.py"), f"--workdir={workdir}", f"--json={missing}/out.json"],
               "eval.py: error: cannot write .*out.json: no such folder"),  # before the work, not after
+             ([str(PROJECT_ROOT / "eval.py"), f"--workdir={workdir}", f"--png={tmp_path / 'cm.bogus'}"],
+              "eval.py: error: --png .*cm.bogus: matplotlib cannot write 'bogus'; name it \\*.png"),
              ([str(PROJECT_ROOT / "eval.py"), f"--workdir={workdir}", "--labels=l.h5"], "--labels goes with --features"),
              ([str(PROJECT_ROOT / "eval.py"), f"--workdir={workdir}", f"--classifier={workdir}"],
               "--classifier is for generator workdirs"),
@@ -561,6 +563,11 @@ def test_evaluation_refuses_silent_wrong_numbers(monkeypatch):
 
     with pytest.raises(ValueError, match=r"non-finite logits for 1 of 4 gaits \(first indices \[2\]\)"):
         evaluation.predict_labels(predict_fn, None, np.zeros((4, 8, 16, 3), np.float32))
+    for chunk in (0, -1, 2.5):  # once range()'s or concatenate's own errors
+        with pytest.raises(ValueError, match="chunk must be an integer >= 1"):
+            evaluation.predict_labels(predict_fn, None, np.zeros((4, 8, 16, 3), np.float32), chunk=chunk)
+    with pytest.raises(ValueError, match=r"no gaits: shape \(0, 8, 16, 3\)"):
+        evaluation.predict_labels(predict_fn, None, np.zeros((0, 8, 16, 3), np.float32))
     from stepjax.gen_metrics import classifier_outputs  # gen_eval's recognition accuracy, same refusal
 
     with pytest.raises(ValueError, match=r"non-finite logits for 1 of 4 gaits"):
