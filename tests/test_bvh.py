@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import os
 import re
 from pathlib import Path
 
@@ -374,6 +375,15 @@ def test_missing_joints_for_a_map_are_listed(tmp_path):
         B.bvh_to_step16(path, joint_map=B.BANDAI_MAP)
     with pytest.raises(ValueError, match="no joint map fits"):
         B.bvh_to_step16(path)
+    strings = {k: v[0] for k, v in B.BANDAI_MAP.items()}  # once 'missing joints' ['H', 'i', 'p', 's']
+    with pytest.raises(ValueError, match=r"joint 0 has the string 'Hips'"):
+        B.bvh_to_step16(make_walker(), joint_map=strings)
+    with pytest.raises(ValueError, match=r"is not a BVH file \(a directory\?"):  # once pathlib's IsADirectoryError
+        B.bvh_to_step16(tmp_path)
+    with pytest.raises(TypeError, match="expected a BVH path, BVH text or a parsed BVH, got int"):
+        B.bvh_to_step16(3)
+    good = _bad_file(tmp_path, B.format_bvh(make_walker()))
+    np.testing.assert_array_equal(B.bvh_to_step16(os.fsencode(good)), B.bvh_to_step16(good))  # a bytes path
 
 
 # ----------------------------------------------------------------------------------------------

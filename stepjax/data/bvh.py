@@ -149,9 +149,15 @@ def _read_source(path_or_text: PathOrText) -> tuple[str, str]:
     """Returns ``(source name, text)``; a multi-line string containing ``HIERARCHY`` is BVH text."""
     if isinstance(path_or_text, str) and "\n" in path_or_text and "HIERARCHY" in path_or_text:
         return "<text>", path_or_text
+    if isinstance(path_or_text, bytes):
+        path_or_text = os.fsdecode(path_or_text)
+    if not isinstance(path_or_text, (str, os.PathLike)):
+        raise TypeError(f"expected a BVH path, BVH text or a parsed BVH, got {type(path_or_text).__name__}")
     path = Path(path_or_text)
     if not path.exists():
         raise FileNotFoundError(f"BVH file not found: {path}")
+    if not path.is_file():
+        raise ValueError(f"{path} is not a BVH file (a directory? the command-line tool converts folders)")
     return str(path), path.read_text(encoding="utf-8", errors="replace")
 
 
@@ -457,6 +463,10 @@ def _check_joint_map(joint_map: JointMap) -> None:
     if sorted(joint_map) != list(range(NUM_JOINTS)) or any(len(v) == 0 for v in joint_map.values()):
         raise ValueError(f"a joint map needs a non-empty list of names for each STEP joint 0..{NUM_JOINTS - 1}, "
                          f"got keys {sorted(joint_map)}")
+    single = sorted(k for k, v in joint_map.items() if isinstance(v, str))
+    if single:  # a bare string would be read as a list of one-letter joint names
+        raise ValueError(f"a joint map gives each STEP joint a list of source names, e.g. {{0: ['Hips']}}; joint "
+                         f"{single[0]} has the string {joint_map[single[0]]!r}")
 
 
 def detect_joint_map(names: Sequence[str]) -> JointMap:
