@@ -189,10 +189,27 @@ def generate(model: STEPGenCVAE, variables, labels: jax.Array, rng: jax.Array, n
                          f"got {num_frames!r}")
     if chunk is not None and (not is_integer(chunk) or chunk < 1):
         raise ValueError(f"chunk must be an integer >= 1 or None, got {chunk!r}")
+    _check_key(rng)
+    if prior is not None and not isinstance(prior, LatentPrior):
+        raise TypeError(f"prior must be a LatentPrior (fit_latent_prior_from_run / fit_latent_prior) or None, got "
+                        f"{type(prior).__name__} {prior!r:.60}")
     onehot = onehot_labels(labels, model.num_classes, check_rows=True)  # checks concrete labels before tracing
     return _generate(model, variables, onehot, rng, int(num_frames), official_sampler,
                      None if chunk is None else int(chunk), prior,
                      official_train_bn)
+
+
+def _check_key(rng) -> None:
+    """``TypeError`` unless ``rng`` is one PRNG key: a typed key of shape ``()`` (``jax.random.key``) or a raw
+    ``uint32`` key of shape ``(2,)`` (``jax.random.PRNGKey``); a batch of keys is for ``jax.vmap``."""
+    dtype, shape = getattr(rng, "dtype", None), tuple(np.shape(rng)) if hasattr(rng, "shape") else None
+    typed = dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+    if (typed and shape == ()) or (not typed and dtype == np.uint32 and shape == (2,)):
+        return
+    batch = " (a batch of keys: jax.vmap the call over them)" if (typed and shape) or (
+        dtype == np.uint32 and shape and shape[-1] == 2) else ""
+    raise TypeError(f"rng must be one PRNG key, jax.random.key(seed) or jax.random.PRNGKey(seed), got "
+                    f"{type(rng).__name__} {f'{dtype} {shape}' if dtype is not None else repr(rng)}{batch}")
 
 
 @functools.partial(jax.jit, static_argnames=("model", "num_frames", "official_sampler", "chunk", "official_train_bn"))

@@ -216,6 +216,12 @@ def test_generate_refuses_bad_labels_and_sizes(generator):
     for chunk in (0, 1.5):
         with pytest.raises(ValueError, match="chunk must be an integer >= 1"):
             generate_fn(loaded_vars, jnp.array([0, 1]), key, chunk=chunk)
+    for rng, shown in ((0, "got int 0"), (jax.random.split(key, 3), r"\(3, 2\) \(a batch of keys: jax.vmap"),
+                       (jax.random.split(jax.random.key(0), 3), r"\(3,\) \(a batch of keys")):  # once raw PRNG errors
+        with pytest.raises(TypeError, match=r"rng must be one PRNG key, .*" + shown):
+            generate_fn(loaded_vars, jnp.array([0, 1]), rng)
+    with pytest.raises(TypeError, match="prior must be a LatentPrior .*got str 'fitted'"):
+        generate_fn(loaded_vars, jnp.array([0, 1]), key, prior="fitted")
     for rows in ([[2.0, 0, 0, 0]], [[0.0, 0, 0, 0]], [[0, 1, 2, 3]], [[1.5, -0.5, 0, 0]], [[np.nan, 1, 0, 0]]):
         with pytest.raises(ValueError, match=r"one-hot label rows must be non-negative and sum to 1.*rows \[0\]"):
             generate_fn(loaded_vars, jnp.array(rows), key)
