@@ -363,6 +363,23 @@ def main(argv=None) -> None:
         _generate_to_files(args)
 
 
+def _check_fits_in_memory(args: argparse.Namespace) -> None:
+    """``ValueError`` before any work when the gaits would not fit in this machine's memory (float32 on the
+    device, float32 and float64 copies on the host while writing): the process would be killed mid-way."""
+    from stepjax.data.pipeline import trained_num_frames
+
+    frames = args.num_frames or trained_num_frames(ckpt_lib.read_run_config(args.workdir))
+    need = NUM_CLASSES * args.per_class * frames * 16 * 3 * (4 + 4 + 8)
+    try:
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return
+    if need > have:
+        raise ValueError(f"--per-class {args.per_class} ({NUM_CLASSES * args.per_class:,} gaits of {frames} frames) "
+                         f"needs about {need / 2**30:.1f} GiB, this machine has {have / 2**30:.1f} GiB: write "
+                         "several files (other --seed values) of fewer gaits")
+
+
 def _generate_to_files(args: argparse.Namespace) -> None:
     """Loads the run's generator, samples ``args.per_class`` gaits per class and writes them as E-Gait HDF5."""
     from stepjax.data.egait import check_output_paths, write_egait_arrays
@@ -371,6 +388,7 @@ def _generate_to_files(args: argparse.Namespace) -> None:
     for path in (args.out_features, args.out_labels):
         check_output_dir(path)
     check_output_paths(args.out_features, args.out_labels)  # before the sampling, not after
+    _check_fits_in_memory(args)
 
     generate_fn, variables = load_generator(args.workdir, args.checkpoint, args.temporal_impl, args.graph_impl)
     kwargs = {"official_sampler": True} if args.official_sampler else {}

@@ -312,7 +312,7 @@ def test_generation_cli_refuses_bad_output_names_before_loading_anything(tmp_pat
         assert "an HDF5 file under a NumPy extension" in err or "the labels would overwrite the gaits" in err
 
 
-def test_cli_writes_egait_readable_with_and_without_labels(generator, tmp_path):
+def test_cli_writes_egait_readable_with_and_without_labels(generator, tmp_path, capsys):
     from stepjax.data.egait import read_egait
     from stepjax.generation import generate_per_class, main
 
@@ -321,6 +321,10 @@ def test_cli_writes_egait_readable_with_and_without_labels(generator, tmp_path):
     main(["--workdir", gen_dir, "--per-class", "3", "--out-features", feats, "--out-labels", labels_file,
           "--seed", "5"])
     with_labels, from_keys = read_egait(feats, labels_file), read_egait(feats)
+    with pytest.raises(SystemExit):  # refused up front, not OOM-killed after minutes of sampling
+        main(["--workdir", gen_dir, "--per-class", "100000000", "--out-features", str(tmp_path / "huge.h5")])
+    assert re.search(r"--per-class 100000000 \(400,000,000 gaits of \d+ frames\) needs about [\d.]+ GiB, this "
+                     r"machine has [\d.]+ GiB", capsys.readouterr().err) and not (tmp_path / "huge.h5").exists()
     assert len(from_keys) == 12 and "00001_Happy" in from_keys.keys and "00003_Sad" in from_keys.keys
     np.testing.assert_array_equal(with_labels.labels, from_keys.labels)
     np.testing.assert_array_equal(np.bincount(from_keys.labels), [3, 3, 3, 3])
