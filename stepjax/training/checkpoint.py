@@ -212,7 +212,7 @@ class RunCheckpoints:
         older = [e for e in mngr.all_steps() if e < epoch]
         hint = (f"; remove it to resume or evaluate from {mngr.directory}/{max(older)}" if older else "")
         return CheckpointCorruptError(f"checkpoint {mngr.directory}/{epoch} is damaged or incomplete "
-                                      f"({str(why)[:300]}){hint}")
+                                      f"({(str(why).strip().splitlines() or [''])[0][:200]}){hint}")
 
     def restore(self, abstract_tree: Any, which: str = "latest", epoch: int | None = None) -> tuple[Any, dict]:
         """Restores ``(tree, meta)`` into the structure/shapes of ``abstract_tree`` (e.g. from
