@@ -58,6 +58,12 @@ def absl_flags_parser(prog: str):
     def parse(argv: list[str]) -> list[str]:
         from absl import flags
 
+        overrides = [a.split("=", 1)[0].lstrip("-") for a in argv[1:] if a.startswith(("--config.", "-config."))]
+        repeated = sorted({k for k in overrides if overrides.count(k) > 1})
+        if repeated:  # ml_collections would concatenate tuple values: (8, 8, 8) then (4, 4, 4) gave six channels
+            print(f"{prog}: error: --{repeated[0]} is given more than once; give each --config.* key once",
+                  file=sys.stderr)
+            sys.exit(2)
         try:
             return flags.FLAGS(argv)
         except flags.Error as err:

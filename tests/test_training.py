@@ -282,6 +282,9 @@ def test_clis_report_user_mistakes_without_a_traceback(trained, tmp_path):
              ([str(PROJECT_ROOT / "train.py"), "--config=configs/step.py", f"--workdir={tmp_path / 'w'}",
                "--config.train.epoch=1"], 'train.py: error: .*names no key.*Did you mean "epochs"'),
              ([str(PROJECT_ROOT / "train.py"), "--config=configs/step.py"], "train.py: error: flag --workdir=None"),
+             ([str(PROJECT_ROOT / "train.py"), "--config=configs/step.py", f"--workdir={tmp_path / 'w'}",
+               "--config.model.channels=(8,8,8)", "--config.model.channels=(4,4,4)"],  # once (8, 8, 8, 4, 4, 4)
+              r"train.py: error: --config.model.channels is given more than once"),
              ([str(PROJECT_ROOT / "train.py"), "--config=configs/stp.py", f"--workdir={tmp_path / 'w'}"],
               r"train.py: error: --config configs/stp.py: no such file \(configs/ holds .*step.py"),
              ([str(PROJECT_ROOT / "train.py"), "--config=configs/step.py", f"--workdir={tmp_path / 'w'}",
