@@ -578,5 +578,9 @@ def test_bandai_data_source_windows_labels_and_clip_grouped_split():
     assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
     for n in ("train", "val", "test"):  # 5 clips per class -> 3 / 1 / 1
         assert set(raw.labels[getattr(split, n)].tolist()) == {0, 1, 2, 3}
+    # the fingerprint recorded with a run's split covers the BVH files read, one per clip (not the parsed arrays,
+    # which round differently on other CPUs)
+    assert [os.path.basename(f) for f in raw.files] == [f"{stem}.bvh" for stem, _, _ in walks]
+    assert all(os.path.isfile(f) for f in raw.files) and len(raw.fingerprint()) == 64
     with pytest.raises(ValueError, match="data.path"):
         pipeline.load_source(ml_collections.ConfigDict(dict(source="bandai", path="", num_frames=32)))

@@ -372,3 +372,24 @@ def test_restoring_into_another_shape_is_a_mismatch(tmp_path):
         assert ckpts.restore({"w": np.zeros(3, np.float32)})[0]["w"][0] == 0.0
     finally:
         ckpts.close()
+
+
+def test_a_split_is_recorded_with_its_data_and_checked_on_resume(tmp_path):
+    """``split.json`` keeps the parts and the data's fingerprint; resuming (``resumed=True``) or checking with
+    other parts or another fingerprint is a ConfigMismatchError naming what differs, and keeps the record."""
+    from stepjax.data.splits import Split
+    from stepjax.training.progress import check_split, read_split, write_split
+
+    split = Split(np.array([0, 1, 2]), np.array([3]), np.array([4]))
+    write_split(str(tmp_path), split, fingerprint="a" * 64)
+    assert {k: v.tolist() for k, v in read_split(str(tmp_path)).items()} == {"train": [0, 1, 2], "val": [3],
+                                                                           "test": [4]}
+    write_split(str(tmp_path), split, resumed=True, fingerprint="a" * 64)  # the same: fine
+    check_split(str(tmp_path), split, None, hint="")  # data read from no file: only the parts are compared
+    for other, fingerprint, what in ((split, "b" * 64, r"\(the gaits or labels differ"),
+                                     (split._replace(val=np.array([4]), test=np.array([3])), "a" * 64,
+                                      r"\(val, test differ")):
+        with pytest.raises(ckpt_lib.ConfigMismatchError, match=what + r" from its split.json.*; train in a new"):
+            write_split(str(tmp_path), other, resumed=True, fingerprint=fingerprint)
+    assert read_split(str(tmp_path))["val"].tolist() == [3]
+    check_split(str(tmp_path / "older_run"), split, "b" * 64, hint="")  # no split.json: nothing to compare

@@ -289,6 +289,8 @@ def test_runs_record_the_length_they_trained_on(tmp_path, monkeypatch):
     # runs' "test" / "training" gaits would silently be other gaits than they were trained with
     from stepjax.generation import fit_latent_prior_from_run
 
+    assert pipeline.load_source(cls_cfg.data).files == (str(tmp_path / "f.h5"), str(tmp_path / "l.h5"))
+    assert pipeline.load_source(tiny_config().data).fingerprint() is None  # walkers: a function of the config
     changed = dict(cut, **{"000": cut["000"] + 0.01})
     write_egait(tmp_path / "f.h5", tmp_path / "l.h5", changed, {k: int(y) for k, y in zip(cut, w.labels)})
     with pytest.raises(ckpt_lib.ConfigMismatchError, match=r"other data .*\(the gaits or labels differ from its "

@@ -100,10 +100,6 @@ def test_a_resumed_run_refuses_a_split_other_than_the_one_it_trained_on(tmp_path
     with pytest.raises(ckpt_lib.ConfigMismatchError, match=r"other data .*\(train, val differ from its split.json"):
         fit_classifier(cfg, str(workdir), progress=False, log=lambda *a: None)
     assert json.loads((workdir / "split.json").read_text()) == swapped  # the record is kept, not overwritten
-    other_data = dict(json.loads(json.dumps({k: v.tolist() for k, v in recorded.items()})), data_fingerprint="0" * 64)
-    (workdir / "split.json").write_text(json.dumps(other_data))  # the same indices, other gaits in the file
-    with pytest.raises(ckpt_lib.ConfigMismatchError, match=r"\(the gaits or labels differ from its split.json"):
-        fit_classifier(cfg, str(workdir), progress=False, log=lambda *a: None)
 
 
 def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(trained, tmp_path):

@@ -697,6 +697,15 @@ BANDAI_EMOTION_STYLES: tuple[str, ...] = ("angry", "normal", "happy", "sad")
 BANDAI_WALK_CONTENTS: tuple[str, ...] = ("walk", "walk-back", "walk-left", "walk-right")
 
 
+def bandai_data_folder(root_dir: str | os.PathLike) -> Path:
+    """The folder of the Bandai BVH files: ``<root_dir>/data`` if it exists, else ``root_dir``."""
+    root = Path(root_dir)
+    data = root / "data" if (root / "data").is_dir() else root
+    if not data.is_dir():
+        raise FileNotFoundError(f"Bandai dataset folder not found: {root}")
+    return data
+
+
 def load_bandai_emotion_walks(root_dir: str | os.PathLike, target_fps: float = 30,
                               root_relative: bool = False,
                               contents: Sequence[str] = BANDAI_WALK_CONTENTS,
@@ -713,10 +722,7 @@ def load_bandai_emotion_walks(root_dir: str | os.PathLike, target_fps: float = 3
       normal (1, Neutral), happy (2) and sad (3); gaits from :func:`bvh_to_step16` with the
       Bandai map, facing -Z.
     """
-    root = Path(root_dir)
-    data = root / "data" if (root / "data").is_dir() else root
-    if not data.is_dir():
-        raise FileNotFoundError(f"Bandai dataset folder not found: {root}")
+    data = bandai_data_folder(root_dir)
     walks = []
     for path in sorted(data.glob("dataset-1_*_*_*.bvh")):
         parts = path.stem.split("_")

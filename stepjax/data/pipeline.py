@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 from typing import Any, NamedTuple, Sequence
 
 import jax
@@ -33,19 +34,23 @@ class RawDataset(NamedTuple):
     subjects: np.ndarray | None
     keys: tuple[str, ...] | None = None
     lengths: np.ndarray | None = None
+    files: tuple[str, ...] = ()  # the files the data was read from (none for procedural walkers)
 
     def lengths_at(self, idx) -> np.ndarray | None:
         """``lengths[idx]``, or ``None`` when every frame is real."""
         return None if self.lengths is None else self.lengths[idx]
 
-    def fingerprint(self) -> str:
-        """SHA-256 (hex) of the gaits (float32), labels and lengths: recorded with a run's split
-        (``split.json``) so that evaluating or resuming it on data that changed since is refused."""
+    def fingerprint(self) -> str | None:
+        """SHA-256 (hex) of the bytes of the files the data was read from, in order: recorded with a run's split
+        (``split.json``) so that evaluating or resuming it on files that changed since is refused. The files, not
+        the arrays: parsing (BVH forward kinematics) rounds differently on other CPUs, the files do not. ``None``
+        for data read from no file (the walkers are a function of the config, which is compared anyway)."""
+        if not self.files:
+            return None
         h = hashlib.sha256()
-        for a in (self.gaits.astype("<f4"), self.labels.astype("<i8"),
-                  np.zeros(0) if self.lengths is None else self.lengths.astype("<i8")):
-            h.update(str(a.shape).encode())
-            h.update(np.ascontiguousarray(a).tobytes())
+        for path in self.files:
+            with open(path, "rb") as f:
+                h.update(hashlib.sha256(f.read()).digest())
         return h.hexdigest()
 
 
@@ -73,7 +78,9 @@ def load_source(cfg) -> RawDataset:
         pp.check_min_frames(data.gaits, cfg.path, data.keys)
         length, policy = cfg.get("num_frames") or None, cfg.get("length_policy", "tile")
         gaits = pp.to_fixed_length(data.gaits, length, policy)
-        return RawDataset(gaits, data.labels, None, data.keys, pp.real_frame_counts(data.gaits, length, policy))
+        files = (cfg.path,) + ((cfg.labels_path,) if cfg.get("labels_path") else ())
+        return RawDataset(gaits, data.labels, None, data.keys, pp.real_frame_counts(data.gaits, length, policy),
+                          tuple(map(os.fspath, files)))
     if cfg.source == "bandai":
         return load_bandai_windows(cfg)
     raise ValueError(f"unknown data.source {cfg.source!r}; choose 'walkers', 'egait' or 'bandai'")
@@ -89,7 +96,7 @@ def load_bandai_windows(cfg) -> RawDataset:
     a clip shorter than a window becomes one window brought to length by ``cfg.length_policy``.
     ``cfg.contents`` (optional) restricts the walk directions (default: walk, walk-back, walk-left, walk-right).
     """
-    from stepjax.data.bvh import BANDAI_WALK_CONTENTS, load_bandai_emotion_walks, window_clip
+    from stepjax.data.bvh import BANDAI_WALK_CONTENTS, bandai_data_folder, load_bandai_emotion_walks, window_clip
 
     if not cfg.get("path"):
         raise ValueError("data.source='bandai' needs --config.data.path=/path/to/bandai-walk (the folder holding "
@@ -110,8 +117,9 @@ def load_bandai_windows(cfg) -> RawDataset:
     policy = cfg.get("length_policy", "tile")
     pp.check_min_frames(gaits, cfg.path, keys)
     fixed = pp.to_fixed_length(gaits, frames, policy)
+    files = tuple(os.path.join(bandai_data_folder(cfg.path), f"{stem}.bvh") for stem, _, _ in walks)
     return RawDataset(np.asarray(fixed, np.float32), np.asarray(labels, np.int32), np.asarray(clips, np.int32),
-                      tuple(keys), pp.real_frame_counts(gaits, frames, policy))
+                      tuple(keys), pp.real_frame_counts(gaits, frames, policy), files)
 
 
 #: Frames per gait of a config whose ``data.num_frames`` is 0 and of runs that did not record it (the official 75).
