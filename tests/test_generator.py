@@ -393,6 +393,7 @@ def test_step_aug_generator_sees_only_the_training_split_and_synthetic_gaits_onl
     extra = (np.stack(synth.gaits), synth.labels)
     data = pipeline.prepare(cls_cfg, extra_train=extra)
     assert len(data["train"].labels) == len(split.train) + 4 * PER_CLASS
+    assert cls["num_train"] == len(data["train"].labels)  # the classifier did train on the synthetic gaits too
     with pytest.raises(ValueError, match="extra training labels must be whole numbers in 0..3"):
         pipeline.prepare(cls_cfg, extra_train=(extra[0], np.full(len(extra[1]), 7)))  # would train on nothing
     prep = data["preprocessor"]
@@ -633,15 +634,21 @@ def test_generate_with_a_fitted_prior(generator, tmp_path):
     import stepjax.generation as generation
     from stepjax.data.egait import read_egait
 
+    from stepjax.training.augment import synthesize
+
     with pytest.MonkeyPatch.context() as mp:  # the CLI samples the fitted prior: here one point per class
         mp.setattr(generation, "fit_latent_prior_from_run", lambda workdir, which="best": collapsed)
         generation.main(["--workdir", gen_dir, "--per-class", "2", "--out-features", str(tmp_path / "f.h5"),
                          "--prior", "fitted"])
+        by_prior = {p: synthesize(gen_dir, 2, 0, prior=p) for p in ("fitted", "standard")}  # STEP+Aug's sampler
     written = read_egait(str(tmp_path / "f.h5"))
     assert np.array_equal(np.bincount(written.labels), [2, 2, 2, 2])
     per_class = model.apply(variables, point, jax.nn.one_hot(jnp.arange(4), 4), 32, method="decode")
     for gait, label in zip(written.gaits, written.labels):
         np.testing.assert_allclose(gait, per_class[label], atol=1e-4)
+    for prior, (gaits, labels) in by_prior.items():
+        close = [np.allclose(g, per_class[y], atol=1e-4) for g, y in zip(gaits, labels)]
+        assert all(close) if prior == "fitted" else not any(close), prior
 
 
 def test_loss_warmup_ramps_push_pull_and_kl_weights():

@@ -75,6 +75,9 @@ def fit_classifier(cfg, workdir: str, *, progress: bool = True, log=print, stop_
     a pre-empted job would; re-running resumes.
     ``extra_train``: additional ``(raw gaits (M, T, 16, 3), labels (M,))`` added to the training
     split only (STEP+Aug's synthetic gaits); validation and test stay real.
+
+    The report: ``{'best_epoch', 'num_train' (gaits per training epoch: real, extra, mirrored copies), 'val',
+    'test'}`` (no ``'test'`` without a test part).
     """
     os.makedirs(workdir, exist_ok=True)
     cfg, cfg_json, mesh = classifier_run_config(cfg, workdir)  # mesh: None unless train.data_parallel
@@ -132,7 +135,7 @@ def fit_classifier(cfg, workdir: str, *, progress: bool = True, log=print, stop_
 
     restored, meta = tracker.finish({"train_state": state, "preprocessor": prep})
     best_state = restored["train_state"]
-    result = {"best_epoch": meta["epoch"], "val": _report(best_state, model, val)}
+    result = {"best_epoch": meta["epoch"], "num_train": int(len(train.labels)), "val": _report(best_state, model, val)}
     if test is not None:
         result["test"] = _report(best_state, model, test)
     if test_every_epoch:
