@@ -60,6 +60,12 @@ DEFAULT_LAMBDA_DRIFT = 1.0
 DEFAULT_BETA = 0.14
 
 
+def default_loss_weights(official: bool = False) -> tuple[float, float, float]:
+    """``(lambda_collapse, lambda_drift, beta)`` of :func:`generator_loss` when left ``None``: 1 each in the
+    official (summed) mode, else the ``DEFAULT_*`` constants (per-element means; see its docstring)."""
+    return (1.0, 1.0, 1.0) if official else (DEFAULT_LAMBDA_COLLAPSE, DEFAULT_LAMBDA_DRIFT, DEFAULT_BETA)
+
+
 def _diff(x: Array, x_hat: Array) -> Array:
     if x.shape != x_hat.shape or x.ndim != 4:
         raise ValueError(f"x and x_hat must both be (N, T, V, C), got {x.shape} and {x_hat.shape}")
@@ -159,12 +165,8 @@ def generator_loss(x: Array, x_hat: Array, mu: Array, logvar: Array, *,
       ``(total, components)`` with components ``rec, drift, vel, acc, collapse (= vel + acc), kl``
       (unweighted, in the chosen normalisation) and ``total``.
     """
-    if official:
-        defaults = (1.0, 1.0, 1.0)
-    else:
-        defaults = (DEFAULT_LAMBDA_COLLAPSE, DEFAULT_LAMBDA_DRIFT, DEFAULT_BETA)
     lambda_collapse, lambda_drift, beta = (d if v is None else v for v, d in
-                                           zip((lambda_collapse, lambda_drift, beta), defaults))
+                                           zip((lambda_collapse, lambda_drift, beta), default_loss_weights(official)))
     parts = {
         "rec": reconstruction_loss(x, x_hat),
         "drift": drift_loss(x, x_hat, official=official),

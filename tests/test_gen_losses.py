@@ -6,6 +6,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -213,6 +214,17 @@ def test_defaults_and_baseline_cvae():
     official, q = _loss(x, x_hat, mu, logvar, official=True)  # all weights 1
     np.testing.assert_allclose(official, q["rec"] + q["drift"] + q["vel"] + q["acc"] + q["kl"], rtol=1e-6)
     assert set(p) == set(q) == {"rec", "drift", "vel", "acc", "collapse", "kl", "total"}
+    # the documented derivation: the official summed loss over its drift weight 3NT is drift + 16(T-1)/T collapse
+    # + 32/(3T) KL; the defaults are those at the official T = 75, rounded (within 2 %)
+    assert L.DEFAULT_LAMBDA_COLLAPSE == pytest.approx(16 * 74 / 75, rel=0.02) and L.DEFAULT_LAMBDA_DRIFT == 1.0
+    assert L.DEFAULT_BETA == pytest.approx(32 / (3 * 75), rel=0.02)
+    assert L.default_loss_weights(official=True) == (1.0, 1.0, 1.0)
+    from stepjax.training.fit_generator import loss_weights  # what training uses: the same defaults
+
+    for official in (False, True):
+        weights = loss_weights(ml_collections.ConfigDict(dict(loss=dict(official=official, beta=None))))
+        assert weights == dict(zip(("lambda_collapse", "lambda_drift", "beta"), L.default_loss_weights(official)),
+                               official=official)
     assert L.anchor_frames(75) == (0, 36, 74) and L.anchor_frames(30) == (0, 14, 29) and L.anchor_frames(1) == (0, 0, 0)
     with pytest.raises(ValueError):
         L.generator_loss(x, x_hat[:, :5], mu, logvar)

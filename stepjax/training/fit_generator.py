@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 
 from stepjax import NUM_CLASSES
 from stepjax.data import pipeline
-from stepjax.losses import DEFAULT_BETA, DEFAULT_LAMBDA_COLLAPSE, DEFAULT_LAMBDA_DRIFT, generator_loss
+from stepjax.losses import default_loss_weights, generator_loss
 from stepjax.models.cvae import STEPGenCVAE, reparameterize
 from stepjax.training import checkpoint as ckpt_lib
 from stepjax.training import parallel
@@ -73,9 +73,8 @@ def loss_weights(cfg) -> dict:
     """``generator_loss`` keyword arguments from ``cfg.loss`` with ``None`` resolved to the mode's defaults."""
     loss = cfg.get("loss", {}) or {}
     official = bool(loss.get("official", False))
-    defaults = (1.0, 1.0, 1.0) if official else (DEFAULT_LAMBDA_COLLAPSE, DEFAULT_LAMBDA_DRIFT, DEFAULT_BETA)
     names = ("lambda_collapse", "lambda_drift", "beta")
-    out = {n: float(d if loss.get(n) is None else loss.get(n)) for n, d in zip(names, defaults)}
+    out = {n: float(d if loss.get(n) is None else loss.get(n)) for n, d in zip(names, default_loss_weights(official))}
     warmup = loss.get("warmup_epochs", 0.0) or 0.0
     for key, value in (*out.items(), ("warmup_epochs", warmup)):  # a negative weight would maximise its term
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value >= 0):
