@@ -653,12 +653,17 @@ def test_generate_with_a_fitted_prior(generator, tmp_path):
 
 def test_loss_warmup_ramps_push_pull_and_kl_weights():
     """At optimizer step s < W, ``warmup_steps=W`` equals a step with lambda_collapse, lambda_drift and beta
-    scaled by (s + 1) / W (reconstruction unscaled); from step W on it equals the plain step."""
+    scaled by (s + 1) / W (reconstruction unscaled); from step W on it equals the plain step. W is
+    ``loss.warmup_epochs`` in optimizer steps."""
     from stepjax.training.fit_generator import (build_generator, create_generator_state, generator_train_step,
-                                                loss_weights)
+                                                loss_warmup_steps, loss_weights)
     import optax
 
     cfg = tiny_generator_config()
+    cfg.loss.warmup_epochs = 1.5
+    assert loss_warmup_steps(cfg, 14) == 21 and loss_warmup_steps(cfg, 1) == 2
+    cfg.loss.warmup_epochs = 0.0
+    assert loss_warmup_steps(cfg, 14) == 0
     cfg.loss.beta = 0.5  # large enough that the KL term moves the parameters visibly
     train = pipeline.prepare(cfg)["train"]
     batch = jax.tree_util.tree_map(lambda a: jnp.asarray(a[:16]), train)

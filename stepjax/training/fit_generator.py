@@ -83,6 +83,12 @@ def loss_weights(cfg) -> dict:
     return out
 
 
+def loss_warmup_steps(cfg, steps_per_epoch: int) -> int:
+    """Optimizer steps of the push, pull and KL weights' linear warm-up: ``cfg.loss.warmup_epochs`` (may be
+    fractional) times ``steps_per_epoch``, rounded."""
+    return int(round(float((cfg.get("loss", {}) or {}).get("warmup_epochs", 0.0) or 0.0) * steps_per_epoch))
+
+
 def create_generator_state(model: STEPGenCVAE, tx, rng: jax.Array, num_frames: int) -> TrainState:
     """Initialises the CVAE (eval mode) on a dummy batch and wraps it in a :class:`TrainState`."""
     # jitted and cached: an eager init compiles every initializer and op separately (tens of seconds on CPU)
@@ -282,7 +288,7 @@ def fit_generator(cfg, workdir: str, *, progress: bool = True, log=print, stop_a
     log(f"STEPGenCVAE: {count_params(state.params):,} parameters; train/val/test = {len(train.labels)}/"
         f"{len(val.labels)}/{0 if test is None else len(test.labels)} gaits; {steps_per_epoch} steps/epoch; "
         f"loss {weights}")
-    warmup_steps = int(round(float(cfg.loss.get("warmup_epochs", 0.0)) * steps_per_epoch))
+    warmup_steps = loss_warmup_steps(cfg, steps_per_epoch)
     if mesh is not None:  # the batch split over every device (as the classifier's)
         state = parallel.replicate(state, mesh)
         log(f"data parallel over {mesh.size} devices")
