@@ -43,6 +43,19 @@ def test_vmapped_seeds_are_independent_runs():
     assert agg["mean"] == pytest.approx(np.mean(agg["values"])) and agg["std"] >= 0
 
 
+def test_every_epoch_of_every_run_draws_a_new_shuffle(tmp_path):
+    """With a learning rate of 1e-30 the weights do not move in float32, yet each epoch's training loss differs
+    from the last: its batches (and BatchNorm's batch statistics) are drawn anew per epoch (a single shuffle
+    reused every epoch would have gone unnoticed)."""
+    cfg = runs_config("seeds", num_seeds=2)
+    cfg.train.epochs, cfg.train.lr = 2, 1e-30
+    fit_classifier_runs(cfg, str(tmp_path), progress=False)
+    history = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert len(history) == 2 and len(history[0]["loss"]) == 2
+    for run in range(2):
+        assert history[0]["loss"][run] != history[1]["loss"][run]
+
+
 def test_a_fold_trains_the_same_beside_a_smaller_or_larger_fold_as_beside_a_copy_of_itself(monkeypatch, tmp_path):
     """5 folds of 240 walkers leave training parts of 160 and 152 gaits: 10 and 9 batches of 16. A fold takes
     its own number of steps per epoch and its own learning-rate schedule beside a smaller fold, as beside a copy
