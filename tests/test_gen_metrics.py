@@ -179,6 +179,9 @@ def test_metrics_refuse_inputs_that_would_give_a_raw_error_or_a_misread_number()
             set_metrics(f, np.full(12, bad))
     with pytest.raises(ValueError, match="num_pairs must be an integer >= 1, got 0"):
         diversity(f, 0)
+    labels = np.repeat([0, 1, 2], 4)
+    labels[-1] = 3  # a class of one gait has no pair: it is left out of the mean, not counted as distance 0
+    assert multimodality(f, labels) == multimodality(f[:11], labels[:11])
     with pytest.warns(UserWarning, match="multimodality of a set of 4 gaits with no class of 2"):
         report = set_metrics(f[:4], np.arange(4), rng.normal(size=(4, 4)))
     assert np.isnan(report["multimodality"]) and np.isfinite(report["diversity"]) and "recognition_accuracy" in report

@@ -168,10 +168,12 @@ def test_an_empty_test_part_is_refused_unless_asked_for(capsys):
 
 
 def test_split_errors():
-    with pytest.raises(ValueError, match="fractions"):
-        splits.train_val_test_split([0, 1, 2], (0.5, 0.5, 0.5))
-    with pytest.raises(ValueError, match="cannot make 5 folds"):
-        splits.stratified_kfold([0, 1, 2], k=5)
+    for fractions in ((0.5, 0.5, 0.5), (1.2, -0.2, 0.0)):  # a negative fraction sums to 1 too
+        with pytest.raises(ValueError, match="fractions must be three non-negative numbers summing to 1"):
+            splits.train_val_test_split([0, 1, 2], fractions)
+    for n in (3, 4):  # 4 units for 5 folds would leave one fold empty
+        with pytest.raises(ValueError, match=f"cannot make 5 folds from {n} samples/groups"):
+            splits.stratified_kfold(list(range(n)), k=5)
     for k in (1, 2.5, True):
         with pytest.raises(ValueError, match="k must be an integer >= 2"):
             splits.stratified_kfold([0, 1, 2, 3] * 3, k=k)
