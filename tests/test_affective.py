@@ -254,17 +254,36 @@ def test_vectorised_matches_reference_loops(seed, kind, official):
 
 
 @pytest.mark.parametrize("official", [True, False])
+def test_other_frame_rates_and_tied_coordinates_match_reference_loops(official):
+    """``time_step`` enters the motion and stride features as in the loops (speed, acceleration, jerk and cycle
+    time at 60 fps), and coordinates on a coarse grid (exact ties with the official loop's running minimum, its
+    ``elif``) give the loops' volume."""
+    g = synthetic_walk(np.random.default_rng(3))
+    coarse = np.round(synthetic_walk(np.random.default_rng(4)) * 10) / 10  # a 10 cm grid
+    prefix_min = np.minimum.accumulate(coarse, axis=1)[:, :-1]
+    assert np.sum(coarse[:, 1:] == prefix_min) > 100  # joints equal to the running minimum: the loop's elif
+    with jax.enable_x64(True):
+        np.testing.assert_allclose(np.asarray(aff.affective_features(g, official=official, time_step=1 / 60)),
+                                   reference_features(g, official, dt=1 / 60), rtol=1e-8, atol=1e-12)
+        np.testing.assert_allclose(_features(coarse, official), reference_features(coarse, official),
+                                   rtol=1e-8, atol=1e-12, equal_nan=True)
+
+
+@pytest.mark.parametrize("official", [True, False])
 def test_stride_rule_cases(official):
     """Hand-checked strike cases: plateau frames all count, pooled gaps, one-foot and no-foot fallbacks."""
     g = synthetic_walk(np.random.default_rng(0), num_frames=12)
     down = np.linspace(0.3, 0.1, 12)
     dips = np.array([3, 2, 1, 2, 3, 2, 1, 1, 2, 3, 2, 3], float) / 10  # strikes at 2, 6, 7, 10
     other = np.array([1, 2, 3, 2, 3, 3, 2, 3, 3, 2, 1, 2], float) / 10  # strikes at 3, 6, 10
+    single = np.array([3, 2, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9], float) / 10  # one strike (at 2): no gap of its own
     cases = [
         (dips, other, (8 + 7) / (3 + 2)),  # both feet: all gaps pooled
         (dips, down, 8 / 3 + (1 if official else 0)),
         (down, other, 7 / 2 + (1 if official else 0)),
         (down, down[::-1], 12.0),
+        (single, down, 12.0),  # no foot with two strikes
+        (single, other, 7 / 2 + (1 if official else 0)),
     ]
     with jax.enable_x64(True):
         for y12, y15, gap in cases:
@@ -274,6 +293,9 @@ def test_stride_rule_cases(official):
             np.testing.assert_allclose(out[28], gap * DT, rtol=1e-12)
             if official:
                 np.testing.assert_allclose(out[27], gap, rtol=1e-12)
+            elif y12 is down and y15 is not other:  # no strike at all: the feet's distance over every frame
+                sep = np.linalg.norm(h[:, 12, [0, 2]] - h[:, 15, [0, 2]], axis=-1)
+                np.testing.assert_allclose(out[27], 2 * sep.mean(), rtol=1e-12)
 
 
 # ----------------------------------------------------------------------------- fixed-mode invariances
@@ -375,8 +397,10 @@ def test_fixed_gradients_are_finite(walks):
         grad = np.asarray(_GRAD(jnp.asarray(g)))
         assert np.all(np.isfinite(grad)), np.argwhere(~np.isfinite(grad))[:5]
         assert np.all(np.isfinite(np.asarray(_features(g))))
-    # the official formulas are undefined there (documented NaNs), the fixed ones are not
+    # the official formulas are undefined there (documented NaNs), the fixed ones are not: a zero-length vector's
+    # angle is 0 degrees (documented), here every frame's shoulder angles
     assert np.isnan(np.asarray(_features_official(_degenerate(walks[1])))[[1, 2]]).all()
+    assert np.all(np.asarray(_features(_degenerate(walks[1])))[[1, 2]] == 0.0)
 
 
 def test_fixed_gradients_match_finite_differences():
@@ -445,13 +469,14 @@ def test_a_non_finite_coordinate_makes_the_gaits_features_nan(official):
     g[1, 5, 6, 0] = np.nan  # a hand in a real frame
     g[n - 1, 0, 0, 1] = np.inf  # the root, in the remainder past the chunks
     g[2, t - 1, 3, 2] = np.nan  # the head in the last frame, a padding frame for lengths = t - 1
+    g[4, t - 2, 3, 2] = np.nan  # the head in the last real frame for lengths = t - 1
     fn = functools.partial(aff.affective_features, official=official)
     for out in (fn(g), jax.jit(fn)(g)):
         out = np.asarray(out)
-        assert np.all(np.isnan(out[[1, 2, n - 1]]))
+        assert np.all(np.isnan(out[[1, 2, 4, n - 1]]))
         assert np.all(np.isfinite(out[[0, 3, n - 2]]))
     with_len = np.asarray(fn(g, np.full(n, t - 1)))
-    assert np.all(np.isfinite(with_len[2])) and np.all(np.isnan(with_len[1]))
+    assert np.all(np.isfinite(with_len[2])) and np.all(np.isnan(with_len[[1, 4]]))
 
 
 def test_traced_lengths_out_of_range_are_clipped():
