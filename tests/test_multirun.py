@@ -115,9 +115,13 @@ def test_kfold_runs_test_every_gait_once_and_report_mean_std(tmp_path):
 
 def test_a_run_with_an_empty_validation_split_is_refused():
     """With no validation gaits every epoch scores NaN, nothing beats the initial weights, and the 'best'
-    model reported would be the untrained one: refused before training, naming the run."""
-    cfg = runs_config("kfold", folds=3, repeats=1, val_fraction=0.0)
+    model reported would be the untrained one: refused before training, naming the run (a fraction that rounds
+    to no subject per class; a fraction of 0 is refused by the splitter itself)."""
+    cfg = runs_config("kfold", folds=3, repeats=1, val_fraction=0.001)
     with pytest.raises(ValueError, match=r"run \{'seed': 0, 'repeat': 0, 'fold': 0\} has an empty val split"):
+        fit_classifier_runs(cfg, progress=False)
+    cfg.runs.val_fraction = 0.0
+    with pytest.raises(ValueError, match=r"val_fraction \(runs.val_fraction\) must lie in \(0, 1\), got 0.0"):
         fit_classifier_runs(cfg, progress=False)
 
 
