@@ -201,13 +201,15 @@ def generate(model: STEPGenCVAE, variables, labels: jax.Array, rng: jax.Array, n
 
 def _check_key(rng) -> None:
     """``TypeError`` unless ``rng`` is one PRNG key: a typed key of shape ``()`` (``jax.random.key``) or a raw
-    ``uint32`` key of shape ``(2,)`` (``jax.random.PRNGKey``); a batch of keys is for ``jax.vmap``."""
+    ``uint32`` key of the default implementation's shape (``jax.random.PRNGKey``: ``(2,)``, ``(4,)`` under
+    ``jax_default_prng_impl='rbg'``); a batch of keys is for ``jax.vmap``."""
     dtype, shape = getattr(rng, "dtype", None), tuple(np.shape(rng)) if hasattr(rng, "shape") else None
     typed = dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
-    if (typed and shape == ()) or (not typed and dtype == np.uint32 and shape == (2,)):
+    raw = tuple(np.shape(jax.random.PRNGKey(0)))  # (2,) for threefry, (4,) for 'rbg' (jax_default_prng_impl)
+    if (typed and shape == ()) or (not typed and dtype == np.uint32 and shape == raw):
         return
     batch = " (a batch of keys: jax.vmap the call over them)" if (typed and shape) or (
-        dtype == np.uint32 and shape and shape[-1] == 2) else ""
+        dtype == np.uint32 and shape and shape[-len(raw):] == raw and len(shape) > len(raw)) else ""
     raise TypeError(f"rng must be one PRNG key, jax.random.key(seed) or jax.random.PRNGKey(seed), got "
                     f"{type(rng).__name__} {f'{dtype} {shape}' if dtype is not None else repr(rng)}{batch}")
 

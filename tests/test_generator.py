@@ -222,6 +222,12 @@ def test_generate_refuses_bad_labels_and_sizes(generator):
             generate_fn(loaded_vars, jnp.array([0, 1]), rng)
     with pytest.raises(TypeError, match="prior must be a LatentPrior .*got str 'fitted'"):
         generate_fn(loaded_vars, jnp.array([0, 1]), key, prior="fitted")
+    from stepjax.generation import _check_key
+
+    with jax.default_prng_impl("rbg"):  # raw keys of another implementation have another shape: (4,)
+        _check_key(jax.random.PRNGKey(0))
+        with pytest.raises(TypeError, match=r"\(3, 4\) \(a batch of keys"):
+            _check_key(jax.random.split(jax.random.PRNGKey(0), 3))
     for rows in ([[2.0, 0, 0, 0]], [[0.0, 0, 0, 0]], [[0, 1, 2, 3]], [[1.5, -0.5, 0, 0]], [[np.nan, 1, 0, 0]]):
         with pytest.raises(ValueError, match=r"one-hot label rows must be non-negative and sum to 1.*rows \[0\]"):
             generate_fn(loaded_vars, jnp.array(rows), key)
