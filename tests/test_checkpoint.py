@@ -359,13 +359,16 @@ def test_a_damaged_checkpoint_is_named_with_the_older_one_to_fall_back_to(tmp_pa
 
 
 def test_restoring_into_another_shape_is_a_mismatch(tmp_path):
-    """orbax restores the stored shape whatever the target's ((3,) into a (4,) target came back (3,), silently):
-    the restore compares every array's shape with the model's."""
+    """orbax restores the stored shape into a target without a placement ((3,) into a (4,) NumPy or
+    ``eval_shape`` target came back (3,), silently): every target is placed, and orbax then refuses."""
+    import jax
+
     _run(tmp_path, [0.5])
     ckpts = ckpt_lib.RunCheckpoints(tmp_path, create=False)
     try:
-        for tree, shown in (({"w": np.zeros(4, np.float32)}, r"\['w'\]: checkpoint \(3,\), model \(4,\)"),
-                            ({"v": np.zeros(3, np.float32)}, "Structure mismatch")):
+        for tree, shown in (({"w": np.zeros(4, np.float32)}, r"shape: \(4,\) is not compatible with the stored shape: \(3,\)"),
+                            (jax.eval_shape(lambda: {"w": np.zeros(4, np.float32)}), r"stored shape: \(3,\)"),
+                            ({"v": np.zeros(3, np.float32)}, "tree structures do not match")):
             with pytest.raises(ckpt_lib.ConfigMismatchError, match=r"does not fit the model built from this config.*"
                                                                   + shown):
                 ckpts.restore(tree)
@@ -393,3 +396,38 @@ def test_a_split_is_recorded_with_its_data_and_checked_on_resume(tmp_path):
             write_split(str(tmp_path), other, resumed=True, fingerprint=fingerprint)
     assert read_split(str(tmp_path))["val"].tolist() == [3]
     check_split(str(tmp_path / "older_run"), split, "b" * 64, hint="")  # no split.json: nothing to compare
+
+
+def test_a_data_parallel_checkpoint_restores_on_one_device_and_other_errors_pass_through(tmp_path, monkeypatch):
+    """A tree saved replicated over 2 devices restores into an ``eval_shape`` target on this process's device
+    (orbax's own "topology mismatch" was reported as a config mismatch); an error that is not damage (out of
+    memory) is passed on as it is, never as a damaged checkpoint to remove."""
+    import subprocess
+    import sys
+
+    import jax
+
+    save = f"""
+import jax, jax.numpy as jnp, numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from stepjax.training import checkpoint as C
+mesh = Mesh(np.array(jax.devices()), ("data",))
+assert len(jax.devices()) == 2
+tree = {{"w": jax.device_put(jnp.arange(12.0).reshape(3, 4), NamedSharding(mesh, P()))}}
+ck = C.RunCheckpoints({str(tmp_path)!r}); ck.save(0, tree, {{"epoch": 0, "config": {{}}}}); ck.wait(); ck.close()
+"""
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    subprocess.run([sys.executable, "-c", save], check=True, env=env, timeout=300)
+    ckpts = ckpt_lib.RunCheckpoints(tmp_path, create=False)
+    try:
+        tree, _ = ckpts.restore(jax.eval_shape(lambda: {"w": np.zeros((3, 4), np.float32)}))
+        np.testing.assert_array_equal(tree["w"], np.arange(12.0).reshape(3, 4))
+
+        def out_of_memory(*args, **kwargs):
+            raise MemoryError("RESOURCE_EXHAUSTED: out of memory")
+
+        monkeypatch.setattr(ckpts.latest, "restore", out_of_memory)
+        with pytest.raises(MemoryError):
+            ckpts.restore({"w": np.zeros((3, 4), np.float32)})
+    finally:
+        ckpts.close()

@@ -23,7 +23,6 @@ import warnings
 from typing import Any, Callable, Iterator, Mapping
 
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
 
 LATEST = "checkpoints"
@@ -143,9 +142,28 @@ def _locked(workdir: str, created: bool) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def _on_this_host(leaf):
+    """The restore target of one leaf: its shape and dtype, placed where ``leaf`` is, or on the default device
+    where it is abstract (``jax.eval_shape``) or a NumPy array. Without a placement orbax would use the sharding
+    it was saved with, which fails on a machine with other devices (a data-parallel run evaluated on one device),
+    and would restore the *stored* shape whatever the target's (a (3,) array into a (4,) target, silently); with
+    one it refuses another shape."""
+    target = ocp.utils.to_shape_dtype_struct(leaf)
+    if isinstance(target, jax.ShapeDtypeStruct) and target.sharding is None:
+        target = jax.ShapeDtypeStruct(target.shape, target.dtype,
+                                      sharding=jax.sharding.SingleDeviceSharding(jax.devices()[0]))
+    return target
+
+
 #: Status codes and phrases of tensorstore's errors for files it cannot read (as opposed to orbax's structure
 #: and shape comparison, a config mismatch).
 _READ_ERRORS = ("DATA_LOSS", "NOT_FOUND", "Error reading", "Error opening", "Error decoding")
+
+
+def _is_damage(err: BaseException) -> bool:
+    """Whether a restore error says the files are damaged: tensorstore's read errors, or the bare ``Exception``
+    orbax wraps them in; not out-of-memory, permission or other errors, which are passed on as they are."""
+    return type(err) is Exception or any(code in str(err) for code in _READ_ERRORS)
 
 
 class RunCheckpoints:
@@ -197,7 +215,9 @@ class RunCheckpoints:
         try:
             meta = mngr.restore(epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
         except Exception as e:  # noqa: BLE001 - orbax raises bare Exceptions for unreadable files
-            raise self._corrupt(mngr, epoch, e) from e
+            if _is_damage(e) or isinstance(e, (json.JSONDecodeError, UnicodeDecodeError)):
+                raise self._corrupt(mngr, epoch, e) from e
+            raise
         if not isinstance(meta, Mapping) or not isinstance(meta.get("config"), Mapping):
             raise self._corrupt(mngr, epoch, "its meta holds no config")
         return meta
@@ -221,7 +241,7 @@ class RunCheckpoints:
         epoch = mngr.latest_step() if epoch is None else epoch
         if epoch is None:
             raise FileNotFoundError(f"no {which} checkpoint in {self.workdir}")
-        abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, abstract_tree)
+        abstract = jax.tree_util.tree_map(_on_this_host, abstract_tree)
         self._check_items(mngr, epoch)
         mismatch = lambda why: ConfigMismatchError(
             f"checkpoint {mngr.directory}/{epoch} does not fit the model built from this config (different "
@@ -230,18 +250,13 @@ class RunCheckpoints:
             out = mngr.restore(epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
                                                               meta=ocp.args.JsonRestore()))
         except (ValueError, KeyError, TypeError) as e:
-            if any(code in str(e) for code in _READ_ERRORS):  # tensorstore could not read the files
+            if _is_damage(e):
                 raise self._corrupt(mngr, epoch, e) from e
             raise mismatch(e) from e
-        except Exception as e:  # noqa: BLE001 - orbax wraps some of tensorstore's read errors in bare Exceptions
-            raise self._corrupt(mngr, epoch, e) from e
-        # orbax restores the stored shapes whatever the target's (and casts to its dtypes): compare the shapes
-        wrong = [f"{jax.tree_util.keystr(path)}: checkpoint {np.shape(got)}, model {np.shape(want)}"
-                 for (path, got), want in zip(jax.tree_util.tree_leaves_with_path(out["state"]),
-                                              jax.tree_util.tree_leaves(abstract))
-                 if np.shape(got) != np.shape(want)]
-        if wrong:
-            raise mismatch("; ".join(wrong[:3]) + (f" (and {len(wrong) - 3} more)" if len(wrong) > 3 else ""))
+        except Exception as e:  # noqa: BLE001 - out of memory, permissions, ...: passed on as they are
+            if _is_damage(e):
+                raise self._corrupt(mngr, epoch, e) from e
+            raise
         return out["state"], out["meta"]
 
 
