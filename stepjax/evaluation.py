@@ -43,7 +43,7 @@ def evaluate_workdir(workdir: str, split: str = "test", features: str | None = N
         raw = pipeline.load_source(cfg.data)
         s = pipeline.split_dataset(raw, cfg.data)
         check_split(workdir, s, raw.fingerprint(), hint="evaluate it on named files with --features/--labels, "
-                    "or retrain")
+                    "or retrain", parts=() if split == "all" else SPLITS[:3])
         idx = np.arange(len(raw.labels)) if split == "all" else getattr(s, split)
         if len(idx) == 0:
             others = [name for name in ("val", "train") if name != split and len(getattr(s, name))]

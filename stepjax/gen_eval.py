@@ -84,15 +84,15 @@ def evaluate_generator(gen_workdir: str, classifier_workdir: str, num_per_class:
                       "CVAE's aligned frame and raw real gaits are not, so their hand-made features are not on one "
                       "scale; use a Baseline-STEP classifier (configs/baseline_step.py) for FID and recognition",
                       stacklevel=2)
-    gaits, labels = generate_per_class(generate_fn, gen_vars, num_per_class, seed, official_sampler)
-    t_gen = time.time() - t0
-
     raw = pipeline.load_source(gen_cfg.data)
     # the gaits it learnt from, and the held-out real test part of the data's split (a STEP+Aug generator's own
-    # split has no test part: it never saw those gaits, evaluating against them afterwards is reporting only)
+    # split has no test part: it never saw those gaits, evaluating against them afterwards is reporting only);
+    # checked against the run's record before the sampling
     split = pipeline.split_dataset(raw, gen_cfg.data)
     check_split(gen_workdir, split, raw.fingerprint(), hint="retrain the generator")
     split = split._replace(test=pipeline.outer_split(raw, gen_cfg.data).test)
+    gaits, labels = generate_per_class(generate_fn, gen_vars, num_per_class, seed, official_sampler)
+    t_gen = time.time() - t0
     outputs = {"generated": classifier_outputs(predict_fn, cls_vars, gaits)}
     real_labels = {}
     for name in ("train", "test"):

@@ -365,21 +365,36 @@ def main(argv=None) -> None:
         _generate_to_files(args)
 
 
+def _memory_limit_bytes() -> int | None:
+    """This process's memory: the machine's physical memory, or a container's (cgroup) limit where lower;
+    ``None`` where neither can be read."""
+    limits = []
+    try:
+        limits.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        pass
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):  # cgroup v2, v1
+        try:
+            with open(path) as f:
+                limits.append(int(f.read().strip()))
+        except (OSError, ValueError):  # absent, or 'max' (no limit)
+            pass
+    return min(limits) if limits else None
+
+
 def _check_fits_in_memory(args: argparse.Namespace) -> None:
-    """``ValueError`` before any work when the gaits would not fit in this machine's memory (float32 on the
-    device, float32 and float64 copies on the host while writing): the process would be killed mid-way."""
+    """``ValueError`` before any work when the gaits would not fit in this machine's (or container's) memory
+    (float32 from the device, float32 and float64 copies on the host while writing): the process would be killed
+    mid-way."""
     from stepjax.data.pipeline import trained_num_frames
 
     frames = args.num_frames or trained_num_frames(ckpt_lib.read_run_config(args.workdir))
     need = NUM_CLASSES * args.per_class * frames * 16 * 3 * (4 + 4 + 8)
-    try:
-        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
-        return
-    if need > have:
+    have = _memory_limit_bytes()
+    if have is not None and need > have:
         raise ValueError(f"--per-class {args.per_class} ({NUM_CLASSES * args.per_class:,} gaits of {frames} frames) "
-                         f"needs about {need / 2**30:.1f} GiB, this machine has {have / 2**30:.1f} GiB: write "
-                         "several files (other --seed values) of fewer gaits")
+                         f"needs about {need / 2**30:.1f} GiB, this machine (or container) has "
+                         f"{have / 2**30:.1f} GiB: write several files (other --seed values) of fewer gaits")
 
 
 def _generate_to_files(args: argparse.Namespace) -> None:

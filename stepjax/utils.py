@@ -58,7 +58,11 @@ def absl_flags_parser(prog: str):
     def parse(argv: list[str]) -> list[str]:
         from absl import flags
 
-        overrides = [a.split("=", 1)[0].lstrip("-") for a in argv[1:] if a.startswith(("--config.", "-config."))]
+        try:  # --flagfile contents count too
+            expanded = flags.FLAGS.read_flags_from_files(argv, force_gnu=False)
+        except flags.Error:
+            expanded = argv  # absl reports the bad flagfile below
+        overrides = [a.split("=", 1)[0].lstrip("-") for a in expanded[1:] if a.startswith(("--config.", "-config."))]
         repeated = sorted({k for k in overrides if overrides.count(k) > 1})
         if repeated:  # ml_collections would concatenate tuple values: (8, 8, 8) then (4, 4, 4) gave six channels
             print(f"{prog}: error: --{repeated[0]} is given more than once; give each --config.* key once",

@@ -17,8 +17,8 @@ def check_image_path(path: str, name: str = "path") -> None:
 
     ext = os.path.splitext(os.fspath(path))[1].lstrip(".").lower()
     formats = Figure().canvas.get_supported_filetypes()
-    if ext not in formats:
-        raise ValueError(f"{name} {path}: matplotlib cannot write {ext or 'a file without an extension'!r}; name it "
+    if ext and ext not in formats:  # no extension: matplotlib writes its default, png
+        raise ValueError(f"{name} {path}: matplotlib cannot write {ext!r}; name it "
                          f"*.png (or one of {', '.join(sorted(formats))})")
 
 

@@ -342,7 +342,8 @@ def test_a_damaged_checkpoint_is_named_with_the_older_one_to_fall_back_to(tmp_pa
             path.write_bytes(b"\0" * path.stat().st_size)
     why = {"no_state": "no state item", "meta_json": "", "array_data": ""}[damage]
     latest = ckpt_lib.LATEST
-    match = rf"checkpoint .*{latest}/2 is damaged or incomplete \({why}.*; remove it to resume or evaluate from .*{latest}/1"
+    match = (rf"checkpoint .*{latest}/2 is damaged or incomplete \({why}.*; remove it to resume or evaluate from "
+             rf".*{latest}/1")
     with pytest.raises(ckpt_lib.CheckpointCorruptError, match=match):
         ckpts = ckpt_lib.RunCheckpoints(tmp_path, create=False)
         try:
@@ -366,7 +367,8 @@ def test_restoring_into_another_shape_is_a_mismatch(tmp_path):
     _run(tmp_path, [0.5])
     ckpts = ckpt_lib.RunCheckpoints(tmp_path, create=False)
     try:
-        for tree, shown in (({"w": np.zeros(4, np.float32)}, r"shape: \(4,\) is not compatible with the stored shape: \(3,\)"),
+        for tree, shown in (({"w": np.zeros(4, np.float32)}, r"shape: \(4,\) is not compatible with the stored "
+                                                              r"shape: \(3,\)"),
                             (jax.eval_shape(lambda: {"w": np.zeros(4, np.float32)}), r"stored shape: \(3,\)"),
                             ({"v": np.zeros(3, np.float32)}, "tree structures do not match")):
             with pytest.raises(ckpt_lib.ConfigMismatchError, match=r"does not fit the model built from this config.*"
@@ -395,7 +397,11 @@ def test_a_split_is_recorded_with_its_data_and_checked_on_resume(tmp_path):
         with pytest.raises(ckpt_lib.ConfigMismatchError, match=what + r" from its split.json.*; train in a new"):
             write_split(str(tmp_path), other, resumed=True, fingerprint=fingerprint)
     assert read_split(str(tmp_path))["val"].tolist() == [3]
+    check_split(str(tmp_path), split._replace(val=np.array([4]), test=np.array([3])), "a" * 64, hint="", parts=())
     check_split(str(tmp_path / "older_run"), split, "b" * 64, hint="")  # no split.json: nothing to compare
+    (tmp_path / "older_run").mkdir()
+    write_split(str(tmp_path / "older_run"), split)  # a run from before the files' hash was recorded
+    check_split(str(tmp_path / "older_run"), split, "b" * 64, hint="")  # the parts only
 
 
 def test_a_data_parallel_checkpoint_restores_on_one_device_and_other_errors_pass_through(tmp_path, monkeypatch):

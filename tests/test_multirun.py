@@ -49,6 +49,7 @@ def test_every_epoch_of_every_run_draws_a_new_shuffle(tmp_path):
     reused every epoch would have gone unnoticed)."""
     cfg = runs_config("seeds", num_seeds=2)
     cfg.train.epochs, cfg.train.lr = 2, 1e-30
+    cfg.model.dropout = cfg.model.head_dropout = 0.0  # new dropout masks alone would change the loss too
     fit_classifier_runs(cfg, str(tmp_path), progress=False)
     history = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert len(history) == 2 and len(history[0]["loss"]) == 2

@@ -193,7 +193,7 @@ def test_split_errors():
             splits.train_val_test_split(labels, (0.5, 0.25, 0.25), seed=seed)
         with pytest.raises(ValueError, match="split seed must be an integer >= 0"):
             splits.kfold_with_validation(labels, 2, seed=seed)
-    for fraction in (0, 1, 1.5):
+    for fraction in (0, 1, 1.5, None, "0.2"):
         with pytest.raises(ValueError, match=r"val_fraction \(runs.val_fraction\) must lie in \(0, 1\)"):
             splits.kfold_with_validation(labels, 2, val_fraction=fraction)
 

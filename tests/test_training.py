@@ -259,6 +259,8 @@ def test_clis_report_user_mistakes_without_a_traceback(trained, tmp_path):
     STEPJAX_TRACEBACK=1 brings back)."""
     _, workdir, _ = trained
     missing = tmp_path / "no_such_run"
+    flagfile = tmp_path / "flags.txt"
+    flagfile.write_text("--config.model.channels=(8,8,8)\n")
     cases = [([str(PROJECT_ROOT / "eval.py"), f"--workdir={missing}"], "eval.py: error: .*no such run directory"),
              ([str(PROJECT_ROOT / "eval.py"), f"--workdir={workdir}", f"--features={missing}.h5"],
               "eval.py: error: .*no_such_run.h5"),
@@ -279,7 +281,7 @@ def test_clis_report_user_mistakes_without_a_traceback(trained, tmp_path):
                "--config.train.epoch=1"], 'train.py: error: .*names no key.*Did you mean "epochs"'),
              ([str(PROJECT_ROOT / "train.py"), "--config=configs/step.py"], "train.py: error: flag --workdir=None"),
              ([str(PROJECT_ROOT / "train.py"), "--config=configs/step.py", f"--workdir={tmp_path / 'w'}",
-               "--config.model.channels=(8,8,8)", "--config.model.channels=(4,4,4)"],  # once (8, 8, 8, 4, 4, 4)
+               f"--flagfile={flagfile}", "--config.model.channels=(4,4,4)"],  # once (8, 8, 8, 4, 4, 4)
               r"train.py: error: --config.model.channels is given more than once"),
              ([str(PROJECT_ROOT / "train.py"), "--config=configs/stp.py", f"--workdir={tmp_path / 'w'}"],
               r"train.py: error: --config configs/stp.py: no such file \(configs/ holds .*step.py"),

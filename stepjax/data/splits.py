@@ -140,7 +140,7 @@ def kfold_with_validation(labels: Sequence[int], k: int = 5, seed: int = 0, val_
                           groups: Sequence | None = None) -> list[Split]:
     """k-fold test folds, each training part split again (stratified) into train and validation."""
     labels = _check(labels)
-    if not 0 < val_fraction < 1:
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction (runs.val_fraction) must lie in (0, 1), got {val_fraction!r}")
     out = []
     for f, (train, test) in enumerate(stratified_kfold(labels, k, seed, groups)):

@@ -38,7 +38,7 @@ def write_split(workdir: str, split, resumed: bool = False, fingerprint: str | N
         check_split(workdir, split, fingerprint, hint="train in a new workdir")
     record = _split_parts(split)
     if fingerprint is not None:
-        record["data_fingerprint"] = fingerprint
+        record["data_files_sha256"] = fingerprint
     path = os.path.join(workdir, SPLIT_FILE)
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w") as f:
@@ -50,19 +50,21 @@ def _split_parts(split) -> dict[str, list[int]]:
     return {k: [int(i) for i in getattr(split, k)] for k in ("train", "val", "test")}
 
 
-def check_split(workdir: str, split, fingerprint: str | None = None, *, hint: str) -> None:
+def check_split(workdir: str, split, fingerprint: str | None = None, *, hint: str,
+                parts: Sequence[str] = ("train", "val", "test")) -> None:
     """Raises :class:`~stepjax.training.checkpoint.ConfigMismatchError` when ``<workdir>/split.json`` records
     other train / val / test indices than ``split`` (the split a run's config gives now), or other data than
     ``fingerprint`` (where both are known): the data file or the splitting changed since the run was trained,
     and its "test" gaits would not be the ones it never saw. No ``split.json`` (a run from before runs recorded
-    it): nothing to compare. ``hint``: what to do instead, for the message."""
+    it): nothing to compare; no fingerprint in it (a run from before those): the parts only. ``hint``: what to do
+    instead, for the message; ``parts``: the parts that matter (none for an evaluation on all gaits)."""
     path = os.path.join(workdir, SPLIT_FILE)
     if not os.path.exists(path):
         return
     with open(path) as f:
         recorded = json.load(f)
-    changed = [k for k, v in _split_parts(split).items() if recorded.get(k) != v]
-    if fingerprint is not None and recorded.get("data_fingerprint") not in (None, fingerprint):
+    changed = [k for k, v in _split_parts(split).items() if k in parts and recorded.get(k) != v]
+    if fingerprint is not None and recorded.get("data_files_sha256") not in (None, fingerprint):
         changed.append("the gaits or labels")
     if changed:
         raise ckpt_lib.ConfigMismatchError(
