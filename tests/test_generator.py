@@ -306,7 +306,8 @@ def test_runs_record_the_length_they_trained_on(tmp_path, monkeypatch):
         fit_latent_prior_from_run(tmp_path / "gen")
     from stepjax.gen_eval import evaluate_generator
 
-    with pytest.raises(ckpt_lib.ConfigMismatchError, match=r"the gaits or labels differ.*retrain the generator"):
+    with pytest.warns(UserWarning, match="a STEP model with affective features"), \
+            pytest.raises(ckpt_lib.ConfigMismatchError, match=r"the gaits or labels differ.*retrain the generator"):
         evaluate_generator(str(tmp_path / "gen"), str(tmp_path / "cls"), num_per_class=2)
 
 
