@@ -391,7 +391,7 @@ def test_a_split_is_recorded_with_its_data_and_checked_on_resume(tmp_path):
                                                                            "test": [4]}
     write_split(str(tmp_path), split, resumed=True, fingerprint="a" * 64)  # the same: fine
     check_split(str(tmp_path), split, None, hint="")  # data read from no file: only the parts are compared
-    for other, fingerprint, what in ((split, "b" * 64, r"\(the gaits or labels differ"),
+    for other, fingerprint, what in ((split, "b" * 64, r"\(the data files differ"),
                                      (split._replace(val=np.array([4]), test=np.array([3])), "a" * 64,
                                       r"\(val, test differ")):
         with pytest.raises(ckpt_lib.ConfigMismatchError, match=what + r" from its split.json.*; train in a new"):

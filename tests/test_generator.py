@@ -299,15 +299,15 @@ def test_runs_record_the_length_they_trained_on(tmp_path, monkeypatch):
     assert pipeline.load_source(tiny_config().data).fingerprint() is None  # walkers: a function of the config
     changed = dict(cut, **{"000": cut["000"] + 0.01})
     write_egait(tmp_path / "f.h5", tmp_path / "l.h5", changed, {k: int(y) for k, y in zip(cut, w.labels)})
-    with pytest.raises(ckpt_lib.ConfigMismatchError, match=r"other data .*\(the gaits or labels differ from its "
+    with pytest.raises(ckpt_lib.ConfigMismatchError, match=r"other data .*\(the data files differ from its "
                                                             r"split.json.*--features/--labels"):
         evaluation.evaluate_workdir(str(tmp_path / "cls"))
-    with pytest.raises(ckpt_lib.ConfigMismatchError, match=r"the gaits or labels differ.*retrain the generator"):
+    with pytest.raises(ckpt_lib.ConfigMismatchError, match=r"the data files differ.*retrain the generator"):
         fit_latent_prior_from_run(tmp_path / "gen")
     from stepjax.gen_eval import evaluate_generator
 
     with pytest.warns(UserWarning, match="a STEP model with affective features"), \
-            pytest.raises(ckpt_lib.ConfigMismatchError, match=r"the gaits or labels differ.*retrain the generator"):
+            pytest.raises(ckpt_lib.ConfigMismatchError, match=r"the data files differ.*retrain the generator"):
         evaluate_generator(str(tmp_path / "gen"), str(tmp_path / "cls"), num_per_class=2)
 
 

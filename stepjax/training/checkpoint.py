@@ -249,13 +249,11 @@ class RunCheckpoints:
         try:
             out = mngr.restore(epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
                                                               meta=ocp.args.JsonRestore()))
-        except (ValueError, KeyError, TypeError) as e:
-            if _is_damage(e):
-                raise self._corrupt(mngr, epoch, e) from e
-            raise mismatch(e) from e
         except Exception as e:  # noqa: BLE001 - out of memory, permissions, ...: passed on as they are
             if _is_damage(e):
                 raise self._corrupt(mngr, epoch, e) from e
+            if isinstance(e, (ValueError, KeyError, TypeError)):  # orbax's structure and shape comparison
+                raise mismatch(e) from e
             raise
         return out["state"], out["meta"]
 

@@ -135,7 +135,8 @@ def fit_classifier(cfg, workdir: str, *, progress: bool = True, log=print, stop_
 
     restored, meta = tracker.finish({"train_state": state, "preprocessor": prep})
     best_state = restored["train_state"]
-    result = {"best_epoch": meta["epoch"], "num_train": int(len(train.labels)), "val": _report(best_state, model, val)}
+    result = {"best_epoch": meta["epoch"], "num_train": int(len(train.labels)),
+              "val": _report(best_state, model, val)}
     if test is not None:
         result["test"] = _report(best_state, model, test)
     if test_every_epoch:

@@ -65,7 +65,7 @@ def check_split(workdir: str, split, fingerprint: str | None = None, *, hint: st
         recorded = json.load(f)
     changed = [k for k, v in _split_parts(split).items() if k in parts and recorded.get(k) != v]
     if fingerprint is not None and recorded.get("data_files_sha256") not in (None, fingerprint):
-        changed.append("the gaits or labels")
+        changed.append("the data files")
     if changed:
         raise ckpt_lib.ConfigMismatchError(
             f"{workdir} was trained on other data than its config gives now ({', '.join(changed)} differ from its "
