@@ -427,9 +427,11 @@ def check_lengths(lengths, batch_shape: tuple[int, ...], num_frames: int) -> np.
 
 def _as_lengths(lengths, gait_shape) -> jax.Array:
     batch_shape, t = tuple(gait_shape[:-3]), gait_shape[-3]
-    if isinstance(lengths, jax.core.Tracer):
+    if isinstance(lengths, jax.core.Tracer):  # the shape and dtype are static: checked under jit too
         if tuple(np.shape(lengths)) != batch_shape:
             raise ValueError(f"lengths must have the gaits' batch shape {batch_shape}, got {tuple(np.shape(lengths))}")
+        if not jnp.issubdtype(lengths.dtype, jnp.integer):
+            raise ValueError(f"lengths must be integers, got dtype {lengths.dtype}")
     else:
         check_lengths(lengths, batch_shape, t)
     # traced lengths (the caller's jit) cannot be checked: clipped, so that a bad one gives the features of

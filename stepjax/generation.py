@@ -184,6 +184,10 @@ def generate(model: STEPGenCVAE, variables, labels: jax.Array, rng: jax.Array, n
         hint = ("; load_generator returns (generate_fn, variables): call generate_fn(variables, labels, rng) instead"
                 if callable(model) and not isinstance(model, type) else "")
         raise TypeError(f"generate takes the STEPGenCVAE model, got {type(model).__name__}{hint}")
+    for name, value in (("num_frames", num_frames), ("chunk", chunk)):
+        if isinstance(value, jax.core.Tracer):
+            raise TypeError(f"{name} sets the shapes and must be static: a Python int, not a traced value (keep it "
+                            f"out of the arguments your jit traces, e.g. functools.partial or static_argnames)")
     if not is_integer(num_frames) or num_frames < MIN_FRAMES:
         raise ValueError(f"num_frames must be an integer >= {MIN_FRAMES} (a gait's jerk needs 4 frames), "
                          f"got {num_frames!r}")

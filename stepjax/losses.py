@@ -39,8 +39,8 @@ def classification_loss(logits: Array, labels: Array, *, label_smoothing: float 
     if official_double_softmax:
         logits = jax.nn.softmax(logits, axis=-1)
     num_classes = logits.shape[-1]
-    targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes, dtype=logits.dtype), label_smoothing) \
-        if label_smoothing else jax.nn.one_hot(labels, num_classes, dtype=logits.dtype)
+    # smoothing by 0 leaves the targets as they are: no Python branch, so a traced (vmapped) smoothing works
+    targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes, dtype=logits.dtype), label_smoothing)
     # NaN targets for an invalid label (not an all-zero row): the loss and its gradients become NaN
     targets = jnp.where(((labels >= 0) & (labels < num_classes))[:, None], targets, jnp.nan)
     return optax.softmax_cross_entropy(logits, targets).mean()

@@ -486,6 +486,8 @@ def test_traced_lengths_out_of_range_are_clipped():
     t = g.shape[1]
     got = jax.jit(aff.affective_features)(g, jnp.array([0, 2 * t, 7]))
     _close(got, aff.affective_features(g, np.array([aff.MIN_FRAMES, t, 7])), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="lengths must be integers, got dtype float32"):  # static: checked
+        jax.jit(aff.affective_features)(g, jnp.array([12.7, 19.9, 7.0]))  # (once truncated to 12, 19, 7)
 
 
 @pytest.mark.parametrize("shape", [(12, 16, 2), (12, 48), (16, 3), (12, 15, 3), (3, 16, 3), (2, 0, 16, 3)])

@@ -235,6 +235,10 @@ def test_defaults_and_baseline_cvae():
 def test_classification_loss_checks_its_shapes_under_jit():
     logits, labels = jnp.zeros((3, 4)), jnp.array([0, 1, 3])
     assert float(jax.jit(L.classification_loss)(logits, labels)) == pytest.approx(np.log(4))
+    noisy = jax.random.normal(jax.random.key(0), (3, 4))  # a traced (vmapped) smoothing: a sweep in one program
+    swept = jax.vmap(lambda s: L.classification_loss(noisy, labels, label_smoothing=s))(jnp.array([0.0, 0.1]))
+    np.testing.assert_allclose(swept, [L.classification_loss(noisy, labels, label_smoothing=s) for s in (0.0, 0.1)],
+                               rtol=1e-6)
     for bad_logits, bad_labels, match in [(logits, labels[:2], "shape prefixes"), (logits[0], labels, "rank"),
                                           (logits, labels.astype(jnp.float32), "type")]:
         with pytest.raises(AssertionError, match=match):

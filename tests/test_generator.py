@@ -222,6 +222,8 @@ def test_generate_refuses_bad_labels_and_sizes(generator):
             generate_fn(loaded_vars, jnp.array([0, 1]), rng)
     with pytest.raises(TypeError, match="prior must be a LatentPrior .*got str 'fitted'"):
         generate_fn(loaded_vars, jnp.array([0, 1]), key, prior="fitted")
+    with pytest.raises(TypeError, match="num_frames sets the shapes and must be static"):  # once 'got JitTracer'
+        jax.jit(lambda n: generate_fn(loaded_vars, jnp.array([0, 1]), key, num_frames=n))(30)
     from stepjax.generation import _check_key
 
     with jax.default_prng_impl("rbg"):  # raw keys of another implementation have another shape: (4,)
