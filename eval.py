@@ -89,7 +89,8 @@ def _evaluate():
     out = evaluate_workdirs(FLAGS.workdir, split=FLAGS.split, features=FLAGS.features, labels=FLAGS.labels,
                             which=FLAGS.checkpoint)
     for r in out["runs"]:
-        print(f"{r['workdir']} on {r['data']} (n={r['num_gaits']}): accuracy {r['accuracy']:.4f}  "
+        print(f"{r['workdir']} ({r['checkpoint']} checkpoint) on {r['data']} (n={r['num_gaits']}): accuracy "
+              f"{r['accuracy']:.4f}  "
               f"balanced_accuracy {r['balanced_accuracy']:.4f}  macro_f1 {r['macro_f1']:.4f}")
         for name, pc in r["per_class"].items():
             print(f"    {name:8s} precision {pc['precision']:.3f}  recall {pc['recall']:.3f}  n={pc['support']}")

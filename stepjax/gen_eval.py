@@ -171,23 +171,24 @@ def _same_split(gen_cfg, cls_cfg) -> bool:
 
 def format_report(r: dict) -> str:
     g = r["generated"]
-    lines = [f"generator {r['generator']} ({r['num_per_class']} per class, seed {r['seed']}, "
-             f"{'official sampler' if r['official_sampler'] else 'N(0, I) prior'}); features: {r['classifier']}"
+    lines = [f"generator {r['generator']} ({r['checkpoint']} checkpoint; {r['num_per_class']} per class, seed "
+             f"{r['seed']}, {'official sampler' if r['official_sampler'] else 'N(0, I) prior'}); features: "
+             f"{r['classifier']} ({r['classifier_checkpoint']} checkpoint)"
              + ("" if r["same_split"] else "  [WARNING: classifier trained on other data/split]")]
     for k in ("fid_train", "fid_test", "fid_real_train_vs_test"):
         if k in r:
-            lines.append(f"  {k:24s} {r[k]:.4f}")
-    lines.append(f"  generated: diversity {g['diversity']:.4f}  multimodality {g['multimodality']:.4f}  "
-                 f"recognition accuracy {g['recognition_accuracy']:.4f}  joint speed {g['joint_speed']:.4f}")
+            lines.append(f"  {k:24s} {r[k]:.4g}")
+    lines.append(f"  generated: diversity {g['diversity']:.4g}  multimodality {g['multimodality']:.4g}  "
+                 f"recognition accuracy {g['recognition_accuracy']:.4g}  joint speed {g['joint_speed']:.4g}")
     if "generated_fitted_prior" in r:
         f = r["generated_fitted_prior"]
-        lines.append(f"  fitted per-class prior: FID train {f.get('fid_train', float('nan')):.4f}  FID test "
-                     f"{f.get('fid_test', float('nan')):.4f}  diversity {f['diversity']:.4f}  recognition accuracy "
-                     f"{f['recognition_accuracy']:.4f}  joint speed {f['joint_speed']:.4f}")
+        lines.append(f"  fitted per-class prior: FID train {f.get('fid_train', float('nan')):.4g}  FID test "
+                     f"{f.get('fid_test', float('nan')):.4g}  diversity {f['diversity']:.4g}  recognition accuracy "
+                     f"{f['recognition_accuracy']:.4g}  joint speed {f['joint_speed']:.4g}")
     if "reconstructed_test" in r:
         c = r["reconstructed_test"]
-        lines.append(f"  reconstructed real test (decode(mu)): FID {c['fid_test']:.4f}  recognition accuracy "
-                     f"{c['recognition_accuracy']:.4f}  joint speed {c['joint_speed']:.4f}  MSE {c['rec_mse']:.5f}")
+        lines.append(f"  reconstructed real test (decode(mu)): FID {c['fid_test']:.4g}  recognition accuracy "
+                     f"{c['recognition_accuracy']:.4g}  joint speed {c['joint_speed']:.4g}  MSE {c['rec_mse']:.5f}")
     curves = r.get("loss_curves") or {}
     if curves.get("epoch"):
         best = int(np.argmin(curves["val_total"])) if curves.get("val_total") else -1
@@ -196,8 +197,8 @@ def format_report(r: dict) -> str:
         lines.append(f"  validation loss, epoch 0 -> best ({curves['epoch'][best]}): " + ", ".join(parts))
     if "real_test" in r:
         t = r["real_test"]
-        lines.append(f"  real test: diversity {t['diversity']:.4f}  multimodality {t['multimodality']:.4f}  "
-                     f"classifier accuracy {t['recognition_accuracy']:.4f}  joint speed {t['joint_speed']:.4f}")
+        lines.append(f"  real test: diversity {t['diversity']:.4g}  multimodality {t['multimodality']:.4g}  "
+                     f"classifier accuracy {t['recognition_accuracy']:.4g}  joint speed {t['joint_speed']:.4g}")
     return "\n".join(lines)
 
 

@@ -480,6 +480,7 @@ def test_evaluate_generator_reports_fid_diversity_and_recognition(aug, tmp_path,
     assert 0 <= rec["recognition_accuracy"] <= 1 and np.isfinite(rec["fid_test"])
     assert 0 < rec["rec_mse"] < 0.05  # m^2: aligned gaits; even 4 tiny epochs reconstruct within ~20 cm rms
     assert "fid_test" in format_report(report) and "reconstructed" in format_report(report)
+    assert "(best checkpoint; " in format_report(report) and "(best checkpoint)" in format_report(report)
     fitted = report["generated_fitted_prior"]  # samples of the per-class Gaussian fitted on the training split
     assert fitted["num_gaits"] == 32 and np.isfinite(fitted["fid_test"]) and 0 <= fitted["recognition_accuracy"] <= 1
     assert "fitted per-class prior" in format_report(report)

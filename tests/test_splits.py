@@ -1,9 +1,11 @@
+import sys
 import warnings
 
 import numpy as np
 import pytest
 from hypothesis import example, given, settings, strategies as st
 
+from conftest import PROJECT_ROOT
 from stepjax.data import splits
 
 
@@ -62,8 +64,11 @@ def test_a_lopsided_grouped_split_is_flagged():
     w = make_walkers(160, seed=0, num_frames=8)
     s = splits.train_val_test_split(w.labels, (0.7, 0.15, 0.15), 0, groups=w.subjects)
     assert (len(s.train), len(s.val), len(s.test)) == (120, 8, 32)
-    with pytest.warns(UserWarning, match=r"lopsided: val 5% \(asked 15%\);"):
+    with pytest.warns(UserWarning, match=r"lopsided: val 5% \(asked 15%\); with few subjects per class the grouped"):
         pipeline.warn_if_lopsided(s, (0.7, 0.15, 0.15), 160)
+    with pytest.warns(UserWarning, match=r"lopsided: val 5% \(asked 15%\); rounding per class moves whole gaits: "
+                                         r"use more gaits or other data.split fractions$"):  # not grouped: no subjects
+        pipeline.warn_if_lopsided(s, (0.7, 0.15, 0.15), 160, grouped=False)
     w = make_walkers(1200, seed=0, num_frames=8)  # configs/step.py: 840/184/176, no warning
     s = splits.train_val_test_split(w.labels, (0.7, 0.15, 0.15), 0, groups=w.subjects)
     with warnings.catch_warnings():
@@ -127,6 +132,14 @@ def test_a_run_within_the_training_split_never_sees_its_validation_or_test_gaits
     assert not set(raw.subjects[inner.train]) & set(raw.subjects[inner.val])
     np.testing.assert_array_equal(pipeline.outer_split(raw, data).test, outer.test)
     assert pipeline.split_fractions(data) == pytest.approx((0.56, 0.14, 0.0))
+    sys.path.insert(0, str(PROJECT_ROOT / "configs"))
+    import step_gen
+
+    cfg = step_gen.get_config()  # 120 walkers: the inner split is lopsided, and the warning says which split
+    cfg.data.update(dict(num_gaits=120, num_frames=8, within_training_split=True, inner_val_fraction=0.15))
+    with pytest.warns(UserWarning, match=r"the generator's split of the classifier's training part of 88 gaits is "
+                                         r"lopsided: val 27% \(asked 15%\).*other aug.generator_val_fraction"):
+        pipeline.prepare(cfg)
     for bad in (0.0, 1.0, True, "0.2"):
         with pytest.raises(ValueError, match="data.inner_val_fraction must be a number in \\(0, 1\\)"):
             pipeline.split_dataset(raw, ml_collections.ConfigDict({**data.to_dict(), "inner_val_fraction": bad}))

@@ -205,6 +205,7 @@ def test_eval_cli_writes_json_and_png(trained, tmp_path):
     assert report["runs"][0]["accuracy"] == pytest.approx(result["test"]["accuracy"])
     assert report["aggregate"]["accuracy"]["std"] == 0.0 and report["aggregate"]["num_runs"] == 2
     assert "mean +- sample std (ddof=1) over 2 runs" in proc.stdout
+    assert f"{workdir} (best checkpoint) on walkers:test" in proc.stdout  # the text names the checkpoint too
     assert out_png.stat().st_size > 1000
 
 

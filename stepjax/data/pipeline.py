@@ -142,20 +142,33 @@ def record_num_frames(cfg_json: dict, train_gaits: np.ndarray) -> bool:
     return True
 
 
-def warn_if_lopsided(split: splits.Split, fractions, num_gaits: int) -> None:
+def _split_advice(grouped: bool, knob: str) -> str:
+    """How to mend a lopsided split or a class missing from a part, for the warnings."""
+    if grouped:
+        return (f"with few subjects per class the grouped split moves whole subjects: use more gaits/subjects or "
+                f"other {knob} (data.group_by_subject=False only where gaits of one subject or clip are independent)")
+    return f"rounding per class moves whole gaits: use more gaits or other {knob}"
+
+
+def warn_if_lopsided(split: splits.Split, fractions, num_gaits: int, *, grouped: bool = True,
+                     what: str = "the split", knob: str = "data.split fractions") -> None:
     """Warns when a part of the split is far from its fraction (off by more than half of it and 5 points): a
     grouped split of few subjects per class moves whole subjects, and rounding per class can leave e.g. 5 %
-    for validation instead of 15 % (model selection on a handful of gaits)."""
+    for validation instead of 15 % (model selection on a handful of gaits). ``what`` names the split and
+    ``knob`` the option that sets it, for the message."""
     import warnings
 
     parts = {name: len(getattr(split, name)) / max(num_gaits, 1) for name in ("train", "val", "test")}
     off = [f"{name} {share:.0%} (asked {f:.0%})" for (name, share), f in zip(parts.items(), fractions)
            if abs(share - f) > max(0.05, 0.5 * f)]
     if off:
-        warnings.warn(f"the split of {num_gaits} gaits is lopsided: {', '.join(off)}; with few subjects per class "
-                      "the grouped split moves whole subjects: use more gaits/subjects or other data.split fractions "
-                      "(data.group_by_subject=False only where gaits of one subject or clip are independent)",
+        warnings.warn(f"{what} of {num_gaits} gaits is lopsided: {', '.join(off)}; {_split_advice(grouped, knob)}",
                       stacklevel=2)
+
+
+def is_grouped(raw: RawDataset, data_cfg) -> bool:
+    """Whether the split of ``raw`` is grouped by subject (``data.group_by_subject`` and subject ids known)."""
+    return bool(data_cfg.get("group_by_subject", True)) and raw.subjects is not None
 
 
 def model_num_classes(cfg) -> int:
@@ -164,7 +177,8 @@ def model_num_classes(cfg) -> int:
 
 
 def warn_if_classes_missing(run_splits: Sequence[splits.Split], labels: np.ndarray,
-                            run_names: Sequence[str] | None = None, num_classes: int = NUM_CLASSES) -> None:
+                            run_names: Sequence[str] | None = None, num_classes: int = NUM_CLASSES, *,
+                            grouped: bool = True) -> None:
     """Warns when one of the ``num_classes`` classes has no gait in the data at all (a 4-class model would be
     trained and scored on fewer classes, with healthy-looking numbers), and when a class of the data has no gait
     in a run's training part (the model never learns it) or in its validation part (model selection ignores it):
@@ -193,10 +207,8 @@ def warn_if_classes_missing(run_splits: Sequence[splits.Split], labels: np.ndarr
                 problems.append(f"{where}{'training' if part == 'train' else 'validation'} part has no {names}")
     if problems:
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-        warnings.warn(f"classes missing from a split: {'; '.join(problems[:3])}{more}; with few subjects per class "
-                      "the grouped split moves whole subjects: use more gaits/subjects or fewer folds "
-                      "(data.group_by_subject=False only where gaits of one subject or clip are independent)",
-                      stacklevel=2)
+        warnings.warn(f"classes missing from a split: {'; '.join(problems[:3])}{more}; "
+                      f"{_split_advice(grouped, 'fractions or fewer folds')}", stacklevel=2)
 
 
 #: The share of the training part that selects a run of ``data.within_training_split`` (STEP+Aug's generator).
@@ -380,13 +392,19 @@ def prepare(cfg, extra_train: tuple[np.ndarray, np.ndarray] | None = None) -> di
     pp.validate_gaits(raw.gaits, "dataset gaits")
     pp.warn_if_not_metres(raw.gaits, "dataset gaits")
     split = split_dataset(raw, cfg.data)
-    warn_if_lopsided(split, split_fractions(cfg.data), len(raw.labels))
-    warn_if_classes_missing([split], raw.labels, num_classes=model_num_classes(cfg))
+    grouped = is_grouped(raw, cfg.data)
+    if cfg.data.get("within_training_split", False):  # STEP+Aug's generator: shares of the classifier's training part
+        inner = float(cfg.data.get("inner_val_fraction", DEFAULT_INNER_VAL_FRACTION))
+        warn_if_lopsided(split, (1.0 - inner, inner, 0.0), len(split.train) + len(split.val), grouped=grouped,
+                         what="the generator's split of the classifier's training part",
+                         knob="aug.generator_val_fraction")
+    else:
+        warn_if_lopsided(split, split_fractions(cfg.data), len(raw.labels), grouped=grouped)
+    warn_if_classes_missing([split], raw.labels, num_classes=model_num_classes(cfg), grouped=grouped)
     if len(split.train) == 0 or len(split.val) == 0:
         raise ValueError(f"split {tuple(cfg.data.split)} leaves an empty train or validation set "
                          f"({len(raw.labels)} gaits)")
     if len(split.test) == 0 and split_fractions(cfg.data)[2] > 0:
-        grouped = cfg.data.get("group_by_subject", True) and raw.subjects is not None
         raise ValueError(f"split {tuple(cfg.data.split)} asks for a test set but leaves it empty "
                          f"({len(raw.labels)} gaits" + ("; a grouped split moves whole subjects): use more gaits or "
                          "subjects, data.group_by_subject=False," if grouped else "): use more gaits, a larger test "

@@ -65,8 +65,10 @@ def make_splits(cfg, raw: pipeline.RawDataset) -> tuple[list[splits.Split], list
     groups = raw.subjects if cfg.data.get("group_by_subject", True) else None
     if cfg.runs.mode == "seeds":
         split = pipeline.split_dataset(raw, cfg.data)
-        pipeline.warn_if_lopsided(split, tuple(cfg.data.split), len(raw.labels))
-        pipeline.warn_if_classes_missing([split], raw.labels, num_classes=pipeline.model_num_classes(cfg))
+        grouped = pipeline.is_grouped(raw, cfg.data)
+        pipeline.warn_if_lopsided(split, tuple(cfg.data.split), len(raw.labels), grouped=grouped)
+        pipeline.warn_if_classes_missing([split], raw.labels, num_classes=pipeline.model_num_classes(cfg),
+                                         grouped=grouped)
         runs = [dict(seed=cfg.seed + s, repeat=0, fold=0) for s in range(cfg.runs.num_seeds)]
         return [split] * len(runs), runs
     if cfg.runs.mode == "kfold":
@@ -78,7 +80,7 @@ def make_splits(cfg, raw: pipeline.RawDataset) -> tuple[list[splits.Split], list
                 out.append(s)
                 runs.append(dict(seed=cfg.seed + rep * cfg.runs.folds + f, repeat=rep, fold=f))
         pipeline.warn_if_classes_missing(out, raw.labels, [f"repeat {r['repeat']} fold {r['fold']}" for r in runs],
-                                         pipeline.model_num_classes(cfg))
+                                         pipeline.model_num_classes(cfg), grouped=groups is not None)
         return out, runs
     raise ValueError(f"unknown runs.mode {cfg.runs.mode!r}; choose 'seeds' or 'kfold'")
 
