@@ -218,7 +218,7 @@ DEFAULT_INNER_VAL_FRACTION = 0.15
 def outer_split(raw: RawDataset, cfg) -> splits.Split:
     """Seeded stratified train/val/test split of ``cfg.split`` (grouped by subject when known and
     ``cfg.group_by_subject``): the split of every classifier with this data config."""
-    groups = raw.subjects if cfg.get("group_by_subject", True) else None
+    groups = raw.subjects if is_grouped(raw, cfg) else None
     return splits.train_val_test_split(raw.labels, tuple(cfg.split), seed=cfg.split_seed, groups=groups)
 
 
@@ -230,11 +230,16 @@ def split_dataset(raw: RawDataset, cfg) -> splits.Split:
     outer = outer_split(raw, cfg)
     if not cfg.get("within_training_split", False):
         return outer
-    fraction = check_fraction(cfg.get("inner_val_fraction", DEFAULT_INNER_VAL_FRACTION), "data.inner_val_fraction")
-    groups = raw.subjects[outer.train] if cfg.get("group_by_subject", True) and raw.subjects is not None else None
+    fraction = inner_val_fraction(cfg)
+    groups = raw.subjects[outer.train] if is_grouped(raw, cfg) else None
     inner = splits.train_val_test_split(raw.labels[outer.train], (1.0 - fraction, fraction, 0.0),
                                         seed=cfg.split_seed + 1, groups=groups, min_val_per_class=1)
     return splits.Split(outer.train[inner.train], outer.train[inner.val], np.array([], np.int64))
+
+
+def inner_val_fraction(cfg) -> float:
+    """The share of the training part that validates a ``within_training_split`` run (checked)."""
+    return check_fraction(cfg.get("inner_val_fraction", DEFAULT_INNER_VAL_FRACTION), "data.inner_val_fraction")
 
 
 def check_fraction(value, name: str) -> float:
@@ -250,7 +255,7 @@ def split_fractions(cfg) -> tuple[float, float, float]:
     """The train / val / test shares of the whole data that :func:`split_dataset` aims at."""
     train, val, test = (float(f) for f in cfg.split)
     if cfg.get("within_training_split", False):
-        inner = float(cfg.get("inner_val_fraction", DEFAULT_INNER_VAL_FRACTION))
+        inner = inner_val_fraction(cfg)
         return train * (1.0 - inner), train * inner, 0.0
     return train, val, test
 
@@ -394,7 +399,7 @@ def prepare(cfg, extra_train: tuple[np.ndarray, np.ndarray] | None = None) -> di
     split = split_dataset(raw, cfg.data)
     grouped = is_grouped(raw, cfg.data)
     if cfg.data.get("within_training_split", False):  # STEP+Aug's generator: shares of the classifier's training part
-        inner = float(cfg.data.get("inner_val_fraction", DEFAULT_INNER_VAL_FRACTION))
+        inner = inner_val_fraction(cfg.data)
         warn_if_lopsided(split, (1.0 - inner, inner, 0.0), len(split.train) + len(split.val), grouped=grouped,
                          what="the generator's split of the classifier's training part",
                          knob="aug.generator_val_fraction")

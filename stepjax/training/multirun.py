@@ -62,13 +62,12 @@ def _pad(idx_list: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 def make_splits(cfg, raw: pipeline.RawDataset) -> tuple[list[splits.Split], list[dict]]:
     """The runs of ``cfg.runs``: ``mode='seeds'`` (one split, ``num_seeds`` seeds) or ``mode='kfold'``
     (``repeats`` x ``folds`` stratified folds, each with an inner validation split)."""
-    groups = raw.subjects if cfg.data.get("group_by_subject", True) else None
+    groups = raw.subjects if pipeline.is_grouped(raw, cfg.data) else None
     if cfg.runs.mode == "seeds":
         split = pipeline.split_dataset(raw, cfg.data)
-        grouped = pipeline.is_grouped(raw, cfg.data)
-        pipeline.warn_if_lopsided(split, tuple(cfg.data.split), len(raw.labels), grouped=grouped)
+        pipeline.warn_if_lopsided(split, tuple(cfg.data.split), len(raw.labels), grouped=groups is not None)
         pipeline.warn_if_classes_missing([split], raw.labels, num_classes=pipeline.model_num_classes(cfg),
-                                         grouped=grouped)
+                                         grouped=groups is not None)
         runs = [dict(seed=cfg.seed + s, repeat=0, fold=0) for s in range(cfg.runs.num_seeds)]
         return [split] * len(runs), runs
     if cfg.runs.mode == "kfold":
