@@ -43,6 +43,7 @@ def _evaluate():
 
     from stepjax.evaluation import evaluate_workdirs
     from stepjax.metrics import format_confusion
+    from stepjax.training import provenance
     from stepjax.training.checkpoint import read_run_config
     from stepjax.utils import check_output_dir, write_json
     from stepjax.viz import check_image_path, plot_confusion
@@ -92,6 +93,7 @@ def _evaluate():
         print(f"{r['workdir']} ({r['checkpoint']} checkpoint) on {r['data']} (n={r['num_gaits']}): accuracy "
               f"{r['accuracy']:.4f}  "
               f"balanced_accuracy {r['balanced_accuracy']:.4f}  macro_f1 {r['macro_f1']:.4f}")
+        print(f"    trained with {provenance.summary(r['trained_with'])}")
         for name, pc in r["per_class"].items():
             print(f"    {name:8s} precision {pc['precision']:.3f}  recall {pc['recall']:.3f}  n={pc['support']}")
     cm = np.sum([r["confusion_matrix"] for r in out["runs"]], axis=0)

@@ -13,6 +13,7 @@ from stepjax.data import pipeline
 from stepjax.data.preprocess import validate_gaits, warn_if_not_metres
 from stepjax.inference import make_predict_fn, predict_gaits, predict_in_chunks, restore_classifier
 from stepjax.metrics import aggregate, classification_report
+from stepjax.training import provenance
 from stepjax.training.progress import check_split
 
 SPLITS = ("train", "val", "test", "all")
@@ -27,7 +28,9 @@ def predict_labels(predict_fn, variables, gaits: np.ndarray, chunk: int = 512,
 
 def evaluate_workdir(workdir: str, split: str = "test", features: str | None = None, labels: str | None = None,
                      which: str = "best") -> dict:
-    """Classification report of one run's checkpoint on ``split`` of its own data, or on E-Gait files."""
+    """Classification report of one run's checkpoint on ``split`` of its own data, or on E-Gait files.
+    ``report['trained_with']``: the run's first provenance record (:mod:`stepjax.training.provenance`), or
+    ``None`` for a run from before runs recorded one."""
     cfg, model, variables = restore_classifier(workdir, which)
     predict_fn = make_predict_fn(model, int(cfg.data.get("num_frames") or 0) or None)
     if features:
@@ -54,7 +57,8 @@ def evaluate_workdir(workdir: str, split: str = "test", features: str | None = N
         warn_if_not_metres(gaits, source)
         preds = predict_labels(predict_fn, variables, gaits, lengths=raw.lengths_at(idx))
     report = classification_report(y, preds, len(LABEL_NAMES))
-    report.update(workdir=os.fspath(workdir), data=source, checkpoint=which)
+    report.update(workdir=os.fspath(workdir), data=source, checkpoint=which,
+                  trained_with=next(iter(provenance.read(workdir)), None))
     return report
 
 

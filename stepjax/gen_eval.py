@@ -42,6 +42,7 @@ from stepjax.generation import (decode_latents, encode_gaits, fit_latent_prior_o
                                 make_generate_fn, restore_generator)
 from stepjax.inference import make_predict_fn, restore_classifier
 from stepjax.nn import with_impls
+from stepjax.training import provenance
 from stepjax.training.checkpoint import config_to_json
 from stepjax.training.progress import check_split, read_metrics
 from stepjax.utils import is_integer, write_json
@@ -104,6 +105,7 @@ def evaluate_generator(gen_workdir: str, classifier_workdir: str, num_per_class:
     report = {
         "generator": os.fspath(gen_workdir), "classifier": os.fspath(classifier_workdir), "checkpoint": which,
         "classifier_checkpoint": classifier_which,
+        "trained_with": next(iter(provenance.read(gen_workdir)), None),
         "num_per_class": int(num_per_class), "seed": int(seed),
         "official_sampler": bool(gen_cfg.get("generate", {}).get("official_sampler", False)
                                  if official_sampler is None else official_sampler),
@@ -174,7 +176,8 @@ def format_report(r: dict) -> str:
     lines = [f"generator {r['generator']} ({r['checkpoint']} checkpoint; {r['num_per_class']} per class, seed "
              f"{r['seed']}, {'official sampler' if r['official_sampler'] else 'N(0, I) prior'}); features: "
              f"{r['classifier']} ({r['classifier_checkpoint']} checkpoint)"
-             + ("" if r["same_split"] else "  [WARNING: classifier trained on other data/split]")]
+             + ("" if r["same_split"] else "  [WARNING: classifier trained on other data/split]"),
+             f"  generator trained with {provenance.summary(r.get('trained_with'))}"]
     for k in ("fid_train", "fid_test", "fid_real_train_vs_test"):
         if k in r:
             lines.append(f"  {k:24s} {r[k]:.4g}")

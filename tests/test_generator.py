@@ -577,6 +577,7 @@ def test_eval_cli_on_a_generator_writes_metrics_json_and_loss_curves_png(aug, tm
     report = json.load(open(out_json))[0]
     assert np.isfinite(report["fid_test"]) and report["loss_curves"]["val_drift"]
     assert out_png.stat().st_size > 10_000 and "validation loss" in proc.stdout
+    assert report["trained_with"]["event"] == "start" and "generator trained with stepjax" in proc.stdout
 
 
 def test_eval_clis_refuse_flags_and_mixes_that_would_be_ignored_before_any_work(aug, tmp_path):

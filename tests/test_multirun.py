@@ -109,6 +109,7 @@ def test_kfold_runs_test_every_gait_once_and_report_mean_std(tmp_path):
     assert result["aggregate"]["accuracy"]["mean"] > 0.3
     assert (tmp_path / "results.json").exists() and (tmp_path / "metrics.jsonl").exists()
     assert json.loads((tmp_path / "config.json").read_text())["runs"]["folds"] == 3
+    assert json.loads((tmp_path / "provenance.jsonl").read_text())["event"] == "start"  # what it ran with
     from stepjax.training.checkpoint import read_run_config
     with pytest.raises(FileNotFoundError, match="no checkpoints: train one run"):  # eval.py's first call
         read_run_config(tmp_path)

@@ -107,7 +107,17 @@ def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(trained, tmp_p
     resumed = str(tmp_path / "resumed")
     assert fit_classifier(cfg, resumed, progress=False, log=lambda *a: None, stop_after=2) is None
     assert ckpt_lib.RunCheckpoints(resumed).latest_epoch() == 1
-    again = fit_classifier(cfg, resumed, progress=False, log=lambda *a: None)
+    # the run "started" under another jax: resuming says so (the numbers may then differ beyond rounding)
+    path = os.path.join(resumed, "provenance.jsonl")
+    start = json.loads(open(path).read())
+    start["packages"]["jax"] = "0.0.1"
+    open(path, "w").write(json.dumps(start) + "\n")
+    logged = []
+    again = fit_classifier(cfg, resumed, progress=False, log=logged.append)
+    assert [r["event"] for r in map(json.loads, open(path))] == ["start", "resume"]
+    resume = json.loads(open(path).readlines()[-1])
+    assert resume["epoch"] == 2 and resume["packages"]["jax"] == jax.__version__
+    assert any(f"jax 0.0.1 -> {jax.__version__}" in str(line) for line in logged), logged
     a, b = _params(workdir), _params(resumed)
     jax.tree_util.tree_map(np.testing.assert_array_equal, a["model"], b["model"])
     assert again["test"]["accuracy"] == result["test"]["accuracy"]
@@ -206,6 +216,9 @@ def test_eval_cli_writes_json_and_png(trained, tmp_path):
     assert report["aggregate"]["accuracy"]["std"] == 0.0 and report["aggregate"]["num_runs"] == 2
     assert "mean +- sample std (ddof=1) over 2 runs" in proc.stdout
     assert f"{workdir} (best checkpoint) on walkers:test" in proc.stdout  # the text names the checkpoint too
+    first = json.loads(open(os.path.join(workdir, "provenance.jsonl")).readline())
+    assert report["runs"][0]["trained_with"] == first  # what the checkpoint was trained with
+    assert f"trained with stepjax {first['stepjax']}" in proc.stdout
     assert out_png.stat().st_size > 1000
 
 

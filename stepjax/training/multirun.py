@@ -31,6 +31,7 @@ from stepjax.data import preprocess as pp
 from stepjax.losses import classification_loss
 from stepjax.metrics import aggregate, classification_report
 from stepjax.training import checkpoint as ckpt_lib
+from stepjax.training import provenance
 from stepjax.training.fit import build_classifier, make_classifier_step
 from stepjax.training.loop import scan_steps, shuffled_batches
 from stepjax.training.model_config import resolve_model_config
@@ -153,6 +154,7 @@ def fit_classifier_runs(cfg, workdir: str | None = None, *, progress: bool = Tru
     if workdir:  # the config of the numbers (these runs keep no checkpoints: see the README)
         os.makedirs(workdir, exist_ok=True)
         write_json(os.path.join(workdir, "config.json"), ckpt_lib.config_to_json(cfg))
+        provenance.append(workdir, "start", 0, log)
     raw = pipeline.load_source(cfg.data)
     pp.validate_gaits(raw.gaits, "dataset gaits")
     pp.warn_if_not_metres(raw.gaits, "dataset gaits")

@@ -11,8 +11,10 @@ A loop (``fit_classifier``, ``fit_generator``) does::
             return None                               # checkpointed; re-running resumes
     best_tree, meta = progress.finish(tree)           # the best-by-validation checkpoint
 
-Files in the workdir: ``metrics.jsonl`` (one JSON record per epoch), ``config.json`` and the orbax
-checkpoints of :class:`stepjax.training.checkpoint.RunCheckpoints`.
+Files in the workdir: ``metrics.jsonl`` (one JSON record per epoch), ``config.json``, ``split.json`` (the
+indices and data hash, :func:`write_split`), ``provenance.jsonl`` (software and devices of each start and resume,
+:mod:`stepjax.training.provenance`) and the orbax checkpoints of
+:class:`stepjax.training.checkpoint.RunCheckpoints`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import os
 from typing import Any, Callable, Sequence
 
 from stepjax.training import checkpoint as ckpt_lib
+from stepjax.training import provenance
 from stepjax.utils import is_integer
 
 METRICS_FILE = "metrics.jsonl"
@@ -165,6 +168,7 @@ class RunProgress:
                    else "all epochs done, evaluating the best checkpoint")
             self.log(f"Resuming {self.workdir} after epoch {meta['epoch']}, {nxt} (best validation epoch "
                      f"{self.best_epoch}).")
+        provenance.append(self.workdir, "start" if resume_epoch is None else "resume", self.start_epoch, self.log)
         self.metrics_log = MetricsLog(os.path.join(self.workdir, METRICS_FILE), resume_epoch)
         with open(os.path.join(self.workdir, "config.json"), "w") as f:
             json.dump(self.cfg_json, f, indent=2)

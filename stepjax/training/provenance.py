@@ -1,0 +1,148 @@
+"""What a run was trained with: software versions, code commit, devices; one JSON line per start or resume.
+
+``<workdir>/provenance.jsonl`` gets a record each time a training loop starts or resumes in that workdir
+(:func:`append`), so a checkpoint quoted in a paper names the code and libraries that produced it and a run
+resumed under other software says so. A record::
+
+    {"event": "start" | "resume", "epoch": 0, "time_utc": "2026-12-05T16:40:00+00:00",
+     "stepjax": "0.1.0", "git_commit": "7f4ae93...", "git_dirty": false, "python": "3.11.7",
+     "packages": {"jax": "0.10.2", "jaxlib": "0.10.2", "flax": ..., ...},
+     "backend": "cpu", "devices": "1 x cpu", "xla_flags": null, "argv": ["train.py", "--config", ...]}
+
+``git_commit`` / ``git_dirty`` are ``null`` where stepjax is not imported from a git checkout (an installed
+wheel) or git is missing; ``git_dirty`` is whether tracked files differ from that commit.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Callable
+
+PROVENANCE_FILE = "provenance.jsonl"
+#: The libraries whose versions a run records (and compares on resume): the ones that shape the numbers.
+PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "chex", "numpy", "ml_collections", "h5py")
+#: The keys of a record that name the software (compared on resume); the rest describe the machine and call.
+SOFTWARE_KEYS = ("stepjax", "git_commit", "git_dirty", "python", "packages")
+
+
+def _package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def _git(root: Path, *args: str) -> str | None:
+    """``git -C root args`` output, or ``None`` when git or the repository is missing. Started with posix_spawn
+    (absolute executable, ``close_fds=False``), not fork: JAX's process is multithreaded."""
+    git = shutil.which("git")
+    if git is None:
+        return None
+    try:
+        out = subprocess.run([git, "-C", str(root), *args], capture_output=True, text=True, timeout=10,
+                             close_fds=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def git_state(root: str | os.PathLike | None = None) -> tuple[str | None, bool | None]:
+    """``(commit, dirty)`` of the git checkout stepjax is imported from (``root``: another checkout), or
+    ``(None, None)`` when it is not one. ``dirty``: tracked files differ from the commit (untracked files do
+    not count)."""
+    root = Path(root) if root is not None else Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():  # an installed copy: no checkout of its own (and not a parent's)
+        return None, None
+    commit = _git(root, "rev-parse", "HEAD")
+    if commit is None:
+        return None, None
+    status = _git(root, "status", "--porcelain", "--untracked-files=no")
+    return commit, (None if status is None else bool(status))
+
+
+def current(event: str, epoch: int | None = None) -> dict:
+    """The record of this process now (see the module docstring); ``event``: ``'start'`` or ``'resume'``."""
+    import jax
+
+    import stepjax
+
+    commit, dirty = git_state()
+    devices = jax.devices()
+    kinds = sorted({d.device_kind for d in devices})
+    return {
+        "event": event, "epoch": epoch,
+        "time_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "stepjax": stepjax.__version__, "git_commit": commit, "git_dirty": dirty,
+        "python": platform.python_version(), "packages": _package_versions(),
+        "backend": jax.default_backend(), "devices": f"{len(devices)} x {', '.join(kinds)}",
+        "xla_flags": os.environ.get("XLA_FLAGS"), "argv": list(sys.argv),
+    }
+
+
+def read(workdir: str | os.PathLike) -> list[dict]:
+    """The records of ``workdir``, oldest first; ``[]`` for a run from before runs recorded them. A line cut off
+    by a crash is skipped."""
+    path = os.path.join(workdir, PROVENANCE_FILE)
+    if not os.path.exists(path):
+        return []
+    records = []
+    with open(path) as f:
+        for line in f:
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return [r for r in records if isinstance(r, dict)]
+
+
+def software_changes(old: dict, new: dict) -> list[str]:
+    """What differs between the software of two records, e.g. ``['jax 0.10.2 -> 0.11.0']``."""
+    flat_old = {**{k: old.get(k) for k in SOFTWARE_KEYS if k != "packages"}, **(old.get("packages") or {})}
+    flat_new = {**{k: new.get(k) for k in SOFTWARE_KEYS if k != "packages"}, **(new.get("packages") or {})}
+    return [f"{k} {flat_old.get(k)} -> {flat_new.get(k)}" for k in sorted(set(flat_old) | set(flat_new))
+            if flat_old.get(k) != flat_new.get(k)]
+
+
+def append(workdir: str | os.PathLike, event: str, epoch: int | None = None, log: Callable = print) -> dict:
+    """Appends this process's record to ``<workdir>/provenance.jsonl`` and returns it. On ``'resume'``, where the
+    software differs from the run's first record, ``log`` says so: the continued run can then differ from an
+    uninterrupted one by more than float32 rounding."""
+    if event not in ("start", "resume"):
+        raise ValueError(f"event must be 'start' or 'resume', got {event!r}")
+    record = current(event, epoch)
+    first = next(iter(read(workdir)), None)
+    if event == "resume" and first is not None:
+        changed = software_changes(first, record)
+        if changed:
+            log(f"Note: {workdir} was started with other software ({'; '.join(changed)}); its numbers may differ "
+                "from an uninterrupted run's by more than float32 rounding.")
+    path = os.path.join(workdir, PROVENANCE_FILE)
+    with open(path, "a+b") as f:
+        cut_off = False  # a crash mid-line left the last line without its newline
+        if f.seek(0, os.SEEK_END) > 0:
+            f.seek(-1, os.SEEK_END)
+            cut_off = f.read(1) != b"\n"
+        f.write((("\n" if cut_off else "") + json.dumps(record) + "\n").encode())
+    return record
+
+
+def summary(record: dict | None) -> str:
+    """One line for reports, e.g. ``'stepjax 0.1.0 (git 7f4ae93, modified), jax 0.10.2, on 1 x cpu'``;
+    ``'unrecorded'`` for ``None`` (a run from before runs recorded it)."""
+    if not record:
+        return "unrecorded"
+    commit = record.get("git_commit")
+    git = f" (git {commit[:7]}{', modified' if record.get('git_dirty') else ''})" if commit else ""
+    jax_version = (record.get("packages") or {}).get("jax")
+    return f"stepjax {record.get('stepjax')}{git}, jax {jax_version}, on {record.get('devices')}"

@@ -1,0 +1,77 @@
+"""Run provenance (``provenance.jsonl``): what each start and resume of a run was trained with."""
+
+import json
+import shutil
+import subprocess
+
+import jax
+import pytest
+
+import stepjax
+from stepjax.training import provenance
+
+
+def test_a_record_names_the_software_and_devices_of_this_process(tmp_path):
+    record = provenance.append(tmp_path, "start", 0, log=pytest.fail)
+    assert provenance.read(tmp_path) == [record]
+    assert record["event"] == "start" and record["epoch"] == 0
+    assert record["stepjax"] == stepjax.__version__
+    assert record["packages"]["jax"] == jax.__version__ and set(record["packages"]) == set(provenance.PACKAGES)
+    assert record["backend"] == jax.default_backend()
+    assert record["devices"] == f"{jax.device_count()} x {jax.devices()[0].device_kind}"
+    commit, dirty = provenance.git_state()
+    assert (record["git_commit"], record["git_dirty"]) == (commit, dirty)
+
+
+def test_resume_under_other_software_is_said_and_the_same_software_is_not(tmp_path):
+    provenance.append(tmp_path, "start", 0, log=pytest.fail)
+    provenance.append(tmp_path, "resume", 3, log=pytest.fail)  # same process: nothing to say
+    path = tmp_path / provenance.PROVENANCE_FILE
+    lines = path.read_text().splitlines()
+    first = json.loads(lines[0])
+    first["packages"]["flax"], first["stepjax"] = "0.0.0", "0.0.0"
+    path.write_text("\n".join([json.dumps(first)] + lines[1:]) + "\n")
+    said = []
+    provenance.append(tmp_path, "resume", 5, log=said.append)
+    assert len(said) == 1
+    assert f"flax 0.0.0 -> {provenance.current('start')['packages']['flax']}" in said[0]
+    assert f"stepjax 0.0.0 -> {stepjax.__version__}" in said[0]
+    assert [r["epoch"] for r in provenance.read(tmp_path)] == [0, 3, 5]
+
+
+def test_a_line_cut_off_by_a_crash_is_skipped_and_does_not_swallow_the_next_record(tmp_path):
+    path = tmp_path / provenance.PROVENANCE_FILE
+    path.write_text('{"event": "start", "epoch": 0}\n{"event": "resume", "ep')  # killed mid-write
+    provenance.append(tmp_path, "resume", 1, log=lambda *a: None)
+    records = provenance.read(tmp_path)
+    assert [(r["event"], r["epoch"]) for r in records] == [("start", 0), ("resume", 1)]
+    assert provenance.read(tmp_path / "no_such_run") == []
+
+
+def test_software_changes_and_summary():
+    old = {"stepjax": "0.1.0", "git_commit": "a" * 40, "git_dirty": False, "python": "3.11.7",
+           "packages": {"jax": "0.10.2", "numpy": "2.0.0"}, "devices": "1 x cpu"}
+    new = {**old, "git_dirty": True, "packages": {"jax": "0.10.3", "numpy": "2.0.0", "h5py": "3.12.1"}}
+    assert provenance.software_changes(old, new) == ["git_dirty False -> True", "h5py None -> 3.12.1",
+                                                     "jax 0.10.2 -> 0.10.3"]
+    assert provenance.software_changes(old, dict(old, devices="2 x cpu", argv=["x"])) == []  # the machine
+    assert provenance.summary(new) == "stepjax 0.1.0 (git aaaaaaa, modified), jax 0.10.3, on 1 x cpu"
+    assert provenance.summary(dict(old, git_commit=None)) == "stepjax 0.1.0, jax 0.10.2, on 1 x cpu"
+    assert provenance.summary(None) == "unrecorded"
+    with pytest.raises(ValueError, match="event"):
+        provenance.append(".", "restart")
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_git_state_reads_the_commit_and_whether_tracked_files_changed(tmp_path):
+    assert provenance.git_state(tmp_path) == (None, None)  # not a checkout
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(git + ["init", "-q"], check=True)
+    (tmp_path / "a.py").write_text("x = 1\n")
+    subprocess.run(git + ["add", "a.py"], check=True)
+    subprocess.run(git + ["commit", "-qm", "a"], check=True)
+    head = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    (tmp_path / "untracked.txt").write_text("not part of the code\n")
+    assert provenance.git_state(tmp_path) == (head, False)
+    (tmp_path / "a.py").write_text("x = 2\n")
+    assert provenance.git_state(tmp_path) == (head, True)
