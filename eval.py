@@ -42,7 +42,7 @@ def _evaluate():
     import numpy as np
 
     from stepjax.evaluation import evaluate_workdirs
-    from stepjax.metrics import format_confusion
+    from stepjax.metrics import format_aggregate, format_confusion
     from stepjax.training import provenance
     from stepjax.training.checkpoint import read_run_config
     from stepjax.utils import check_output_dir, write_json
@@ -102,8 +102,7 @@ def _evaluate():
     print(format_confusion(cm))
     agg = out["aggregate"]
     if agg["num_runs"] > 1:
-        print("mean +- sample std (ddof=1) over %d runs: " % agg["num_runs"] + "  ".join(
-            f"{k} {agg[k]['mean']:.4f} +- {agg[k]['std']:.4f}" for k in ("accuracy", "balanced_accuracy", "macro_f1")))
+        print(f"mean +- sample std (ddof=1) over {agg['num_runs']} runs: " + format_aggregate(agg))
     if FLAGS.png:
         plot_confusion(cm, FLAGS.png)
     if FLAGS.json:

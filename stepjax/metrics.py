@@ -72,6 +72,11 @@ def format_confusion(cm: Sequence[Sequence[int]], class_names: Sequence[str] = L
 SCALAR_METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
 
 
+def format_aggregate(agg: Mapping) -> str:
+    """``'accuracy 0.8125 +- 0.0312  balanced_accuracy ...'`` of an :func:`aggregate` result."""
+    return "  ".join(f"{k} {agg[k]['mean']:.4f} +- {agg[k]['std']:.4f}" for k in SCALAR_METRICS)
+
+
 def aggregate(reports: Sequence[Mapping]) -> dict:
     """Mean and sample std (ddof=1; NaN, ``null`` in JSON, for one run: undefined, not 0) of the scalar metrics
     over runs (seeds/folds), each run weighted equally."""

@@ -576,7 +576,10 @@ TEMPORAL_IMPLS = ("auto",) + tuple(_TEMPORAL_FNS)
 
 
 def temporal_conv_macs(impl: str, kernel_size: int, stride: int, t_in: int, c_in: int, c_out: int) -> int:
-    """Multiply-accumulates of one forward pass per batch element and joint ('direct' = the plain conv)."""
+    """Multiply-accumulates of one forward pass per batch element and joint: ``'toeplitz'`` and ``'dft'`` their
+    own counts, every other formulation (``'conv'``, ``'im2col'``, ``'conv_*grad'``) the direct convolution's."""
+    if impl not in _TEMPORAL_FNS:
+        raise ValueError(f"unknown temporal formulation {impl!r}; choose one of {tuple(_TEMPORAL_FNS)}")
     pad = (kernel_size - 1) // 2
     t_out = temporal_out_len(t_in, kernel_size, stride, pad)
     if impl == "toeplitz":

@@ -380,8 +380,11 @@ def test_missing_joints_for_a_map_are_listed(tmp_path):
         B.bvh_to_step16(make_walker(), joint_map=strings)
     with pytest.raises(ValueError, match=r"is not a BVH file \(a directory\?"):  # once pathlib's IsADirectoryError
         B.bvh_to_step16(tmp_path)
+    assert B.parse_bvh(bvh) is bvh  # what the message below offers is accepted by parse_bvh too
     with pytest.raises(TypeError, match="expected a BVH path, BVH text or a parsed BVH, got int"):
         B.bvh_to_step16(3)
+    with pytest.raises(TypeError, match="expected a BVH path, BVH text or a parsed BVH, got int"):
+        B.parse_bvh(3)
     good = _bad_file(tmp_path, B.format_bvh(make_walker()))
     np.testing.assert_array_equal(B.bvh_to_step16(os.fsencode(good)), B.bvh_to_step16(good))  # a bytes path
 

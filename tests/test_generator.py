@@ -21,7 +21,8 @@ from stepjax.data import pipeline
 from stepjax.training import checkpoint as ckpt_lib
 from stepjax.training.augment import (CLASSIFIER_DIR, GENERATOR_DIR, SYNTHETIC_FILE, classifier_config, fit_step_aug,
                                       generator_config)
-from stepjax.training.fit_generator import COMPONENTS, fit_generator, read_split
+from stepjax.training.fit_generator import COMPONENTS, fit_generator
+from stepjax.training.progress import read_split
 
 sys.path.insert(0, str(PROJECT_ROOT / "configs"))
 import step_aug as step_aug_config  # noqa: E402
@@ -797,3 +798,23 @@ def test_synthetic_gaits_come_from_the_best_generator_checkpoint(monkeypatch):
     with pytest.raises(LookupError, match="recorded"):
         synthesize("some/run", 2, 0)
     assert asked == ["best"]
+
+
+def test_the_generator_trains_with_the_models_number_of_classes(tmp_path):
+    """The one-hot condition of the train step has the model's width (``model.num_classes``), not always 4: a
+    5-class CVAE trains on 4-class data (with the missing-class warning), and a 3-class one is refused by name
+    (the data's label 3 has no one-hot slot; inside the jitted step it would only be a NaN loss)."""
+    cfg = tiny_generator_config(epochs=1)
+    cfg.data.num_gaits = 120
+    cfg.model.num_classes = 5
+    with pytest.warns(UserWarning, match="class"):
+        result = fit_generator(cfg, str(tmp_path / "five"), **QUIET)
+    assert np.isfinite(result["val"]["total"])
+    from stepjax.generation import load_generator
+
+    generate_fn, variables = load_generator(tmp_path / "five")
+    onehot = np.eye(5, dtype=np.float32)[[4, 0]]  # the fifth class has a slot of its own
+    assert generate_fn(variables, onehot, jax.random.PRNGKey(0), num_frames=32).shape == (2, 32, 16, 3)
+    cfg.model.num_classes = 3
+    with pytest.raises(ValueError, match=r"labels up to 3 .* model predicts 3 classes"):
+        fit_generator(cfg, str(tmp_path / "three"), **QUIET)

@@ -307,6 +307,36 @@ def test_preprocess_reference_and_align_options(reference):
     assert not np.allclose(first_frames[0], first_frames.mean(0), atol=1e-3)  # the two choices differ here
 
 
+def test_every_split_and_every_fitted_preprocessor_share_one_compiled_function(caplog):
+    """The fitted arrays are arguments of the jitted preprocessing, not constants baked into it: splits of
+    other sizes (chunks) and preprocessors fitted on other training sets (k-fold runs) compile once; the outputs
+    are those of the preprocessor called directly."""
+    import ml_collections
+    from stepjax.data import pipeline
+    from stepjax.data.walkers import make_walkers
+
+    gaits = np.asarray(make_walkers(40, seed=5, num_frames=12).gaits)
+    labels = np.zeros(len(gaits), np.int32)
+    cfg = ml_collections.ConfigDict(dict(reference="mean", num_affective=29, affective_official=False,
+                                         time_step=1 / 30, align=True))
+    preps = [pipeline.fit_preprocessor(gaits[:20], cfg), pipeline.fit_preprocessor(gaits[20:], cfg)]
+    import logging
+
+    parts = (slice(0, 5), slice(5, 40))
+    for part in parts:  # compiles for chunks of 8 (and the eager slicing for these sizes)
+        pipeline.apply_preprocessor(preps[0], gaits[part], labels[part], chunk=8)
+    with jax.log_compiles(True), caplog.at_level(logging.WARNING, logger="jax"):
+        for prep in preps:
+            for part in parts:
+                out = pipeline.apply_preprocessor(prep, gaits[part], labels[part], chunk=8)
+                want_gaits, want_aff = prep(jnp.asarray(gaits[part]))
+                np.testing.assert_allclose(out.gaits, want_gaits, rtol=1e-5, atol=1e-6)
+                np.testing.assert_allclose(out.affective, want_aff, rtol=1e-4, atol=1e-5)
+    compiled = [m for m in caplog.messages if m.startswith("Compiling") and "apply_preprocessor" not in m]
+    assert not [m for m in compiled if "_preprocess_jit" in m or "lambda" in m], compiled
+    assert not np.allclose(preps[0].reference, preps[1].reference)  # two different fitted preprocessors
+
+
 def test_gaits_of_fewer_than_four_frames_are_refused_where_they_enter(tmp_path):
     """One to three frames are a pose, not a gait (and the jerk needs four): refused with their keys when an
     E-Gait file is loaded for training or eval, by ``predict_gaits`` (the predict CLI), and as explicit lengths on

@@ -201,6 +201,9 @@ def test_dft_macs_and_auto_choices_at_step_shapes():
     fx, fk, gy = snn._dft_matrices(75, 75, 2, 37)
     assert fx.shape == (2, 29, 38) and fk.shape == (38, 2, 29) and gy.shape == (38, 58)
     assert snn.temporal_conv_macs("dft", 75, 2, 75, 64, 64) == 2 * 29 * 38 * 128 + 3 * 29 * 128 * 64 + 2 * 29 * 38 * 64
+    assert snn.temporal_conv_macs("im2col", 9, 2, 75, 64, 32) == 38 * 9 * 64 * 32  # the direct count
+    with pytest.raises(ValueError, match="unknown temporal formulation 'direct'"):
+        snn.temporal_conv_macs("direct", 9, 1, 75, 64, 64)
     step_shapes = [(75, 32, 1), (75, 64, 2), (38, 64, 2), (38, 64, 1)]  # (T_in, C, stride) of the STEP trunks
     for kt in (9, 75):
         assert {snn.select_temporal_impl(kt, s, t, c, c, 32, backend="cpu") for t, c, s in step_shapes} == {"dft"}

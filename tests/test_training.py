@@ -592,3 +592,17 @@ def test_evaluation_refuses_silent_wrong_numbers(monkeypatch):
         evaluation.evaluate_workdirs(["a", "bb"])
     with pytest.raises(ValueError, match=r"the same run is given more than once \(runs/a, runs/a/\)"):
         evaluation.evaluate_workdirs(["runs/a", "runs/b", "runs/a/"])  # would count as two runs of a std
+
+
+def test_a_model_with_fewer_classes_than_the_data_is_refused_by_name(monkeypatch, tmp_path):
+    """A 3-class model on 4-class data: label 3 has no output, and inside the jitted step it would only make the
+    loss NaN ("lower train.lr"). Refused before training, in single runs and in vmapped k-fold / seeds runs."""
+    from stepjax.training import multirun
+
+    cfg = tiny_config(epochs=1, num_classes=3)
+    monkeypatch.setattr(multirun, "build_runset", lambda *a, **k: pytest.fail("the runs were built first"))
+    with pytest.raises(ValueError, match=r"labels up to 3 \(\d+ gaits >= 3\) but the model predicts 3 classes"):
+        fit_classifier(cfg, str(tmp_path / "w"), progress=False, log=lambda *a: None)
+    cfg.runs = ml_collections.ConfigDict(dict(mode="seeds", num_seeds=2))
+    with pytest.raises(ValueError, match=r"labels up to 3 .* model predicts 3 classes"):
+        multirun.fit_classifier_runs(cfg, progress=False)

@@ -279,7 +279,8 @@ def _parse_motion(lines: Sequence[str], first_line: int, num_channels: int, sour
 
 
 def parse_bvh(path_or_text: PathOrText) -> BVH:
-    """Parses a BVH file (a path) or BVH text (a multi-line string that contains ``HIERARCHY``).
+    """Parses a BVH file (a path) or BVH text (a multi-line string that contains ``HIERARCHY``); a parsed
+    :class:`BVH` is returned as it is.
 
     Handles any number of channels per joint (3, 6, ... in any order), End Sites, several ROOTs and
     an animated top root.
@@ -289,6 +290,8 @@ def parse_bvh(path_or_text: PathOrText) -> BVH:
       ValueError: malformed file; the message names the file (and line) and the problem: missing
         MOTION section, frame count mismatch, wrong number of values per frame, unknown channel...
     """
+    if isinstance(path_or_text, BVH):
+        return path_or_text
     source, text = _read_source(path_or_text)
     lines = text.splitlines()
     motion_at = next((i for i, line in enumerate(lines) if line.strip().upper() == "MOTION"), None)

@@ -10,6 +10,7 @@ so inference reproduces training preprocessing exactly.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import os
 from typing import Any, NamedTuple, Sequence
@@ -176,6 +177,16 @@ def model_num_classes(cfg) -> int:
     return int((cfg.get("model") or {}).get("num_classes", NUM_CLASSES))
 
 
+def check_labels_fit_model(labels: np.ndarray, num_classes: int) -> None:
+    """Refuses data with labels ``>= num_classes``, which the run's model cannot predict (inside the jitted step
+    such a label makes the loss NaN, which would read as a learning-rate problem)."""
+    top = int(np.max(labels)) if len(labels) else -1
+    if top >= num_classes:
+        raise ValueError(f"the data has labels up to {top} ({int(np.sum(np.asarray(labels) >= num_classes))} gaits "
+                         f">= {num_classes}) but the model predicts {num_classes} classes (model.num_classes); set "
+                         f"model.num_classes to at least {top + 1} or leave those gaits out")
+
+
 def warn_if_classes_missing(run_splits: Sequence[splits.Split], labels: np.ndarray,
                             run_names: Sequence[str] | None = None, num_classes: int = NUM_CLASSES, *,
                             grouped: bool = True) -> None:
@@ -338,8 +349,8 @@ def fit_preprocessor(train_gaits: np.ndarray, cfg, lengths: np.ndarray | None = 
     if num_aff not in (0, 27, 29):
         raise ValueError(f"preprocess.num_affective must be 0, 27 or 29, got {num_aff}")
     if num_aff:
-        feats = _chunked(lambda g, n: aff.affective_features(g, n, official=bool(cfg.affective_official),
-                                                             time_step=float(cfg.time_step), stride=num_aff == 29),
+        feats = _chunked(functools.partial(_affective_jit, official=bool(cfg.affective_official),
+                                           time_step=float(cfg.time_step), stride=num_aff == 29),
                          np.asarray(train_gaits, np.float32), lengths, 256)
         _check_finite_features(np.asarray(feats), bool(cfg.affective_official))
         norm = aff.fit_normalizer(feats)
@@ -360,23 +371,34 @@ class Arrays(NamedTuple):
 def apply_preprocessor(prep: Preprocessor, raw: np.ndarray, labels: np.ndarray, chunk: int = 256, *,
                        lengths: np.ndarray | None = None) -> Arrays:
     """Runs the jitted preprocessor over raw gaits in fixed-size chunks (the last one padded), so
-    splits of any size share one compiled function; returns device arrays. ``lengths``: real frames per gait
+    splits of any size, and preprocessors fitted on other splits (the fitted arrays are arguments, not
+    constants), share one compiled function; returns device arrays. ``lengths``: real frames per gait
     (:attr:`RawDataset.lengths`), ``None`` when all are real."""
-    gaits, feats = _chunked(lambda r, n: prep(r, n), raw, lengths, chunk)
+    gaits, feats = _chunked(functools.partial(_preprocess_jit, prep), raw, lengths, chunk)
     if feats is None:
         feats = jnp.zeros((gaits.shape[0], 0), gaits.dtype)
     return Arrays(gaits, feats, jnp.asarray(labels, jnp.int32))
 
 
+@jax.jit
+def _preprocess_jit(prep: Preprocessor, raw: jax.Array, lengths: jax.Array | None):
+    return prep(raw, lengths)
+
+
+@functools.partial(jax.jit, static_argnames=("official", "time_step", "stride"))
+def _affective_jit(raw: jax.Array, lengths: jax.Array | None, *, official: bool, time_step: float, stride: bool):
+    return aff.affective_features(raw, lengths, official=official, time_step=time_step, stride=stride)
+
+
 def _chunked(fn, raw: np.ndarray, lengths: np.ndarray | None, chunk: int):
-    """``fn(raw, lengths)`` jitted over fixed-size chunks (the last one padded with copies of the last gait)."""
-    jitted = jax.jit(fn)
+    """``fn(raw, lengths)`` (a jitted function) over fixed-size chunks (the last one padded with copies of the
+    last gait), so that every chunk has the one shape ``fn`` was compiled for."""
     n = len(raw)
     pad = lambda a: np.concatenate([a, np.repeat(a[-1:], (-n) % chunk, axis=0)]) if n % chunk else a  # noqa: E731
     padded = pad(raw)
     if lengths is not None:
         lengths = pad(aff.check_lengths(lengths, (n,), raw.shape[1]))  # on the host: jit could only clip them
-    outs = [jitted(jnp.asarray(padded[s:s + chunk]), None if lengths is None else jnp.asarray(lengths[s:s + chunk]))
+    outs = [fn(jnp.asarray(padded[s:s + chunk]), None if lengths is None else jnp.asarray(lengths[s:s + chunk]))
             for s in range(0, len(padded), chunk)]
     return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a)[:n], *outs)
 
@@ -405,6 +427,7 @@ def prepare(cfg, extra_train: tuple[np.ndarray, np.ndarray] | None = None) -> di
                          knob="aug.generator_val_fraction")
     else:
         warn_if_lopsided(split, split_fractions(cfg.data), len(raw.labels), grouped=grouped)
+    check_labels_fit_model(raw.labels, model_num_classes(cfg))
     warn_if_classes_missing([split], raw.labels, num_classes=model_num_classes(cfg), grouped=grouped)
     if len(split.train) == 0 or len(split.val) == 0:
         raise ValueError(f"split {tuple(cfg.data.split)} leaves an empty train or validation set "

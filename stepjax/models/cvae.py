@@ -12,9 +12,10 @@ Official architecture (``generator_cvae/net/CVAE_stgcn.py``, e105 checkpoint: 87
              -> st_gctn 32->32 (identity) -> 32->64 (1x1+BN) -> 64->3 (1x1+BN, ends in ReLU)
              -> data_bn over (V, 3)
 
-The tiled latent is passed as one frame to the first block, which computes the T identical frames' graph conv
-once and their temporal conv from partial kernel sums (``STGCNBlock(..., num_frames=T)``): the same numbers
-with ~25 % fewer decoder FLOPs (bench/NOTES.md, session 5).
+With ``temporal_code='none'`` (the official decoder) the tiled latent is passed as one frame to the first block,
+which computes the T identical frames' graph conv once and their temporal conv from partial kernel sums
+(``STGCNBlock(..., num_frames=T)``): the same numbers with ~25 % fewer decoder FLOPs (bench/NOTES.md, session
+5). The other temporal codes vary over time, so their first block sees T frames.
 
 The decoder's ``st_gctn`` blocks use ``ConvTranspose2d``; at stride 1 a transposed conv is a conv with the
 kernel flipped in time and in/out swapped, and the graph part is not transposed (it uses A, not A^T), so
@@ -246,7 +247,7 @@ class CVAEDecoder(nn.Module):
             code = code / np.sqrt(max(self.code_dim // 2, 1))  # the modulated term starts at a's scale
             h = h[:, None, :] + jnp.einsum("nhd,td->nth", b, code, precision=self.precision)
             h = jnp.broadcast_to(h[:, :, None, :], (n, num_frames, v, hidden))
-        else:  # the same vector at every (t, v): kept as one frame, the first block exploits it
+        else:  # the same vector at every (t, v): one frame ('none' keeps it so; 'sinusoidal' adds T frames below)
             h = jnp.broadcast_to(h[:, None, None, :], (n, 1, v, hidden))
         if self.temporal_code == "sinusoidal":
             code = sinusoidal_time_encoding(num_frames, hidden, self.min_period, self.max_period)

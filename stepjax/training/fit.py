@@ -12,7 +12,6 @@ import functools
 import json
 import os
 import time
-from typing import Any
 
 import jax
 import numpy as np
@@ -50,14 +49,6 @@ def make_classifier_step(train_cfg):
 def _score(report: dict) -> tuple[float, float]:
     """Validation score used for model selection: accuracy, ties broken by lower loss."""
     return report["accuracy"], -report["loss"]
-
-
-def _abstract_run_tree(model, tx, prep, example) -> Any:
-    def make():
-        state = create_train_state(model, tx, jax.random.PRNGKey(0), *example)
-        return {"train_state": state, "preprocessor": prep}
-
-    return jax.eval_shape(make)
 
 
 def classifier_run_config(cfg, workdir: str):

@@ -44,7 +44,7 @@ from stepjax.training import checkpoint as ckpt_lib
 from stepjax.training import parallel
 from stepjax.training.loop import chunked_apply, epoch_fn
 from stepjax.training.model_config import read_saved_model_config, start_run_config
-from stepjax.training.progress import SPLIT_FILE, RunProgress, read_split, write_split  # noqa: F401 (API)
+from stepjax.training.progress import RunProgress, write_split
 from stepjax.training.state import TrainState, count_params, make_optimizer
 from stepjax.utils import write_json
 
@@ -140,17 +140,18 @@ def init_output_from_data(state: TrainState, gaits) -> TrainState:
 
 
 def generator_train_step(state: TrainState, batch, rng: jax.Array, *, weights: dict,
-                         warmup_steps: int = 0) -> tuple[TrainState, dict]:
+                         warmup_steps: int = 0, num_classes: int = NUM_CLASSES) -> tuple[TrainState, dict]:
     """One optimizer step of the CVAE on ``batch`` (``.gaits`` aligned ``(B, T, 16, 3)``, ``.labels`` int ``(B,)``).
 
     ``warmup_steps > 0``: the push-pull and KL weights (``lambda_collapse``, ``lambda_drift``, ``beta``)
     ramp linearly from ``1/warmup_steps`` of their value to their value over the first ``warmup_steps``
     optimizer steps; the reconstruction keeps weight 1 (KL annealing, extended to the push-pull terms: a
     motionless "mean gait" decoder is a local minimum that the push-pull terms deepen, see
-    docs/generator.md). The returned components are unweighted.
+    docs/generator.md). The returned components are unweighted. ``num_classes``: the model's
+    (``STEPGenCVAE.num_classes``), the width of the one-hot condition.
     """
     sample_rng, dropout_rng = jax.random.split(rng)
-    onehot = jax.nn.one_hot(batch.labels, NUM_CLASSES, dtype=batch.gaits.dtype)
+    onehot = jax.nn.one_hot(batch.labels, num_classes, dtype=batch.gaits.dtype)
     weights = dict(weights)
     if warmup_steps:
         ramp = jnp.minimum(1.0, (state.step + 1).astype(jnp.float32) / warmup_steps)
@@ -229,7 +230,8 @@ def _cached_optimizer(train_json: str, steps_per_epoch: int):
 def _cached_epoch(model: STEPGenCVAE, weights: tuple, batch_size: int, warmup_steps: int,
                   mesh: parallel.Mesh | None = None) -> Callable:
     w = dict(weights)
-    step = functools.partial(generator_train_step, weights=w, warmup_steps=warmup_steps)
+    step = functools.partial(generator_train_step, weights=w, warmup_steps=warmup_steps,
+                             num_classes=model.num_classes)
     return epoch_fn(step if mesh is None else parallel.data_parallel_step(step, mesh), batch_size)
 
 

@@ -158,6 +158,7 @@ def fit_classifier_runs(cfg, workdir: str | None = None, *, progress: bool = Tru
     raw = pipeline.load_source(cfg.data)
     pp.validate_gaits(raw.gaits, "dataset gaits")
     pp.warn_if_not_metres(raw.gaits, "dataset gaits")
+    pipeline.check_labels_fit_model(raw.labels, pipeline.model_num_classes(cfg))
     run_splits, runs = make_splits(cfg, raw)
     for r, s in zip(runs, run_splits):  # an empty validation split would keep the initial weights as "best"
         empty = [name for name in ("train", "val", "test") if len(getattr(s, name)) == 0]

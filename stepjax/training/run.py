@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from stepjax.metrics import format_confusion
+from stepjax.metrics import format_aggregate, format_confusion
 
 
 def train_from_config(cfg, workdir: str, *, progress: bool = True) -> dict:
@@ -38,9 +38,7 @@ def _train(cfg, workdir: str, progress: bool) -> dict:
         result = fit_classifier_runs(cfg, workdir, progress=progress)
         agg = result["aggregate"]
         print(f"{result['num_runs']} runs ({cfg.runs.mode}) trained in {result['train_time_s']:.1f} s; test, mean +- "
-              "sample std (ddof=1) over runs: " + "  ".join(
-                  f"{k} {agg[k]['mean']:.4f} +- {agg[k]['std']:.4f}" for k in ("accuracy", "balanced_accuracy",
-                                                                               "macro_f1")))
+              "sample std (ddof=1) over runs: " + format_aggregate(agg))
         return result
     if cfg.task == "generator":
         from stepjax.training.fit_generator import fit_generator
