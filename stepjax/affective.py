@@ -474,7 +474,8 @@ def fit_normalizer(train_features) -> Normalizer:
 
 
 def normalize(features, normalizer: Normalizer):
-    """``(x - center) / half_range`` per feature; a feature that was constant in training maps to 0."""
+    """``(x - center) / half_range`` per feature of ``features (..., F)`` with the ``(F,)`` arrays of
+    ``normalizer``; a feature that was constant in training maps to 0."""
     x = jnp.asarray(features)
     center = jnp.asarray(normalizer.center)
     half = jnp.asarray(normalizer.half_range)

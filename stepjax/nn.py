@@ -760,7 +760,8 @@ class STGCNBlock(nn.Module):
 
 
 class STGCNStack(nn.Module):
-    """A sequence of :class:`STGCNBlock` with per-block channels, strides and residual flags."""
+    """A sequence of :class:`STGCNBlock` with per-block channels, strides and residual flags:
+    ``(N, T, V, C_in) -> (N, T', V, channels[-1])``, ``T'`` = T divided by the strides (rounded up)."""
 
     channels: Sequence[int]
     strides: Sequence[int]

@@ -28,7 +28,9 @@ from stepjax.skeleton import mirror
 
 class RawDataset(NamedTuple):
     """Raw (un-aligned) fixed-length gaits ``(N, T, 16, 3)`` float32, labels int32 ``(N,)``, subject ids, and
-    ``lengths`` int32 ``(N,)``: the real frames of gaits that were tiled to ``T`` (``None``: all ``T`` are real)."""
+    ``lengths`` int32 ``(N,)``: the real frames of gaits that were tiled to ``T`` (``None``: all ``T`` are real).
+    ``subjects (N,)``: who walked each gait (splits keep a subject in one part), ``None`` where unknown; ``keys``:
+    the gaits' names in the source (E-Gait keys, BVH file names), ``None`` for the walkers."""
 
     gaits: np.ndarray
     labels: np.ndarray
@@ -332,7 +334,7 @@ def _check_finite_features(feats: np.ndarray, official: bool) -> None:
 
 
 def fit_preprocessor(train_gaits: np.ndarray, cfg, lengths: np.ndarray | None = None) -> Preprocessor:
-    """Fits the alignment reference and the affective normalisation on training gaits only.
+    """Fits the alignment reference and the affective normalisation on training gaits ``(N, T, 16, 3)`` only.
 
     ``cfg.reference``: ``'first'`` (official: root-centred first frame of the first training gait)
     or ``'mean'`` (mean root-centred first frame over the training gaits; less arbitrary).
@@ -404,7 +406,8 @@ def _chunked(fn, raw: np.ndarray, lengths: np.ndarray | None, chunk: int):
 
 
 def augment_mirror(raw: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Doubles a training set with left-right mirrored copies (emotion is mirror-invariant)."""
+    """Doubles a training set, gaits ``(N, T, 16, 3)`` and labels ``(N,)``, with left-right mirrored copies
+    (emotion is mirror-invariant): ``(2N, T, 16, 3)``, ``(2N,)``."""
     return np.concatenate([raw, np.asarray(mirror(raw))]), np.concatenate([labels, labels])
 
 

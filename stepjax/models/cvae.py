@@ -106,7 +106,7 @@ def sinusoidal_time_encoding(num_frames: int, dim: int, min_period: float = 4.0,
 
 
 def reparameterize(mu: Array, logvar: Array, eps: Array) -> Array:
-    """``z = eps * exp(0.5 * logvar) + mu`` (the official operation order)."""
+    """``z = eps * exp(0.5 * logvar) + mu`` (the official operation order); all ``(N, latent_dim)``."""
     return eps * jnp.exp(0.5 * logvar) + mu
 
 

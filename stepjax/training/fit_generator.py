@@ -122,7 +122,7 @@ def _run_tree(state: TrainState, prep: pipeline.Preprocessor) -> dict:
 
 def init_output_from_data(state: TrainState, gaits) -> TrainState:
     """Data-dependent init of the decoder's output BN: scale = std and bias = mean of the training gaits
-    per (joint, coord) over gaits and frames.
+    ``(N, T, 16, 3)`` (aligned, metres) per (joint, coord) over gaits and frames.
 
     The output BN normalises its input over the batch, so at init the decoder emits unit-variance
     coordinates while aligned gaits vary by ~0.08 (metres) around their mean pose; with a modern learning
