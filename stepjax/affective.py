@@ -122,7 +122,12 @@ def _cross(u, v):
 
 
 def _norm(v):
-    return jnp.sqrt(_dot(v, v))
+    """``sqrt(v . v)`` over the leading (component) axis, value for value (0 at the origin, NaN for NaN), with a
+    zero instead of a NaN gradient at the origin (``sqrt``'s infinite slope times a zero cotangent is NaN, and
+    NaN gradients leak into every feature of the gait, e.g. from a joint held still for one frame pair)."""
+    sq = _dot(v, v)
+    pos = sq > 0
+    return jnp.where(pos, jnp.sqrt(jnp.where(pos, sq, 1.0)), sq)
 
 
 def _safe_norm(v):
@@ -137,11 +142,15 @@ def _angle_official(u, v):
 
     The official code takes ``arccos(clip(u_hat . v_hat, -1, 1))``; the same angle is computed here as
     ``atan2(|u_hat x v_hat|, u_hat . v_hat)``, which agrees to ~1e-14 in float64 and, unlike ``arccos`` near
-    +-1, stays accurate in float32 for angles close to 0 or 180 degrees.
+    +-1, stays accurate in float32 for angles close to 0 or 180 degrees. The NaN of a zero vector is set after
+    the division by a safe norm, so that its gradient does not turn the gradients of the other features NaN.
     """
-    u = u / _norm(u)
-    v = v / _norm(v)
-    return jnp.degrees(jnp.arctan2(_norm(_cross(u, v)), _dot(u, v)))
+    nu, nv = _norm(u), _norm(v)
+    ok = (nu > 0) & (nv > 0)
+    u = u / jnp.where(ok, nu, 1.0)
+    v = v / jnp.where(ok, nv, 1.0)
+    s, c = _norm(_cross(u, v)), _dot(u, v)
+    return jnp.where(ok, jnp.degrees(jnp.arctan2(jnp.where(ok, s, 0.0), jnp.where(ok, c, 1.0))), jnp.nan)
 
 
 def _angle_safe(u, v):
@@ -157,12 +166,15 @@ def _angle_safe(u, v):
 
 
 def _heron(a, b, c):
-    """Official ``area_triangle``: Heron's formula on the three side lengths (NaN if the radicand is < 0)."""
+    """Official ``area_triangle``: Heron's formula on the three side lengths (NaN if the radicand is < 0, as the
+    official ``sqrt``; 0 for a flat triangle, with a zero gradient there)."""
     ab = _norm(a - b)
     bc = _norm(b - c)
     ca = _norm(c - a)
     s = (ab + bc + ca) / 2
-    return jnp.sqrt(s * (s - ab) * (s - bc) * (s - ca))
+    r = s * (s - ab) * (s - bc) * (s - ca)
+    pos = r > 0
+    return jnp.where(pos, jnp.sqrt(jnp.where(pos, r, 1.0)), jnp.where(r == 0, 0.0, jnp.nan))
 
 
 def _triangle_area(a, b, c):
@@ -279,6 +291,12 @@ def _frame_mean(lengths, lost: int = 0):
 def _features(g, official: bool, time_step, stride: bool, lengths=None):
     """Features of gaits ``(..., T, 16, 3)`` -> ``(..., F)``, computed on the planar layout (see "numerics");
     ``lengths (...)``: frames of each gait (the rest is padding), ``None`` for all ``T``."""
+    finite = jnp.isfinite(g).all(axis=(-2, -1))  # (..., T)
+    if lengths is not None:  # padding is never read; made a copy of the last real frame so that NaN / inf there
+        padding = jnp.arange(g.shape[-3]) >= lengths[..., None]  # cannot reach the gradients either
+        last = jnp.take_along_axis(g, jnp.clip(lengths - 1, 0)[..., None, None, None], axis=-3)
+        g = jnp.where(padding[..., None, None], last, g)
+        finite |= padding
     angle = _angle_official if official else _angle_safe
     norm = _norm if official else _safe_norm
     area = _heron if official else _triangle_area
@@ -312,9 +330,6 @@ def _features(g, official: bool, time_step, stride: bool, lengths=None):
         cols.append(jnp.stack([length, gap * time_step], axis=-1))
     out = jnp.concatenate(cols, axis=-1).astype(g.dtype)
     # min/max and comparisons drop NaN silently: a gait with a non-finite coordinate in a real frame gets NaN
-    finite = jnp.isfinite(g).all(axis=(-2, -1))  # (..., T)
-    if lengths is not None:
-        finite |= jnp.arange(g.shape[-3]) >= lengths[..., None]
     return jnp.where(finite.all(-1)[..., None], out, jnp.nan)
 
 

@@ -120,19 +120,26 @@ class BatchNorm(nn.Module):
         xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))  # bf16 inputs: statistics and affine in float32
         if self.use_running_average:
             mean, var = ra_mean.value, ra_var.value
-        else:  # the same expressions as flax.linen.BatchNorm (same fusions and speed on XLA:CPU)
-            sq = jax.lax.square(xf)  # before the first reduction, as flax orders it: XLA:CPU fuses differently else
-            mean, mean2 = xf.mean(reduce_axes), sq.mean(reduce_axes)
-            var = jnp.maximum(0.0, mean2 - jax.lax.square(mean))
+            centred = xf - jnp.expand_dims(mean, reduce_axes)
+        else:  # one pass, shifted: E[(x-k)^2] - E[x-k]^2 with k one sample of each feature (no gradient through
+            # it). Unshifted (flax's fast variance), float32 cancels every digit where |mean| >> std, e.g. unaligned
+            # positions metres from the origin in data_bn; shifted, the error is a two-pass variance's.
+            k = jax.lax.stop_gradient(xf[tuple(slice(0, 1) if a in reduce_axes else slice(None)
+                                               for a in range(x.ndim))])
+            xs = xf - k
+            sq = jax.lax.square(xs)  # before the first reduction, as flax orders it: XLA:CPU fuses differently else
+            shifted_mean, mean2 = xs.mean(reduce_axes), sq.mean(reduce_axes)
+            var = jnp.maximum(0.0, mean2 - jax.lax.square(shifted_mean))
+            mean = shifted_mean + k.reshape(shape)
+            centred = xs - jnp.expand_dims(shifted_mean, reduce_axes)  # not xf - mean: that rounds k back in
             if not self.is_initializing():
                 n = int(np.prod([x.shape[a] for a in reduce_axes]))
-                ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
+                ra_mean.value = (self.momentum * ra_mean.value + (1 - self.momentum) * mean).astype(jnp.float32)
                 unbiased = (1 - self.momentum) * n / max(n - 1, 1)  # one constant, as flax has (1 - momentum)
-                ra_var.value = self.momentum * ra_var.value + unbiased * var
+                ra_var.value = (self.momentum * ra_var.value + unbiased * var).astype(jnp.float32)
         feature_shape = [x.shape[a] if a in feature_axes else 1 for a in range(x.ndim)]
-        y = xf - jnp.expand_dims(mean, reduce_axes)
         mul = jax.lax.rsqrt(jnp.expand_dims(var, reduce_axes) + self.epsilon) * scale.reshape(feature_shape)
-        y = y * mul + bias.reshape(feature_shape)
+        y = centred * mul + bias.reshape(feature_shape)
         return y.astype(x.dtype)
 
 

@@ -403,6 +403,44 @@ def test_fixed_gradients_are_finite(walks):
     assert np.all(np.asarray(_features(_degenerate(walks[1])))[[1, 2]] == 0.0)
 
 
+def test_official_gradients_are_finite_where_the_values_are(walks):
+    """The official formulas keep their values (NaN for a zero-length angle vector, documented) but their
+    gradients are finite wherever the value is: a joint held still (zero velocity), a static gait, the head
+    straight above the root (a 0-degree angle), a flat feet-root triangle; and a NaN-valued angle does not turn
+    the gradients of the other features NaN (the square roots' infinite slopes at 0 met zero cotangents)."""
+    w = walks[0].copy()
+    held = w.copy()
+    held[30:32, 6] = held[30:31, 6]  # a hand still for one frame pair
+    head_up = w.copy()
+    head_up[:, 3] = head_up[:, 0] + np.float32([0, 0.55, 0])
+    flat = w.copy()
+    flat[:, 12] = flat[:, 0] + np.float32([-0.1, -0.8, 0])
+    flat[:, 15] = flat[:, 0] + np.float32([0.1, 0.8, 0])
+    static = np.broadcast_to(w[:1], w.shape).copy()
+    jac = jax.jit(jax.jacrev(lambda g: aff.affective_features(g, official=True)))
+    for name, g in dict(held=held, head_up=head_up, flat=flat, static=static, degenerate=_degenerate(w)).items():
+        values = _features_official(g)
+        rows = np.asarray(jac(jnp.asarray(g)))[np.isfinite(values)]
+        assert np.isfinite(rows).all(), (name, np.flatnonzero(~np.isfinite(rows).all(axis=(1, 2, 3))))
+        if name == "degenerate":
+            assert np.isnan(values[[1, 2]]).all() and np.isfinite(values[3:]).all()
+
+
+@pytest.mark.parametrize("official", [True, False])
+def test_non_finite_padding_reaches_neither_the_features_nor_their_gradients(official):
+    rng = np.random.default_rng(2)
+    g = synthetic_walk(rng, num_frames=20).astype(np.float32)
+    padded = np.concatenate([g, np.full((6, 16, 3), np.nan, np.float32)])[None]
+    padded[0, -1] = np.inf
+    lengths = np.array([20])
+    fn = lambda x: aff.affective_features(x, lengths, official=official)  # noqa: E731
+    _close(fn(padded), _features(g[None], official), rtol=1e-5, atol=1e-5)
+    grad = np.asarray(jax.grad(lambda x: jnp.sum(fn(x)))(jnp.asarray(padded)))
+    assert np.isfinite(grad).all() and not grad[0, 20:].any()  # padding is never read
+    np.testing.assert_allclose(grad[0, :20], np.asarray(jax.grad(lambda x: jnp.sum(
+        aff.affective_features(x, official=official)))(jnp.asarray(g[None])))[0], rtol=1e-4, atol=1e-4)
+
+
 def test_fixed_gradients_match_finite_differences():
     """Values, not just finiteness: d(w . features)/d(gait) against central differences, in float64, on a generic
     walk (no ties in the strike rule, so the features are differentiable there)."""

@@ -218,6 +218,39 @@ def test_batch_norm_follows_pytorch_including_the_unbiased_running_variance():
     assert y16.dtype == jnp.bfloat16 and np.allclose(np.asarray(y16, np.float32), y, atol=0.05)
 
 
+def test_batch_norm_statistics_survive_a_large_offset():
+    """The batch variance is computed in one pass shifted by one sample per feature: unshifted (Flax's fast
+    variance, E[x^2] - E[x]^2 in float32) it lost every digit for features whose mean dwarfs their spread, e.g.
+    unaligned positions 10 m from the origin in data_bn (``preprocess.align=False``): outputs off by ~3 where
+    |y| <= 4, and variances of 0. Compared with float64 two-pass statistics of the same float32 input; the
+    gradient w.r.t. the input is checked against float64 too."""
+    from stepjax.nn import BatchNorm
+
+    rng = np.random.default_rng(3)
+    spread = rng.uniform(1e-3, 0.3, 6)
+    x = (rng.standard_normal((8, 40, 6)) * spread + np.array([10.0, -10.0, 30.0, 0.0, 1e3, 3.0])).astype(np.float32)
+    bn = BatchNorm(use_running_average=False, axis=-1)
+    v = bn.init(jax.random.PRNGKey(0), x)
+    y, upd = bn.apply(v, x, mutable=["batch_stats"])
+    flat = x.reshape(-1, 6).astype(np.float64)
+    mean, var = flat.mean(0), flat.var(0)
+    want = (x - mean) / np.sqrt(var + 1e-5)
+    assert np.abs(np.asarray(y) - want).max() < 0.05  # float32 input rounding at 1e3 m sets the floor
+    np.testing.assert_allclose(np.asarray(y)[..., :4], want[..., :4], atol=2e-3)
+    np.testing.assert_allclose(upd["batch_stats"]["var"], 0.9 + 0.1 * flat.var(0, ddof=1), rtol=1e-3)
+    np.testing.assert_allclose(upd["batch_stats"]["mean"], 0.1 * mean, rtol=1e-6, atol=1e-8)
+    w = rng.standard_normal(y.shape)
+    grad = jax.grad(lambda a: jnp.sum(bn.apply(v, a, mutable=["batch_stats"])[0] * w))(jnp.asarray(x))
+    with jax.enable_x64(True):
+        grad64 = jax.grad(lambda a: jnp.sum(bn.apply(v, a, mutable=["batch_stats"])[0] * w))(jnp.asarray(flat.reshape(
+            x.shape)))
+    scale = np.abs(np.asarray(grad64)).max(axis=(0, 1))
+    assert (np.abs(np.asarray(grad) - np.asarray(grad64)).max(axis=(0, 1)) < 0.05 * scale).all()
+    with jax.enable_x64(True):  # float64 input under x64: the statistics stay float32, as documented
+        _, upd64 = bn.apply(v, jnp.asarray(flat.reshape(x.shape)), mutable=["batch_stats"])
+    assert all(s.dtype == jnp.float32 for s in jax.tree_util.tree_leaves(upd64))
+
+
 def test_head_dropout_is_active_in_training_only():
     """STEP's fusion head (``head='mlp'``, ``head_dropout=0.5``): in training two dropout keys give different
     logits (dropout is applied); in evaluation the logits do not depend on the key (dropout is off)."""

@@ -351,3 +351,19 @@ def test_defaults_are_the_fixed_form_and_the_official_options_reach_both_halves(
         jax.eval_shape(lambda: STEPGenCVAE(**SMALL, **options).init(
             {"params": jax.random.key(0), "sample": jax.random.key(1)}, jnp.zeros((2, 12, 16, 3)), jnp.array([0, 1])))
         assert seen == [want, want]  # encoder, decoder
+
+
+def test_float32_stays_float32_under_x64():
+    """With ``jax_enable_x64`` the default decoder's modulated time code once promoted the gaits to float64 (a
+    numpy scalar is not weakly typed); float32 variables and inputs give float32 gaits, for both forms."""
+    from stepjax.models.cvae import OFFICIAL_OPTIONS, STEPGenCVAE
+
+    for options in ({}, OFFICIAL_OPTIONS):
+        model = STEPGenCVAE(encoder_channels=(8, 8, 8), decoder_channels=(8, 8, 3), kernel_size=3, latent_dim=4,
+                            **options)
+        x, y = jnp.zeros((2, 12, 16, 3), jnp.float32), jnp.eye(4, dtype=jnp.float32)[:2]
+        variables = model.init({"params": jax.random.PRNGKey(0), "sample": jax.random.PRNGKey(1)}, x, y)
+        with jax.enable_x64(True):
+            z = jnp.zeros((2, 4), jnp.float32)
+            out = model.apply(variables, z, y, 12, method="decode")
+        assert out.dtype == jnp.float32, (options, out.dtype)

@@ -260,8 +260,9 @@ def test_time_constant_block_equals_repeated_input(t, kt, stride, cin, cout):
     for train in (False, True):
         out = jax.tree_util.tree_map(np.asarray, _run(lambda: run(train)))
         wants = jax.tree_util.tree_leaves(out["repeated"])
-        # + an absolute floor for gradients that are 0 analytically (a bias under train-mode BN): rounding noise
-        floor = 1e-6 * max(np.max(np.abs(w)) for w in wants)
+        # + an absolute floor for gradients that are 0 analytically (the biases of residual_proj and tcn, each
+        # under a train-mode BN): their values are rounding noise, up to ~1.5e-6 of the largest gradient here
+        floor = 3e-6 * max(np.max(np.abs(w)) for w in wants)
         for got, want in zip(jax.tree_util.tree_leaves(out["constant"]), wants):
             assert got.shape == want.shape
             assert np.max(np.abs(got - want)) <= RTOL * np.max(np.abs(want)) + floor

@@ -244,7 +244,8 @@ class CVAEDecoder(nn.Module):
                                                         self.max_period), h.dtype)
             b = dense(hidden * self.code_dim, scheme, zy.shape[-1], self.precision,
                       name="fcn_code")(zy).reshape(n, hidden, self.code_dim)
-            code = code / np.sqrt(max(self.code_dim // 2, 1))  # the modulated term starts at a's scale
+            # the modulated term starts at a's scale; a Python float (weakly typed) keeps float32 under x64
+            code = code / float(np.sqrt(max(self.code_dim // 2, 1)))
             h = h[:, None, :] + jnp.einsum("nhd,td->nth", b, code, precision=self.precision)
             h = jnp.broadcast_to(h[:, :, None, :], (n, num_frames, v, hidden))
         else:  # the same vector at every (t, v): one frame ('none' keeps it so; 'sinusoidal' adds T frames below)
