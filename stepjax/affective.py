@@ -428,25 +428,28 @@ def _check_time_step(time_step) -> None:
 def check_lengths(lengths, batch_shape: tuple[int, ...], num_frames: int) -> np.ndarray:
     """Concrete real-frame counts as int32, or ``ValueError`` unless they have ``batch_shape``, are integers and
     lie in ``[MIN_FRAMES, num_frames]``. For the host side of a jitted call: a traced length cannot be checked."""
-    if tuple(np.shape(lengths)) != tuple(batch_shape):
-        raise ValueError(f"lengths must have the gaits' batch shape {tuple(batch_shape)}, "
-                         f"got {tuple(np.shape(lengths))}")
+    _check_lengths_spec(lengths, batch_shape)
     values = np.asarray(lengths)
-    if not np.issubdtype(values.dtype, np.integer):
-        raise ValueError(f"lengths must be integers, got dtype {values.dtype}")
     if values.size and (values.min() < MIN_FRAMES or values.max() > num_frames):
         raise ValueError(f"lengths must lie in [{MIN_FRAMES}, T={num_frames}] (jerk uses 3 frame differences), "
                          f"got min {values.min()}, max {values.max()}")
     return values.astype(np.int32)
 
 
+def _check_lengths_spec(lengths, batch_shape: tuple[int, ...]) -> None:
+    """The static part of :func:`check_lengths` (shape and integer dtype), which holds for traced lengths too."""
+    if tuple(np.shape(lengths)) != tuple(batch_shape):
+        raise ValueError(f"lengths must have the gaits' batch shape {tuple(batch_shape)}, "
+                         f"got {tuple(np.shape(lengths))}")
+    dtype = lengths.dtype if hasattr(lengths, "dtype") else np.asarray(lengths).dtype
+    if not np.issubdtype(dtype, np.integer):
+        raise ValueError(f"lengths must be integers, got dtype {dtype}")
+
+
 def _as_lengths(lengths, gait_shape) -> jax.Array:
     batch_shape, t = tuple(gait_shape[:-3]), gait_shape[-3]
     if isinstance(lengths, jax.core.Tracer):  # the shape and dtype are static: checked under jit too
-        if tuple(np.shape(lengths)) != batch_shape:
-            raise ValueError(f"lengths must have the gaits' batch shape {batch_shape}, got {tuple(np.shape(lengths))}")
-        if not jnp.issubdtype(lengths.dtype, jnp.integer):
-            raise ValueError(f"lengths must be integers, got dtype {lengths.dtype}")
+        _check_lengths_spec(lengths, batch_shape)
     else:
         check_lengths(lengths, batch_shape, t)
     # traced lengths (the caller's jit) cannot be checked: clipped, so that a bad one gives the features of

@@ -515,6 +515,11 @@ AUTO_CM_THRESHOLD = 3.0
 _UNIT_SCALES = {"m": 1.0, "cm": 0.01, "mm": 0.001}
 
 
+def root_to_head(step16: np.ndarray) -> float:
+    """Median root-to-head distance of gaits ``(F, 16, 3)``, in their units: a body-size check."""
+    return float(np.median(np.linalg.norm(step16[:, HEAD] - step16[:, ROOT], axis=-1)))
+
+
 def unit_scale(step16: np.ndarray, units: str | float = "auto") -> float:
     """Metres per file unit for gaits ``(F, 16, 3)`` in file units.
 
@@ -523,8 +528,7 @@ def unit_scale(step16: np.ndarray, units: str | float = "auto") -> float:
     """
     if isinstance(units, str):
         if units == "auto":
-            height = float(np.median(np.linalg.norm(step16[:, HEAD] - step16[:, ROOT], axis=-1)))
-            return 0.01 if height > AUTO_CM_THRESHOLD else 1.0
+            return 0.01 if root_to_head(step16) > AUTO_CM_THRESHOLD else 1.0
         if units not in _UNIT_SCALES:
             raise ValueError(f"units must be 'auto', {sorted(_UNIT_SCALES)} or a float scale, got {units!r}")
         return _UNIT_SCALES[units]
@@ -677,7 +681,7 @@ def bvh_to_step16(path: PathOrText | BVH, joint_map: JointMap | None = None, *, 
     step16 = apply_joint_map(forward_kinematics(bvh), bvh.joint_names, joint_map, bvh.source)
     scale = unit_scale(step16, units)
     step16 = resample(step16 * scale, bvh.fps, target_fps)
-    height = float(np.median(np.linalg.norm(step16[:, HEAD] - step16[:, ROOT], axis=-1)))
+    height = root_to_head(step16)
     if not 0.2 <= height <= 1.5:
         warnings.warn(f"{bvh.source}: root-to-head distance is {height:.3g} m after unit scale {scale:g}; "
                       f"pass units= explicitly if the file is not in metres or centimetres", stacklevel=2)

@@ -35,9 +35,10 @@ import numpy as np
 from stepjax.skeleton import (HEAD, LEFT_ELBOW, LEFT_FOOT, LEFT_HAND, LEFT_HIP, LEFT_KNEE,
                               LEFT_SHOULDER, NECK, NUM_JOINTS, PARENTS, RIGHT_ELBOW, RIGHT_FOOT,
                               RIGHT_HAND, RIGHT_HIP, RIGHT_KNEE, RIGHT_SHOULDER, SPINE)
+from stepjax import NUM_CLASSES
 from stepjax.utils import is_integer
 
-NUM_EMOTIONS = 4
+NUM_EMOTIONS = NUM_CLASSES  # the four STEP emotions (stepjax.LABEL_NAMES)
 #: E-Gait's class frequencies (Angry, Neutral, Happy, Sad) over its 342 real gaits.
 EGAIT_CLASS_PROBS: tuple[float, ...] = tuple(c / 342 for c in (112, 33, 78, 119))
 

@@ -160,6 +160,15 @@ def _check_gaits(x: Array) -> None:
         raise ValueError(f"gaits must be (N, T, {skeleton.NUM_JOINTS}, {skeleton.NUM_COORDS}), got {x.shape}")
 
 
+def _trunk(half: nn.Module, channels: Sequence[int], init_scheme: str) -> STGCNStack:
+    """The ST-GCN stack of either half (an encoder or decoder module, read for its shared fields): stride 1 and
+    a residual in every block, no edge importance (as the official CVAE)."""
+    return STGCNStack(tuple(channels), (1,) * len(channels), (True,) * len(channels),
+                      skeleton.spatial_adjacency(official=half.official_adjacency), half.kernel_size,
+                      edge_importance=False, dropout=half.dropout, temporal_impl=half.temporal_impl,
+                      graph_impl=half.graph_impl, init_scheme=init_scheme, precision=half.precision, name="trunk")
+
+
 class CVAEEncoder(nn.Module):
     """``(gaits (N,T,V,3), one-hot (N,K)) -> (mu (N,Z), logvar (N,Z))``."""
 
@@ -187,11 +196,7 @@ class CVAEEncoder(nn.Module):
         y = onehot_labels(labels_onehot, self.num_classes, n, x.dtype)
         h = jnp.concatenate([x, jnp.broadcast_to(y[:, None, None, :], (n, t, v, self.num_classes))], axis=-1)
         h = JointBatchNorm(self.init_scheme, name="data_bn")(h, train)  # (V, 3+K) = official index v*(3+K)+c
-        h = STGCNStack(self.channels, (1,) * len(self.channels), (True,) * len(self.channels),
-                       skeleton.spatial_adjacency(official=self.official_adjacency), self.kernel_size,
-                       edge_importance=False, dropout=self.dropout, temporal_impl=self.temporal_impl,
-                       graph_impl=self.graph_impl, init_scheme=self.init_scheme, precision=self.precision,
-                       name="trunk")(h, train)
+        h = _trunk(self, self.channels, self.init_scheme)(h, train)
         if self.temporal_pooling == "mean":
             h = h.mean(axis=(1, 2))  # (N, C): blind to *when* a feature occurs
         else:  # (N, C * (1 + D)): the mean and the projections of each channel on D sinusoids of time
@@ -259,11 +264,7 @@ class CVAEDecoder(nn.Module):
         channels = tuple(self.channels)
         if not self.official_output_relu:
             channels = channels[:-1] + (channels[-2] if len(channels) > 1 else hidden,)
-        h = STGCNStack(channels, (1,) * len(channels), (True,) * len(channels),
-                       skeleton.spatial_adjacency(official=self.official_adjacency), self.kernel_size,
-                       edge_importance=False, dropout=self.dropout, temporal_impl=self.temporal_impl,
-                       graph_impl=self.graph_impl, init_scheme=scheme, precision=self.precision,
-                       name="trunk")(h, train, num_frames if h.shape[1] == 1 else None)
+        h = _trunk(self, channels, scheme)(h, train, num_frames if h.shape[1] == 1 else None)
         if not self.official_output_relu:
             h = dense(self.channels[-1], scheme, h.shape[-1], self.precision, name="output_proj")(h)
         return JointBatchNorm(scheme, name="data_bn")(h, train)

@@ -32,11 +32,7 @@ from stepjax.utils import write_json
 
 def build_classifier(cfg) -> STEPClassifier:
     """The model described by ``cfg.model`` (affective width taken from ``cfg.preprocess``)."""
-    kwargs = dict(cfg.model)
-    for key in ("channels", "strides", "residuals"):
-        if key in kwargs:
-            kwargs[key] = tuple(kwargs[key])
-    return STEPClassifier(num_affective=int(cfg.preprocess.num_affective), **kwargs)
+    return STEPClassifier(num_affective=int(cfg.preprocess.num_affective), **cfg.model)  # lists become tuples
 
 
 def make_classifier_step(train_cfg):

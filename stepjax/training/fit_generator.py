@@ -55,12 +55,8 @@ _SUMMED_OFFICIAL = ("drift", "vel", "acc", "collapse", "kl")
 
 
 def build_generator(cfg) -> STEPGenCVAE:
-    """The CVAE described by ``cfg.model`` (sequences become tuples)."""
-    kwargs = dict(cfg.model)
-    for key in ("encoder_channels", "decoder_channels"):
-        if key in kwargs:
-            kwargs[key] = tuple(kwargs[key])
-    model = STEPGenCVAE(**kwargs)
+    """The CVAE described by ``cfg.model`` (sequences become tuples in the model's ``__post_init__``)."""
+    model = STEPGenCVAE(**cfg.model)
     # one instance per architecture: the train state's treedef holds ``model.apply`` (bound-method equality
     # is by identity), so equal models must be the same object for compiled epochs to be reused
     return _MODELS.setdefault(model, model)
