@@ -29,7 +29,7 @@ def predict_labels(predict_fn, variables, gaits: np.ndarray, chunk: int = 512,
 def evaluate_workdir(workdir: str, split: str = "test", features: str | None = None, labels: str | None = None,
                      which: str = "best") -> dict:
     """Classification report of one run's checkpoint on ``split`` of its own data, or on E-Gait files.
-    ``report['trained_with']``: the run's first provenance record (:mod:`stepjax.training.provenance`), or
+    ``report['trained_with']``: the provenance record of the run's start (:mod:`stepjax.training.provenance`), or
     ``None`` for a run from before runs recorded one."""
     cfg, model, variables = restore_classifier(workdir, which)
     predict_fn = make_predict_fn(model, int(cfg.data.get("num_frames") or 0) or None)
@@ -58,7 +58,7 @@ def evaluate_workdir(workdir: str, split: str = "test", features: str | None = N
         preds = predict_labels(predict_fn, variables, gaits, lengths=raw.lengths_at(idx))
     report = classification_report(y, preds, len(LABEL_NAMES))
     report.update(workdir=os.fspath(workdir), data=source, checkpoint=which,
-                  trained_with=next(iter(provenance.read(workdir)), None))
+                  trained_with=provenance.run_start(workdir))
     return report
 
 

@@ -105,7 +105,7 @@ def evaluate_generator(gen_workdir: str, classifier_workdir: str, num_per_class:
     report = {
         "generator": os.fspath(gen_workdir), "classifier": os.fspath(classifier_workdir), "checkpoint": which,
         "classifier_checkpoint": classifier_which,
-        "trained_with": next(iter(provenance.read(gen_workdir)), None),
+        "trained_with": provenance.run_start(gen_workdir),
         "num_per_class": int(num_per_class), "seed": int(seed),
         "official_sampler": bool(gen_cfg.get("generate", {}).get("official_sampler", False)
                                  if official_sampler is None else official_sampler),

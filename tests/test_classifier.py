@@ -246,6 +246,12 @@ def test_batch_norm_statistics_survive_a_large_offset():
             x.shape)))
     scale = np.abs(np.asarray(grad64)).max(axis=(0, 1))
     assert (np.abs(np.asarray(grad) - np.asarray(grad64)).max(axis=(0, 1)) < 0.05 * scale).all()
+    # data_bn's case: positions 3-10 m away that vary by millimetres; the output is centred on the shifted values
+    # (centring the input on mean = shifted mean + k would round k back in: errors up to 9e-5 here)
+    near = (rng.standard_normal((8, 40, 6)) * 1e-3 + np.array([10.0, -10.0, 10.0, 3.0, -3.0, 10.0])).astype(np.float32)
+    flat_near = near.reshape(-1, 6).astype(np.float64)
+    want_near = (near - flat_near.mean(0)) / np.sqrt(flat_near.var(0) + 1e-5)
+    assert np.abs(np.asarray(bn.apply(v, near, mutable=["batch_stats"])[0]) - want_near).max() < 1e-6
     with jax.enable_x64(True):  # float64 input under x64: the statistics stay float32, as documented
         _, upd64 = bn.apply(v, jnp.asarray(flat.reshape(x.shape)), mutable=["batch_stats"])
     assert all(s.dtype == jnp.float32 for s in jax.tree_util.tree_leaves(upd64))

@@ -19,8 +19,7 @@ def test_a_record_names_the_software_and_devices_of_this_process(tmp_path):
     assert record["packages"]["jax"] == jax.__version__ and set(record["packages"]) == set(provenance.PACKAGES)
     assert record["backend"] == jax.default_backend()
     assert record["devices"] == f"{jax.device_count()} x {jax.devices()[0].device_kind}"
-    commit, dirty = provenance.git_state()
-    assert (record["git_commit"], record["git_dirty"]) == (commit, dirty)
+    assert (record["git_commit"], record["code_diff"]) == provenance.git_state()
 
 
 def test_resume_under_other_software_is_said_and_the_same_software_is_not(tmp_path):
@@ -49,29 +48,54 @@ def test_a_line_cut_off_by_a_crash_is_skipped_and_does_not_swallow_the_next_reco
 
 
 def test_software_changes_and_summary():
-    old = {"stepjax": "0.1.0", "git_commit": "a" * 40, "git_dirty": False, "python": "3.11.7",
+    old = {"stepjax": "0.1.0", "git_commit": "a" * 40, "code_diff": None, "python": "3.11.7",
            "packages": {"jax": "0.10.2", "numpy": "2.0.0"}, "devices": "1 x cpu"}
-    new = {**old, "git_dirty": True, "packages": {"jax": "0.10.3", "numpy": "2.0.0", "h5py": "3.12.1"}}
-    assert provenance.software_changes(old, new) == ["git_dirty False -> True", "h5py None -> 3.12.1",
+    new = {**old, "code_diff": "3f2a" * 4, "packages": {"jax": "0.10.3", "numpy": "2.0.0", "h5py": "3.12.1"}}
+    assert provenance.software_changes(old, new) == [f"code_diff None -> {'3f2a' * 4}", "h5py None -> 3.12.1",
                                                      "jax 0.10.2 -> 0.10.3"]
     assert provenance.software_changes(old, dict(old, devices="2 x cpu", argv=["x"])) == []  # the machine
-    assert provenance.summary(new) == "stepjax 0.1.0 (git aaaaaaa, modified), jax 0.10.3, on 1 x cpu"
+    assert provenance.summary(new) == "stepjax 0.1.0 (git aaaaaaa + changes 3f2a3f2a), jax 0.10.3, on 1 x cpu"
     assert provenance.summary(dict(old, git_commit=None)) == "stepjax 0.1.0, jax 0.10.2, on 1 x cpu"
     assert provenance.summary(None) == "unrecorded"
     with pytest.raises(ValueError, match="event"):
         provenance.append(".", "restart")
 
 
+def test_the_start_of_the_run_now_in_a_workdir_is_its_last_start(tmp_path):
+    """A start in a workdir without a checkpoint (a crash before the first one, a protocol run again) begins a new
+    run: reports and the resume check read its record, not the first line of the file."""
+    path = tmp_path / provenance.PROVENANCE_FILE
+    crashed = dict(provenance.current("start", 0), git_commit="a" * 40)
+    crashed["packages"]["jax"] = "0.0.1"
+    path.write_text(json.dumps(crashed) + "\n")
+    start = provenance.append(tmp_path, "start", 0, log=pytest.fail)
+    assert provenance.run_start(tmp_path) == start
+    provenance.append(tmp_path, "resume", 4, log=pytest.fail)  # same software as the start: nothing to say
+    assert provenance.run_start(tmp_path) == start and len(provenance.read(tmp_path)) == 3
+    assert provenance.run_start(tmp_path / "no_such_run") is None
+
+
 @pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
-def test_git_state_reads_the_commit_and_whether_tracked_files_changed(tmp_path):
+def test_git_state_reads_the_commit_and_a_digest_of_the_code_changes(tmp_path):
     assert provenance.git_state(tmp_path) == (None, None)  # not a checkout
     git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
     subprocess.run(git + ["init", "-q"], check=True)
-    (tmp_path / "a.py").write_text("x = 1\n")
-    subprocess.run(git + ["add", "a.py"], check=True)
+    code = tmp_path / "stepjax"
+    code.mkdir()
+    (code / "a.py").write_text("LR = 1\n")
+    (tmp_path / "README.md").write_text("docs\n")
+    subprocess.run(git + ["add", "."], check=True)
     subprocess.run(git + ["commit", "-qm", "a"], check=True)
     head = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    (tmp_path / "untracked.txt").write_text("not part of the code\n")
-    assert provenance.git_state(tmp_path) == (head, False)
-    (tmp_path / "a.py").write_text("x = 2\n")
-    assert provenance.git_state(tmp_path) == (head, True)
+    (tmp_path / "README.md").write_text("other docs\n")  # outside the code: not a code change
+    (tmp_path / "notes.txt").write_text("untracked, outside the code\n")
+    assert provenance.git_state(tmp_path) == (head, None)
+    (code / "a.py").write_text("LR = 2\n")
+    _, two = provenance.git_state(tmp_path)
+    (code / "a.py").write_text("LR = 3\n")
+    _, three = provenance.git_state(tmp_path)
+    assert two and three and two != three  # another uncommitted edit is another digest
+    (code / "a.py").write_text("LR = 1\n")
+    (code / "new.py").write_text("X = 1\n")  # an untracked module counts
+    _, new = provenance.git_state(tmp_path)
+    assert new and new not in (two, three)

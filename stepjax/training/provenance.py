@@ -5,17 +5,19 @@
 resumed under other software says so. A record::
 
     {"event": "start" | "resume", "epoch": 0, "time_utc": "2026-12-05T16:40:00+00:00",
-     "stepjax": "0.1.0", "git_commit": "7f4ae93...", "git_dirty": false, "python": "3.11.7",
+     "stepjax": "0.1.0", "git_commit": "7f4ae93...", "code_diff": null, "python": "3.11.7",
      "packages": {"jax": "0.10.2", "jaxlib": "0.10.2", "flax": ..., ...},
      "backend": "cpu", "devices": "1 x cpu", "xla_flags": null, "argv": ["train.py", "--config", ...]}
 
-``git_commit`` / ``git_dirty`` are ``null`` where stepjax is not imported from a git checkout (an installed
-wheel) or git is missing; ``git_dirty`` is whether tracked files differ from that commit.
+``git_commit`` is ``null`` where stepjax is not imported from a git checkout (an installed wheel) or git is
+missing; ``code_diff`` is ``null`` where the package's code is that commit's, else a digest of the difference
+(:func:`git_state`). Reports and the resume check read the record of the run's start (:func:`run_start`).
 """
 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -30,7 +32,7 @@ PROVENANCE_FILE = "provenance.jsonl"
 #: The libraries whose versions a run records (and compares on resume): the ones that shape the numbers.
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "chex", "numpy", "ml_collections", "h5py")
 #: The keys of a record that name the software (compared on resume); the rest describe the machine and call.
-SOFTWARE_KEYS = ("stepjax", "git_commit", "git_dirty", "python", "packages")
+SOFTWARE_KEYS = ("stepjax", "git_commit", "code_diff", "python", "packages")
 
 
 def _package_versions() -> dict[str, str | None]:
@@ -43,32 +45,47 @@ def _package_versions() -> dict[str, str | None]:
     return versions
 
 
-def _git(root: Path, *args: str) -> str | None:
+#: The part of a checkout whose changes count as "modified code" (configs are recorded in config.json).
+CODE_PATHS = ("stepjax",)
+
+
+def _git(root: Path, *args: str) -> bytes | None:
     """``git -C root args`` output, or ``None`` when git or the repository is missing. Started with posix_spawn
-    (absolute executable, ``close_fds=False``), not fork: JAX's process is multithreaded."""
+    (absolute executable, ``close_fds=False``), not fork: JAX's process is multithreaded; without optional
+    locks, so that it never holds ``index.lock`` while the user runs git."""
     git = shutil.which("git")
     if git is None:
         return None
     try:
-        out = subprocess.run([git, "-C", str(root), *args], capture_output=True, text=True, timeout=10,
-                             close_fds=False)
+        out = subprocess.run([git, "--no-optional-locks", "-C", str(root), *args], capture_output=True,
+                             timeout=10, close_fds=False)
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() if out.returncode == 0 else None
+    return out.stdout if out.returncode == 0 else None
 
 
-def git_state(root: str | os.PathLike | None = None) -> tuple[str | None, bool | None]:
-    """``(commit, dirty)`` of the git checkout stepjax is imported from (``root``: another checkout), or
-    ``(None, None)`` when it is not one. ``dirty``: tracked files differ from the commit (untracked files do
-    not count)."""
+def git_state(root: str | os.PathLike | None = None) -> tuple[str | None, str | None]:
+    """``(commit, code_diff)`` of the git checkout stepjax is imported from (``root``: another checkout), or
+    ``(None, None)`` when it is not one. ``code_diff``: ``None`` where the package's code (:data:`CODE_PATHS`)
+    is the commit's, else a SHA-256 (hex, 16 digits) of its difference from the commit, untracked files under
+    it included: two runs with the same commit and digest ran the same code."""
     root = Path(root) if root is not None else Path(__file__).resolve().parents[2]
     if not (root / ".git").exists():  # an installed copy: no checkout of its own (and not a parent's)
         return None, None
     commit = _git(root, "rev-parse", "HEAD")
-    if commit is None:
+    diff = _git(root, "diff", "HEAD", "--binary", "--", *CODE_PATHS)
+    untracked = _git(root, "ls-files", "-z", "--others", "--exclude-standard", "--", *CODE_PATHS)
+    if commit is None or diff is None or untracked is None:
         return None, None
-    status = _git(root, "status", "--porcelain", "--untracked-files=no")
-    return commit, (None if status is None else bool(status))
+    digest = hashlib.sha256(diff)
+    for name in sorted(n for n in untracked.split(b"\0") if n):
+        digest.update(b"\0" + name + b"\0")
+        try:
+            digest.update((root / os.fsdecode(name)).read_bytes())
+        except OSError:
+            pass
+    modified = bool(diff) or bool(untracked.strip(b"\0"))
+    return commit.decode().strip(), (digest.hexdigest()[:16] if modified else None)
 
 
 def current(event: str, epoch: int | None = None) -> dict:
@@ -77,17 +94,24 @@ def current(event: str, epoch: int | None = None) -> dict:
 
     import stepjax
 
-    commit, dirty = git_state()
+    commit, code_diff = git_state()
     devices = jax.devices()
     kinds = sorted({d.device_kind for d in devices})
     return {
         "event": event, "epoch": epoch,
         "time_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "stepjax": stepjax.__version__, "git_commit": commit, "git_dirty": dirty,
+        "stepjax": stepjax.__version__, "git_commit": commit, "code_diff": code_diff,
         "python": platform.python_version(), "packages": _package_versions(),
         "backend": jax.default_backend(), "devices": f"{len(devices)} x {', '.join(kinds)}",
         "xla_flags": os.environ.get("XLA_FLAGS"), "argv": list(sys.argv),
     }
+
+
+def run_start(workdir: str | os.PathLike) -> dict | None:
+    """The record of the start of the run now in ``workdir``: the last ``'start'`` (a start in a workdir that has
+    no checkpoint yet, e.g. after a crash before the first one, or a vmapped protocol run again, begins a new
+    run), ``None`` for a run from before runs recorded one."""
+    return next((r for r in reversed(read(workdir)) if r.get("event") == "start"), None)
 
 
 def read(workdir: str | os.PathLike) -> list[dict]:
@@ -116,14 +140,14 @@ def software_changes(old: dict, new: dict) -> list[str]:
 
 def append(workdir: str | os.PathLike, event: str, epoch: int | None = None, log: Callable = print) -> dict:
     """Appends this process's record to ``<workdir>/provenance.jsonl`` and returns it. On ``'resume'``, where the
-    software differs from the run's first record, ``log`` says so: the continued run can then differ from an
-    uninterrupted one by more than float32 rounding."""
+    software differs from the run's start (:func:`run_start`), ``log`` says so: the continued run can then differ
+    from an uninterrupted one by more than float32 rounding."""
     if event not in ("start", "resume"):
         raise ValueError(f"event must be 'start' or 'resume', got {event!r}")
     record = current(event, epoch)
-    first = next(iter(read(workdir)), None)
-    if event == "resume" and first is not None:
-        changed = software_changes(first, record)
+    start = run_start(workdir)
+    if event == "resume" and start is not None:
+        changed = software_changes(start, record)
         if changed:
             log(f"Note: {workdir} was started with other software ({'; '.join(changed)}); its numbers may differ "
                 "from an uninterrupted run's by more than float32 rounding.")
@@ -138,11 +162,11 @@ def append(workdir: str | os.PathLike, event: str, epoch: int | None = None, log
 
 
 def summary(record: dict | None) -> str:
-    """One line for reports, e.g. ``'stepjax 0.1.0 (git 7f4ae93, modified), jax 0.10.2, on 1 x cpu'``;
+    """One line for reports, e.g. ``'stepjax 0.1.0 (git 7f4ae93 + changes 3f2a...), jax 0.10.2, on 1 x cpu'``;
     ``'unrecorded'`` for ``None`` (a run from before runs recorded it)."""
     if not record:
         return "unrecorded"
-    commit = record.get("git_commit")
-    git = f" (git {commit[:7]}{', modified' if record.get('git_dirty') else ''})" if commit else ""
+    commit, diff = record.get("git_commit"), record.get("code_diff")
+    git = f" (git {commit[:7]}{f' + changes {diff[:8]}' if diff else ''})" if commit else ""
     jax_version = (record.get("packages") or {}).get("jax")
     return f"stepjax {record.get('stepjax')}{git}, jax {jax_version}, on {record.get('devices')}"
