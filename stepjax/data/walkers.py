@@ -32,10 +32,10 @@ from typing import Literal, Mapping, Sequence
 
 import numpy as np
 
+from stepjax import NUM_CLASSES
 from stepjax.skeleton import (HEAD, LEFT_ELBOW, LEFT_FOOT, LEFT_HAND, LEFT_HIP, LEFT_KNEE,
                               LEFT_SHOULDER, NECK, NUM_JOINTS, PARENTS, RIGHT_ELBOW, RIGHT_FOOT,
                               RIGHT_HAND, RIGHT_HIP, RIGHT_KNEE, RIGHT_SHOULDER, SPINE)
-from stepjax import NUM_CLASSES
 from stepjax.utils import is_integer
 
 NUM_EMOTIONS = NUM_CLASSES  # the four STEP emotions (stepjax.LABEL_NAMES)
