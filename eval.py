@@ -39,11 +39,7 @@ def main(argv):
 
 
 def _evaluate():
-    import numpy as np
-
-    from stepjax.evaluation import evaluate_workdirs
-    from stepjax.metrics import format_aggregate, format_confusion
-    from stepjax.training import provenance
+    from stepjax.evaluation import evaluate_workdirs, format_reports, summed_confusion
     from stepjax.training.checkpoint import read_run_config
     from stepjax.utils import check_output_dir, write_json
     from stepjax.viz import check_image_path, plot_confusion
@@ -89,22 +85,9 @@ def _evaluate():
         raise ValueError(f"--{given[0]} is for generator workdirs (FID etc.); this is a classifier run")
     out = evaluate_workdirs(FLAGS.workdir, split=FLAGS.split, features=FLAGS.features, labels=FLAGS.labels,
                             which=FLAGS.checkpoint)
-    for r in out["runs"]:
-        print(f"{r['workdir']} ({r['checkpoint']} checkpoint) on {r['data']} (n={r['num_gaits']}): accuracy "
-              f"{r['accuracy']:.4f}  "
-              f"balanced_accuracy {r['balanced_accuracy']:.4f}  macro_f1 {r['macro_f1']:.4f}")
-        print(f"    trained with {provenance.summary(r['trained_with'])}")
-        for name, pc in r["per_class"].items():
-            print(f"    {name:8s} precision {pc['precision']:.3f}  recall {pc['recall']:.3f}  n={pc['support']}")
-    cm = np.sum([r["confusion_matrix"] for r in out["runs"]], axis=0)
-    if len(out["runs"]) > 1:
-        print(f"confusion matrix summed over the {len(out['runs'])} runs:")
-    print(format_confusion(cm))
-    agg = out["aggregate"]
-    if agg["num_runs"] > 1:
-        print(f"mean +- sample std (ddof=1) over {agg['num_runs']} runs: " + format_aggregate(agg))
+    print(format_reports(out))
     if FLAGS.png:
-        plot_confusion(cm, FLAGS.png)
+        plot_confusion(summed_confusion(out), FLAGS.png)
     if FLAGS.json:
         write_json(FLAGS.json, out)
 

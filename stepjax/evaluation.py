@@ -12,7 +12,7 @@ from stepjax import LABEL_NAMES
 from stepjax.data import pipeline
 from stepjax.data.preprocess import validate_gaits, warn_if_not_metres
 from stepjax.inference import make_predict_fn, predict_gaits, predict_in_chunks, restore_classifier
-from stepjax.metrics import aggregate, classification_report
+from stepjax.metrics import aggregate, classification_report, format_aggregate, format_confusion
 from stepjax.training import provenance
 from stepjax.training.progress import check_split
 
@@ -60,6 +60,32 @@ def evaluate_workdir(workdir: str, split: str = "test", features: str | None = N
     report.update(workdir=os.fspath(workdir), data=source, checkpoint=which,
                   trained_with=provenance.run_start(workdir))
     return report
+
+
+def summed_confusion(out: dict) -> np.ndarray:
+    """The confusion matrix ``(K, K)`` summed over the runs of an :func:`evaluate_workdirs` result."""
+    return np.sum([r["confusion_matrix"] for r in out["runs"]], axis=0)
+
+
+def format_reports(out: dict) -> str:
+    """The text report of an :func:`evaluate_workdirs` result (what ``eval.py`` prints): per run its scores,
+    what it was trained with and per-class precision / recall; the confusion matrix (summed over runs) and, for
+    several runs, mean +- sample std."""
+    lines = []
+    for r in out["runs"]:
+        lines.append(f"{r['workdir']} ({r['checkpoint']} checkpoint) on {r['data']} (n={r['num_gaits']}): accuracy "
+                     f"{r['accuracy']:.4f}  balanced_accuracy {r['balanced_accuracy']:.4f}  "
+                     f"macro_f1 {r['macro_f1']:.4f}")
+        lines.append(f"    trained with {provenance.summary(r.get('trained_with'))}")
+        lines += [f"    {name:8s} precision {pc['precision']:.3f}  recall {pc['recall']:.3f}  n={pc['support']}"
+                  for name, pc in r["per_class"].items()]
+    if len(out["runs"]) > 1:
+        lines.append(f"confusion matrix summed over the {len(out['runs'])} runs:")
+    lines.append(format_confusion(summed_confusion(out)))
+    agg = out["aggregate"]
+    if agg["num_runs"] > 1:
+        lines.append(f"mean +- sample std (ddof=1) over {agg['num_runs']} runs: " + format_aggregate(agg))
+    return "\n".join(lines)
 
 
 def evaluate_workdirs(workdirs: Sequence[str], **kwargs) -> dict:
