@@ -84,6 +84,8 @@ def format_reports(out: dict) -> str:
     lines.append(format_confusion(summed_confusion(out)))
     agg = out["aggregate"]
     if agg["num_runs"] > 1:
+        if len(out.get("software", ())) > 1:
+            lines.append("note: these runs were trained with different software: " + "; ".join(out["software"]))
         lines.append(f"mean +- sample std (ddof=1) over {agg['num_runs']} runs: " + format_aggregate(agg))
     return "\n".join(lines)
 
@@ -105,4 +107,15 @@ def evaluate_workdirs(workdirs: Sequence[str], **kwargs) -> dict:
             raise ValueError("these runs were trained on different data configs, so their own test splits differ: "
                              "evaluate them separately, or all on the same files with --features/--labels")
     reports = [evaluate_workdir(w, **kwargs) for w in workdirs]
-    return {"runs": reports, "aggregate": aggregate(reports)}
+    return {"runs": reports, "aggregate": aggregate(reports), "software": distinct_software(reports)}
+
+
+def distinct_software(reports: Sequence[dict]) -> list[str]:
+    """The different software (:func:`~stepjax.training.provenance.summary` lines) the runs of ``reports`` were
+    trained with, in order of appearance: one entry when they agree (or none was recorded), several when a mean
+    over them mixes code or library versions."""
+    seen: list[dict] = []
+    for record in (r.get("trained_with") for r in reports):
+        if record and not any(not provenance.software_changes(s, record) for s in seen):
+            seen.append(record)
+    return [provenance.summary(s) for s in seen]

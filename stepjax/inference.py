@@ -77,7 +77,10 @@ def make_predict_fn(model, num_frames: int | None = None) -> Callable:
 
     ``lengths`` (int, ``(N,)`` or a scalar for one gait) is for variable-length gaits tiled to a common length
     (``stepjax.data.preprocess.to_fixed_length``): the affective features are then computed on each gait's
-    first ``lengths`` (real) frames, as in training; ``None``: every frame is real."""
+    first ``lengths`` (real) frames, as in training; ``None``: every frame is real.
+
+    ``predict_fn.num_frames``: that training length (``None`` when not given), e.g. for
+    :func:`~stepjax.data.preprocess.to_fixed_length` or :func:`predict_gaits`."""
 
     def predict_fn(variables, gaits: jax.Array, lengths: jax.Array | None = None) -> Prediction:
         if not (isinstance(variables, Mapping) and {"model", "preprocessor"} <= set(variables)):
@@ -113,6 +116,7 @@ def make_predict_fn(model, num_frames: int | None = None) -> Callable:
         out = Prediction(*(jnp.where(finite, a, jnp.nan) for a in (logits, jax.nn.softmax(logits, -1), features)))
         return jax.tree_util.tree_map(lambda a: a[0], out) if single else out
 
+    predict_fn.num_frames = num_frames
     return predict_fn
 
 
@@ -145,14 +149,19 @@ def predict_in_chunks(predict_fn: Callable, variables, gaits: np.ndarray, chunk:
     return out
 
 
-def predict_gaits(predict_fn: Callable, variables, gaits: Sequence[np.ndarray], num_frames: int,
+def predict_gaits(predict_fn: Callable, variables, gaits: Sequence[np.ndarray], num_frames: int | None = None,
                   length_policy: str = "tile", chunk: int = 512, name: str = "gaits") -> Prediction:
     """Predictions for variable-length raw gaits ``[(T_i, 16, 3)]`` (e.g. from ``read_egait``): brought to the
-    training length ``num_frames`` with the run's ``length_policy`` (``to_fixed_length``), the affective features
+    training length ``num_frames`` (default: ``predict_fn.num_frames``, which :func:`load_classifier` sets) with
+    the run's ``length_policy`` (``to_fixed_length``), the affective features
     on each gait's real frames (``real_frame_counts``), as in training. numpy :class:`Prediction` ``(N, ...)``;
     ``ValueError`` on non-finite gaits or logits; warns when ``name`` (the gaits' source) is not in metres."""
     from stepjax.data.preprocess import check_min_frames, real_frame_counts, to_fixed_length, warn_if_not_metres
 
+    num_frames = num_frames or getattr(predict_fn, "num_frames", None)
+    if not num_frames:
+        raise ValueError("predict_gaits needs the classifier's training length: pass num_frames (a predict_fn "
+                         "of load_classifier carries it as predict_fn.num_frames)")
     check_min_frames(gaits, name)
     fixed = to_fixed_length(gaits, num_frames, length_policy)
     validate_gaits(fixed, name)

@@ -75,6 +75,14 @@ def absl_flags_parser(prog: str):
                 raise
             print(f"{prog}: error: {err} (--helpshort lists the flags)", file=sys.stderr)
             sys.exit(2)
+        except (ImportError, SyntaxError) as err:  # a --config file that does not load
+            if os.environ.get("STEPJAX_TRACEBACK"):
+                raise
+            hint = (" (a config outside configs/ reaches configs/common.py by putting that folder on sys.path: "
+                    "see the README's Training section)" if getattr(err, "name", None) == "common" else "")
+            print(f"{prog}: error: the config file does not load: {type(err).__name__}: {err}{hint}\n"
+                  "(STEPJAX_TRACEBACK=1 shows the traceback)", file=sys.stderr)
+            sys.exit(2)
 
     return parse
 

@@ -319,8 +319,12 @@ def test_runs_record_every_model_field_and_read_a_missing_one_as_the_code_that_w
 
     for untouched in ({"task": "step_aug", "model": {"width": 1}}, {"task": "classifier"}):  # resolved per sub-run
         assert resolve_model_config(untouched) is untouched
-    with pytest.raises(TypeError, match="width"):
+    with pytest.raises(ValueError, match="model.width is not a field of STEPClassifier"):
         resolve_model_config({"task": "classifier", "preprocess": {"num_affective": 0}, "model": {"width": 4}})
+    with pytest.raises(ValueError, match="did you mean model.kernel_size"):
+        resolve_model_config({"task": "generator", "model": {"kernel_sise": 5}})
+    with pytest.raises(ValueError, match="model.num_affective is set by preprocess.num_affective"):
+        resolve_model_config({"task": "classifier", "preprocess": {"num_affective": 0}, "model": {"num_affective": 0}})
     with pytest.raises(ckpt_lib.ConfigMismatchError, match="does not build this version's model.*width"):
         read_saved_model_config({"task": "classifier", "preprocess": {"num_affective": 0}, "model": {"width": 4}})
 

@@ -99,3 +99,23 @@ def test_git_state_reads_the_commit_and_a_digest_of_the_code_changes(tmp_path):
     (code / "new.py").write_text("X = 1\n")  # an untracked module counts
     _, new = provenance.git_state(tmp_path)
     assert new and new not in (two, three)
+
+
+def test_a_mean_over_runs_of_different_software_says_so():
+    """``eval.py``'s mean +- std over runs trained with other code or libraries carries a note (and the list in
+    its JSON); runs of the same software, or without records, do not."""
+    from stepjax.evaluation import distinct_software, format_reports
+
+    a = provenance.current("start", 0)
+    b = dict(a, git_commit="b" * 40, time_utc="later", argv=["other"])
+    scores = dict(accuracy=0.5, balanced_accuracy=0.5, macro_f1=0.5, num_gaits=4, per_class={},
+                  confusion_matrix=[[1, 0], [0, 1]], checkpoint="best", data="walkers:test")
+    runs = [dict(scores, workdir=f"r{i}", trained_with=t) for i, t in enumerate((a, dict(a, time_utc="x"), b))]
+    assert distinct_software(runs[:2]) == [provenance.summary(a)]  # the time and the command do not count
+    assert distinct_software(runs) == [provenance.summary(a), provenance.summary(b)]
+    assert distinct_software([dict(scores, trained_with=None)] * 2) == []
+    agg = {"num_runs": 3, **{k: {"mean": 0.5, "std": 0.0} for k in ("accuracy", "balanced_accuracy", "macro_f1")}}
+    text = format_reports({"runs": runs, "aggregate": agg, "software": distinct_software(runs)})
+    assert "note: these runs were trained with different software: " in text and "git bbbbbbb" in text
+    assert "note:" not in format_reports({"runs": runs[:2], "aggregate": dict(agg, num_runs=2),
+                                          "software": distinct_software(runs[:2])})

@@ -275,6 +275,12 @@ def test_clis_report_user_mistakes_without_a_traceback(trained, tmp_path):
     missing = tmp_path / "no_such_run"
     flagfile = tmp_path / "flags.txt"
     flagfile.write_text("--config.model.channels=(8,8,8)\n")
+    outside = tmp_path / "my_config.py"  # a config of one's own, written like configs/step.py, elsewhere
+    outside.write_text("import os, sys\nsys.path.insert(0, os.path.dirname(__file__))\nimport common\n")
+    misspelt = tmp_path / "misspelt.py"
+    misspelt.write_text(f"import sys\nsys.path.insert(0, {str(PROJECT_ROOT / 'configs')!r})\nimport step\n"
+                        "def get_config():\n    cfg = step.get_config()\n    cfg.model.chanels = (8, 8, 8)\n"
+                        "    return cfg\n")
     cases = [([str(PROJECT_ROOT / "eval.py"), f"--workdir={missing}"], "eval.py: error: .*no such run directory"),
              ([str(PROJECT_ROOT / "eval.py"), f"--workdir={workdir}", f"--features={missing}.h5"],
               "eval.py: error: .*no_such_run.h5"),
@@ -301,6 +307,11 @@ def test_clis_report_user_mistakes_without_a_traceback(trained, tmp_path):
               r"train.py: error: --config configs/stp.py: no such file \(configs/ holds .*step.py"),
              ([str(PROJECT_ROOT / "train.py"), "--config=configs/step.py", f"--workdir={tmp_path / 'w'}",
                "--config.data.num_gaits=abc"], "train.py: error: flag --config.data.num_gaits=abc: invalid literal"),
+             ([str(PROJECT_ROOT / "train.py"), f"--config={outside}", f"--workdir={tmp_path / 'w'}"],
+              r"train.py: error: the config file does not load: ModuleNotFoundError: .*'common' \(a config outside "
+              r"configs/ reaches configs/common.py by putting that folder on sys.path"),
+             ([str(PROJECT_ROOT / "train.py"), f"--config={misspelt}", f"--workdir={tmp_path / 'w'}"],
+              r"train.py: error: model.chanels is not a field of STEPClassifier; did you mean model.channels\?"),
              ([str(PROJECT_ROOT / "eval.py")], "eval.py: error: flag --workdir=None")]  # absl's flag errors too
     for args, message in cases:
         proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=600)
@@ -606,3 +617,21 @@ def test_a_model_with_fewer_classes_than_the_data_is_refused_by_name(monkeypatch
     cfg.runs = ml_collections.ConfigDict(dict(mode="seeds", num_seeds=2))
     with pytest.raises(ValueError, match=r"labels up to 3 .* model predicts 3 classes"):
         multirun.fit_classifier_runs(cfg, progress=False)
+
+
+def test_predict_fn_carries_the_training_length(trained):
+    """``load_classifier``'s ``predict_fn.num_frames`` is the run's training length, which ``predict_gaits`` takes
+    by default (a user's gaits of other lengths need it, and the checkpoint knows it)."""
+    from stepjax import load_classifier
+    from stepjax.data.walkers import make_walkers
+    from stepjax.inference import predict_gaits
+
+    cfg, workdir, _ = trained
+    predict_fn, variables = load_classifier(workdir)
+    assert predict_fn.num_frames == cfg.data.num_frames == 32
+    gaits = [np.asarray(g) for g in make_walkers(3, seed=9, num_frames=45).gaits]
+    gaits[1] = gaits[1][:20]
+    by_default = predict_gaits(predict_fn, variables, gaits)
+    np.testing.assert_array_equal(by_default.logits, predict_gaits(predict_fn, variables, gaits, 32).logits)
+    with pytest.raises(ValueError, match="pass num_frames"):
+        predict_gaits(lambda *a: None, variables, gaits)

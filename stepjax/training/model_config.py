@@ -36,6 +36,32 @@ def module_fields(module) -> dict[str, Any]:
             if f.init and f.name not in _NOT_IN_MODEL_SECTION}
 
 
+def _model_class(kind: str):
+    if kind == "classifier":
+        from stepjax.models.classifier import STEPClassifier
+
+        return STEPClassifier
+    from stepjax.models.cvae import STEPGenCVAE
+
+    return STEPGenCVAE
+
+
+def check_model_keys(kind: str, model: dict) -> None:
+    """``ValueError`` naming a key of a config's ``model`` section that the model class does not take, with the
+    closest field (``model.chanels``: did you mean ``channels``?) and the list of fields."""
+    import difflib
+
+    cls = _model_class(kind)
+    fields = sorted(f.name for f in dataclasses.fields(cls) if f.init and f.name not in _NOT_IN_MODEL_SECTION)
+    for key in sorted(set(model) - set(fields)):
+        if key == "num_affective":
+            raise ValueError("model.num_affective is set by preprocess.num_affective (the features the "
+                             "preprocessing computes); remove it from the model section")
+        close = difflib.get_close_matches(key, fields, n=1)
+        raise ValueError(f"model.{key} is not a field of {cls.__name__}" + (f"; did you mean model.{close[0]}?"
+                         if close else "") + f" ({cls.__name__} takes: {', '.join(fields)})")
+
+
 def _build(kind: str, cfg):
     if kind == "classifier":
         from stepjax.training.fit import build_classifier
@@ -52,7 +78,7 @@ def resolve_model_config(cfg, *, saved: bool = False):
     ``saved=True`` reads a config written by an earlier run: a key it lacks is taken from
     :data:`LEGACY_MODEL_DEFAULTS` where the default has changed since, else from the class. Configs of other
     tasks (``step_aug`` resolves in its two sub-runs) and configs without a model section are returned as they
-    are. Unknown model keys raise the model class's ``TypeError``.
+    are. Unknown model keys raise ``ValueError`` (:func:`check_model_keys`).
     """
     kind = MODEL_KIND.get(cfg.get("task"))
     if kind is None or cfg.get("model") is None:
@@ -62,6 +88,7 @@ def resolve_model_config(cfg, *, saved: bool = False):
     model = dict(out.model)
     if saved:
         model = {**LEGACY_MODEL_DEFAULTS[kind], **model}
+    check_model_keys(kind, model)
     out.model = ml_collections.ConfigDict(model)
     out.model = ml_collections.ConfigDict(module_fields(_build(kind, out)))
     from stepjax.nn import check_dropout_rate
@@ -102,7 +129,7 @@ def read_saved_model_config(saved: dict) -> dict:
     this version's model class does not."""
     try:
         return resolve_model_config(saved, saved=True)
-    except TypeError as e:
+    except (TypeError, ValueError) as e:
         from stepjax.training.checkpoint import ConfigMismatchError
 
         raise ConfigMismatchError(f"the checkpoint's model section does not build this version's model "
