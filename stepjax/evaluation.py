@@ -111,11 +111,16 @@ def evaluate_workdirs(workdirs: Sequence[str], **kwargs) -> dict:
 
 
 def distinct_software(reports: Sequence[dict]) -> list[str]:
-    """The different software (:func:`~stepjax.training.provenance.summary` lines) the runs of ``reports`` were
-    trained with, in order of appearance: one entry when they agree (or none was recorded), several when a mean
-    over them mixes code or library versions."""
+    """The different software the runs of ``reports`` were trained with, in order of appearance: the first as
+    its :func:`~stepjax.training.provenance.summary` line, each other one as that line plus what differs from
+    the first (e.g. ``numpy 2.0.0 -> 1.26.4``), and ``'unrecorded'`` where some runs have a record and some do
+    not. One entry (or none) when they agree: several mean the runs mix code or library versions."""
+    records = [r.get("trained_with") for r in reports]
     seen: list[dict] = []
-    for record in (r.get("trained_with") for r in reports):
+    for record in records:
         if record and not any(not provenance.software_changes(s, record) for s in seen):
             seen.append(record)
-    return [provenance.summary(s) for s in seen]
+    out = [provenance.summary(s) if i == 0 else
+           f"{provenance.summary(s)} ({'; '.join(provenance.software_changes(seen[0], s))})"
+           for i, s in enumerate(seen)]
+    return out + (["unrecorded"] if seen and None in records else [])

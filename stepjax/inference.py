@@ -160,8 +160,8 @@ def predict_gaits(predict_fn: Callable, variables, gaits: Sequence[np.ndarray], 
 
     num_frames = num_frames or getattr(predict_fn, "num_frames", None)
     if not num_frames:
-        raise ValueError("predict_gaits needs the classifier's training length: pass num_frames (a predict_fn "
-                         "of load_classifier carries it as predict_fn.num_frames)")
+        raise ValueError("predict_gaits needs the classifier's training length: pass num_frames (load_classifier's "
+                         "predict_fn carries it as predict_fn.num_frames where the run recorded it)")
     check_min_frames(gaits, name)
     fixed = to_fixed_length(gaits, num_frames, length_policy)
     validate_gaits(fixed, name)

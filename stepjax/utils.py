@@ -79,7 +79,7 @@ def absl_flags_parser(prog: str):
             if os.environ.get("STEPJAX_TRACEBACK"):
                 raise
             hint = (" (a config outside configs/ reaches configs/common.py by putting that folder on sys.path: "
-                    "see the README's Training section)" if getattr(err, "name", None) == "common" else "")
+                    "see the README's Training section)" if isinstance(err, ModuleNotFoundError) and err.name == "common" else "")
             print(f"{prog}: error: the config file does not load: {type(err).__name__}: {err}{hint}\n"
                   "(STEPJAX_TRACEBACK=1 shows the traceback)", file=sys.stderr)
             sys.exit(2)

@@ -327,6 +327,9 @@ def test_runs_record_every_model_field_and_read_a_missing_one_as_the_code_that_w
         resolve_model_config({"task": "classifier", "preprocess": {"num_affective": 0}, "model": {"num_affective": 0}})
     with pytest.raises(ckpt_lib.ConfigMismatchError, match="does not build this version's model.*width"):
         read_saved_model_config({"task": "classifier", "preprocess": {"num_affective": 0}, "model": {"width": 4}})
+    with pytest.raises(ValueError, match="dropout rates") as err:  # a bad value is not called a key mismatch
+        read_saved_model_config({"task": "classifier", "preprocess": {"num_affective": 0}, "model": {"dropout": 1.5}})
+    assert not isinstance(err.value, ckpt_lib.ConfigMismatchError)
 
 
 @pytest.mark.parametrize("damage", ["no_state", "meta_json", "array_data"])

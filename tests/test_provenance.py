@@ -112,8 +112,13 @@ def test_a_mean_over_runs_of_different_software_says_so():
                   confusion_matrix=[[1, 0], [0, 1]], checkpoint="best", data="walkers:test")
     runs = [dict(scores, workdir=f"r{i}", trained_with=t) for i, t in enumerate((a, dict(a, time_utc="x"), b))]
     assert distinct_software(runs[:2]) == [provenance.summary(a)]  # the time and the command do not count
-    assert distinct_software(runs) == [provenance.summary(a), provenance.summary(b)]
+    assert distinct_software(runs) == [provenance.summary(a), f"{provenance.summary(b)} (git_commit {a['git_commit']} "
+                                                              f"-> {'b' * 40})"]
     assert distinct_software([dict(scores, trained_with=None)] * 2) == []
+    assert distinct_software([runs[0], dict(scores, trained_with=None)]) == [provenance.summary(a), "unrecorded"]
+    numpy_only = dict(a, packages=dict(a["packages"], numpy="0.0.1"))  # the summary line alone would not show it
+    assert distinct_software([runs[0], dict(scores, trained_with=numpy_only)])[1].endswith(
+        f"(numpy {a['packages']['numpy']} -> 0.0.1)")
     agg = {"num_runs": 3, **{k: {"mean": 0.5, "std": 0.0} for k in ("accuracy", "balanced_accuracy", "macro_f1")}}
     text = format_reports({"runs": runs, "aggregate": agg, "software": distinct_software(runs)})
     assert "note: these runs were trained with different software: " in text and "git bbbbbbb" in text

@@ -277,6 +277,9 @@ def test_clis_report_user_mistakes_without_a_traceback(trained, tmp_path):
     flagfile.write_text("--config.model.channels=(8,8,8)\n")
     outside = tmp_path / "my_config.py"  # a config of one's own, written like configs/step.py, elsewhere
     outside.write_text("import os, sys\nsys.path.insert(0, os.path.dirname(__file__))\nimport common\n")
+    wrong_name = tmp_path / "wrong_name.py"  # common is found; a name in it is misspelt: no sys.path hint
+    wrong_name.write_text(f"import sys\nsys.path.insert(0, {str(PROJECT_ROOT / 'configs')!r})\n"
+                          "from common import classifier_modle\n")
     misspelt = tmp_path / "misspelt.py"
     misspelt.write_text(f"import sys\nsys.path.insert(0, {str(PROJECT_ROOT / 'configs')!r})\nimport step\n"
                         "def get_config():\n    cfg = step.get_config()\n    cfg.model.chanels = (8, 8, 8)\n"
@@ -310,6 +313,8 @@ def test_clis_report_user_mistakes_without_a_traceback(trained, tmp_path):
              ([str(PROJECT_ROOT / "train.py"), f"--config={outside}", f"--workdir={tmp_path / 'w'}"],
               r"train.py: error: the config file does not load: ModuleNotFoundError: .*'common' \(a config outside "
               r"configs/ reaches configs/common.py by putting that folder on sys.path"),
+             ([str(PROJECT_ROOT / "train.py"), f"--config={wrong_name}", f"--workdir={tmp_path / 'w'}"],
+              r"ImportError: cannot import name 'classifier_modle' from 'common' \([^)]*\)\n\(STEPJAX_TRACEBACK"),
              ([str(PROJECT_ROOT / "train.py"), f"--config={misspelt}", f"--workdir={tmp_path / 'w'}"],
               r"train.py: error: model.chanels is not a field of STEPClassifier; did you mean model.channels\?"),
              ([str(PROJECT_ROOT / "eval.py")], "eval.py: error: flag --workdir=None")]  # absl's flag errors too

@@ -46,19 +46,23 @@ def _model_class(kind: str):
     return STEPGenCVAE
 
 
+class UnknownModelKeyError(ValueError):
+    """A config's ``model`` section names a key the model class does not take."""
+
+
 def check_model_keys(kind: str, model: dict) -> None:
-    """``ValueError`` naming a key of a config's ``model`` section that the model class does not take, with the
-    closest field (``model.chanels``: did you mean ``channels``?) and the list of fields."""
+    """:class:`UnknownModelKeyError` naming a key of a config's ``model`` section that the model class does not
+    take, with the closest field (``model.chanels``: did you mean ``channels``?) and the list of fields."""
     import difflib
 
     cls = _model_class(kind)
     fields = sorted(f.name for f in dataclasses.fields(cls) if f.init and f.name not in _NOT_IN_MODEL_SECTION)
     for key in sorted(set(model) - set(fields)):
         if key == "num_affective":
-            raise ValueError("model.num_affective is set by preprocess.num_affective (the features the "
-                             "preprocessing computes); remove it from the model section")
+            raise UnknownModelKeyError("model.num_affective is set by preprocess.num_affective (the features the "
+                                       "preprocessing computes); remove it from the model section")
         close = difflib.get_close_matches(key, fields, n=1)
-        raise ValueError(f"model.{key} is not a field of {cls.__name__}" + (f"; did you mean model.{close[0]}?"
+        raise UnknownModelKeyError(f"model.{key} is not a field of {cls.__name__}" + (f"; did you mean model.{close[0]}?"
                          if close else "") + f" ({cls.__name__} takes: {', '.join(fields)})")
 
 
@@ -78,7 +82,7 @@ def resolve_model_config(cfg, *, saved: bool = False):
     ``saved=True`` reads a config written by an earlier run: a key it lacks is taken from
     :data:`LEGACY_MODEL_DEFAULTS` where the default has changed since, else from the class. Configs of other
     tasks (``step_aug`` resolves in its two sub-runs) and configs without a model section are returned as they
-    are. Unknown model keys raise ``ValueError`` (:func:`check_model_keys`).
+    are. Unknown model keys raise :class:`UnknownModelKeyError`, a ``ValueError`` (:func:`check_model_keys`).
     """
     kind = MODEL_KIND.get(cfg.get("task"))
     if kind is None or cfg.get("model") is None:
@@ -129,7 +133,7 @@ def read_saved_model_config(saved: dict) -> dict:
     this version's model class does not."""
     try:
         return resolve_model_config(saved, saved=True)
-    except (TypeError, ValueError) as e:
+    except (TypeError, UnknownModelKeyError) as e:
         from stepjax.training.checkpoint import ConfigMismatchError
 
         raise ConfigMismatchError(f"the checkpoint's model section does not build this version's model "
