@@ -274,12 +274,14 @@ def restore_generator(workdir: str | os.PathLike, which: str = "best"):
 def make_generate_fn(model: STEPGenCVAE, num_frames: int = 75, official_sampler: bool = False) -> Callable:
     """The pure ``generate_fn(variables, labels, rng, *, num_frames=..., official_sampler=..., chunk=256, prior=None,
     official_train_bn=False) -> gaits`` (``prior``: a fitted :class:`LatentPrior` instead of N(0, I); see
-    :func:`generate`). The options are keyword-only: a prior passed in ``num_frames``'s place is a ``TypeError``."""
+    :func:`generate`). The options are keyword-only: a prior passed in ``num_frames``'s place is a ``TypeError``.
+    ``generate_fn.num_classes``: the model's classes (:func:`generate_per_class` samples each)."""
 
     def generate_fn(variables, labels, rng, *, num_frames: int = num_frames, official_sampler: bool = official_sampler,
                     chunk: int | None = 256, prior: LatentPrior | None = None, official_train_bn: bool = False):
         return generate(model, variables, labels, rng, num_frames, official_sampler, chunk, prior, official_train_bn)
 
+    generate_fn.num_classes = model.num_classes
     return generate_fn
 
 
@@ -306,7 +308,13 @@ def class_major_labels(per_class: int, num_classes: int = NUM_CLASSES) -> np.nda
 
 
 def official_keys(labels: np.ndarray) -> list[str]:
-    """``{count+1:05d}_{Emotion}`` with ``count`` the index of the gait within its class (official keys)."""
+    """``{count+1:05d}_{Emotion}`` with ``count`` the index of the gait within its class (official keys);
+    ``ValueError`` for a label that names no STEP emotion (a generator of more classes)."""
+    labels = np.asarray(labels)
+    if labels.size and (labels.min() < 0 or labels.max() >= len(LABEL_NAMES)):
+        raise ValueError(f"E-Gait keys name the {len(LABEL_NAMES)} STEP emotions {LABEL_NAMES}; label "
+                         f"{int(labels.max() if labels.max() >= len(LABEL_NAMES) else labels.min())} has none: "
+                         "write these gaits with keys of your own (write_egait_arrays(..., keys=...))")
     seen = np.zeros(len(LABEL_NAMES), np.int64)
     keys = []
     for label in np.asarray(labels):
@@ -318,10 +326,10 @@ def official_keys(labels: np.ndarray) -> list[str]:
 def generate_per_class(generate_fn: Callable, variables, per_class: int, seed: int = 0,
                        official_sampler: bool | None = None, prior: LatentPrior | None = None,
                        **generate_kwargs) -> tuple[np.ndarray, np.ndarray]:
-    """``per_class`` gaits of every class as host numpy ``(gaits (4*per_class, T, 16, 3), labels)``, in the
-    official class-major order; ``generate_kwargs`` (e.g. ``num_frames``, ``official_train_bn``) go to
-    ``generate_fn``."""
-    labels = class_major_labels(per_class)
+    """``per_class`` gaits of every class of the generator (``generate_fn.num_classes``, 4 for STEP) as host numpy
+    ``(gaits (K*per_class, T, 16, 3), labels)``, in the official class-major order; ``generate_kwargs`` (e.g.
+    ``num_frames``, ``official_train_bn``) go to ``generate_fn``."""
+    labels = class_major_labels(per_class, getattr(generate_fn, "num_classes", NUM_CLASSES))
     kwargs = dict(generate_kwargs)
     if official_sampler is not None:
         kwargs["official_sampler"] = official_sampler

@@ -815,6 +815,12 @@ def test_the_generator_trains_with_the_models_number_of_classes(tmp_path):
     generate_fn, variables = load_generator(tmp_path / "five")
     onehot = np.eye(5, dtype=np.float32)[[4, 0]]  # the fifth class has a slot of its own
     assert generate_fn(variables, onehot, jax.random.PRNGKey(0), num_frames=32).shape == (2, 32, 16, 3)
+    from stepjax.generation import generate_per_class, official_keys
+
+    gaits, labels = generate_per_class(generate_fn, variables, 2)  # every class of the generator, not 4
+    assert gaits.shape == (10, 32, 16, 3) and labels.tolist() == [0, 1, 2, 3, 4] * 2
+    with pytest.raises(ValueError, match="E-Gait keys name the 4 STEP emotions .* label 4 has none"):
+        official_keys(labels)
     cfg.model.num_classes = 3
     with pytest.raises(ValueError, match=r"labels up to 3 .* model predicts 3 classes"):
         fit_generator(cfg, str(tmp_path / "three"), **QUIET)
