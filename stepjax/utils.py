@@ -78,8 +78,9 @@ def absl_flags_parser(prog: str):
         except (ImportError, SyntaxError) as err:  # a --config file that does not load
             if os.environ.get("STEPJAX_TRACEBACK"):
                 raise
+            missing_common = isinstance(err, ModuleNotFoundError) and err.name == "common"
             hint = (" (a config outside configs/ reaches configs/common.py by putting that folder on sys.path: "
-                    "see the README's Training section)" if isinstance(err, ModuleNotFoundError) and err.name == "common" else "")
+                    "see the README's Training section)" if missing_common else "")
             print(f"{prog}: error: the config file does not load: {type(err).__name__}: {err}{hint}\n"
                   "(STEPJAX_TRACEBACK=1 shows the traceback)", file=sys.stderr)
             sys.exit(2)

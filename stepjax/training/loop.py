@@ -34,8 +34,8 @@ def classifier_train_step(state: TrainState, batch, rng: jax.Array, *, label_smo
 
     ``compute_dtype`` (e.g. ``'bfloat16'``): mixed precision. The float32 parameters (master weights)
     and the inputs are cast to it for the forward and backward pass; gradients, the optimizer update,
-    the BatchNorm running statistics (accumulated in float32 by :class:`stepjax.nn.BatchNorm`), the logits and the loss stay in
-    float32. The temporal DFT formulation computes in float32 whatever its input (its sums over ~100
+    the BatchNorm running statistics (accumulated in float32 by :class:`stepjax.nn.BatchNorm`), the logits and
+    the loss stay in float32. The temporal DFT formulation computes in float32 whatever its input (its sums over ~100
     frequency terms would lose too much in bfloat16). ``None``/``'float32'``: everything in float32.
     """
     affective = batch.affective if batch.affective.shape[-1] else None

@@ -29,11 +29,15 @@ MODEL_KIND = {"classifier": "classifier", "classifier_runs": "classifier", "gene
 _NOT_IN_MODEL_SECTION = ("parent", "name", "num_affective")
 
 
-def module_fields(module) -> dict[str, Any]:
-    """The constructor fields of a flax module with their values (tuples stay tuples), less ``parent``/``name``
+def field_names(module_or_class) -> list[str]:
+    """The constructor fields a config's ``model`` section may set: a flax module's, less ``parent``/``name``
     and fields taken from other config sections."""
-    return {f.name: getattr(module, f.name) for f in dataclasses.fields(module)
-            if f.init and f.name not in _NOT_IN_MODEL_SECTION}
+    return [f.name for f in dataclasses.fields(module_or_class) if f.init and f.name not in _NOT_IN_MODEL_SECTION]
+
+
+def module_fields(module) -> dict[str, Any]:
+    """The :func:`field_names` of a flax module with their values (tuples stay tuples)."""
+    return {name: getattr(module, name) for name in field_names(module)}
 
 
 def _model_class(kind: str):
@@ -56,14 +60,18 @@ def check_model_keys(kind: str, model: dict) -> None:
     import difflib
 
     cls = _model_class(kind)
-    fields = sorted(f.name for f in dataclasses.fields(cls) if f.init and f.name not in _NOT_IN_MODEL_SECTION)
-    for key in sorted(set(model) - set(fields)):
-        if key == "num_affective":
-            raise UnknownModelKeyError("model.num_affective is set by preprocess.num_affective (the features the "
-                                       "preprocessing computes); remove it from the model section")
-        close = difflib.get_close_matches(key, fields, n=1)
-        raise UnknownModelKeyError(f"model.{key} is not a field of {cls.__name__}" + (f"; did you mean model.{close[0]}?"
-                         if close else "") + f" ({cls.__name__} takes: {', '.join(fields)})")
+    fields = sorted(field_names(cls))
+    unknown = sorted(set(model) - set(fields))
+    if not unknown:
+        return
+    key = unknown[0]
+    if key == "num_affective":
+        raise UnknownModelKeyError("model.num_affective is set by preprocess.num_affective (the features the "
+                                   "preprocessing computes); remove it from the model section")
+    close = difflib.get_close_matches(key, fields, n=1)
+    hint = f"; did you mean model.{close[0]}?" if close else ""
+    raise UnknownModelKeyError(f"model.{key} is not a field of {cls.__name__}{hint} ({cls.__name__} takes: "
+                               f"{', '.join(fields)})")
 
 
 def _build(kind: str, cfg):

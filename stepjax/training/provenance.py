@@ -132,8 +132,10 @@ def read(workdir: str | os.PathLike) -> list[dict]:
 
 def software_changes(old: dict, new: dict) -> list[str]:
     """What differs between the software of two records, e.g. ``['jax 0.10.2 -> 0.11.0']``."""
-    flat_old = {**{k: old.get(k) for k in SOFTWARE_KEYS if k != "packages"}, **(old.get("packages") or {})}
-    flat_new = {**{k: new.get(k) for k in SOFTWARE_KEYS if k != "packages"}, **(new.get("packages") or {})}
+    def software(record: dict) -> dict:  # SOFTWARE_KEYS with the package versions flattened in
+        return {**{k: record.get(k) for k in SOFTWARE_KEYS if k != "packages"}, **(record.get("packages") or {})}
+
+    flat_old, flat_new = software(old), software(new)
     return [f"{k} {flat_old.get(k)} -> {flat_new.get(k)}" for k in sorted(set(flat_old) | set(flat_new))
             if flat_old.get(k) != flat_new.get(k)]
 
