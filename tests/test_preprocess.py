@@ -29,6 +29,16 @@ def test_alignment_matches_official_golden():
     assert d["align_reflection_branch"].sum() == 11
 
 
+def test_alignment_matches_official_golden_float64():
+    """The official alignment run in float64 (``model_input_f64``): the same numbers to float64 rounding."""
+    d = golden("classifier_io.npz")
+    with jax.enable_x64(True):
+        raw = d["gaits_raw"].reshape(32, 75, 16, 3).astype(np.float64)
+        out = np.asarray(pp.align_to_reference(raw, d["align_reference_f64"]))
+    assert out.dtype == np.float64
+    np.testing.assert_allclose(out, to_nhwc(d["model_input_f64"]), atol=1e-12, rtol=0)  # measured 3.3e-16
+
+
 def test_official_reference_is_first_frame_of_first_gait():
     d = golden("classifier_io.npz")
     raw = d["gaits_raw"].reshape(32, 75, 16, 3)
