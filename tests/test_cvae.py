@@ -79,9 +79,10 @@ def test_param_count_and_tree(official, inputs):
 
 def test_golden_encoder(eval_outputs, io):
     mu, logvar, _ = eval_outputs
-    np.testing.assert_allclose(mu, io["mu_f64"], rtol=0, atol=1e-5)
-    np.testing.assert_allclose(logvar, io["logvar_f64"], rtol=0, atol=1e-5)
-    np.testing.assert_allclose(mu, io["mu"], rtol=0, atol=1e-5)
+    # measured (XLA:CPU): 1.0e-7 against float64 (the official float32 run: 1.5e-7)
+    np.testing.assert_allclose(mu, io["mu_f64"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(logvar, io["logvar_f64"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(mu, io["mu"], rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("z_key,ref_keys", [
@@ -94,7 +95,8 @@ def test_golden_decoder(eval_outputs, io, z_key, ref_keys):
     decoded = eval_outputs[2][z_key]
     assert decoded.shape == (16, 75, 16, 3)
     for ref in ref_keys:
-        np.testing.assert_allclose(decoded, to_nhwc(io[ref]), rtol=0, atol=5e-6, err_msg=ref)
+        # measured (XLA:CPU, |x| <= 0.64): at most 2.1e-7 (the official float32 run: 1.6e-7 from float64)
+        np.testing.assert_allclose(decoded, to_nhwc(io[ref]), rtol=0, atol=1.5e-6, err_msg=ref)
 
 
 def test_reparameterize_matches_official_order(io):
@@ -113,9 +115,10 @@ def test_golden_train_mode_bn(official, inputs, io):
         return mu, logvar, dec, enc_upd, dec_upd
 
     mu, logvar, dec, enc_upd, dec_upd = run(variables)
-    np.testing.assert_allclose(mu, io["mu_train_bn"], rtol=0, atol=2e-5)
-    np.testing.assert_allclose(logvar, io["logvar_train_bn"], rtol=0, atol=2e-5)
-    np.testing.assert_allclose(dec, to_nhwc(io["decoded_train_bn"]), rtol=0, atol=2e-5)
+    # measured (XLA:CPU): 4.8e-8, 6.7e-8, 1.8e-7
+    np.testing.assert_allclose(mu, io["mu_train_bn"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(logvar, io["logvar_train_bn"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(dec, to_nhwc(io["decoded_train_bn"]), rtol=0, atol=1.5e-6)
     # running statistics move (momentum 0.1 as in PyTorch) in the half that ran
     old = variables["batch_stats"]["encoder"]["data_bn"]["bn"]["mean"]
     new = enc_upd["batch_stats"]["encoder"]["data_bn"]["bn"]["mean"]
