@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from typing import Sequence
@@ -10,7 +11,7 @@ import numpy as np
 
 from stepjax import LABEL_NAMES
 from stepjax.data import pipeline
-from stepjax.data.preprocess import validate_gaits, warn_if_not_metres
+from stepjax.data.preprocess import to_fixed_length, validate_gaits, warn_if_not_metres
 from stepjax.inference import make_predict_fn, predict_gaits, predict_in_chunks, restore_classifier
 from stepjax.metrics import aggregate, classification_report, format_aggregate, format_confusion
 from stepjax.training import provenance
@@ -38,8 +39,9 @@ def evaluate_workdir(workdir: str, split: str = "test", features: str | None = N
 
         data = read_egait(features, labels or None)
         y, source = data.labels, os.fspath(features)
-        preds = predict_gaits(predict_fn, variables, data.gaits, pipeline.trained_num_frames(cfg),
-                              cfg.data.get("length_policy", "tile"), name=source).logits.argmax(-1)
+        frames, policy = pipeline.trained_num_frames(cfg), cfg.data.get("length_policy", "tile")
+        preds = predict_gaits(predict_fn, variables, data.gaits, frames, policy, name=source).logits.argmax(-1)
+        check_no_training_gaits(workdir, cfg, to_fixed_length(data.gaits, frames, policy), source)
     else:
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
@@ -60,6 +62,38 @@ def evaluate_workdir(workdir: str, split: str = "test", features: str | None = N
     report.update(workdir=os.fspath(workdir), data=source, checkpoint=which,
                   trained_with=provenance.run_start(workdir))
     return report
+
+
+def _gait_digests(gaits: np.ndarray) -> list[bytes]:
+    """One digest per gait ``(N, T, 16, 3)``, of its float32 bytes."""
+    return [hashlib.sha1(np.ascontiguousarray(g, np.float32).tobytes()).digest() for g in gaits]
+
+
+def check_no_training_gaits(workdir: str, cfg, gaits: np.ndarray, source: str) -> None:
+    """Refuses (``ValueError``) to score gaits ``(N, T, 16, 3)``, at the run's training length, that are gaits
+    the run trained on or was selected on (its train or validation part, bit for bit, e.g. the E-Gait file it
+    was trained on): a score over them is not a test number. Warns when the run's own data cannot be read to
+    check (files moved or changed since training)."""
+    import warnings
+
+    try:
+        raw = pipeline.load_source(cfg.data)
+        s = pipeline.split_dataset(raw, cfg.data)
+        check_split(workdir, s, raw.fingerprint(), hint="not checked")
+    except (OSError, ValueError) as e:
+        warnings.warn(f"{source} could not be checked for gaits {workdir} trained on or was selected on (its own "
+                      f"data does not load as in training: {str(e).splitlines()[0][:200]}); a score over such "
+                      f"gaits would not be a test number", UserWarning, stacklevel=3)
+        return
+    seen = {d: part for part in ("val", "train") for d in _gait_digests(raw.gaits[getattr(s, part)])}
+    held_in = [seen.get(d) for d in _gait_digests(gaits)]
+    counts = {part: held_in.count(part) for part in ("train", "val") if part in held_in}
+    if counts:
+        raise ValueError(f"{sum(counts.values())} of the {len(gaits)} gaits of {source} are gaits {workdir} "
+                         f"{' or '.join([{'train': 'trained on', 'val': 'was selected on'}[p] for p in counts])} "
+                         f"({', '.join(f'{n} of its {p} part' for p, n in counts.items())}): a score over them is "
+                         f"not a test number; evaluate --split test (its held-out gaits), files without them, or "
+                         f"--split all to score every gait of its data knowingly")
 
 
 def summed_confusion(out: dict) -> np.ndarray:

@@ -163,7 +163,8 @@ def test_an_empty_test_part_is_refused_unless_asked_for(capsys):
         pipeline.prepare(cfg)
     ungrouped = ml_collections.ConfigDict(cfg.to_dict())  # no advice to ungroup a split that is not grouped
     ungrouped.data.update(dict(num_gaits=12, split=(0.7, 0.25, 0.05), group_by_subject=False))
-    with pytest.raises(ValueError, match=r"empty \(12 gaits\): use more gaits, a larger"):
+    with pytest.raises(ValueError, match=r"empty \(12 gaits\): use more gaits, a larger"), \
+            pytest.warns(UserWarning, match="group_by_subject=False splits 12 gaits of 2 subjects"):
         pipeline.prepare(ungrouped)
     cfg.data.split = (0.8, 0.2, 0.0)  # no test set asked for: prepared, without a test part
     prepared = pipeline.prepare(cfg)
@@ -307,3 +308,61 @@ def test_three_subjects_per_class_keep_one_in_validation():
     for bad in (-1, 1.5, True):
         with pytest.raises(ValueError, match="min_val_per_class must be an integer >= 0"):
             splits.train_val_test_split(labels, (0.85, 0.15, 0.0), 1, groups, min_val_per_class=bad)
+
+
+def test_windows_of_one_clip_stay_in_one_part_of_an_egait_split(tmp_path):
+    """A BVH folder converted with ``--window`` (keys ``<clip>_f<first frame>``) and trained with
+    configs/egait.py: the overlapping windows of one clip stay in one part (grouped by the key's clip), as
+    data.source='bandai' keeps them; keys that name no window are split one by one, as E-Gait's own."""
+    sys.path.insert(0, str(PROJECT_ROOT / "configs"))
+    import egait as egait_config
+
+    from stepjax.data import pipeline
+    from stepjax.data.bvh import window_clip, window_stem
+    from stepjax.data.egait import write_egait
+    from stepjax.data.walkers import make_walkers
+
+    assert [window_stem(k) for k in ("walk_f12", "walk_f0_f75", "walk_f", "walk_fx3", "002_Sad")] == [
+        "walk", "walk_f0", "walk_f", "walk_fx3", "002_Sad"]
+    w = make_walkers(24, seed=0, num_frames=96)
+    gaits, labels = {}, {}
+    for i in range(24):
+        for key, win in window_clip(f"clip{i:02d}", np.asarray(w.gaits[i]), 32, 16).items():
+            gaits[key], labels[key] = win.reshape(32, 48), int(w.labels[i])
+    cfg = egait_config.get_config()
+    cfg.data.path, cfg.data.labels_path = str(tmp_path / "windows.h5"), str(tmp_path / "windows_labels.h5")
+    cfg.data.num_frames = 32
+    write_egait(cfg.data.path, cfg.data.labels_path, gaits, labels)
+    raw = pipeline.load_source(cfg.data)
+    assert len(raw.labels) == 24 * 5 and len(np.unique(raw.subjects)) == 24
+    split = pipeline.split_dataset(raw, cfg.data)
+    clip = np.array([window_stem(k) for k in raw.keys])
+    train, val, test = (set(clip[getattr(split, p)]) for p in ("train", "val", "test"))
+    assert test and not (train & test) and not (val & test) and not (train & val)
+    plain = {f"{i:03d}": g for i, g in enumerate(gaits.values())}  # the same gaits under E-Gait-like keys
+    write_egait(cfg.data.path, cfg.data.labels_path, plain, dict(zip(plain, labels.values())))
+    assert pipeline.load_source(cfg.data).subjects is None
+
+
+def test_an_ungrouped_split_of_gaits_sharing_subjects_warns():
+    """``data.group_by_subject=False`` on gaits that share subjects or clips (walkers' subjects; Bandai windows,
+    which overlap) puts gaits of one subject in train and test: allowed, with a warning saying so."""
+    import ml_collections
+
+    from stepjax.data import pipeline
+
+    data = ml_collections.ConfigDict(dict(source="walkers", num_gaits=96, num_frames=8, seed=0, split=(0.6, 0.2, 0.2),
+                                          split_seed=0, group_by_subject=False))
+    preprocess = ml_collections.ConfigDict(dict(align=True, reference="mean", num_affective=0,
+                                                affective_official=False, time_step=1 / 30))
+    cfg = ml_collections.ConfigDict(dict(data=data, preprocess=preprocess))
+    with pytest.warns(UserWarning, match=r"group_by_subject=False splits 96 gaits of \d+ subjects or clips gait by "
+                                         r"gait: .* inflates the test score"):
+        prepared = pipeline.prepare(cfg)
+    subjects = prepared["raw"].subjects
+    assert set(subjects[prepared["split"].train]) & set(subjects[prepared["split"].test])  # what it warns of
+    cfg.data.group_by_subject = True
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pipeline.prepare(cfg)
+    assert not [w for w in caught if "group_by_subject=False splits" in str(w.message)]

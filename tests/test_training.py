@@ -581,6 +581,45 @@ def test_evaluating_an_empty_split_names_one_that_is_not(trained, monkeypatch, t
         pipeline.load_source(cfg.data), cfg.data).val)
 
 
+def test_eval_on_files_scores_held_out_gaits_and_refuses_the_runs_own_training_gaits(trained, monkeypatch, tmp_path):
+    """``eval.py --features F``: a file of the run's held-out gaits gives the numbers of ``--split test``; a file
+    that holds gaits the run trained or was selected on (e.g. the file it was trained on, README's
+    ``eval.py --workdir runs/egait --features features.h5``) is refused, as its score would not be a test
+    number; where the run's own data no longer loads, a warning says the check was not made."""
+    from stepjax import evaluation
+    from stepjax.data import pipeline
+    from stepjax.data.egait import write_egait_arrays
+
+    cfg, workdir, result = trained
+    raw = pipeline.load_source(cfg.data)
+    split = pipeline.split_dataset(raw, cfg.data)
+
+    def files(name, idx):
+        f, l = str(tmp_path / f"{name}.h5"), str(tmp_path / f"{name}_labels.h5")
+        write_egait_arrays(f, l, raw.gaits[idx], raw.labels[idx])
+        return dict(features=f, labels=l)
+
+    held_out = evaluation.evaluate_workdir(workdir, **files("test", split.test))
+    assert held_out["num_gaits"] == len(split.test)
+    assert held_out["accuracy"] == pytest.approx(result["test"]["accuracy"])
+    own = files("all", np.arange(len(raw.labels)))  # every gait of the run's data, as its training file holds
+    with pytest.raises(ValueError, match=rf"{len(split.train) + len(split.val)} of the {len(raw.labels)} gaits .* "
+                                         rf"trained on or was selected on \({len(split.train)} of its train part, "
+                                         rf"{len(split.val)} of its val part\): .* not a test number"):
+        evaluation.evaluate_workdir(workdir, **own)
+    one_val = files("one_val", np.concatenate([split.test, split.val[:1]]))
+    with pytest.raises(ValueError, match=r"1 of the .* was selected on \(1 of its val part\)"):
+        evaluation.evaluate_workdir(workdir, **one_val)
+
+    def unreadable(data_cfg):
+        raise FileNotFoundError("features.h5: no such file")
+
+    monkeypatch.setattr(pipeline, "load_source", unreadable)
+    with pytest.warns(UserWarning, match=r"could not be checked .* \(its own data does not load as in training: "
+                                         r"features.h5: no such file\)"):
+        evaluation.evaluate_workdir(workdir, **own)
+
+
 def test_evaluation_refuses_silent_wrong_numbers(monkeypatch):
     """NaN logits are an error (their argmax would count as 'Angry'), and a mean +- std over runs trained on
     different data configs (hence different test splits) is refused."""

@@ -810,6 +810,13 @@ def labels_from_csv(paths: Sequence[Path], csv_path: str | os.PathLike) -> dict[
     return labels
 
 
+def window_stem(key: str) -> str:
+    """The clip a window key ``'<stem>_f<first frame>'`` (:func:`window_clip`) was cut from: ``'<stem>'``; any
+    other key is returned as it is (a whole clip, an E-Gait gait)."""
+    match = re.fullmatch(r"(.+)_f\d+", key)
+    return match.group(1) if match else key
+
+
 def window_clip(stem: str, gait: np.ndarray, window: int | None, hop: int | None) -> dict[str, np.ndarray]:
     """Cuts a gait ``(T, 16, 3)`` into windows ``{'<stem>_f<first frame>': (window, 16, 3)}``.
 

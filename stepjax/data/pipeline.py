@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import hashlib
 import os
+import warnings
 from typing import Any, NamedTuple, Sequence
 
 import jax
@@ -82,11 +83,24 @@ def load_source(cfg) -> RawDataset:
         length, policy = cfg.get("num_frames") or None, cfg.get("length_policy", "tile")
         gaits = pp.to_fixed_length(data.gaits, length, policy)
         files = (cfg.path,) + ((cfg.labels_path,) if cfg.get("labels_path") else ())
-        return RawDataset(gaits, data.labels, None, data.keys, pp.real_frame_counts(data.gaits, length, policy),
-                          tuple(map(os.fspath, files)))
+        return RawDataset(gaits, data.labels, window_groups(data.keys), data.keys,
+                          pp.real_frame_counts(data.gaits, length, policy), tuple(map(os.fspath, files)))
     if cfg.source == "bandai":
         return load_bandai_windows(cfg)
     raise ValueError(f"unknown data.source {cfg.source!r}; choose 'walkers', 'egait' or 'bandai'")
+
+
+def window_groups(keys: Sequence[str]) -> np.ndarray | None:
+    """Clip ids ``(N,)`` int32 of E-Gait keys that name windows of clips, ``'<stem>_f<first frame>'`` (what
+    ``stepjax.data.bvh --window`` writes; a grouped split then keeps the windows of one clip, which overlap and
+    share the actor, in one part); each other key is its own clip. ``None`` where no key names a window
+    (E-Gait itself: every gait independent as far as the file tells)."""
+    from stepjax.data.bvh import window_stem
+
+    stems = [window_stem(k) for k in keys]
+    if stems == list(keys):
+        return None
+    return np.unique(stems, return_inverse=True)[1].astype(np.int32).reshape(-1)
 
 
 def load_bandai_windows(cfg) -> RawDataset:
@@ -159,14 +173,26 @@ def warn_if_lopsided(split: splits.Split, fractions, num_gaits: int, *, grouped:
     grouped split of few subjects per class moves whole subjects, and rounding per class can leave e.g. 5 %
     for validation instead of 15 % (model selection on a handful of gaits). ``what`` names the split and
     ``knob`` the option that sets it, for the message."""
-    import warnings
-
     parts = {name: len(getattr(split, name)) / max(num_gaits, 1) for name in ("train", "val", "test")}
     off = [f"{name} {share:.0%} (asked {f:.0%})" for (name, share), f in zip(parts.items(), fractions)
            if abs(share - f) > max(0.05, 0.5 * f)]
     if off:
         warnings.warn(f"{what} of {num_gaits} gaits is lopsided: {', '.join(off)}; {_split_advice(grouped, knob)}",
                       stacklevel=2)
+
+
+def warn_if_ungrouped(raw: RawDataset, data_cfg) -> None:
+    """Warns when ``data.group_by_subject=False`` splits gaits that share subjects or clips (walkers' subjects,
+    Bandai or converted BVH windows, which overlap) gait by gait: gaits of one subject or clip then sit in
+    train and test, and the test score is not one on unseen walkers."""
+    if raw.subjects is None or data_cfg.get("group_by_subject", True):
+        return
+    groups = len(np.unique(raw.subjects))
+    if groups < len(raw.subjects):
+        warnings.warn(f"data.group_by_subject=False splits {len(raw.subjects)} gaits of {groups} subjects or clips "
+                      f"gait by gait: gaits of one subject or clip (windows of one clip share frames) can sit in "
+                      f"train and test, which inflates the test score; keep data.group_by_subject=True for a score "
+                      f"on unseen subjects or clips", UserWarning, stacklevel=3)
 
 
 def is_grouped(raw: RawDataset, data_cfg) -> bool:
@@ -198,8 +224,6 @@ def warn_if_classes_missing(run_splits: Sequence[splits.Split], labels: np.ndarr
     a grouped split or fold with one or two subjects per class moves each class whole. ``run_names`` label the
     runs of a k-fold protocol (e.g. ``'repeat 0 fold 3'``). Empty parts are left to the callers, which refuse
     them."""
-    import warnings
-
     from stepjax import LABEL_NAMES
 
     present = np.unique(labels)
@@ -421,6 +445,7 @@ def prepare(cfg, extra_train: tuple[np.ndarray, np.ndarray] | None = None) -> di
     raw = load_source(cfg.data)
     pp.validate_gaits(raw.gaits, "dataset gaits")
     pp.warn_if_not_metres(raw.gaits, "dataset gaits")
+    warn_if_ungrouped(raw, cfg.data)
     split = split_dataset(raw, cfg.data)
     grouped = is_grouped(raw, cfg.data)
     if cfg.data.get("within_training_split", False):  # STEP+Aug's generator: shares of the classifier's training part

@@ -159,6 +159,7 @@ def fit_classifier_runs(cfg, workdir: str | None = None, *, progress: bool = Tru
     pp.validate_gaits(raw.gaits, "dataset gaits")
     pp.warn_if_not_metres(raw.gaits, "dataset gaits")
     pipeline.check_labels_fit_model(raw.labels, pipeline.model_num_classes(cfg))
+    pipeline.warn_if_ungrouped(raw, cfg.data)
     run_splits, runs = make_splits(cfg, raw)
     for r, s in zip(runs, run_splits):  # an empty validation split would keep the initial weights as "best"
         empty = [name for name in ("train", "val", "test") if len(getattr(s, name)) == 0]
