@@ -107,6 +107,30 @@ def test_resumed_generator_equals_uninterrupted_run(aug, tmp_path, capsys):
         fit_generator(other, resumed, **QUIET)
 
 
+def test_a_resumed_step_aug_trains_as_the_uninterrupted_one(aug, tmp_path):
+    """A STEP+Aug run interrupted after its generator and synthetic.h5 were written resumes by reading the gaits
+    back; the reader sorts the keys (00001_Angry, 00001_Happy, ...), so they must be put back in the order they
+    were sampled (class-major), or every epoch of the classifier shuffles another array: the resumed classifier
+    equals the uninterrupted one bit for bit."""
+    from stepjax.inference import restore_classifier
+    from stepjax.training.augment import _load_synthetic, synthesize, synthetic_seed
+
+    cfg, workdir, result = aug
+    path = os.path.join(workdir, SYNTHETIC_FILE)
+    with open(path + ".json") as f:
+        reloaded = _load_synthetic(path, json.load(f))
+    fresh = synthesize(os.path.join(workdir, GENERATOR_DIR), cfg.aug.per_class, synthetic_seed(cfg), None)
+    np.testing.assert_array_equal(reloaded[1], fresh[1])
+    np.testing.assert_array_equal(reloaded[0], fresh[0])
+    resumed = str(tmp_path / "aug")
+    shutil.copytree(workdir, resumed)
+    shutil.rmtree(os.path.join(resumed, CLASSIFIER_DIR))  # interrupted before the classifier's first checkpoint
+    again = fit_step_aug(tiny_step_aug_config(), resumed, **QUIET)
+    assert again["classifier"]["test"] == result["classifier"]["test"]
+    a, b = (restore_classifier(os.path.join(w, CLASSIFIER_DIR))[2] for w in (workdir, resumed))
+    jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
+
+
 def test_saved_runs_keep_their_model_when_defaults_change(aug, tmp_path):
     """Both sub-runs of STEP+Aug store every model field; a stored config without ``official_adjacency`` (as
     written before the default became False) restores (both) and resumes (the generator; the check is shared)

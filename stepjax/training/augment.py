@@ -80,7 +80,11 @@ def _load_synthetic(path: str, provenance: dict) -> tuple[np.ndarray, np.ndarray
     from stepjax.data.egait import read_egait
 
     data = read_egait(path)
-    return np.stack(data.gaits).astype(np.float32), data.labels
+    # the file's keys come back sorted (00001_Angry, 00001_Happy, ...); training takes them in the order they
+    # were sampled (class-major: for each count, every class), as an uninterrupted run does: another order of
+    # the training array would shuffle every epoch differently
+    order = np.lexsort((data.labels, [int(k.split("_", 1)[0]) for k in data.keys]))
+    return np.stack(data.gaits)[order].astype(np.float32), data.labels[order]
 
 
 PRIORS = ("standard", "fitted")
