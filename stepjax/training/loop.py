@@ -89,13 +89,13 @@ def shuffled_batches(rng: jax.Array, n: int, batch_size: int, valid: jax.Array |
     """Indices ``(num_batches, batch_size)`` of a random permutation, last incomplete batch dropped.
 
     With ``valid`` (a count ``<= n``, possibly traced) only positions ``< valid`` are drawn: used when
-    runs of different training-set sizes are vmapped together (``num_batches`` must then be given).
+    runs of different training-set sizes are vmapped together (``num_batches`` must then be given). They are
+    the positions ``< valid`` of the same permutation, in its order, so a run with ``valid == n`` draws exactly
+    the batches of the unmasked call: a vmapped seed run the batches of ``train.py`` with that seed.
     """
-    if valid is None:
-        perm = jax.random.permutation(rng, n)
-    else:
-        keys = jnp.where(jnp.arange(n) < valid, jax.random.uniform(rng, (n,)), 2.0)
-        perm = jnp.argsort(keys)
+    perm = jax.random.permutation(rng, n)
+    if valid is not None:
+        perm = perm[jnp.argsort(perm >= valid, stable=True)]
     num_batches = n // batch_size if num_batches is None else num_batches
     if num_batches == 0:
         raise ValueError(f"training set of {n} gaits is smaller than one batch of {batch_size}")
