@@ -38,6 +38,36 @@ def test_resume_under_other_software_is_said_and_the_same_software_is_not(tmp_pa
     assert [r["epoch"] for r in provenance.read(tmp_path)] == [0, 3, 5]
 
 
+def test_a_resume_under_another_cpu_count_or_random_number_setup_says_so(tmp_path, monkeypatch):
+    """XLA:CPU's results follow the CPUs the process may use (one core and two round differently from the first
+    epoch) and every random draw follows jax's PRNG setup (``JAX_THREEFRY_PARTITIONABLE``): a resume under
+    another one continues another run, so the note says so; records from before these keys were kept compare
+    nothing for them."""
+    import os
+
+    record = provenance.append(tmp_path, "start", 0, log=pytest.fail)
+    assert record["cpus"] >= 1 and record["jax_prng"].startswith(str(jax.config.jax_default_prng_impl))
+    said = []
+    old = jax.config.jax_threefry_partitionable
+    jax.config.update("jax_threefry_partitionable", not old)
+    try:
+        provenance.append(tmp_path, "resume", 2, log=said.append)
+    finally:
+        jax.config.update("jax_threefry_partitionable", old)
+    assert len(said) == 1 and "other machine setup (jax_prng threefry2x32, " in said[0], said
+    said.clear()
+    more = record["cpus"] + 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(more)), raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: more)
+    provenance.append(tmp_path, "resume", 3, log=said.append)
+    assert len(said) == 1 and f"cpus {record['cpus']} -> {more}" in said[0], said
+    monkeypatch.undo()
+    path = tmp_path / provenance.PROVENANCE_FILE
+    older = {k: v for k, v in record.items() if k not in ("cpus", "jax_prng")}  # a record of an earlier stepjax
+    path.write_text(json.dumps(older) + "\n")
+    provenance.append(tmp_path, "resume", 4, log=pytest.fail)
+
+
 def test_a_line_cut_off_by_a_crash_is_skipped_and_does_not_swallow_the_next_record(tmp_path):
     path = tmp_path / provenance.PROVENANCE_FILE
     path.write_text('{"event": "start", "epoch": 0}\n{"event": "resume", "ep')  # killed mid-write

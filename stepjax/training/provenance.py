@@ -7,11 +7,15 @@ resumed under other software says so. A record::
     {"event": "start" | "resume", "epoch": 0, "time_utc": "2026-12-05T16:40:00+00:00",
      "stepjax": "0.1.0", "git_commit": "7f4ae93...", "code_diff": null, "python": "3.11.7",
      "packages": {"jax": "0.10.2", "jaxlib": "0.10.2", "flax": ..., ...},
-     "backend": "cpu", "devices": "1 x cpu", "xla_flags": null, "argv": ["train.py", "--config", ...]}
+     "backend": "cpu", "devices": "1 x cpu", "cpus": 2, "jax_prng": "threefry2x32, partitionable",
+     "xla_flags": null, "argv": ["train.py", "--config", ...]}
 
 ``git_commit`` is ``null`` where stepjax is not imported from a git checkout (an installed wheel) or git is
 missing; ``code_diff`` is ``null`` where the package's code is that commit's, else a digest of the difference
-(:func:`git_state`). Reports and the resume check read the record of the run's start (:func:`run_start`).
+(:func:`git_state`). ``cpus``: the CPUs the process may use (XLA:CPU splits reductions by thread count, so
+one core and two round differently); ``jax_prng``: jax's random-number implementation and whether threefry is
+partitionable (``JAX_THREEFRY_PARTITIONABLE``), which decide every random draw of a seed. Reports and the
+resume check read the record of the run's start (:func:`run_start`).
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ PROVENANCE_FILE = "provenance.jsonl"
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "chex", "numpy", "ml_collections", "h5py")
 #: The keys of a record that name the software (compared on resume); the rest describe the machine and call.
 SOFTWARE_KEYS = ("stepjax", "git_commit", "code_diff", "python", "packages")
+#: The keys of the machine and environment that change a run's numbers (also compared on resume).
+SETUP_KEYS = ("backend", "devices", "cpus", "jax_prng", "xla_flags")
 
 
 def _package_versions() -> dict[str, str | None]:
@@ -103,6 +109,9 @@ def current(event: str, epoch: int | None = None) -> dict:
         "stepjax": stepjax.__version__, "git_commit": commit, "code_diff": code_diff,
         "python": platform.python_version(), "packages": _package_versions(),
         "backend": jax.default_backend(), "devices": f"{len(devices)} x {', '.join(kinds)}",
+        "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "jax_prng": f"{jax.config.jax_default_prng_impl}, "
+                    f"{'partitionable' if jax.config.jax_threefry_partitionable else 'not partitionable'}",
         "xla_flags": os.environ.get("XLA_FLAGS"), "argv": list(sys.argv),
     }
 
@@ -140,19 +149,27 @@ def software_changes(old: dict, new: dict) -> list[str]:
             if flat_old.get(k) != flat_new.get(k)]
 
 
+def setup_changes(old: dict, new: dict) -> list[str]:
+    """What differs between the machine and environment of two records (:data:`SETUP_KEYS`), e.g.
+    ``['cpus 2 -> 1']``; keys an older record lacks are not compared."""
+    return [f"{k} {old[k]} -> {new.get(k)}" for k in SETUP_KEYS if k in old and old[k] != new.get(k)]
+
+
 def append(workdir: str | os.PathLike, event: str, epoch: int | None = None, log: Callable = print) -> dict:
     """Appends this process's record to ``<workdir>/provenance.jsonl`` and returns it. On ``'resume'``, where the
-    software differs from the run's start (:func:`run_start`), ``log`` says so: the continued run can then differ
-    from an uninterrupted one by more than float32 rounding."""
+    software, the devices, the CPU count, jax's random-number setup or XLA_FLAGS differ from the run's start
+    (:func:`run_start`), ``log`` says so: the continued run can then differ from an uninterrupted one by more
+    than float32 rounding."""
     if event not in ("start", "resume"):
         raise ValueError(f"event must be 'start' or 'resume', got {event!r}")
     record = current(event, epoch)
     start = run_start(workdir)
     if event == "resume" and start is not None:
-        changed = software_changes(start, record)
-        if changed:
-            log(f"Note: {workdir} was started with other software ({'; '.join(changed)}); its numbers may differ "
-                "from an uninterrupted run's by more than float32 rounding.")
+        software, setup = software_changes(start, record), setup_changes(start, record)
+        if software or setup:
+            what = " and ".join(w for w, c in (("software", software), ("machine setup", setup)) if c)
+            log(f"Note: {workdir} was started with other {what} ({'; '.join(software + setup)}); its numbers may "
+                "differ from an uninterrupted run's by more than float32 rounding.")
     path = os.path.join(workdir, PROVENANCE_FILE)
     with open(path, "a+b") as f:
         cut_off = False  # a crash mid-line left the last line without its newline
