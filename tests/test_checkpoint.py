@@ -444,3 +444,45 @@ ck = C.RunCheckpoints({str(tmp_path)!r}); ck.save(0, tree, {{"epoch": 0, "config
             ckpts.restore({"w": np.zeros((3, 4), np.float32)})
     finally:
         ckpts.close()
+
+
+def test_a_checkpoint_removed_by_a_live_trainer_is_not_called_damaged(tmp_path):
+    """eval.py takes no lock: a reader lists the checkpoints, then the trainer saves two more epochs and its
+    max_to_keep removes the listed ones before they are read (a helper measured 4 of 222 restore_classifier
+    calls during a live run failing so, as "damaged, remove it" or a config mismatch). The reader reads the
+    newest checkpoint there is now; a named one that was removed is said to be so."""
+    _run(tmp_path, [0.1, 0.2])  # latest/0, latest/1
+    reader = ckpt_lib.RunCheckpoints(tmp_path, create=False)
+    assert reader.latest_epoch() == 1
+    writer = ckpt_lib.RunCheckpoints(tmp_path)
+    for epoch in (2, 3):  # the live trainer moves on: latest/0 and latest/1 are removed
+        writer.save(epoch, _tree(epoch), {"epoch": epoch, "config": CFG})
+    writer.wait()
+    writer.close()
+    try:
+        with pytest.raises(FileNotFoundError, match=r"checkpoints/1 was removed while it was read: a run is training"):
+            reader.restore(_tree(-1), epoch=1)  # listed, gone when read
+        tree, meta = reader.restore(_tree(-1))  # the listed newest (1) is gone: the newest there is now
+        assert meta["epoch"] == 3 and np.all(tree["w"] == 3.0)
+        assert reader.read_meta()["epoch"] == 3
+        with pytest.raises(FileNotFoundError, match=r"no checkpoint .*checkpoints/1 \(it holds \[2, 3\]\)"):
+            reader.read_meta(epoch=1)
+    finally:
+        reader.close()
+
+
+def test_a_stop_between_the_best_and_the_latest_save_resumes_without_a_warning(tmp_path):
+    """A new best is saved to completion before the latest checkpoint that names it, so a run killed in between
+    leaves best/<e> one epoch ahead of latest/: the state the save order is designed to leave. The resume takes
+    best/<e> without the 'missing best checkpoint' warning, and the run ends with the same best checkpoint."""
+    _run(tmp_path, [0.5, 0.1, 0.9])  # best/2 (best/0 removed by max_to_keep), latest/1 and latest/2
+    shutil.rmtree(tmp_path / ckpt_lib.LATEST / "2")  # killed after best/2, before latest/2 was written
+    logs = []
+    progress = RunProgress(str(tmp_path), CFG, 3, log=logs.append)
+    progress.resume(_tree(-1))
+    assert progress.start_epoch == 2 and progress.best_epoch == 2
+    assert not any("WARNING" in str(line) for line in logs), logs
+    progress.end_epoch(2, _tree(2), {"epoch": 2}, (0.9,))  # the retrained epoch 2
+    tree, meta = progress.finish(_tree(-1))
+    progress.close()
+    assert meta["epoch"] == 2 and np.all(tree["w"] == 2.0)

@@ -19,6 +19,7 @@ import importlib.util
 import json
 import os
 import socket
+import time
 import warnings
 from typing import Any, Callable, Iterator, Mapping
 
@@ -30,6 +31,7 @@ BEST = "best"
 LOCK = ".lock"
 #: The checkpoints a reader may ask for: the best-by-validation one or the newest.
 WHICH = ("best", "latest")
+_READ_RETRIES = 5  # reads of the newest checkpoint while a live trainer removes older ones
 
 
 class ConfigMismatchError(ValueError):
@@ -204,13 +206,41 @@ class RunCheckpoints:
     def latest_epoch(self, which: str = "latest") -> int | None:
         return self._manager(which).latest_step()
 
+    def _reading(self, which: str, epoch: int | None, read: Callable[[ocp.CheckpointManager, int], Any],
+                 missing: Callable[[], Any]) -> Any:
+        """``read(manager, step)`` of checkpoint ``epoch`` (``None``: the newest; ``missing()`` where there is
+        none). Readers take no lock: a trainer writing this workdir may remove the listed checkpoint (its
+        ``max_to_keep``) before or while it is read. A read that fails on a checkpoint no longer on disk is
+        retried on the newest one (``epoch=None``), or says what happened (a named ``epoch``), instead of calling
+        a good checkpoint damaged."""
+        mngr = self._manager(which)
+        if epoch is not None and epoch not in mngr.all_steps():
+            raise FileNotFoundError(f"no checkpoint {mngr.directory}/{epoch} (it holds {list(mngr.all_steps())})")
+        for attempt in range(_READ_RETRIES):
+            step = mngr.latest_step() if epoch is None else epoch
+            if step is None:
+                return missing()
+            try:
+                return read(mngr, step)
+            except Exception:
+                time.sleep(0.05 * (attempt + 1))  # a removal in progress: let it finish
+                if os.path.isdir(os.path.join(mngr.directory, str(step))):
+                    raise
+                if epoch is not None:
+                    raise FileNotFoundError(f"checkpoint {mngr.directory}/{step} was removed while it was read: "
+                                            f"a run is training into {self.workdir} (it keeps the newest ones "
+                                            "only); read the newest, or wait until it has finished") from None
+                mngr.reload()
+        raise FileNotFoundError(f"the newest checkpoint of {mngr.directory} was removed {_READ_RETRIES} times while "
+                                f"it was read: a run is training into {self.workdir}; retry, or wait until it has "
+                                "finished")
+
     def read_meta(self, which: str = "latest", epoch: int | None = None) -> dict | None:
         """The metadata (``epoch``, ``config``, ...) stored with a checkpoint; ``None`` without one.
         :class:`CheckpointCorruptError` when it is missing or unreadable."""
-        mngr = self._manager(which)
-        epoch = mngr.latest_step() if epoch is None else epoch
-        if epoch is None:
-            return None
+        return self._reading(which, epoch, self._read_meta, lambda: None)
+
+    def _read_meta(self, mngr: ocp.CheckpointManager, epoch: int) -> dict:
         self._check_items(mngr, epoch)
         try:
             meta = mngr.restore(epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
@@ -237,11 +267,13 @@ class RunCheckpoints:
     def restore(self, abstract_tree: Any, which: str = "latest", epoch: int | None = None) -> tuple[Any, dict]:
         """Restores ``(tree, meta)`` into the structure/shapes of ``abstract_tree`` (e.g. from
         ``jax.eval_shape``). Raises :class:`ConfigMismatchError` on a structure/shape mismatch."""
-        mngr = self._manager(which)
-        epoch = mngr.latest_step() if epoch is None else epoch
-        if epoch is None:
+        def missing():
             raise FileNotFoundError(f"no {which} checkpoint in {self.workdir}")
+
         abstract = jax.tree_util.tree_map(_on_this_host, abstract_tree)
+        return self._reading(which, epoch, lambda mngr, step: self._restore(mngr, step, abstract), missing)
+
+    def _restore(self, mngr: ocp.CheckpointManager, epoch: int, abstract: Any) -> tuple[Any, dict]:
         self._check_items(mngr, epoch)
         mismatch = lambda why: ConfigMismatchError(
             f"checkpoint {mngr.directory}/{epoch} does not fit the model built from this config (different "

@@ -189,6 +189,11 @@ class RunProgress:
             self.best_score = self.best_epoch = None
         else:
             self.best_score, self.best_epoch = tuple(on_disk["best_score"]), on_disk["epoch"]
+            if on_disk["epoch"] > meta["epoch"]:
+                # a new best is saved to completion before the latest checkpoint that names it: a run stopped in
+                # between leaves best/ ahead of latest/ (the designed state, not damage); the resumed run
+                # retrains up to that epoch and keeps the best checkpoint it finds there
+                return
         self.log(f"WARNING: the best checkpoint of epoch {missing} is missing from {self.workdir}/best; "
                  f"best-by-validation selection continues from {self.best_epoch if on_disk else 'scratch'}.")
 
