@@ -5,17 +5,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from typing import Sequence
 
 import numpy as np
 
 from stepjax import LABEL_NAMES
 from stepjax.data import pipeline
-from stepjax.data.preprocess import to_fixed_length, validate_gaits, warn_if_not_metres
+from stepjax.data.preprocess import check_min_frames, to_fixed_length, validate_gaits, warn_if_not_metres
 from stepjax.inference import make_predict_fn, predict_gaits, predict_in_chunks, restore_classifier
 from stepjax.metrics import aggregate, classification_report, format_aggregate, format_confusion
 from stepjax.training import provenance
-from stepjax.training.progress import check_split
+from stepjax.training.checkpoint import ConfigMismatchError
+from stepjax.training.progress import run_split
 
 SPLITS = ("train", "val", "test", "all")
 
@@ -40,15 +42,16 @@ def evaluate_workdir(workdir: str, split: str = "test", features: str | None = N
         data = read_egait(features, labels or None)
         y, source = data.labels, os.fspath(features)
         frames, policy = pipeline.trained_num_frames(cfg), cfg.data.get("length_policy", "tile")
-        preds = predict_gaits(predict_fn, variables, data.gaits, frames, policy, name=source).logits.argmax(-1)
+        check_min_frames(data.gaits, source)  # before the leak check, which brings them to the training length
         check_no_training_gaits(workdir, cfg, to_fixed_length(data.gaits, frames, policy), source)
+        preds = predict_gaits(predict_fn, variables, data.gaits, frames, policy, name=source).logits.argmax(-1)
     else:
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
         raw = pipeline.load_source(cfg.data)
-        s = pipeline.split_dataset(raw, cfg.data)
-        check_split(workdir, s, raw.fingerprint(), hint="evaluate it on named files with --features/--labels, "
-                    "or retrain", parts=() if split == "all" else SPLITS[:3])
+        s = run_split(workdir, pipeline.split_dataset(raw, cfg.data), raw.fingerprint(),
+                      hint="evaluate it on named files with --features/--labels, or retrain",
+                      parts=() if split == "all" else SPLITS[:3])
         idx = np.arange(len(raw.labels)) if split == "all" else getattr(s, split)
         if len(idx) == 0:
             others = [name for name in ("val", "train") if name != split and len(getattr(s, name))]
@@ -74,16 +77,14 @@ def check_no_training_gaits(workdir: str, cfg, gaits: np.ndarray, source: str) -
     the run trained on or was selected on (its train or validation part, bit for bit, e.g. the E-Gait file it
     was trained on): a score over them is not a test number. Warns when the run's own data cannot be read to
     check (files moved or changed since training)."""
-    import warnings
-
     try:
         raw = pipeline.load_source(cfg.data)
-        s = pipeline.split_dataset(raw, cfg.data)
-        check_split(workdir, s, raw.fingerprint(), hint="not checked")
+        s = run_split(workdir, pipeline.split_dataset(raw, cfg.data), raw.fingerprint(), hint="not checked")
     except (OSError, ValueError) as e:
-        warnings.warn(f"{source} could not be checked for gaits {workdir} trained on or was selected on (its own "
-                      f"data does not load as in training: {str(e).splitlines()[0][:200]}); a score over such "
-                      f"gaits would not be a test number", UserWarning, stacklevel=3)
+        why = ("its data or split is not the one it trained on" if isinstance(e, ConfigMismatchError) else
+               f"its own data does not load as in training: {str(e).splitlines()[0][:200]}")
+        warnings.warn(f"{source} could not be checked for gaits {workdir} trained on or was selected on ({why}); "
+                      f"a score over such gaits would not be a test number", UserWarning, stacklevel=3)
         return
     seen = {d: part for part in ("val", "train") for d in _gait_digests(raw.gaits[getattr(s, part)])}
     held_in = [seen.get(d) for d in _gait_digests(gaits)]

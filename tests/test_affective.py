@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from conftest import golden_tolerance
 from stepjax import affective as aff
 from stepjax.skeleton import mirror
 
@@ -171,7 +172,7 @@ def _features_official(g):
 def test_official_matches_golden_float32(golden, key, stride):
     out = np.asarray(aff.affective_features(golden["gaits"], official=True, stride=stride))
     assert out.dtype == np.float32 and out.shape == golden[key].shape
-    np.testing.assert_allclose(out, golden[key], rtol=2e-6, atol=0)  # measured 2.9e-7 (XLA:CPU)
+    np.testing.assert_allclose(out, golden[key], rtol=golden_tolerance(2e-6, 2e-4), atol=0)  # 2.9e-7 on XLA:CPU
     if stride:  # discrete: the strike rule must give the same frames (another frame changes the value by >= 1 %;
         # 2-4 ulp of slack for GPU division, which is not correctly rounded: XLA:CPU gives the official bits exactly)
         np.testing.assert_allclose(out[:, 27], golden[key][:, 27].astype(np.float32), rtol=2.5e-7, atol=0)
@@ -198,7 +199,7 @@ def test_official_matches_golden_float64(golden, golden_f64):
 def test_normalized_matches_golden(golden, key):
     feats = aff.affective_features(golden["gaits"], official=True, stride=key.endswith("29"))
     out = aff.normalize(feats, aff.fit_normalizer(feats))
-    np.testing.assert_allclose(np.asarray(out), golden[key], atol=1e-5, rtol=0)  # measured 1.7e-6 (in [-1, 1])
+    np.testing.assert_allclose(np.asarray(out), golden[key], atol=golden_tolerance(1e-5, 2e-4), rtol=0)  # 1.7e-6
 
 
 def test_float32_features_are_as_accurate_as_the_official_float32_run(golden):
@@ -210,8 +211,8 @@ def test_float32_features_are_as_accurate_as_the_official_float32_run(golden):
     scale = np.abs(exact).max(0)
     ours = np.abs(out - exact).max(0) / scale
     official = np.abs(golden["features29_from_float32_input"] - exact).max(0) / scale
-    eps32 = np.finfo(np.float32).eps
-    assert np.all(ours <= 4 * np.maximum(official, eps32)), np.flatnonzero(ours > 4 * np.maximum(official, eps32))
+    bound = golden_tolerance(4, 100) * np.maximum(official, np.finfo(np.float32).eps)
+    assert np.all(ours <= bound), np.flatnonzero(ours > bound)
 
 
 def test_fixed_volume_is_true_bbox_and_official_bug_is_emulated(golden, golden_f64):

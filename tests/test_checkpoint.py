@@ -454,6 +454,7 @@ def test_a_checkpoint_removed_by_a_live_trainer_is_not_called_damaged(tmp_path):
     _run(tmp_path, [0.1, 0.2])  # latest/0, latest/1
     reader = ckpt_lib.RunCheckpoints(tmp_path, create=False)
     assert reader.latest_epoch() == 1
+    other = ckpt_lib.RunCheckpoints(tmp_path, create=False)  # a reader asking for a checkpoint saved after it opened
     writer = ckpt_lib.RunCheckpoints(tmp_path)
     for epoch in (2, 3):  # the live trainer moves on: latest/0 and latest/1 are removed
         writer.save(epoch, _tree(epoch), {"epoch": epoch, "config": CFG})
@@ -467,8 +468,10 @@ def test_a_checkpoint_removed_by_a_live_trainer_is_not_called_damaged(tmp_path):
         assert reader.read_meta()["epoch"] == 3
         with pytest.raises(FileNotFoundError, match=r"no checkpoint .*checkpoints/1 \(it holds \[2, 3\]\)"):
             reader.read_meta(epoch=1)
+        assert other.read_meta(epoch=3)["epoch"] == 3 and other.restore(_tree(-1), epoch=2)[1]["epoch"] == 2
     finally:
         reader.close()
+        other.close()
 
 
 def test_a_stop_between_the_best_and_the_latest_save_resumes_without_a_warning(tmp_path):

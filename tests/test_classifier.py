@@ -13,7 +13,7 @@ from stepjax.models import STEPClassifier
 from stepjax.models.classifier import TRUNKS
 from stepjax.nn import GraphConv, STGCNBlock
 from stepjax.official import load_official_classifier
-from conftest import GOLDEN, flat_params, golden, require, to_nhwc
+from conftest import GOLDEN, flat_params, golden, golden_tolerance, require, to_nhwc
 
 
 @pytest.fixture(scope="module")
@@ -26,11 +26,11 @@ def official():
 def test_official_weights_reproduce_golden_logits_and_features(official):
     model, variables, io = official
     logits, feats = jax.jit(lambda v, x: model.apply(v, x))(variables, to_nhwc(io["model_input"]))
-    # measured (XLA:CPU): logits 9.5e-6 (|logits| <= 16; the official float32 run: 7.5e-6), features 1.2e-6,
-    # probabilities 1.0e-6
-    np.testing.assert_allclose(logits, io["pre_softmax_f64"], atol=3e-5, rtol=0)
-    np.testing.assert_allclose(feats, io["features_f64"], atol=5e-6, rtol=0)
-    np.testing.assert_allclose(jax.nn.softmax(logits), io["probs_f64"], atol=5e-6, rtol=0)
+    # measured (XLA:CPU): logits up to 9.8e-6 (|logits| <= 16; the official float32 run: 7.5e-6), features
+    # 1.2e-6, probabilities 1.0e-6; train-mode BN below the same
+    np.testing.assert_allclose(logits, io["pre_softmax_f64"], atol=golden_tolerance(3e-5, 1e-4), rtol=0)
+    np.testing.assert_allclose(feats, io["features_f64"], atol=golden_tolerance(5e-6, 2e-5), rtol=0)
+    np.testing.assert_allclose(jax.nn.softmax(logits), io["probs_f64"], atol=golden_tolerance(5e-6, 2e-5), rtol=0)
     np.testing.assert_array_equal(np.argmax(logits, -1), np.argmax(io["pre_softmax_f64"], -1))
 
 
@@ -48,15 +48,15 @@ def test_the_corrected_adjacency_is_the_default_and_reaches_the_trunk(official):
     x = to_nhwc(io["model_input"])[:4]
     run = jax.jit(lambda m, v, x: m.apply(v, x)[0], static_argnums=0)
     official_logits, fixed_logits = run(model, variables, x), run(model.clone(official_adjacency=False), variables, x)
-    np.testing.assert_allclose(official_logits, io["pre_softmax_f64"][:4], atol=3e-5, rtol=0)
+    np.testing.assert_allclose(official_logits, io["pre_softmax_f64"][:4], atol=golden_tolerance(3e-5, 1e-4), rtol=0)
     assert np.abs(np.asarray(official_logits) - np.asarray(fixed_logits)).max() > 1e-2
 
 
 def test_official_weights_train_mode_batch_norm(official):
     model, variables, io = official
     (logits, feats), updates = model.apply(variables, to_nhwc(io["model_input"]), train=True, mutable=["batch_stats"])
-    np.testing.assert_allclose(logits, io["pre_softmax_train_bn"], atol=3e-5, rtol=0)  # measured 9.5e-6
-    np.testing.assert_allclose(feats, io["features_train_bn"], atol=5e-6, rtol=0)  # measured 1.2e-6
+    np.testing.assert_allclose(logits, io["pre_softmax_train_bn"], atol=golden_tolerance(3e-5, 2e-4), rtol=0)
+    np.testing.assert_allclose(feats, io["features_train_bn"], atol=golden_tolerance(5e-6, 2e-4), rtol=0)
     # running statistics moved towards the batch (PyTorch momentum 0.1 == Flax 0.9)
     old = variables["batch_stats"]["data_bn"]["bn"]["mean"]
     new = updates["batch_stats"]["data_bn"]["bn"]["mean"]

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import GOLDEN, flat_params, golden, require, to_nhwc
+from conftest import GOLDEN, flat_params, golden, golden_tolerance, require, to_nhwc
 from stepjax.models.cvae import OFFICIAL_OPTIONS, STEPGenCVAE, reparameterize, sample_latent, sinusoidal_time_encoding
 from stepjax.official import load_official_cvae
 
@@ -80,9 +80,10 @@ def test_param_count_and_tree(official, inputs):
 def test_golden_encoder(eval_outputs, io):
     mu, logvar, _ = eval_outputs
     # measured (XLA:CPU): 1.0e-7 against float64 (the official float32 run: 1.5e-7)
-    np.testing.assert_allclose(mu, io["mu_f64"], rtol=0, atol=1e-6)
-    np.testing.assert_allclose(logvar, io["logvar_f64"], rtol=0, atol=1e-6)
-    np.testing.assert_allclose(mu, io["mu"], rtol=0, atol=1e-6)
+    tol = golden_tolerance(1e-6, 1e-5)
+    np.testing.assert_allclose(mu, io["mu_f64"], rtol=0, atol=tol)
+    np.testing.assert_allclose(logvar, io["logvar_f64"], rtol=0, atol=tol)
+    np.testing.assert_allclose(mu, io["mu"], rtol=0, atol=tol)
 
 
 @pytest.mark.parametrize("z_key,ref_keys", [
@@ -96,7 +97,7 @@ def test_golden_decoder(eval_outputs, io, z_key, ref_keys):
     assert decoded.shape == (16, 75, 16, 3)
     for ref in ref_keys:
         # measured (XLA:CPU, |x| <= 0.64): at most 2.1e-7 (the official float32 run: 1.6e-7 from float64)
-        np.testing.assert_allclose(decoded, to_nhwc(io[ref]), rtol=0, atol=1.5e-6, err_msg=ref)
+        np.testing.assert_allclose(decoded, to_nhwc(io[ref]), rtol=0, atol=golden_tolerance(1.5e-6, 5e-6), err_msg=ref)
 
 
 def test_reparameterize_matches_official_order(io):
@@ -116,9 +117,10 @@ def test_golden_train_mode_bn(official, inputs, io):
 
     mu, logvar, dec, enc_upd, dec_upd = run(variables)
     # measured (XLA:CPU): 4.8e-8, 6.7e-8, 1.8e-7
-    np.testing.assert_allclose(mu, io["mu_train_bn"], rtol=0, atol=1e-6)
-    np.testing.assert_allclose(logvar, io["logvar_train_bn"], rtol=0, atol=1e-6)
-    np.testing.assert_allclose(dec, to_nhwc(io["decoded_train_bn"]), rtol=0, atol=1.5e-6)
+    tol = golden_tolerance(1.5e-6, 2e-5)
+    np.testing.assert_allclose(mu, io["mu_train_bn"], rtol=0, atol=tol)
+    np.testing.assert_allclose(logvar, io["logvar_train_bn"], rtol=0, atol=tol)
+    np.testing.assert_allclose(dec, to_nhwc(io["decoded_train_bn"]), rtol=0, atol=tol)
     # running statistics move (momentum 0.1 as in PyTorch) in the half that ran
     old = variables["batch_stats"]["encoder"]["data_bn"]["bn"]["mean"]
     new = enc_upd["batch_stats"]["encoder"]["data_bn"]["bn"]["mean"]

@@ -71,6 +71,16 @@ def test_a_vmapped_seed_run_draws_the_batches_of_train_py_with_that_seed(tmp_pat
     np.testing.assert_allclose(vmapped["loss"][0], alone["train_loss"], rtol=1e-6)
 
 
+def test_vmapped_runs_warn_of_an_ungrouped_split_of_shared_subjects():
+    """k-fold / seeds runs with ``data.group_by_subject=False`` on walkers (subjects walk several gaits) warn as a
+    single run does: gaits of one subject can sit in a run's train and test parts."""
+    cfg = runs_config("bogus")  # refused right after the data checks: nothing is trained
+    cfg.data.group_by_subject = False
+    with pytest.warns(UserWarning, match="group_by_subject=False splits 240 gaits of"), \
+            pytest.raises(ValueError, match="unknown runs.mode 'bogus'"):
+        fit_classifier_runs(cfg, progress=False)
+
+
 def test_every_epoch_of_every_run_draws_a_new_shuffle(tmp_path):
     """With a learning rate of 1e-30 the weights do not move in float32, yet each epoch's training loss differs
     from the last: its batches (and BatchNorm's batch statistics) are drawn anew per epoch (a single shuffle

@@ -342,6 +342,12 @@ def test_windows_of_one_clip_stay_in_one_part_of_an_egait_split(tmp_path):
     plain = {f"{i:03d}": g for i, g in enumerate(gaits.values())}  # the same gaits under E-Gait-like keys
     write_egait(cfg.data.path, cfg.data.labels_path, plain, dict(zip(plain, labels.values())))
     assert pipeline.load_source(cfg.data).subjects is None
+    one_clip = {f"gait_f{i:03d}": g for i, g in enumerate(gaits.values())}  # keys that read as one clip's windows
+    write_egait(cfg.data.path, cfg.data.labels_path, one_clip, dict(zip(one_clip, labels.values())))
+    with pytest.raises(ValueError, match=r"empty train or validation set \(120 gaits of 1 clips \(keys "
+                                         r"<clip>_f<first frame>\); a grouped split .*group_by_subject=False"), \
+            pytest.warns(UserWarning):
+        pipeline.prepare(cfg)
 
 
 def test_an_ungrouped_split_of_gaits_sharing_subjects_warns():

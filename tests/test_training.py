@@ -102,6 +102,28 @@ def test_a_resumed_run_refuses_a_split_other_than_the_one_it_trained_on(tmp_path
     assert json.loads((workdir / "split.json").read_text()) == swapped  # the record is kept, not overwritten
 
 
+def test_evaluation_takes_the_recorded_split_of_unchanged_files(tmp_path):
+    """``eval.py`` evaluates a run on the parts it trained with: where ``split.json`` records the data files and
+    they are unchanged, its indices, even where today's splitting code splits the same files otherwise (e.g.
+    E-Gait keys of BVH windows, grouped by clip since 2026-12-05); without a record of the files (walkers) the
+    split the config gives now must be the recorded one."""
+    from stepjax.data.splits import Split
+    from stepjax.training.progress import run_split, write_split
+
+    trained_with = Split(np.array([0, 1, 2, 3]), np.array([4, 5]), np.array([6, 7]))
+    now = Split(np.array([0, 1, 2, 4]), np.array([3, 5]), np.array([6, 7]))
+    write_split(str(tmp_path), trained_with, fingerprint="ab12")
+    for part in ("train", "val", "test"):
+        np.testing.assert_array_equal(getattr(run_split(str(tmp_path), now, "ab12", hint=""), part),
+                                      getattr(trained_with, part))
+    with pytest.raises(ckpt_lib.ConfigMismatchError, match=r"\(train, val, the data files differ"):
+        run_split(str(tmp_path), now, "cd34", hint="")  # other files under the path
+    write_split(str(tmp_path), trained_with)  # no record of the files: compared through the split
+    assert run_split(str(tmp_path), trained_with, None, hint="") is trained_with
+    with pytest.raises(ckpt_lib.ConfigMismatchError, match=r"train, val differ"):
+        run_split(str(tmp_path), now, None, hint="")
+
+
 def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(trained, tmp_path):
     cfg, workdir, result = trained
     resumed = str(tmp_path / "resumed")

@@ -181,6 +181,11 @@ def warn_if_lopsided(split: splits.Split, fractions, num_gaits: int, *, grouped:
                       stacklevel=2)
 
 
+def _group_name(data_cfg) -> str:
+    """What the groups of a source are, for messages."""
+    return {"egait": "clips (keys <clip>_f<first frame>)", "bandai": "clips"}.get(data_cfg.get("source"), "subjects")
+
+
 def warn_if_ungrouped(raw: RawDataset, data_cfg) -> None:
     """Warns when ``data.group_by_subject=False`` splits gaits that share subjects or clips (walkers' subjects,
     Bandai or converted BVH windows, which overlap) gait by gait: gaits of one subject or clip then sit in
@@ -457,12 +462,15 @@ def prepare(cfg, extra_train: tuple[np.ndarray, np.ndarray] | None = None) -> di
         warn_if_lopsided(split, split_fractions(cfg.data), len(raw.labels), grouped=grouped)
     check_labels_fit_model(raw.labels, model_num_classes(cfg))
     warn_if_classes_missing([split], raw.labels, num_classes=model_num_classes(cfg), grouped=grouped)
+    gaits = f"{len(raw.labels)} gaits" + (f" of {len(np.unique(raw.subjects))} {_group_name(cfg.data)}" if grouped
+                                         else "")
     if len(split.train) == 0 or len(split.val) == 0:
-        raise ValueError(f"split {tuple(cfg.data.split)} leaves an empty train or validation set "
-                         f"({len(raw.labels)} gaits)")
+        raise ValueError(f"split {tuple(cfg.data.split)} leaves an empty train or validation set ({gaits}"
+                         + ("; a grouped split moves whole subjects: data.group_by_subject=False splits gait by gait"
+                            if grouped else "") + ")")
     if len(split.test) == 0 and split_fractions(cfg.data)[2] > 0:
         raise ValueError(f"split {tuple(cfg.data.split)} asks for a test set but leaves it empty "
-                         f"({len(raw.labels)} gaits" + ("; a grouped split moves whole subjects): use more gaits or "
+                         f"({gaits}" + ("; a grouped split moves whole subjects): use more gaits or "
                          "subjects, data.group_by_subject=False," if grouped else "): use more gaits, a larger test "
                          "fraction") + " or a test fraction of 0 for no test set")
     train_raw, train_labels, train_len = raw.gaits[split.train], raw.labels[split.train], raw.lengths_at(split.train)

@@ -79,11 +79,17 @@ def _load_synthetic(path: str, provenance: dict) -> tuple[np.ndarray, np.ndarray
             return None
     from stepjax.data.egait import read_egait
 
+    from stepjax.generation import class_major_labels, official_keys
+
     data = read_egait(path)
     # the file's keys come back sorted (00001_Angry, 00001_Happy, ...); training takes them in the order they
-    # were sampled (class-major: for each count, every class), as an uninterrupted run does: another order of
-    # the training array would shuffle every epoch differently
-    order = np.lexsort((data.labels, [int(k.split("_", 1)[0]) for k in data.keys]))
+    # were sampled (generate_per_class), as an uninterrupted run does: another order of the training array would
+    # shuffle every epoch differently
+    sampled = official_keys(class_major_labels(provenance["per_class"]))
+    if sorted(sampled) != list(data.keys):
+        return None
+    position = {k: i for i, k in enumerate(data.keys)}
+    order = [position[k] for k in sampled]
     return np.stack(data.gaits)[order].astype(np.float32), data.labels[order]
 
 

@@ -215,7 +215,10 @@ class RunCheckpoints:
         a good checkpoint damaged."""
         mngr = self._manager(which)
         if epoch is not None and epoch not in mngr.all_steps():
-            raise FileNotFoundError(f"no checkpoint {mngr.directory}/{epoch} (it holds {list(mngr.all_steps())})")
+            mngr.reload()  # the manager lists the steps of when it was opened: one saved since is read too
+            if epoch not in mngr.all_steps():
+                raise FileNotFoundError(f"no checkpoint {mngr.directory}/{epoch} (it holds "
+                                        f"{list(mngr.all_steps())})")
         for attempt in range(_READ_RETRIES):
             step = mngr.latest_step() if epoch is None else epoch
             if step is None:
@@ -224,13 +227,13 @@ class RunCheckpoints:
                 return read(mngr, step)
             except Exception:
                 time.sleep(0.05 * (attempt + 1))  # a removal in progress: let it finish
-                if os.path.isdir(os.path.join(mngr.directory, str(step))):
+                mngr.reload()
+                if step in mngr.all_steps():  # still there: the read error is the checkpoint's own
                     raise
                 if epoch is not None:
                     raise FileNotFoundError(f"checkpoint {mngr.directory}/{step} was removed while it was read: "
                                             f"a run is training into {self.workdir} (it keeps the newest ones "
                                             "only); read the newest, or wait until it has finished") from None
-                mngr.reload()
         raise FileNotFoundError(f"the newest checkpoint of {mngr.directory} was removed {_READ_RETRIES} times while "
                                 f"it was read: a run is training into {self.workdir}; retry, or wait until it has "
                                 "finished")

@@ -75,6 +75,25 @@ def check_split(workdir: str, split, fingerprint: str | None = None, *, hint: st
             f"{SPLIT_FILE}: the data file or the splitting changed since training); {hint}")
 
 
+def run_split(workdir: str, split, fingerprint: str | None, *, hint: str,
+              parts: Sequence[str] = ("train", "val", "test")):
+    """The split a run trained with, for evaluating it: the indices its ``split.json`` records where it also
+    records the data files and they are unchanged (``fingerprint``; the parts a run trained on, whatever the
+    splitting code gives now, e.g. after a change of how keys are grouped); else ``split`` (the split its config
+    gives now) once :func:`check_split` has found it to be the recorded one (walkers: no files, so the data is
+    compared through the split; runs from before ``split.json``: nothing to compare)."""
+    path = os.path.join(workdir, SPLIT_FILE)
+    if fingerprint is not None and os.path.exists(path):
+        with open(path) as f:
+            recorded = json.load(f)
+        if recorded.get("data_files_sha256") == fingerprint:
+            import numpy as np
+
+            return type(split)(*(np.asarray(recorded[k], np.int64) for k in ("train", "val", "test")))
+    check_split(workdir, split, fingerprint, hint=hint, parts=parts)
+    return split
+
+
 def read_split(workdir: str) -> dict:
     """``{'train', 'val', 'test'}`` int64 index arrays a run was trained with (``split.json``)."""
     import numpy as np
@@ -175,9 +194,11 @@ class RunProgress:
         return tree
 
     def _check_best(self, tree: Any, meta: dict) -> None:
-        """Makes the best-so-far bookkeeping agree with ``best/`` on disk (a checkpoint written before saves were
-        ordered, or a ``best/`` directory removed by hand): the restored epoch is re-saved as best if it is the best
-        one, else the newest best checkpoint on disk is taken, else the search starts afresh (with a warning)."""
+        """Makes the best-so-far bookkeeping agree with ``best/`` on disk: the restored epoch is re-saved as best if
+        it is the best one, else the newest best checkpoint on disk is taken: quietly where it is newer than the
+        restored epoch (a run stopped between a new best save and the latest save that names it, the state the
+        save order leaves), with a warning otherwise (a checkpoint written before saves were ordered, a ``best/``
+        directory removed by hand); with none on disk the search starts afresh (with a warning)."""
         if self.best_epoch is None or self.best_epoch in self.ckpts.best.all_steps():
             return
         if self.best_epoch == meta["epoch"]:
