@@ -568,19 +568,21 @@ def _horizontal(v: np.ndarray) -> np.ndarray:
     return out
 
 
-def body_facing(step16: np.ndarray) -> np.ndarray:
-    """Horizontal unit facing direction ``(3,)`` of a clip ``(F, 16, 3)`` from its hip and shoulder lines.
+def body_facing(step16: np.ndarray, shoulders: bool = True) -> np.ndarray:
+    """Horizontal unit facing direction ``(3,)`` of a clip ``(F, 16, 3)`` from its hip and shoulder lines
+    (``shoulders=False``: the hip line only, the pelvis, as the converter of the golden Bandai clips does).
 
     ``facing = up x (right - left)`` (right-handed frame, Y up): a walker whose right side is +X
     faces -Z. Mirror-equivariant, because mirroring swaps the left and right joints as well.
     """
-    lateral = (step16[:, [RIGHT_HIP, RIGHT_SHOULDER]] - step16[:, [LEFT_HIP, LEFT_SHOULDER]]).sum(axis=1)
-    lateral = _horizontal(lateral.mean(axis=0))
+    right, left = ([RIGHT_HIP, RIGHT_SHOULDER], [LEFT_HIP, LEFT_SHOULDER]) if shoulders else ([RIGHT_HIP], [LEFT_HIP])
+    lateral = _horizontal((step16[:, right] - step16[:, left]).sum(axis=1).mean(axis=0))
     up = np.eye(3)[UP_AXIS]
     facing = np.cross(up, lateral)
     norm = np.linalg.norm(facing)
     if norm < 1e-9:
-        raise ValueError("cannot estimate the heading: the hip and shoulder lines are vertical or zero")
+        raise ValueError(f"cannot estimate the heading: the hip{' and shoulder' if shoulders else ''} lines are "
+                         "vertical or zero")
     return facing / norm
 
 
@@ -607,18 +609,25 @@ def travel_direction(root: np.ndarray, fps: float) -> tuple[np.ndarray, float]:
     return (velocity / speed if speed > 0 else np.zeros(3)), speed
 
 
+#: How :func:`estimate_heading` can estimate the direction a walker faces.
+HEADINGS = ("auto", "body", "hips", "travel")
+
+
 def estimate_heading(step16: np.ndarray, fps: float, heading: str = "auto") -> np.ndarray:
     """Horizontal unit direction ``(3,)`` the walker faces in a clip ``(F, 16, 3)`` (metres, Y up).
 
     Args:
-      heading: ``'body'`` (hip + shoulder lines, :func:`body_facing`), ``'travel'`` (least-squares
-        root velocity; falls back to the body when the root does not move clearly), or ``'auto'``:
-        travel when the root moves clearly (>= :data:`MIN_TRAVEL_DISTANCE` m and
+      heading: ``'body'`` (hip + shoulder lines, :func:`body_facing`), ``'hips'`` (the hip line only: the
+        heading of the golden Bandai clips, ``../shared/golden``; sideways walks turn the shoulders),
+        ``'travel'`` (least-squares root velocity; falls back to the body when the root does not move
+        clearly), or ``'auto'``: travel when the root moves clearly (>= :data:`MIN_TRAVEL_DISTANCE` m and
         >= :data:`MIN_TRAVEL_SPEED` m/s) within :data:`MAX_TRAVEL_FACING_ANGLE` of the body facing,
         else the body facing. Backward walks thus face -Z and travel +Z.
     """
-    if heading not in ("auto", "body", "travel"):
-        raise ValueError(f"heading must be 'auto', 'body' or 'travel', got {heading!r}")
+    if heading not in HEADINGS:
+        raise ValueError(f"heading must be one of {HEADINGS}, got {heading!r}")
+    if heading == "hips":
+        return body_facing(step16, shoulders=False)
     facing = body_facing(step16)
     if heading == "body":
         return facing
@@ -666,7 +675,8 @@ def bvh_to_step16(path: PathOrText | BVH, joint_map: JointMap | None = None, *, 
         that the root starts at ``x = z = 0`` (heights stay as in the file).
       canonical_heading: rotate about Y so that the walker faces -Z (their right side at +X).
       units: ``'auto'``, ``'m'``, ``'cm'``, ``'mm'`` or metres per file unit (see :func:`unit_scale`).
-      heading: how the heading is estimated, ``'auto'`` / ``'travel'`` / ``'body'``.
+      heading: how the heading is estimated, ``'auto'`` / ``'travel'`` / ``'body'`` / ``'hips'``
+        (:func:`estimate_heading`).
 
     Mirroring the input (world X negated, left/right joints swapped) mirrors the output
     (:func:`stepjax.skeleton.mirror`), and a yaw rotation of the input leaves it unchanged.
@@ -849,7 +859,7 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fps", type=float, default=30.0, help="output frame rate (default 30)")
     parser.add_argument("--joint-map", choices=("auto",) + tuple(JOINT_MAPS), default="auto")
     parser.add_argument("--units", default="auto", help="auto, m, cm, mm, or metres per file unit")
-    parser.add_argument("--heading", choices=("auto", "travel", "body"), default="auto")
+    parser.add_argument("--heading", choices=HEADINGS, default="auto")
     parser.add_argument("--window", type=int, default=None, help="cut clips into windows of this many frames")
     parser.add_argument("--hop", type=int, default=None, help="frames between window starts (default: --window)")
     return parser
