@@ -43,8 +43,8 @@ from stepjax.generation import (decode_latents, encode_gaits, fit_latent_prior_o
 from stepjax.inference import make_predict_fn, restore_classifier
 from stepjax.nn import with_impls
 from stepjax.training import provenance
-from stepjax.training.checkpoint import config_to_json
-from stepjax.training.progress import check_split, read_metrics
+from stepjax.training.checkpoint import ConfigMismatchError, config_to_json
+from stepjax.training.progress import read_metrics, run_split
 from stepjax.utils import is_integer, write_json
 
 
@@ -89,9 +89,13 @@ def evaluate_generator(gen_workdir: str, classifier_workdir: str, num_per_class:
     # the gaits it learnt from, and the held-out real test part of the data's split (a STEP+Aug generator's own
     # split has no test part: it never saw those gaits, evaluating against them afterwards is reporting only);
     # checked against the run's record before the sampling
-    split = pipeline.split_dataset(raw, gen_cfg.data)
-    check_split(gen_workdir, split, raw.fingerprint(), hint="retrain the generator")
-    split = split._replace(test=pipeline.outer_split(raw, gen_cfg.data).test)
+    split = run_split(gen_workdir, pipeline.split_dataset(raw, gen_cfg.data), raw.fingerprint(), len(raw.labels),
+                      hint="retrain the generator")
+    if not len(split.test):
+        split = split._replace(test=pipeline.outer_split(raw, gen_cfg.data).test)
+    if np.intersect1d(split.test, np.concatenate([split.train, split.val])).size:
+        raise ConfigMismatchError(f"the data's test part as split now holds gaits {gen_workdir} trained or was "
+                                  "selected on (the splitting changed since it was trained): retrain the generator")
     gaits, labels = generate_per_class(generate_fn, gen_vars, num_per_class, seed, official_sampler)
     t_gen = time.time() - t0
     outputs = {"generated": classifier_outputs(predict_fn, cls_vars, gaits)}

@@ -144,14 +144,15 @@ def fit_latent_prior_on(model: STEPGenCVAE, variables, preprocessor, raw_gaits, 
 def fit_latent_prior_from_run(workdir: str | os.PathLike, which: str = "best") -> LatentPrior:
     """:func:`fit_latent_prior` on the posteriors of a generator run's own **training split** (the gaits it
     learnt from, aligned as in training): no validation or test gait is used. The split comes from the run's data
-    config and must be the one recorded in its ``split.json``, on the same data (else ``ConfigMismatchError``)."""
+    config and must be the one recorded in its ``split.json``, on the same data (else ``ConfigMismatchError``;
+    where the data files are unchanged, the recorded split: :func:`~stepjax.training.progress.run_split`)."""
     from stepjax.data import pipeline
-    from stepjax.training.progress import check_split
+    from stepjax.training.progress import run_split
 
     cfg, model, variables, prep = restore_generator(workdir, which)
     raw = pipeline.load_source(cfg.data)
-    split = pipeline.split_dataset(raw, cfg.data)
-    check_split(workdir, split, raw.fingerprint(), hint="retrain the generator")
+    split = run_split(workdir, pipeline.split_dataset(raw, cfg.data), raw.fingerprint(), len(raw.labels),
+                      hint="retrain the generator")
     return fit_latent_prior_on(model, variables, prep, raw.gaits[split.train], raw.labels[split.train])
 
 

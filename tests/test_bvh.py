@@ -410,8 +410,8 @@ def test_bandai_import_reproduces_the_golden_converter():
     converted by a reference converter: BVH forward kinematics, the joint map, centimetres to metres, 30 fps, the
     heading from the hip line over the whole clip. ``bvh_to_step16(..., heading='hips')`` gives the same frames:
     bit for bit where the golden window is root-relative, up to the constant horizontal origin of the world
-    trajectory otherwise (float32 rounding at 4 m: < 1e-4). The default heading (hips and shoulders, or the
-    travel direction) turns the clip by 1-3 degrees (forward walks) to 15 (sideways walks)."""
+    trajectory otherwise (float32 rounding at 4 m: 2.3e-6). The default heading (the travel direction, or hips
+    and shoulders) turns the clips by 0.2-5.5 degrees (forward walks) to 46 (sideways walks)."""
     import csv
 
     golden_dir = SHARED / "golden" / "official-step"
@@ -428,11 +428,14 @@ def test_bandai_import_reproduces_the_golden_converter():
         if world:
             offset = (golden - ours)[:, 0].mean(0)
             assert offset[1] == 0.0  # heights as in the file
-            np.testing.assert_allclose(ours + offset, golden, atol=1e-4, rtol=0, err_msg=row["name"])
+            np.testing.assert_allclose(ours + offset, golden, atol=1e-5, rtol=0, err_msg=row["name"])  # 2.3e-6
         else:
             np.testing.assert_array_equal(ours, golden, err_msg=row["name"])
     default = B.bvh_to_step16(bandai_clip("walk-left_sad_001"), target_fps=30)
     assert np.abs(default[129:204] - gaits_raw[13]).max() > 0.05  # the default heading is another convention
+    walks = dict((stem, gait) for stem, _, gait in B.load_bandai_emotion_walks(
+        BANDAI_DATA.parent, root_relative=True, contents=("walk-left",), heading="hips"))
+    np.testing.assert_array_equal(walks["dataset-1_walk-left_sad_001"][129:204], gaits_raw[13])
 
 
 @pytest.fixture(scope="module")

@@ -401,7 +401,7 @@ def test_fid_diversity_multimodality_properties():
     assert multimodality(clustered, labels) < 0.2 * diversity(clustered)
 
 
-def test_step_aug_generator_sees_only_the_training_split_and_synthetic_gaits_only_train(aug):
+def test_step_aug_generator_sees_only_the_training_split_and_synthetic_gaits_only_train(aug, tmp_path):
     """The generator learns from and is selected on the classifier's training split only (an inner 85/15 split
     of it); it never sees a validation or test gait, not even to pick its checkpoint."""
     cfg, workdir, result = aug
@@ -459,6 +459,13 @@ def test_step_aug_generator_sees_only_the_training_split_and_synthetic_gaits_onl
     np.testing.assert_array_equal(loaded[0], extra[0][[synth.keys.index(k) for k in official_keys(loaded[1])]])
     assert _load_synthetic(path, dict(provenance, seed=1)) is None
     assert _load_synthetic(path, dict(provenance, generator_best_epoch=-1)) is None
+    other = str(tmp_path / "other_keys.h5")  # a file whose keys are not the sampled ones
+    from stepjax.data.egait import write_egait_arrays
+
+    write_egait_arrays(other, None, extra[0], extra[1], [f"{i:05d}_{k.split('_')[1]}" for i, k in
+                                                        enumerate(synth.keys)])
+    shutil.copy(path + ".json", other + ".json")
+    assert _load_synthetic(other, provenance) is None
 
 
 def test_evaluate_generator_reports_fid_diversity_and_recognition(aug, tmp_path, monkeypatch):

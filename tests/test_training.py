@@ -114,14 +114,42 @@ def test_evaluation_takes_the_recorded_split_of_unchanged_files(tmp_path):
     now = Split(np.array([0, 1, 2, 4]), np.array([3, 5]), np.array([6, 7]))
     write_split(str(tmp_path), trained_with, fingerprint="ab12")
     for part in ("train", "val", "test"):
-        np.testing.assert_array_equal(getattr(run_split(str(tmp_path), now, "ab12", hint=""), part),
+        np.testing.assert_array_equal(getattr(run_split(str(tmp_path), now, "ab12", 8, hint=""), part),
                                       getattr(trained_with, part))
     with pytest.raises(ckpt_lib.ConfigMismatchError, match=r"\(train, val, the data files differ"):
-        run_split(str(tmp_path), now, "cd34", hint="")  # other files under the path
+        run_split(str(tmp_path), now, "cd34", 8, hint="")  # other files under the path
+    with pytest.raises(ckpt_lib.ConfigMismatchError, match=r"not disjoint parts of the 7 gaits the data gives now"):
+        run_split(str(tmp_path), now, "ab12", 7, hint="")  # the same files load as fewer gaits now
+    record = json.loads((tmp_path / "split.json").read_text())
+    (tmp_path / "split.json").write_text(json.dumps({k: v for k, v in record.items() if k != "test"}))
+    with pytest.raises(ckpt_lib.ConfigMismatchError, match=r"is not a split record \(KeyError\('test'\)\)"):
+        run_split(str(tmp_path), now, "ab12", 8, hint="")
     write_split(str(tmp_path), trained_with)  # no record of the files: compared through the split
-    assert run_split(str(tmp_path), trained_with, None, hint="") is trained_with
+    assert run_split(str(tmp_path), trained_with, None, 8, hint="") is trained_with
     with pytest.raises(ckpt_lib.ConfigMismatchError, match=r"train, val differ"):
-        run_split(str(tmp_path), now, None, hint="")
+        run_split(str(tmp_path), now, None, 8, hint="")
+
+
+def test_eval_scores_the_recorded_test_part_where_the_files_are_unchanged(trained, monkeypatch, tmp_path):
+    """``eval.py --split test`` on a run whose ``split.json`` records its data files, unchanged: the parts it
+    records are scored even where the splitting code gives another split today."""
+    import shutil
+
+    from stepjax import evaluation
+    from stepjax.data import pipeline
+    from stepjax.training.progress import read_split, write_split
+
+    cfg, trained_dir, result = trained
+    workdir = str(tmp_path / "run")
+    shutil.copytree(trained_dir, workdir)
+    monkeypatch.setattr(pipeline.RawDataset, "fingerprint", lambda self: "ab12")  # as if read from files
+    raw = pipeline.load_source(cfg.data)
+    recorded = pipeline.split_dataset(raw, cfg.data)
+    write_split(workdir, recorded, fingerprint="ab12")
+    monkeypatch.setattr(pipeline, "split_dataset", lambda raw, c: recorded._replace(test=recorded.test[:5]))
+    report = evaluation.evaluate_workdir(workdir)
+    assert report["num_gaits"] == len(read_split(workdir)["test"]) == len(recorded.test) > 5
+    assert report["accuracy"] == pytest.approx(result["test"]["accuracy"])
 
 
 def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(trained, tmp_path):
@@ -625,6 +653,11 @@ def test_eval_on_files_scores_held_out_gaits_and_refuses_the_runs_own_training_g
     assert held_out["num_gaits"] == len(split.test)
     assert held_out["accuracy"] == pytest.approx(result["test"]["accuracy"])
     own = files("all", np.arange(len(raw.labels)))  # every gait of the run's data, as its training file holds
+
+    def no_inference(*args, **kwargs):
+        raise AssertionError("a file that is refused is refused before inference")
+
+    monkeypatch.setattr(evaluation, "predict_gaits", no_inference)
     with pytest.raises(ValueError, match=rf"{len(split.train) + len(split.val)} of the {len(raw.labels)} gaits .* "
                                          rf"trained on or was selected on \({len(split.train)} of its train part, "
                                          rf"{len(split.val)} of its val part\): .* not a test number"):
@@ -632,6 +665,12 @@ def test_eval_on_files_scores_held_out_gaits_and_refuses_the_runs_own_training_g
     one_val = files("one_val", np.concatenate([split.test, split.val[:1]]))
     with pytest.raises(ValueError, match=r"1 of the .* was selected on \(1 of its val part\)"):
         evaluation.evaluate_workdir(workdir, **one_val)
+
+    monkeypatch.undo()
+    real_split = pipeline.split_dataset
+    monkeypatch.setattr(pipeline, "split_dataset", lambda raw, c: real_split(raw, c)._replace(train=split.train[1:]))
+    with pytest.warns(UserWarning, match=r"could not be checked .* \(its data or split is not the one it trained on\)"):
+        evaluation.evaluate_workdir(workdir, **own)  # walkers: no files recorded, the split is compared
 
     def unreadable(data_cfg):
         raise FileNotFoundError("features.h5: no such file")

@@ -725,7 +725,7 @@ def bandai_data_folder(root_dir: str | os.PathLike) -> Path:
 
 def load_bandai_emotion_walks(root_dir: str | os.PathLike, target_fps: float = 30,
                               root_relative: bool = False,
-                              contents: Sequence[str] = BANDAI_WALK_CONTENTS,
+                              contents: Sequence[str] = BANDAI_WALK_CONTENTS, heading: str = "auto",
                               ) -> list[tuple[str, int, np.ndarray]]:
     """Loads the emotion-styled walks of the Bandai Namco Research Motion Dataset (dataset-1).
 
@@ -733,6 +733,8 @@ def load_bandai_emotion_walks(root_dir: str | os.PathLike, target_fps: float = 3
       root_dir: the dataset folder holding ``data/dataset-1_{content}_{style}_{take}.bvh`` (or the
         ``data`` folder itself).
       contents: which contents to load (``walk`` is forward, ``walk-back`` backward; all by default).
+      heading: how the heading is estimated (:func:`estimate_heading`; ``'hips'`` is the convention of the golden
+        Bandai clips).
 
     Returns:
       ``(file stem, label, gait (T, 16, 3) float32 metres)`` sorted by stem, for the styles angry (0),
@@ -748,7 +750,8 @@ def load_bandai_emotion_walks(root_dir: str | os.PathLike, target_fps: float = 3
                              f"of {data}")
         _, content, style, _take = parts
         if content in contents and style in BANDAI_EMOTION_STYLES:
-            gait = bvh_to_step16(path, BANDAI_MAP, target_fps=target_fps, root_relative=root_relative)
+            gait = bvh_to_step16(path, BANDAI_MAP, target_fps=target_fps, root_relative=root_relative,
+                                 heading=heading)
             walks.append((path.stem, EMOTION_LABELS[style], gait))
     if not walks:
         raise FileNotFoundError(f"no emotion walks (dataset-1_<content>_<style>_<take>.bvh) in {data}")

@@ -466,8 +466,9 @@ def prepare(cfg, extra_train: tuple[np.ndarray, np.ndarray] | None = None) -> di
                                          else "")
     if len(split.train) == 0 or len(split.val) == 0:
         raise ValueError(f"split {tuple(cfg.data.split)} leaves an empty train or validation set ({gaits}"
-                         + ("; a grouped split moves whole subjects: data.group_by_subject=False splits gait by gait"
-                            if grouped else "") + ")")
+                         + (f"; a grouped split moves whole {_group_name(cfg.data).split(' ')[0]}: use more of them "
+                            "(data.group_by_subject=False splits gait by gait, putting gaits of one subject or "
+                            "clip in train and test)" if grouped else "") + ")")
     if len(split.test) == 0 and split_fractions(cfg.data)[2] > 0:
         raise ValueError(f"split {tuple(cfg.data.split)} asks for a test set but leaves it empty "
                          f"({gaits}" + ("; a grouped split moves whole subjects): use more gaits or "

@@ -75,21 +75,33 @@ def check_split(workdir: str, split, fingerprint: str | None = None, *, hint: st
             f"{SPLIT_FILE}: the data file or the splitting changed since training); {hint}")
 
 
-def run_split(workdir: str, split, fingerprint: str | None, *, hint: str,
+def run_split(workdir: str, split, fingerprint: str | None, num_gaits: int, *, hint: str,
               parts: Sequence[str] = ("train", "val", "test")):
     """The split a run trained with, for evaluating it: the indices its ``split.json`` records where it also
     records the data files and they are unchanged (``fingerprint``; the parts a run trained on, whatever the
-    splitting code gives now, e.g. after a change of how keys are grouped); else ``split`` (the split its config
-    gives now) once :func:`check_split` has found it to be the recorded one (walkers: no files, so the data is
-    compared through the split; runs from before ``split.json``: nothing to compare)."""
+    splitting code gives now, e.g. after a change of how keys are grouped), checked to be disjoint parts of the
+    ``num_gaits`` gaits loaded now; else ``split`` (the split its config gives now) once :func:`check_split` has
+    found it to be the recorded one (walkers: no files, so the data is compared through the split; runs from
+    before ``split.json``: nothing to compare). :class:`~stepjax.training.checkpoint.ConfigMismatchError` where
+    neither holds."""
+    import numpy as np
+
     path = os.path.join(workdir, SPLIT_FILE)
     if fingerprint is not None and os.path.exists(path):
         with open(path) as f:
             recorded = json.load(f)
         if recorded.get("data_files_sha256") == fingerprint:
-            import numpy as np
-
-            return type(split)(*(np.asarray(recorded[k], np.int64) for k in ("train", "val", "test")))
+            names = ("train", "val", "test")
+            try:
+                idx = [np.asarray(recorded[k], np.int64).reshape(-1) for k in names]
+            except (KeyError, TypeError, ValueError) as e:
+                raise ckpt_lib.ConfigMismatchError(f"{path} is not a split record ({e!r}); {hint}") from None
+            flat = np.concatenate(idx)
+            if flat.size and (flat.min() < 0 or flat.max() >= num_gaits or len(np.unique(flat)) != flat.size):
+                raise ckpt_lib.ConfigMismatchError(
+                    f"{path} records parts that are not disjoint parts of the {num_gaits} gaits the data gives now "
+                    f"(the loader changed since training?); {hint}")
+            return type(split)(*idx)
     check_split(workdir, split, fingerprint, hint=hint, parts=parts)
     return split
 
