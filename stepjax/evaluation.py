@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 import warnings
-from typing import Sequence
+from typing import Sequence, cast
 
 import numpy as np
 
@@ -26,7 +26,7 @@ def predict_labels(predict_fn, variables, gaits: np.ndarray, chunk: int = 512,
                    lengths: np.ndarray | None = None) -> np.ndarray:
     """Argmax predictions for raw gaits ``(N, T, 16, 3)`` (``lengths``: real frames per gait), jitted, in chunks;
     ``ValueError`` on non-finite logits (:func:`~stepjax.inference.predict_in_chunks`)."""
-    return predict_in_chunks(predict_fn, variables, gaits, chunk, lengths).logits.argmax(-1)
+    return cast(np.ndarray, predict_in_chunks(predict_fn, variables, gaits, chunk, lengths).logits).argmax(-1)
 
 
 def evaluate_workdir(workdir: str, split: str = "test", features: str | None = None, labels: str | None = None,

@@ -32,6 +32,7 @@ import os
 import sys
 import time
 import warnings
+from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
@@ -106,7 +107,7 @@ def evaluate_generator(gen_workdir: str, classifier_workdir: str, num_per_class:
             outputs[name] = classifier_outputs(predict_fn, cls_vars, raw.gaits[idx], lengths=raw.lengths_at(idx))
             real_labels[name] = raw.labels[idx]
     gen_feats = outputs["generated"][0]
-    report = {
+    report: dict[str, Any] = {
         "generator": os.fspath(gen_workdir), "classifier": os.fspath(classifier_workdir), "checkpoint": which,
         "classifier_checkpoint": classifier_which,
         "trained_with": provenance.run_start(gen_workdir),
@@ -152,7 +153,7 @@ def evaluate_generator(gen_workdir: str, classifier_workdir: str, num_per_class:
     return report
 
 
-def loss_curves(gen_workdir: str) -> dict[str, list[float]]:
+def loss_curves(gen_workdir: str) -> dict[str, list[float | None]]:
     """Per-epoch train / validation loss components of a generator run (``metrics.jsonl``): ``{'epoch': [...],
     'train_rec': [...], 'val_drift': [...], ...}`` (the push = collapse, pull = drift and KL curves)."""
     records = read_metrics(gen_workdir)

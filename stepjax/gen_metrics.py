@@ -31,7 +31,7 @@ Metrics (host numpy, float64):
 from __future__ import annotations
 
 import warnings
-from typing import Callable
+from typing import Any, Callable, cast
 
 import numpy as np
 
@@ -166,7 +166,7 @@ def classifier_outputs(predict_fn: Callable, variables, gaits: np.ndarray, chunk
     from stepjax.inference import predict_in_chunks
 
     out = predict_in_chunks(predict_fn, variables, gaits, chunk, lengths)
-    return out.features, out.logits
+    return cast(np.ndarray, out.features), cast(np.ndarray, out.logits)  # numpy: predict_in_chunks' host results
 
 
 def set_metrics(features: np.ndarray, labels: np.ndarray, logits: np.ndarray | None = None,
@@ -181,8 +181,8 @@ def set_metrics(features: np.ndarray, labels: np.ndarray, logits: np.ndarray | N
         warnings.warn(f"multimodality of a set of {len(labels)} gaits with no class of 2 is undefined: NaN",
                       stacklevel=2)
         multi = float("nan")
-    out = {"num_gaits": int(len(labels)), "diversity": diversity(features, diversity_pairs, seed),
-           "multimodality": multi}
+    out: dict[str, Any] = {"num_gaits": int(len(labels)), "diversity": diversity(features, diversity_pairs, seed),
+                           "multimodality": multi}
     if logits is not None:
         preds, labels = np.asarray(logits).argmax(-1), np.asarray(labels)
         out["recognition_accuracy"] = float(np.mean(preds == labels))

@@ -26,7 +26,7 @@ import functools
 import os
 import sys
 import time
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, cast
 
 import chex
 import jax
@@ -112,7 +112,8 @@ def encode_gaits(model: STEPGenCVAE, variables, gaits, labels, chunk: int = 256)
     y = onehot_labels(labels, model.num_classes, check_rows=True)  # checked here, on concrete labels
     outs = [_encode(model, variables, jnp.asarray(gaits[i:i + chunk], jnp.float32), y[i:i + chunk])
             for i in range(0, len(labels), chunk)]
-    return tuple(np.concatenate([np.asarray(o[j]) for o in outs]) for j in range(2))
+    return cast(tuple[np.ndarray, np.ndarray],
+                tuple(np.concatenate([np.asarray(o[j]) for o in outs]) for j in range(2)))
 
 
 @functools.partial(jax.jit, static_argnames=("model", "num_frames"))
@@ -223,6 +224,7 @@ def _check_key(rng) -> None:
 def _generate(model: STEPGenCVAE, variables, onehot: jax.Array, rng: jax.Array, num_frames: int,
               official_sampler: bool, chunk: int | None, prior: LatentPrior | None,
               official_train_bn: bool) -> jax.Array:
+    z: int | jax.Array  # the latent width, then the latents
     if prior is not None:
         if official_sampler:
             raise ValueError("official_sampler and a fitted prior are exclusive")
@@ -282,7 +284,7 @@ def make_generate_fn(model: STEPGenCVAE, num_frames: int = 75, official_sampler:
                     chunk: int | None = 256, prior: LatentPrior | None = None, official_train_bn: bool = False):
         return generate(model, variables, labels, rng, num_frames, official_sampler, chunk, prior, official_train_bn)
 
-    generate_fn.num_classes = model.num_classes
+    generate_fn.num_classes = model.num_classes  # type: ignore[attr-defined]  # a documented attribute of the function
     return generate_fn
 
 
@@ -421,7 +423,7 @@ def _generate_to_files(args: argparse.Namespace) -> None:
     _check_fits_in_memory(args)
 
     generate_fn, variables = load_generator(args.workdir, args.checkpoint, args.temporal_impl, args.graph_impl)
-    kwargs = {"official_sampler": True} if args.official_sampler else {}
+    kwargs: dict[str, Any] = {"official_sampler": True} if args.official_sampler else {}
     if args.prior == "fitted":
         kwargs["prior"] = fit_latent_prior_from_run(args.workdir, args.checkpoint)
     if args.num_frames is not None:

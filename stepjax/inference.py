@@ -35,9 +35,10 @@ from stepjax.training import checkpoint as ckpt_lib
 
 
 class Prediction(NamedTuple):
-    logits: jax.Array  # (N, K) (or (K,) for one gait)
-    probs: jax.Array  # softmax of logits
-    features: jax.Array  # (N, C) pooled deep features
+    # jax arrays from predict_fn, numpy arrays from predict_in_chunks / predict_gaits (host side)
+    logits: jax.Array | np.ndarray  # (N, K) (or (K,) for one gait)
+    probs: jax.Array | np.ndarray  # softmax of logits
+    features: jax.Array | np.ndarray  # (N, C) pooled deep features
 
 
 def _abstract_preprocessor(cfg) -> Preprocessor:
@@ -116,7 +117,7 @@ def make_predict_fn(model, num_frames: int | None = None) -> Callable:
         out = Prediction(*(jnp.where(finite, a, jnp.nan) for a in (logits, jax.nn.softmax(logits, -1), features)))
         return jax.tree_util.tree_map(lambda a: a[0], out) if single else out
 
-    predict_fn.num_frames = num_frames
+    predict_fn.num_frames = num_frames  # type: ignore[attr-defined]  # a documented attribute of the function
     return predict_fn
 
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from stepjax import LABEL_NAMES
 
 
-def confusion_matrix(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> np.ndarray:
+def confusion_matrix(labels: npt.ArrayLike, preds: npt.ArrayLike, num_classes: int) -> np.ndarray:
     """``C[i, j]`` = number of gaits of true class i predicted as j, int64 ``(K, K)``; ``labels`` and ``preds``
     are ``(N,)`` class indices in ``[0, K)`` (``ValueError`` otherwise: numpy would count -1 as class K-1)."""
     from stepjax.data.preprocess import validate_labels
@@ -23,7 +24,7 @@ def confusion_matrix(labels: np.ndarray, preds: np.ndarray, num_classes: int) ->
     return cm
 
 
-def classification_report(labels: np.ndarray, preds: np.ndarray, num_classes: int = len(LABEL_NAMES),
+def classification_report(labels: npt.ArrayLike, preds: npt.ArrayLike, num_classes: int = len(LABEL_NAMES),
                           class_names: Sequence[str] = LABEL_NAMES) -> dict:
     """Accuracy, balanced accuracy, macro-F1, per-class precision/recall/F1/support, confusion matrix.
 
@@ -60,7 +61,7 @@ def classification_report(labels: np.ndarray, preds: np.ndarray, num_classes: in
     }
 
 
-def format_confusion(cm: Sequence[Sequence[int]], class_names: Sequence[str] = LABEL_NAMES) -> str:
+def format_confusion(cm: Sequence[Sequence[int]] | np.ndarray, class_names: Sequence[str] = LABEL_NAMES) -> str:
     """Text confusion matrix, rows = true class, columns = predicted class."""
     cm = np.asarray(cm)
     width = max(7, max(len(n) for n in class_names) + 1)
@@ -80,7 +81,7 @@ def format_aggregate(agg: Mapping) -> str:
 def aggregate(reports: Sequence[Mapping]) -> dict:
     """Mean and sample std (ddof=1; NaN, ``null`` in JSON, for one run: undefined, not 0) of the scalar metrics
     over runs (seeds/folds), each run weighted equally."""
-    out = {"num_runs": len(reports)}
+    out: dict[str, Any] = {"num_runs": len(reports)}
     for key in SCALAR_METRICS:
         values = np.array([r[key] for r in reports], np.float64)
         out[key] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else float("nan"),

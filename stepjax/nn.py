@@ -17,7 +17,7 @@ BatchNorm follows PyTorch's defaults (eps 1e-5, momentum 0.1, i.e. Flax momentum
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, TypedDict, TypeVar
 
 import flax.linen as nn
 import jax
@@ -27,6 +27,17 @@ import numpy as np
 Array = jax.Array
 Initializer = Callable[..., Array]
 
+
+class Initializers(TypedDict):
+    """An init scheme (:func:`initializers`)."""
+
+    kernel: Initializer
+    bias_for: Callable[[Any], Initializer]  # kernel shape -> bias initializer
+    bn_scale: Initializer
+
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
 BN_EPS = 1e-5
 BN_MOMENTUM = 0.9
 
@@ -35,7 +46,7 @@ def _zeros_for(kernel_shape) -> Initializer:
     return nn.initializers.zeros
 
 
-def official_initializers() -> dict[str, Initializer]:
+def official_initializers() -> Initializers:
     """The official ``weights_init``: conv kernels ~ N(0, 0.02), biases 0, BN scale ~ N(1, 0.02)."""
     return {
         "kernel": nn.initializers.normal(0.02),
@@ -54,7 +65,7 @@ def _uniform(bound: float) -> Initializer:
     return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
 
 
-def official_transposed_initializers() -> dict[str, Initializer]:
+def official_transposed_initializers() -> Initializers:
     """What the official decoder's ``ConvTranspose2d`` layers really get (bug 18: ``weights_init`` matches class
     names containing ``Conv2d``, not ``ConvTranspose2d``): PyTorch's default kaiming-uniform(a=sqrt(5)), i.e.
     kernel and bias ~ U(-1/sqrt(fan), 1/sqrt(fan)) with fan = ``O * kT`` (:func:`_transposed_fan`); its BatchNorms
@@ -67,7 +78,7 @@ def official_transposed_initializers() -> dict[str, Initializer]:
     }
 
 
-def default_initializers() -> dict[str, Initializer]:
+def default_initializers() -> Initializers:
     """Flax defaults (LeCun normal kernels, zero biases, unit BN scale); the stepjax default for new training."""
     return {"kernel": nn.initializers.lecun_normal(), "bias_for": _zeros_for, "bn_scale": nn.initializers.ones}
 
@@ -76,7 +87,7 @@ def default_initializers() -> dict[str, Initializer]:
 INIT_SCHEMES = ("default", "official", "official_transposed")
 
 
-def initializers(name: str) -> dict[str, Initializer]:
+def initializers(name: str) -> Initializers:
     """``{'kernel', 'bias_for' (kernel shape -> bias initializer), 'bn_scale'}`` of an init scheme."""
     if name == "official":
         return official_initializers()
@@ -699,11 +710,11 @@ class TemporalConv(nn.Module):
         return temporal_conv(x, kernel, self.stride, self.impl, self.precision) + bias
 
 
-def with_impls(model: nn.Module, temporal_impl: str | None = None, graph_impl: str | None = None) -> nn.Module:
+def with_impls(model: ModuleT, temporal_impl: str | None = None, graph_impl: str | None = None) -> ModuleT:
     """``model`` (any module with ``temporal_impl`` / ``graph_impl`` fields: the classifier, the CVAE, a block)
     computing its temporal convolutions / graph contractions with the given formulation (:data:`TEMPORAL_IMPLS`,
     :data:`GRAPH_IMPLS`; same parameters, same numbers to float rounding). ``None`` keeps the model's."""
-    swaps = {}
+    swaps: dict[str, Any] = {}
     for field, value, allowed in (("temporal_impl", temporal_impl, TEMPORAL_IMPLS),
                                   ("graph_impl", graph_impl, GRAPH_IMPLS)):
         if value is None:
@@ -749,7 +760,7 @@ class STGCNBlock(nn.Module):
         if self.kernel_size % 2 != 1:  # 'same' padding (Kt-1)/2 on both sides needs an odd kernel (as official)
             raise ValueError(f"STGCNBlock needs an odd temporal kernel_size, got {self.kernel_size}")
         if not self.residual:
-            res = 0.0
+            res: float | Array = 0.0
         elif x.shape[-1] == self.features and self.stride == 1:
             res = x
         else:

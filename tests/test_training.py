@@ -526,6 +526,8 @@ def test_optimizers_match_hand_written_adam(optimizer, clip):
     cfg = ml_collections.ConfigDict(dict(optimizer=optimizer, lr=lr, weight_decay=wd, schedule="constant",
                                          epochs=1, grad_clip=clip or 0.0))
     tx = make_optimizer(cfg, 1)
+    with pytest.raises(ValueError, match="needs steps_per_epoch to place the learning-rate schedule"):
+        make_optimizer(cfg, None)  # was a TypeError deep in the schedule (piecewise, cosine)
     tree = {"layer": {k: jnp.asarray(v) for k, v in params.items()}}
     state = tx.init(tree)
     for g in grads:

@@ -221,6 +221,7 @@ def write_egait(features_path: str | os.PathLike, labels_path: str | os.PathLike
     rows = {key: _egait_rows(key, gait) for key, gait in gaits.items()}  # every gait checked before any write
     files = {features_path: lambda f: [f.create_dataset(key, data=arr) for key, arr in rows.items()]}
     if labels_path is not None:
+        assert labels is not None  # refused above when labels_path is given without labels
         files[labels_path] = lambda f: [f.create_dataset(key, data=np.int64(labels[key])) for key in gaits]
     _write_atomically(files)
 
@@ -275,7 +276,8 @@ def _write_atomically(files: Mapping) -> None:
 
 
 def write_egait_arrays(features_path: str | os.PathLike, labels_path: str | os.PathLike | None,
-                       gaits: np.ndarray, labels: Sequence[int], keys: Sequence[str] | None = None) -> list[str]:
+                       gaits: np.ndarray, labels: Sequence[int] | np.ndarray, keys: Sequence[str] | None = None
+                       ) -> list[str]:
     """Writes a batch ``(N, T, 16, 3)`` with keys ``{i:05d}_{Emotion}`` (STEP-Gen style) by default."""
     if isinstance(gaits, (list, tuple)) and len({np.shape(g) for g in gaits}) > 1:
         raise ValueError(f"write_egait_arrays: gaits of different shapes {sorted({np.shape(g) for g in gaits})[:3]}: "

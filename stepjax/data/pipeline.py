@@ -273,7 +273,7 @@ def split_dataset(raw: RawDataset, cfg) -> splits.Split:
     if not cfg.get("within_training_split", False):
         return outer
     fraction = inner_val_fraction(cfg)
-    groups = raw.subjects[outer.train] if is_grouped(raw, cfg) else None
+    groups = raw.subjects[outer.train] if is_grouped(raw, cfg) else None  # type: ignore[index]  # is_grouped: not None
     inner = splits.train_val_test_split(raw.labels[outer.train], (1.0 - fraction, fraction, 0.0),
                                         seed=cfg.split_seed + 1, groups=groups, min_val_per_class=1)
     return splits.Split(outer.train[inner.train], outer.train[inner.val], np.array([], np.int64))
@@ -288,7 +288,8 @@ def check_fraction(value, name: str) -> float:
     """``value`` as a float if it is a real number strictly between 0 and 1, else ``ValueError`` naming ``name``."""
     import numbers
 
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < 1:
+    # (numbers.Real declares no comparison with int for the type checker; every Real compares at run time)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < 1:  # type: ignore[operator]
         raise ValueError(f"{name} must be a number in (0, 1), got {value!r}")
     return float(value)
 
@@ -342,7 +343,8 @@ class Preprocessor:
             return None
         feats = aff.affective_features(raw, lengths, official=self.affective_official, time_step=self.time_step,
                                        stride=self.num_affective == 29)
-        return aff.normalize(feats, aff.Normalizer(self.aff_center, self.aff_half_range))
+        # num_affective > 0 comes with the fitted arrays (fit_preprocessor, the classifier's abstract preprocessor)
+        return aff.normalize(feats, aff.Normalizer(self.aff_center, self.aff_half_range))  # type: ignore[arg-type]
 
     def __call__(self, raw: jax.Array, lengths: jax.Array | None = None) -> tuple[jax.Array, jax.Array | None]:
         return self.gaits(raw), self.affective(raw, lengths)
@@ -377,6 +379,8 @@ def fit_preprocessor(train_gaits: np.ndarray, cfg, lengths: np.ndarray | None = 
     else:
         raise ValueError(f"unknown preprocess.reference {cfg.reference!r}; choose 'first' or 'mean'")
     num_aff = int(cfg.num_affective)
+    center: jax.Array | None
+    half: jax.Array | None
     if num_aff not in (0, 27, 29):
         raise ValueError(f"preprocess.num_affective must be 0, 27 or 29, got {num_aff}")
     if num_aff:
@@ -462,8 +466,9 @@ def prepare(cfg, extra_train: tuple[np.ndarray, np.ndarray] | None = None) -> di
         warn_if_lopsided(split, split_fractions(cfg.data), len(raw.labels), grouped=grouped)
     check_labels_fit_model(raw.labels, model_num_classes(cfg))
     warn_if_classes_missing([split], raw.labels, num_classes=model_num_classes(cfg), grouped=grouped)
-    gaits = f"{len(raw.labels)} gaits" + (f" of {len(np.unique(raw.subjects))} {_group_name(cfg.data)}" if grouped
-                                         else "")
+    groups = raw.subjects if grouped else None
+    gaits = f"{len(raw.labels)} gaits" + (f" of {len(np.unique(groups))} {_group_name(cfg.data)}"
+                                         if groups is not None else "")
     if len(split.train) == 0 or len(split.val) == 0:
         raise ValueError(f"split {tuple(cfg.data.split)} leaves an empty train or validation set ({gaits}"
                          + (f"; a grouped split moves whole {_group_name(cfg.data).split(' ')[0]}: use more of them "

@@ -37,7 +37,8 @@ def validate_gaits(gaits, name: str = "gaits", *, batched: bool | None = True, c
     shape = tuple(np.shape(gaits))
     want = (4,) if batched else (3,) if batched is not None else (3, 4)
     if len(shape) not in want or shape[-2:] != (NUM_JOINTS, NUM_COORDS):
-        layout = {(4,): "(N, T, 16, 3)", (3,): "(T, 16, 3)"}.get(want, "(N, T, 16, 3) or one gait (T, 16, 3)")
+        layout = {(4,): "(N, T, 16, 3)", (3,): "(T, 16, 3)"}.get(
+            want, "(N, T, 16, 3) or one gait (T, 16, 3)")  # type: ignore[arg-type]  # (3, 4) is no key: the default
         hint = ""
         if shape and shape[-1] == NUM_JOINTS * NUM_COORDS:
             hint = "; E-Gait rows of 48 columns reshape with .reshape(..., 16, 3)"

@@ -7,9 +7,10 @@ validation set, and selects models on the test set (bug 12). Here every split is
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from stepjax.utils import is_integer
 
@@ -41,7 +42,7 @@ def _units(labels: np.ndarray, groups: np.ndarray | None) -> tuple[np.ndarray, n
     return uniq, counts.argmax(1)
 
 
-def _expand(unit_ids: np.ndarray, labels: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
+def _expand(unit_ids: np.ndarray, labels: np.ndarray, groups: npt.ArrayLike | None) -> np.ndarray:
     if groups is None:
         return np.sort(unit_ids)
     return np.sort(np.flatnonzero(np.isin(np.asarray(groups), unit_ids)))
@@ -67,8 +68,8 @@ def _check_seed(seed) -> int:
     return int(seed)
 
 
-def train_val_test_split(labels: Sequence[int], fractions: tuple[float, float, float] = (0.7, 0.2, 0.1),
-                         seed: int = 0, groups: Sequence | None = None, min_val_per_class: int = 0) -> Split:
+def train_val_test_split(labels: npt.ArrayLike, fractions: tuple[float, float, float] = (0.7, 0.2, 0.1),
+                         seed: int = 0, groups: npt.ArrayLike | None = None, min_val_per_class: int = 0) -> Split:
     """Stratified split into train / validation / test index sets.
 
     Each class of samples is shuffled with ``default_rng(seed)`` and cut at the cumulative ``fractions``
@@ -112,8 +113,8 @@ def _with_min_val(cuts: np.ndarray, n: int, min_val: int) -> np.ndarray:
     return np.array([n_train, n_train + n_val])
 
 
-def stratified_kfold(labels: Sequence[int], k: int = 5, seed: int = 0,
-                     groups: Sequence | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+def stratified_kfold(labels: npt.ArrayLike, k: int = 5, seed: int = 0,
+                     groups: npt.ArrayLike | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """``k`` stratified folds ``[(train_idx, test_idx)]``; every sample is tested exactly once."""
     labels = _check(labels)
     if not is_integer(k) or k < 2:
@@ -136,8 +137,8 @@ def stratified_kfold(labels: Sequence[int], k: int = 5, seed: int = 0,
     return folds
 
 
-def kfold_with_validation(labels: Sequence[int], k: int = 5, seed: int = 0, val_fraction: float = 0.2,
-                          groups: Sequence | None = None) -> list[Split]:
+def kfold_with_validation(labels: npt.ArrayLike, k: int = 5, seed: int = 0, val_fraction: float = 0.2,
+                          groups: npt.ArrayLike | None = None) -> list[Split]:
     """k-fold test folds, each training part split again (stratified) into train and validation."""
     labels = _check(labels)
     if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 < val_fraction < 1:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal, Mapping, Sequence
+from typing import Literal, Mapping, Sequence, cast
 
 import numpy as np
 
@@ -307,7 +307,7 @@ _ROTATION_PLANE = {0: (1, 2), 1: (2, 0), 2: (0, 1)}  # axis -> (i, j): e_i turns
 #: column ``k`` is the world direction of the segment's local axis ``k``. Columns are shared between
 #: frames (no copies), and elementwise arithmetic on them is much faster than stacked 3x3 products.
 Frame = tuple[np.ndarray, np.ndarray, np.ndarray]
-_WORLD: Frame = tuple(np.eye(3, dtype=np.float32)[:, k, None, None] for k in range(3))
+_WORLD: Frame = cast(Frame, tuple(np.eye(3, dtype=np.float32)[:, k, None, None] for k in range(3)))
 
 
 def _turn(frame: Frame, axis: int, degrees: np.ndarray) -> Frame:
@@ -326,7 +326,7 @@ def _turn(frame: Frame, axis: int, degrees: np.ndarray) -> Frame:
     columns[i] += s * frame[j]
     columns[j] = c * frame[j]
     columns[j] -= s * frame[i]
-    return tuple(columns)
+    return cast(Frame, tuple(columns))
 
 
 def _apply(frame: Frame, offset: np.ndarray) -> np.ndarray:

@@ -23,7 +23,7 @@ from stepjax.nn import JointBatchNorm, STGCNStack, batch_norm, dense, dropout, t
 
 Array = jax.Array
 
-TRUNKS = {
+TRUNKS: dict[str, dict[str, Any]] = {
     "real_only": dict(strides=(1, 2, 1), residuals=(True, True, True)),
     "hybrid": dict(strides=(1, 2, 2), residuals=(False, True, True)),
 }
@@ -95,6 +95,7 @@ class STEPClassifier(nn.Module):
         if train and gaits.shape[0] < 2:  # PyTorch's BatchNorm1d raises here too
             raise ValueError("training STEP needs batches of at least 2 gaits: fusion_bn normalises each feature "
                              "over the batch, so one gait gives all zeros and no gradient")
+        assert affective is not None  # refused at the top when num_affective is set
         h = jnp.concatenate([features, affective.astype(features.dtype)], axis=-1)
         h = batch_norm(train, self.init_scheme, name="fusion_bn")(h)
         if self.head == "official":

@@ -245,8 +245,8 @@ class CVAEDecoder(nn.Module):
         zy = jnp.concatenate([z, y], axis=-1)
         h = dense(hidden, scheme, zy.shape[-1], self.precision, name="fcn")(zy)
         if self.temporal_code == "modulated":  # h(t) = a(z, y) + B(z, y) code(t): z sets amplitudes and phases
-            code = jnp.asarray(sinusoidal_time_encoding(num_frames, self.code_dim, self.min_period,
-                                                        self.max_period), h.dtype)
+            code: Array | np.ndarray = jnp.asarray(sinusoidal_time_encoding(num_frames, self.code_dim, self.min_period,
+                                                                           self.max_period), h.dtype)
             b = dense(hidden * self.code_dim, scheme, zy.shape[-1], self.precision,
                       name="fcn_code")(zy).reshape(n, hidden, self.code_dim)
             # the modulated term starts at a's scale; a Python float (weakly typed) keeps float32 under x64

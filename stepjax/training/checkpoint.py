@@ -75,6 +75,8 @@ def check_compatible(saved: Mapping, current: Mapping, sections=RESUME_SECTIONS,
     dtypes = {(c.get("train") or {}).get("compute_dtype", "float32") for c in (saved, current)}
     if dtypes != {"float32"}:
         may_change = tuple(k for k in may_change if k not in IMPL_KEYS)
+    allowed: list[str]
+    diffs: list[str]
     allowed, diffs = [], []
     for s in sections:
         for d in _diff(saved.get(s), current.get(s), f"{s}."):
@@ -238,12 +240,12 @@ class RunCheckpoints:
                                 f"it was read: a run is training into {self.workdir}; retry, or wait until it has "
                                 "finished")
 
-    def read_meta(self, which: str = "latest", epoch: int | None = None) -> dict | None:
+    def read_meta(self, which: str = "latest", epoch: int | None = None) -> Mapping | None:
         """The metadata (``epoch``, ``config``, ...) stored with a checkpoint; ``None`` without one.
         :class:`CheckpointCorruptError` when it is missing or unreadable."""
         return self._reading(which, epoch, self._read_meta, lambda: None)
 
-    def _read_meta(self, mngr: ocp.CheckpointManager, epoch: int) -> dict:
+    def _read_meta(self, mngr: ocp.CheckpointManager, epoch: int) -> Mapping:
         self._check_items(mngr, epoch)
         try:
             meta = mngr.restore(epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]

@@ -12,6 +12,7 @@ import functools
 import json
 import os
 import time
+from typing import overload
 
 import jax
 import numpy as np
@@ -53,6 +54,12 @@ def classifier_run_config(cfg, workdir: str):
     return start_run_config(cfg, workdir)
 
 
+@overload
+def fit_classifier(cfg, workdir: str, *, progress: bool = ..., log=..., stop_after: None = ...,
+                   extra_train: tuple[np.ndarray, np.ndarray] | None = ...) -> dict: ...
+@overload
+def fit_classifier(cfg, workdir: str, *, progress: bool = ..., log=..., stop_after: int | None = ...,
+                   extra_train: tuple[np.ndarray, np.ndarray] | None = ...) -> dict | None: ...
 def fit_classifier(cfg, workdir: str, *, progress: bool = True, log=print, stop_after: int | None = None,
                    extra_train: tuple[np.ndarray, np.ndarray] | None = None) -> dict | None:
     """Trains a STEP classifier; returns the final report (test metrics of the best-val checkpoint). The real

@@ -28,7 +28,7 @@ import json
 import math
 import os
 import time
-from typing import Any, Callable
+from typing import Any, Callable, overload
 
 import jax
 import jax.numpy as jnp
@@ -67,7 +67,7 @@ _MODELS: dict[STEPGenCVAE, STEPGenCVAE] = {}
 
 def loss_weights(cfg) -> dict:
     """``generator_loss`` keyword arguments from ``cfg.loss`` with ``None`` resolved to the mode's defaults."""
-    loss = cfg.get("loss", {}) or {}
+    loss: Any = cfg.get("loss", {}) or {}  # a ConfigDict or a dict
     official = bool(loss.get("official", False))
     names = ("lambda_collapse", "lambda_drift", "beta")
     out = {n: float(d if loss.get(n) is None else loss.get(n)) for n, d in zip(names, default_loss_weights(official))}
@@ -150,7 +150,8 @@ def generator_train_step(state: TrainState, batch, rng: jax.Array, *, weights: d
     onehot = jax.nn.one_hot(batch.labels, num_classes, dtype=batch.gaits.dtype)
     weights = dict(weights)
     if warmup_steps:
-        ramp = jnp.minimum(1.0, (state.step + 1).astype(jnp.float32) / warmup_steps)
+        # step: an int32 array (create_generator_state), traced under jit
+        ramp = jnp.minimum(1.0, (state.step + 1).astype(jnp.float32) / warmup_steps)  # type: ignore[union-attr]
         weights.update({k: weights[k] * ramp for k in ("lambda_collapse", "lambda_drift", "beta")})
 
     def loss_fn(params):
@@ -251,6 +252,10 @@ def generator_run_config(cfg, workdir: str):
     return start_run_config(cfg, workdir, GENERATOR_RESUME_SECTIONS)
 
 
+@overload
+def fit_generator(cfg, workdir: str, *, progress: bool = ..., log=..., stop_after: None = ...) -> dict: ...
+@overload
+def fit_generator(cfg, workdir: str, *, progress: bool = ..., log=..., stop_after: int | None = ...) -> dict | None: ...
 def fit_generator(cfg, workdir: str, *, progress: bool = True, log=print, stop_after: int | None = None) -> dict | None:
     """Trains the STEP-Gen CVAE; returns the report of the best-validation checkpoint.
 

@@ -161,6 +161,7 @@ def fit_classifier_runs(cfg, workdir: str | None = None, *, progress: bool = Tru
     pipeline.check_labels_fit_model(raw.labels, pipeline.model_num_classes(cfg))
     pipeline.warn_if_ungrouped(raw, cfg.data)
     run_splits, runs = make_splits(cfg, raw)
+    r: dict | int  # a run's description here, a run's index below
     for r, s in zip(runs, run_splits):  # an empty validation split would keep the initial weights as "best"
         empty = [name for name in ("train", "val", "test") if len(getattr(s, name)) == 0]
         if empty:

@@ -39,7 +39,7 @@ def write_split(workdir: str, split, resumed: bool = False, fingerprint: str | N
     silently replaced."""
     if resumed:
         check_split(workdir, split, fingerprint, hint="train in a new workdir")
-    record = _split_parts(split)
+    record: dict[str, Any] = _split_parts(split)
     if fingerprint is not None:
         record["data_files_sha256"] = fingerprint
     path = os.path.join(workdir, SPLIT_FILE)
@@ -53,7 +53,7 @@ def _split_parts(split) -> dict[str, list[int]]:
     return {k: [int(i) for i in getattr(split, k)] for k in ("train", "val", "test")}
 
 
-def check_split(workdir: str, split, fingerprint: str | None = None, *, hint: str,
+def check_split(workdir: str | os.PathLike, split, fingerprint: str | None = None, *, hint: str,
                 parts: Sequence[str] = ("train", "val", "test")) -> None:
     """Raises :class:`~stepjax.training.checkpoint.ConfigMismatchError` when ``<workdir>/split.json`` records
     other train / val / test indices than ``split`` (the split a run's config gives now), or other data than
@@ -75,7 +75,7 @@ def check_split(workdir: str, split, fingerprint: str | None = None, *, hint: st
             f"{SPLIT_FILE}: the data file or the splitting changed since training); {hint}")
 
 
-def run_split(workdir: str, split, fingerprint: str | None, num_gaits: int, *, hint: str,
+def run_split(workdir: str | os.PathLike, split, fingerprint: str | None, num_gaits: int, *, hint: str,
               parts: Sequence[str] = ("train", "val", "test")):
     """The split a run trained with, for evaluating it: the indices its ``split.json`` records where it also
     records the data files and they are unchanged (``fingerprint``; the parts a run trained on, whatever the
@@ -165,6 +165,9 @@ class RunProgress:
         (e.g. :func:`stepjax.training.model_config.resolve_model_config` with ``saved=True``).
     """
 
+    best_score: tuple | None
+    best_epoch: int | None
+
     def __init__(self, workdir: str, cfg_json: dict, num_epochs: int, *,
                  sections: Sequence[str] = ckpt_lib.RESUME_SECTIONS, checkpoint_every: int = 1,
                  log: Callable = print, frames_recorded: bool = False,
@@ -185,7 +188,8 @@ class RunProgress:
         Also (re)writes ``config.json`` and trims ``metrics.jsonl`` to the restored epoch."""
         resume_epoch = self.ckpts.latest_epoch()
         if resume_epoch is not None:
-            changed = check_saved_config(self.ckpts.read_meta()["config"], self.cfg_json, sections=self.sections,
+            changed = check_saved_config(self.ckpts.read_meta()["config"],  # type: ignore[index]  # epoch found above
+                                         self.cfg_json, sections=self.sections,
                                          read_saved_config=self.read_saved_config,
                                          frames_recorded=self.frames_recorded)
             if changed:
@@ -239,12 +243,13 @@ class RunProgress:
         is_best = self.best_score is None or tuple(score) > self.best_score
         if is_best:
             self.best_score, self.best_epoch = tuple(score), epoch
+        assert self.best_score is not None  # set just above when it was None (is_best)
         self._meta = {"epoch": epoch, "config": self.cfg_json, "metrics": record,
                       "best_score": list(self.best_score), "best_epoch": self.best_epoch}
         last = epoch == self.num_epochs - 1
         if is_best or last or (epoch + 1) % self.checkpoint_every == 0:
             self.ckpts.save(epoch, tree, self._meta, best=is_best)
-        self.metrics_log.write(record)
+        self.metrics_log.write(record)  # type: ignore[union-attr]  # set by resume(), which every loop calls first
         return is_best
 
     def preempted(self, epoch: int, tree: Any, stop_after: int | None) -> bool:
@@ -252,7 +257,7 @@ class RunProgress:
         the run is not: a pre-empted job; re-running the same command resumes."""
         if stop_after is None or epoch + 1 - self.start_epoch < stop_after or epoch == self.num_epochs - 1:
             return False
-        self.ckpts.save(epoch, tree, self._meta, best=False)
+        self.ckpts.save(epoch, tree, self._meta, best=False)  # type: ignore[arg-type]  # set by end_epoch(epoch)
         self.ckpts.wait()
         self.ckpts.close()
         return True

@@ -30,7 +30,7 @@ import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 PROVENANCE_FILE = "provenance.jsonl"
 #: The libraries whose versions a run records (and compares on resume): the ones that shape the numbers.
@@ -103,6 +103,7 @@ def current(event: str, epoch: int | None = None) -> dict:
     commit, code_diff = git_state()
     devices = jax.devices()
     kinds = sorted({d.device_kind for d in devices})
+    config: Any = jax.config  # its flags are not in jax's type hints
     return {
         "event": event, "epoch": epoch,
         "time_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -110,8 +111,9 @@ def current(event: str, epoch: int | None = None) -> dict:
         "python": platform.python_version(), "packages": _package_versions(),
         "backend": jax.default_backend(), "devices": f"{len(devices)} x {', '.join(kinds)}",
         "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "jax_prng": f"{jax.config.jax_default_prng_impl}, "
-                    f"{'partitionable' if jax.config.jax_threefry_partitionable else 'not partitionable'}",
+        # (jax.config's flags are attributes made at run time: unknown to its type annotations)
+        "jax_prng": f"{config.jax_default_prng_impl}, "
+                    f"{'partitionable' if config.jax_threefry_partitionable else 'not partitionable'}",
         "xla_flags": os.environ.get("XLA_FLAGS"), "argv": list(sys.argv),
     }
 

@@ -92,7 +92,10 @@ def make_optimizer(cfg, steps_per_epoch: int | None,
     gradient of every parameter before the moments); ``'adamw'`` decouples the decay and skips
     non-kernel parameters; ``'sgd'`` is momentum SGD with coupled L2. The learning rate follows
     ``make_schedule(cfg, steps_per_epoch)``, or ``schedule`` when given (e.g. a table per vmapped run)."""
-    schedule = make_schedule(cfg, steps_per_epoch) if schedule is None else schedule
+    if schedule is None:
+        if steps_per_epoch is None:  # None comes with a schedule: the vmapped runs' per-run tables
+            raise ValueError("make_optimizer needs steps_per_epoch to place the learning-rate schedule, or a schedule")
+        schedule = make_schedule(cfg, steps_per_epoch)
     if cfg.optimizer == "adam_l2":
         tx = optax.chain(optax.add_decayed_weights(cfg.weight_decay), optax.scale_by_adam(),
                          optax.scale_by_learning_rate(schedule))
