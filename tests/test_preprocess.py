@@ -317,6 +317,18 @@ def test_preprocess_reference_and_align_options(reference):
     assert not np.allclose(first_frames[0], first_frames.mean(0), atol=1e-3)  # the two choices differ here
 
 
+def test_a_preprocessor_without_its_fitted_normalisation_says_so():
+    """A ``Preprocessor`` built by hand with affective features but no fitted normalisation: a ValueError that
+    says how to build one (was jnp's "None is not a valid value")."""
+    import ml_collections
+    from stepjax.data import pipeline
+
+    cfg = ml_collections.ConfigDict(dict(num_affective=27, align=True))
+    prep = pipeline.Preprocessor.from_config(cfg, np.zeros((16, 3), np.float32))
+    with pytest.raises(ValueError, match=r"27 affective features but holds no fitted normalisation .*fit_preprocessor"):
+        prep(jnp.zeros((2, 8, 16, 3)))
+
+
 def test_every_split_and_every_fitted_preprocessor_share_one_compiled_function(caplog):
     """The fitted arrays are arguments of the jitted preprocessing, not constants baked into it: splits of
     other sizes (chunks) and preprocessors fitted on other training sets (k-fold runs) compile once; the outputs

@@ -341,10 +341,13 @@ class Preprocessor:
         real frames of gaits tiled to a common length (:attr:`RawDataset.lengths`), ``None``: all frames."""
         if not self.num_affective:
             return None
+        if self.aff_center is None or self.aff_half_range is None:
+            raise ValueError(f"this Preprocessor computes {self.num_affective} affective features but holds no fitted "
+                             "normalisation (aff_center, aff_half_range): build it with fit_preprocessor, or "
+                             "Preprocessor.from_config with both arrays")
         feats = aff.affective_features(raw, lengths, official=self.affective_official, time_step=self.time_step,
                                        stride=self.num_affective == 29)
-        # num_affective > 0 comes with the fitted arrays (fit_preprocessor, the classifier's abstract preprocessor)
-        return aff.normalize(feats, aff.Normalizer(self.aff_center, self.aff_half_range))  # type: ignore[arg-type]
+        return aff.normalize(feats, aff.Normalizer(self.aff_center, self.aff_half_range))
 
     def __call__(self, raw: jax.Array, lengths: jax.Array | None = None) -> tuple[jax.Array, jax.Array | None]:
         return self.gaits(raw), self.affective(raw, lengths)
