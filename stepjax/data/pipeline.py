@@ -479,9 +479,10 @@ def prepare(cfg, extra_train: tuple[np.ndarray, np.ndarray] | None = None) -> di
                             "clip in train and test)" if grouped else "") + ")")
     if len(split.test) == 0 and split_fractions(cfg.data)[2] > 0:
         raise ValueError(f"split {tuple(cfg.data.split)} asks for a test set but leaves it empty "
-                         f"({gaits}" + ("; a grouped split moves whole subjects): use more gaits or "
-                         "subjects, data.group_by_subject=False," if grouped else "): use more gaits, a larger test "
-                         "fraction") + " or a test fraction of 0 for no test set")
+                         f"({gaits}" + (f"; a grouped split moves whole {_group_name(cfg.data).split(' ')[0]}): use "
+                         "more of them, data.group_by_subject=False (gaits of one subject or clip then sit in train "
+                         "and test)," if grouped else "): use more gaits, a larger test fraction")
+                         + " or a test fraction of 0 for no test set")
     train_raw, train_labels, train_len = raw.gaits[split.train], raw.labels[split.train], raw.lengths_at(split.train)
     if extra_train is not None:
         extra_gaits = np.asarray(extra_train[0], np.float32)
