@@ -525,6 +525,15 @@ def test_evaluate_generator_reports_fid_diversity_and_recognition(aug, tmp_path,
     for key in ("train_rec", "train_collapse", "train_drift", "val_collapse", "val_drift", "val_kl"):
         assert len(curves[key]) == len(curves["epoch"]) and np.all(np.isfinite(curves[key]))
     assert "validation loss, epoch 0 -> best" in format_report(report)
+    # a STEP+Aug generator's held-out part comes from the data's split as computed now: where that would hold
+    # gaits the generator trained on (the splitting changed since), the report is refused, not computed
+    real_outer = pipeline.outer_split
+    monkeypatch.setattr(pipeline, "outer_split", lambda raw, c: real_outer(raw, c)._replace(
+        test=np.asarray(result["generator_train_indices"][:3])))
+    with pytest.raises(ckpt_lib.ConfigMismatchError, match=r"test part as split now holds gaits .* trained"), \
+            pytest.warns(UserWarning, match="STEP model with affective features"):
+        evaluate_generator(os.path.join(workdir, GENERATOR_DIR), os.path.join(workdir, CLASSIFIER_DIR),
+                           num_per_class=8, seed=0)
 
 
 def test_evaluate_generator_restores_the_checkpoints_it_is_asked_for(aug, monkeypatch):
