@@ -49,8 +49,7 @@ def evaluate_workdir(workdir: str, split: str = "test", features: str | None = N
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
         raw = pipeline.load_source(cfg.data)
-        s = run_split(workdir, pipeline.split_dataset(raw, cfg.data), raw.fingerprint(), len(raw.labels),
-                      hint="evaluate it on named files with --features/--labels, or retrain",
+        s = run_split(workdir, raw, cfg.data, hint="evaluate it on named files with --features/--labels, or retrain",
                       parts=() if split == "all" else SPLITS[:3])
         idx = np.arange(len(raw.labels)) if split == "all" else getattr(s, split)
         if len(idx) == 0:
@@ -79,8 +78,7 @@ def check_no_training_gaits(workdir: str, cfg, gaits: np.ndarray, source: str) -
     check (files moved or changed since training)."""
     try:
         raw = pipeline.load_source(cfg.data)
-        s = run_split(workdir, pipeline.split_dataset(raw, cfg.data), raw.fingerprint(), len(raw.labels),
-                      hint="not checked")
+        s = run_split(workdir, raw, cfg.data, hint="not checked")
     except (OSError, ValueError) as e:
         why = ("its data or split is not the one it trained on" if isinstance(e, ConfigMismatchError) else
                f"its own data does not load as in training: {str(e).splitlines()[0][:200]}")

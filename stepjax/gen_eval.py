@@ -90,8 +90,7 @@ def evaluate_generator(gen_workdir: str, classifier_workdir: str, num_per_class:
     # the gaits it learnt from, and the held-out real test part of the data's split (a STEP+Aug generator's own
     # split has no test part: it never saw those gaits, evaluating against them afterwards is reporting only);
     # checked against the run's record before the sampling
-    split = run_split(gen_workdir, pipeline.split_dataset(raw, gen_cfg.data), raw.fingerprint(), len(raw.labels),
-                      hint="retrain the generator")
+    split = run_split(gen_workdir, raw, gen_cfg.data, hint="retrain the generator")
     if not len(split.test):
         split = split._replace(test=pipeline.outer_split(raw, gen_cfg.data).test)
     if np.intersect1d(split.test, np.concatenate([split.train, split.val])).size:

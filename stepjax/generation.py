@@ -152,8 +152,7 @@ def fit_latent_prior_from_run(workdir: str | os.PathLike, which: str = "best") -
 
     cfg, model, variables, prep = restore_generator(workdir, which)
     raw = pipeline.load_source(cfg.data)
-    split = run_split(workdir, pipeline.split_dataset(raw, cfg.data), raw.fingerprint(), len(raw.labels),
-                      hint="retrain the generator")
+    split = run_split(workdir, raw, cfg.data, hint="retrain the generator")
     return fit_latent_prior_on(model, variables, prep, raw.gaits[split.train], raw.labels[split.train])
 
 

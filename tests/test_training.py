@@ -102,32 +102,38 @@ def test_a_resumed_run_refuses_a_split_other_than_the_one_it_trained_on(tmp_path
     assert json.loads((workdir / "split.json").read_text()) == swapped  # the record is kept, not overwritten
 
 
-def test_evaluation_takes_the_recorded_split_of_unchanged_files(tmp_path):
+def test_evaluation_takes_the_recorded_split_of_unchanged_files(tmp_path, monkeypatch):
     """``eval.py`` evaluates a run on the parts it trained with: where ``split.json`` records the data files and
     they are unchanged, its indices, even where today's splitting code splits the same files otherwise (e.g.
     E-Gait keys of BVH windows, grouped by clip since 2026-12-05); without a record of the files (walkers) the
     split the config gives now must be the recorded one."""
+    from types import SimpleNamespace
+
+    from stepjax.data import pipeline
     from stepjax.data.splits import Split
     from stepjax.training.progress import run_split, write_split
 
     trained_with = Split(np.array([0, 1, 2, 3]), np.array([4, 5]), np.array([6, 7]))
     now = Split(np.array([0, 1, 2, 4]), np.array([3, 5]), np.array([6, 7]))
+    monkeypatch.setattr(pipeline, "split_dataset", lambda raw, data_cfg: now)  # what the config gives today
+    raw = lambda num_gaits, fingerprint: SimpleNamespace(labels=np.zeros(num_gaits), fingerprint=lambda: fingerprint)
     write_split(str(tmp_path), trained_with, fingerprint="ab12")
     for part in ("train", "val", "test"):
-        np.testing.assert_array_equal(getattr(run_split(str(tmp_path), now, "ab12", 8, hint=""), part),
+        np.testing.assert_array_equal(getattr(run_split(str(tmp_path), raw(8, "ab12"), None, hint=""), part),
                                       getattr(trained_with, part))
     with pytest.raises(ckpt_lib.ConfigMismatchError, match=r"\(train, val, the data files differ"):
-        run_split(str(tmp_path), now, "cd34", 8, hint="")  # other files under the path
+        run_split(str(tmp_path), raw(8, "cd34"), None, hint="")  # other files under the path
     with pytest.raises(ckpt_lib.ConfigMismatchError, match=r"not disjoint parts of the 7 gaits the data gives now"):
-        run_split(str(tmp_path), now, "ab12", 7, hint="")  # the same files load as fewer gaits now
+        run_split(str(tmp_path), raw(7, "ab12"), None, hint="")  # the same files load as fewer gaits now
     record = json.loads((tmp_path / "split.json").read_text())
     (tmp_path / "split.json").write_text(json.dumps({k: v for k, v in record.items() if k != "test"}))
     with pytest.raises(ckpt_lib.ConfigMismatchError, match=r"is not a split record \(KeyError\('test'\)\)"):
-        run_split(str(tmp_path), now, "ab12", 8, hint="")
-    write_split(str(tmp_path), trained_with)  # no record of the files: compared through the split
-    assert run_split(str(tmp_path), trained_with, None, 8, hint="") is trained_with
+        run_split(str(tmp_path), raw(8, "ab12"), None, hint="")
+    write_split(str(tmp_path), now)  # no record of the files: compared through the split
+    assert run_split(str(tmp_path), raw(8, None), None, hint="") is now
+    write_split(str(tmp_path), trained_with)
     with pytest.raises(ckpt_lib.ConfigMismatchError, match=r"train, val differ"):
-        run_split(str(tmp_path), now, None, 8, hint="")
+        run_split(str(tmp_path), raw(8, None), None, hint="")
 
 
 def test_eval_scores_the_recorded_test_part_where_the_files_are_unchanged(trained, monkeypatch, tmp_path):

@@ -75,44 +75,52 @@ def check_split(workdir: str | os.PathLike, split, fingerprint: str | None = Non
             f"{SPLIT_FILE}: the data file or the splitting changed since training); {hint}")
 
 
-def run_split(workdir: str | os.PathLike, split, fingerprint: str | None, num_gaits: int, *, hint: str,
+def run_split(workdir: str | os.PathLike, raw, data_cfg, *, hint: str,
               parts: Sequence[str] = ("train", "val", "test")):
-    """The split a run trained with, for evaluating it: the indices its ``split.json`` records where it also
-    records the data files and they are unchanged (``fingerprint``; the parts a run trained on, whatever the
+    """The split a run trained with, for evaluating it on ``raw`` (its data as loaded now, a
+    :class:`~stepjax.data.pipeline.RawDataset`) under its data config ``data_cfg``: the indices its ``split.json``
+    records where it also records the data files and they are unchanged (the parts a run trained on, whatever the
     splitting code gives now, e.g. after a change of how keys are grouped), checked to be disjoint parts of the
-    ``num_gaits`` gaits loaded now; else ``split`` (the split its config gives now) once :func:`check_split` has
-    found it to be the recorded one (walkers: no files, so the data is compared through the split; runs from
-    before ``split.json``: nothing to compare). :class:`~stepjax.training.checkpoint.ConfigMismatchError` where
-    neither holds."""
+    gaits loaded now; else the split the config gives now, once :func:`check_split` has found it to be the
+    recorded one (walkers: no files, so the data is compared through the split; runs from before ``split.json``:
+    nothing to compare). :class:`~stepjax.training.checkpoint.ConfigMismatchError` where neither holds."""
     import numpy as np
 
+    from stepjax.data import pipeline, splits
+
+    fingerprint = raw.fingerprint()
     path = os.path.join(workdir, SPLIT_FILE)
     if fingerprint is not None and os.path.exists(path):
         with open(path) as f:
             recorded = json.load(f)
         if recorded.get("data_files_sha256") == fingerprint:
-            names = ("train", "val", "test")
             try:
-                idx = [np.asarray(recorded[k], np.int64).reshape(-1) for k in names]
+                idx = _recorded_parts(recorded)
             except (KeyError, TypeError, ValueError) as e:
                 raise ckpt_lib.ConfigMismatchError(f"{path} is not a split record ({e!r}); {hint}") from None
-            flat = np.concatenate(idx)
+            flat, num_gaits = np.concatenate(idx), len(raw.labels)
             if flat.size and (flat.min() < 0 or flat.max() >= num_gaits or len(np.unique(flat)) != flat.size):
                 raise ckpt_lib.ConfigMismatchError(
                     f"{path} records parts that are not disjoint parts of the {num_gaits} gaits the data gives now "
                     f"(the loader changed since training?); {hint}")
-            return type(split)(*idx)
+            return splits.Split(*idx)
+    split = pipeline.split_dataset(raw, data_cfg)
     check_split(workdir, split, fingerprint, hint=hint, parts=parts)
     return split
 
 
-def read_split(workdir: str) -> dict:
-    """``{'train', 'val', 'test'}`` int64 index arrays a run was trained with (``split.json``)."""
+def _recorded_parts(recorded: dict) -> list:
+    """The train / val / test int64 index arrays of a ``split.json`` record."""
     import numpy as np
 
+    return [np.asarray(recorded[k], np.int64).reshape(-1) for k in ("train", "val", "test")]
+
+
+def read_split(workdir: str) -> dict:
+    """``{'train', 'val', 'test'}`` int64 index arrays a run was trained with (``split.json``)."""
     with open(os.path.join(workdir, SPLIT_FILE)) as f:
         recorded = json.load(f)
-    return {k: np.asarray(recorded[k], np.int64) for k in ("train", "val", "test")}
+    return dict(zip(("train", "val", "test"), _recorded_parts(recorded)))
 
 
 class MetricsLog:
