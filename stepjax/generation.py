@@ -156,8 +156,26 @@ def fit_latent_prior_from_run(workdir: str | os.PathLike, which: str = "best") -
     return fit_latent_prior_on(model, variables, prep, raw.gaits[split.train], raw.labels[split.train])
 
 
+#: ``generate``'s ``chunk='auto'``: gaits per decoder call on XLA:CPU, where 32 keep a chunk's activations in the
+#: core's L2 cache (4,000 official decodings 1.8 s against 2.4 s with chunks of 256; bench/NOTES.md, session 19),
+#: and on other backends (GPU: fewer, larger kernels; 256 was the earlier default there).
+AUTO_CHUNK = {"cpu": 32, "other": 256}
+
+
+def resolve_chunk(chunk: int | str | None) -> int | None:
+    """``chunk`` as :func:`generate` uses it: ``'auto'`` becomes :data:`AUTO_CHUNK` for the default backend; an
+    integer >= 1 or ``None`` (no chunking) stays; anything else is a ``ValueError``."""
+    if chunk is None:
+        return None
+    if isinstance(chunk, str) and chunk == "auto":
+        return AUTO_CHUNK["cpu" if jax.default_backend() == "cpu" else "other"]
+    if isinstance(chunk, str) or not is_integer(chunk) or chunk < 1:
+        raise ValueError(f"chunk must be an integer >= 1, 'auto' or None, got {chunk!r}")
+    return int(chunk)
+
+
 def generate(model: STEPGenCVAE, variables, labels: jax.Array, rng: jax.Array, num_frames: int = 75,
-             official_sampler: bool = False, chunk: int | None = 256, prior: LatentPrior | None = None,
+             official_sampler: bool = False, chunk: int | str | None = "auto", prior: LatentPrior | None = None,
              official_train_bn: bool = False) -> jax.Array:
     """Samples one gait per label: ``(N, num_frames, 16, 3)`` in the CVAE's aligned frame (jitted; ``model``,
     ``num_frames``, ``official_sampler``, ``chunk`` and ``official_train_bn`` are static).
@@ -170,7 +188,8 @@ def generate(model: STEPGenCVAE, variables, labels: jax.Array, rng: jax.Array, n
       num_frames: frames to decode (any length; the model was trained on ``cfg.data.num_frames``).
       official_sampler: ``z = 3 * randn - 1.5`` (official bug 14) instead of ``z ~ N(0, I)``.
       chunk: decode in chunks of this many gaits with ``lax.map`` (bounds the activation memory);
-        ``None`` decodes all at once. Same numbers either way (up to float rounding).
+        ``None`` decodes all at once; ``'auto'`` (default): :data:`AUTO_CHUNK` (32 on CPU). Same numbers
+        either way (up to float rounding).
       prior: a fitted per-class :class:`LatentPrior` (:func:`fit_latent_prior_from_run`) instead of N(0, I).
       official_train_bn: decode as the official ``Processor.generate`` does (bug 14: no ``model.eval()``): every
         BatchNorm uses the statistics of the one gait being decoded (the official code decodes one gait per
@@ -192,15 +211,13 @@ def generate(model: STEPGenCVAE, variables, labels: jax.Array, rng: jax.Array, n
     if not is_integer(num_frames) or num_frames < MIN_FRAMES:
         raise ValueError(f"num_frames must be an integer >= {MIN_FRAMES} (a gait's jerk needs 4 frames), "
                          f"got {num_frames!r}")
-    if chunk is not None and (not is_integer(chunk) or chunk < 1):
-        raise ValueError(f"chunk must be an integer >= 1 or None, got {chunk!r}")
+    chunk = resolve_chunk(chunk)
     _check_key(rng)
     if prior is not None and not isinstance(prior, LatentPrior):
         raise TypeError(f"prior must be a LatentPrior (fit_latent_prior_from_run / fit_latent_prior) or None, got "
                         f"{type(prior).__name__} {prior!r:.60}")
     onehot = onehot_labels(labels, model.num_classes, check_rows=True)  # checks concrete labels before tracing
-    return _generate(model, variables, onehot, rng, int(num_frames), official_sampler,
-                     None if chunk is None else int(chunk), prior,
+    return _generate(model, variables, onehot, rng, int(num_frames), official_sampler, chunk, prior,
                      official_train_bn)
 
 
@@ -274,13 +291,14 @@ def restore_generator(workdir: str | os.PathLike, which: str = "best"):
 
 
 def make_generate_fn(model: STEPGenCVAE, num_frames: int = 75, official_sampler: bool = False) -> Callable:
-    """The pure ``generate_fn(variables, labels, rng, *, num_frames=..., official_sampler=..., chunk=256, prior=None,
+    """The pure ``generate_fn(variables, labels, rng, *, num_frames=..., official_sampler=..., chunk='auto', prior=None,
     official_train_bn=False) -> gaits`` (``prior``: a fitted :class:`LatentPrior` instead of N(0, I); see
     :func:`generate`). The options are keyword-only: a prior passed in ``num_frames``'s place is a ``TypeError``.
     ``generate_fn.num_classes``: the model's classes (:func:`generate_per_class` samples each)."""
 
     def generate_fn(variables, labels, rng, *, num_frames: int = num_frames, official_sampler: bool = official_sampler,
-                    chunk: int | None = 256, prior: LatentPrior | None = None, official_train_bn: bool = False):
+                    chunk: int | str | None = "auto", prior: LatentPrior | None = None,
+                    official_train_bn: bool = False):
         return generate(model, variables, labels, rng, num_frames, official_sampler, chunk, prior, official_train_bn)
 
     generate_fn.num_classes = model.num_classes  # type: ignore[attr-defined]  # a documented attribute of the function

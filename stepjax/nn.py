@@ -349,7 +349,7 @@ def temporal_out_len(t_in: int, kernel_size: int, stride: int, pad: int) -> int:
 
 
 def temporal_conv_of_constant(x: Array, kernel: Array, num_frames: int, stride: int = 1,
-                              precision: Any = "highest") -> Array:
+                              precision: Any = "highest", time_major: bool = False) -> Array:
     """The temporal conv (no bias, 'same' padding ``(Kt-1)//2``) of an input that is constant in time.
 
     ``x (N, 1, V, C_in)`` stands for that frame repeated ``num_frames`` times; returns
@@ -358,6 +358,7 @@ def temporal_conv_of_constant(x: Array, kernel: Array, num_frames: int, stride: 
     inside the sequence, so the whole conv is one ``(N*V, C_in) @ (C_in, T_out*C_out)`` matmul against
     partial kernel sums: ``T_out*C_in*C_out`` MACs per (n, v), e.g. 9x fewer than 'dft' for the official
     decoder's first block (75 frames, Kt 75, 32 channels), whose input is the latent tiled over (T, V).
+    ``time_major``: ``x (1, N, V, C_in)`` and the result ``(T_out, N, V, C_out)``.
     """
     kt, _, ci, co = kernel.shape
     pad = (kt - 1) // 2
@@ -365,9 +366,9 @@ def temporal_conv_of_constant(x: Array, kernel: Array, num_frames: int, stride: 
     frame = np.arange(t_out)[:, None] * stride + np.arange(kt)[None, :] - pad  # input frame read by tap j at t
     inside = ((frame >= 0) & (frame < num_frames)).astype(np.float32)  # (T_out, Kt)
     partial = jnp.einsum("tj,jco->cto", inside.astype(kernel.dtype), kernel[:, 0], precision=precision)
-    n, _, v, _ = x.shape
+    n, v = x.shape[1 if time_major else 0], x.shape[2]
     y = jnp.dot(x.reshape(n * v, ci), partial.reshape(ci, t_out * co), precision=precision)
-    return jnp.transpose(y.reshape(n, v, t_out, co), (0, 2, 1, 3))
+    return jnp.transpose(y.reshape(n, v, t_out, co), (2, 0, 1, 3) if time_major else (0, 2, 1, 3))
 
 
 def _conv_temporal_conv(x: Array, kernel: Array, stride: int, pad: int, precision) -> Array:
@@ -535,7 +536,7 @@ def _dft_matrices(t_in: int, kt: int, stride: int, pad: int) -> tuple[np.ndarray
     return fx, fk, gy
 
 
-def _dft_temporal_conv(x: Array, kernel: Array, stride: int, pad: int, precision) -> Array:
+def _dft_temporal_conv(x: Array, kernel: Array, stride: int, pad: int, precision, time_major: bool = False) -> Array:
     """'dft': the convolution theorem with the (real) DFTs written as matmuls against constant matrices
     (no FFT op), on the polyphase split of :func:`_dft_matrices`: a stride s becomes s phases of
     ``T_p = ceil(T_in/s)`` frames, transformed at about half the circular length at stride 2 (at stride 1
@@ -556,19 +557,21 @@ def _dft_temporal_conv(x: Array, kernel: Array, stride: int, pad: int, precision
 
     MACs per (n, v): :func:`temporal_conv_macs`; for Kt = T = 75 about 8x (C = 32) to 13x (C = 64) fewer than
     the direct form at stride 1; at stride 2 the polyphase split cuts another 25 % (the official block 1:
-    1.52M -> 1.14M per joint). Computed in at least float32. (bench/NOTES.md: the single 2x2-block real matmul
+    1.52M -> 1.14M per joint). Computed in at least float32. ``time_major``: ``x (T_in, N, V, C_in)`` and the
+    result ``(T_out, N, V, C_out)``, no transpose at all. (bench/NOTES.md: the single 2x2-block real matmul
     this replaced was up to 30 % slower, the most at batch 1; the stride folded into the inverse's lags
     (every lag transformed, the needed ones read back) was 4-7 % slower per train step with strided layers,
     the same at batch 1.)
     """
-    n, t_in, v, ci = x.shape
+    xt = x if time_major else jnp.transpose(x, (1, 0, 2, 3))
+    t_in, n, v, ci = xt.shape
     kt, _, _, co = kernel.shape
     s = stride
     dtype = jnp.promote_types(x.dtype, jnp.float32)
     fx, fk, gy = (m.astype(dtype) for m in _dft_matrices(t_in, kt, s, pad))
     nf, t_phase = fx.shape[1:]
     t_out = gy.shape[0]
-    xt = jnp.transpose(x.astype(dtype), (1, 0, 2, 3))
+    xt = xt.astype(dtype)
     xt = jnp.pad(xt, ((0, s * t_phase - t_in), (0, 0), (0, 0), (0, 0))).reshape(t_phase, s * n * v * ci)
     xr, xi = jnp.dot(fx.reshape(2 * nf, t_phase), xt, precision=precision).reshape(2, nf * s, n * v, ci)
     lead = -pad % s  # zero taps before tap 0 on the (R, s) grid of fk's offsets r and phases p
@@ -578,8 +581,8 @@ def _dft_temporal_conv(x: Array, kernel: Array, stride: int, pad: int, precision
     bmm = lambda a, b: jax.lax.dot_general(a, b, (((2,), (1,)), ((0,), (0,))), precision=precision)
     t1, t2, t3 = (bmm(a, b).reshape(nf, s, n * v * co) for a, b in ((xr, kr), (xi, ki), (xr + xi, kr + ki)))
     yf = jnp.stack([t1 - t2, t3 - t1 - t2]).sum(axis=2).reshape(2 * nf, n * v * co)  # sum over the phases
-    y = jnp.dot(gy, yf, precision=precision)
-    return jnp.transpose(y.reshape(t_out, n, v, co), (1, 0, 2, 3)).astype(x.dtype)
+    y = jnp.dot(gy, yf, precision=precision).reshape(t_out, n, v, co)
+    return (y if time_major else jnp.transpose(y, (1, 0, 2, 3))).astype(x.dtype)
 
 
 _TEMPORAL_FNS: dict[str, Callable] = {
@@ -658,14 +661,23 @@ def select_temporal_impl(kernel_size: int, stride: int, t_in: int, c_in: int, c_
     return min(("dft", "conv_1dgrad", "toeplitz"), key=lambda impl: cost[impl])  # ties -> 'dft'
 
 
-def temporal_conv(x: Array, kernel: Array, stride: int = 1, impl: str = "auto", precision: Any = "highest") -> Array:
+def temporal_conv(x: Array, kernel: Array, stride: int = 1, impl: str = "auto", precision: Any = "highest",
+                  time_major: bool = False) -> Array:
     """Functional temporal conv (no bias): ``x (N, T, V, C_in)``, ``kernel (Kt, 1, C_in, C_out)``, 'same'
-    padding ``(Kt-1)//2`` on time, ``stride`` on time. ``impl`` is one of :data:`TEMPORAL_IMPLS`."""
+    padding ``(Kt-1)//2`` on time, ``stride`` on time. ``impl`` is one of :data:`TEMPORAL_IMPLS`.
+    ``time_major``: ``x (T, N, V, C_in)`` and the result ``(T', N, V, C_out)`` ('dft' computes in that layout
+    without a transpose; the other formulations transpose in and out)."""
     if impl not in TEMPORAL_IMPLS:
         raise ValueError(f"unknown temporal conv impl {impl!r}; choose one of {TEMPORAL_IMPLS}")
     kt = kernel.shape[0]
+    t_axis, n_axis = (0, 1) if time_major else (1, 0)
     if impl == "auto":
-        impl = select_temporal_impl(kt, stride, x.shape[1], x.shape[-1], kernel.shape[-1], x.shape[0])
+        impl = select_temporal_impl(kt, stride, x.shape[t_axis], x.shape[-1], kernel.shape[-1], x.shape[n_axis])
+    if impl == "dft":
+        return _dft_temporal_conv(x, kernel, stride, (kt - 1) // 2, precision, time_major)
+    if time_major:
+        y = _TEMPORAL_FNS[impl](jnp.swapaxes(x, 0, 1), kernel, stride, (kt - 1) // 2, precision)
+        return jnp.swapaxes(y, 0, 1)
     return _TEMPORAL_FNS[impl](x, kernel, stride, (kt - 1) // 2, precision)
 
 
@@ -686,6 +698,7 @@ class TemporalConv(nn.Module):
     * ``'dft'``: convolution theorem with matmul DFTs (fewest FLOPs for long kernels).
 
     The custom-VJP impls support reverse-mode AD only (``jax.grad``/``vjp``), not ``jax.jvp``.
+    ``time_major=True``: inputs and outputs are ``(T, N, V, C)`` (see :class:`STGCNBlock`).
     """
 
     features: int
@@ -694,6 +707,7 @@ class TemporalConv(nn.Module):
     impl: str = "auto"
     init_scheme: str = "default"
     precision: Any = "highest"
+    time_major: bool = False
 
     @nn.compact
     def __call__(self, x: Array, num_frames: int | None = None) -> Array:
@@ -706,8 +720,9 @@ class TemporalConv(nn.Module):
         kernel = self.param("kernel", inits["kernel"], shape, jnp.float32).astype(x.dtype)
         bias = self.param("bias", inits["bias_for"](shape), (self.features,), jnp.float32).astype(x.dtype)
         if num_frames is not None:
-            return temporal_conv_of_constant(x, kernel, num_frames, self.stride, self.precision) + bias
-        return temporal_conv(x, kernel, self.stride, self.impl, self.precision) + bias
+            return temporal_conv_of_constant(x, kernel, num_frames, self.stride, self.precision,
+                                             self.time_major) + bias
+        return temporal_conv(x, kernel, self.stride, self.impl, self.precision, self.time_major) + bias
 
 
 def with_impls(model: ModuleT, temporal_impl: str | None = None, graph_impl: str | None = None) -> ModuleT:
@@ -739,6 +754,10 @@ class STGCNBlock(nn.Module):
 
     ``temporal_impl`` and ``graph_impl`` choose how :class:`TemporalConv` and :class:`GraphConv` compute (same
     parameters and numbers; ``'auto'`` picks per layer shape).
+
+    ``time_major=True``: the block takes and returns ``(T, N, V, C)`` (with ``num_frames``, ``(1, N, V, C)``):
+    the 'dft' temporal conv then needs no transpose. Every other layer treats the leading axes alike, so the
+    numbers are the same, except the dropout masks (drawn for the other layout).
     """
 
     features: int
@@ -752,11 +771,13 @@ class STGCNBlock(nn.Module):
     init_scheme: str = "default"
     precision: Any = "highest"
     graph_impl: str = "auto"
+    time_major: bool = False
 
     @nn.compact
     def __call__(self, x: Array, train: bool, num_frames: int | None = None) -> Array:
-        if num_frames is not None and x.shape[1] != 1:
-            raise ValueError(f"with num_frames the input must be one frame (N, 1, V, C), got {x.shape}")
+        if num_frames is not None and x.shape[0 if self.time_major else 1] != 1:
+            layout = "(1, N, V, C)" if self.time_major else "(N, 1, V, C)"
+            raise ValueError(f"with num_frames the input must be one frame {layout}, got {x.shape}")
         if self.kernel_size % 2 != 1:  # 'same' padding (Kt-1)/2 on both sides needs an odd kernel (as official)
             raise ValueError(f"STGCNBlock needs an odd temporal kernel_size, got {self.kernel_size}")
         if not self.residual:
@@ -765,13 +786,13 @@ class STGCNBlock(nn.Module):
             res = x
         else:
             res = dense(self.features, self.init_scheme, x.shape[-1], self.precision,
-                        name="residual_proj")(x[:, ::self.stride])
+                        name="residual_proj")(x[::self.stride] if self.time_major else x[:, ::self.stride])
             res = batch_norm(train, self.init_scheme, name="residual_bn")(res)
         h = GraphConv(self.features, self.adjacency, edge_importance=self.edge_importance,
                       init_scheme=self.init_scheme, precision=self.precision, impl=self.graph_impl, name="gcn")(x)
         h = nn.relu(batch_norm(train, self.init_scheme, name="gcn_bn")(h))
         h = TemporalConv(self.features, self.kernel_size, self.stride, self.temporal_impl, self.init_scheme,
-                         self.precision, name="tcn")(h, num_frames)
+                         self.precision, self.time_major, name="tcn")(h, num_frames)
         h = batch_norm(train, self.init_scheme, name="tcn_bn")(h)
         h = dropout(self.dropout, train)(h)
         return nn.relu(h + res)  # a time-constant residual broadcasts over the frames
@@ -779,7 +800,8 @@ class STGCNBlock(nn.Module):
 
 class STGCNStack(nn.Module):
     """A sequence of :class:`STGCNBlock` with per-block channels, strides and residual flags:
-    ``(N, T, V, C_in) -> (N, T', V, channels[-1])``, ``T'`` = T divided by the strides (rounded up)."""
+    ``(N, T, V, C_in) -> (N, T', V, channels[-1])``, ``T'`` = T divided by the strides (rounded up); with
+    ``time_major=True``, ``(T, N, V, C_in) -> (T', N, V, channels[-1])`` (see :class:`STGCNBlock`)."""
 
     channels: Sequence[int]
     strides: Sequence[int]
@@ -792,6 +814,7 @@ class STGCNStack(nn.Module):
     init_scheme: str = "default"
     precision: Any = "highest"
     graph_impl: str = "auto"
+    time_major: bool = False
 
     @nn.compact
     def __call__(self, x: Array, train: bool, num_frames: int | None = None) -> Array:
@@ -803,6 +826,6 @@ class STGCNStack(nn.Module):
             x = STGCNBlock(c, self.adjacency, kernel_size=self.kernel_size, stride=s, residual=r,
                            edge_importance=self.edge_importance, dropout=self.dropout,
                            temporal_impl=self.temporal_impl, graph_impl=self.graph_impl,
-                           init_scheme=self.init_scheme, precision=self.precision,
+                           init_scheme=self.init_scheme, precision=self.precision, time_major=self.time_major,
                            name=f"block{i}")(x, train, num_frames if i == 0 else None)
         return x

@@ -371,3 +371,76 @@ def test_float32_stays_float32_under_x64():
             z = jnp.zeros((2, 4), jnp.float32)
             out = model.apply(variables, z, y, 12, method="decode")
         assert out.dtype == jnp.float32, (options, out.dtype)
+
+
+# ---- the decoder's mirror cells (stepjax.skeleton.equitable_partition) ----
+
+def _affine_residual(gaits: np.ndarray) -> float:
+    """Largest residual, relative to the right joint's spread, of the least-squares fit
+    ``right[..., c] = s * left[..., c] + b`` over every mirror pair of limb joints and coordinate."""
+    from stepjax import skeleton
+
+    worst = 0.0
+    for left, right in enumerate(skeleton.MIRROR_PERMUTATION):
+        if right <= left:
+            continue
+        for c in range(3):
+            a, b = gaits[..., left, c].ravel(), gaits[..., right, c].ravel()
+            design = np.stack([a, np.ones_like(a)], axis=1)
+            fit = np.linalg.lstsq(design, b, rcond=None)[0]
+            worst = max(worst, float(np.max(np.abs(design @ fit - b)) / max(b.std(), np.finfo(float).tiny)))
+    return worst
+
+
+def test_official_decoder_ties_each_right_limb_to_its_left_twin(io, eval_outputs):
+    """The decoder's input is the same vector at every joint and its trunk treats mirror-twin joints alike (their
+    places in the graph are symmetric; no per-joint parameter before the output BN), so every decoded right-limb
+    coordinate is an affine image of its left twin's, ``right = s * left + b`` with the output BN's per-joint
+    scales and shifts: the official generator cannot move the two legs independently (e.g. the right foot's
+    height is -0.90x the left's). Shown on the official code's own decodings (float64: residuals ~1e-12 of the
+    spread; float32, eval and train-mode BN: ~3e-4, rounding against small spreads) and on stepjax's."""
+    for key in ("decoded_gen_f64", "decoded_f64"):
+        assert _affine_residual(to_nhwc(io[key])) < 1e-9, key
+    for key in ("decoded_gen", "decoded_train_bn"):
+        assert _affine_residual(to_nhwc(io[key])) < 1e-3, key
+    assert _affine_residual(eval_outputs[2]["z_gen"]) < 1e-3
+    assert _affine_residual(to_nhwc(io["model_input"])) > 0.1  # real gaits are not tied
+
+
+@pytest.mark.parametrize("options", [OFFICIAL_OPTIONS, {}, dict(temporal_code="sinusoidal"),
+                                     dict(joint_embedding=True)], ids=["official", "default", "sinusoidal",
+                                                                       "joint_embedding"])
+def test_eval_decoding_on_the_mirror_cells_equals_decoding_every_joint(monkeypatch, options):
+    """In eval mode the decoder runs its trunk on one joint per mirror cell (10 of 16, time-major) and copies the
+    result to both twins: the same gaits as computing all 16 joints (``quotient_joints=False``), to float32
+    rounding, with random parameters and BN statistics everywhere. Not with a joint embedding (the input differs
+    per joint) and not in train mode (BatchNorm's batch statistics weigh every joint): there every joint runs,
+    bit for bit as before."""
+    from stepjax import nn as snn
+
+    joints = []
+    for name, fn in list(snn._GRAPH_FNS.items()):
+        monkeypatch.setitem(snn._GRAPH_FNS, name, lambda x, k, b, a, p, fn=fn: joints.append(a.shape[1]) or
+                            fn(x, k, b, a, p))
+    model = STEPGenCVAE(**SMALL, **options)
+    variables, _, y = _init(model, n=3)
+    rng = np.random.default_rng(1)
+    variables = jax.tree_util.tree_map_with_path(  # every parameter and statistic non-trivial
+        lambda path, a: jnp.asarray(np.abs(a) + 0.5 + rng.random(a.shape) if path[-1].key == "var"
+                                    else a + 0.3 * rng.standard_normal(a.shape), a.dtype), variables)
+    z = jnp.asarray(rng.standard_normal((3, 8)), jnp.float32)
+    full = model.clone(quotient_joints=False)
+    out = {}
+    for name, m in (("cells", model), ("every", full)):
+        for train in (False, True):
+            joints.clear()
+            out[name, train] = np.asarray(m.apply(variables, z, y, 30, train, method="decode",
+                                                  mutable=["batch_stats"] if train else False)[0 if train else ...])
+            out[name, train, "joints"] = sorted(set(joints))
+    tied = "joint_embedding" not in options
+    assert out["cells", False, "joints"] == [10 if tied else 16]
+    assert out["every", False, "joints"] == out["cells", True, "joints"] == out["every", True, "joints"] == [16]
+    want = out["every", False]
+    assert np.max(np.abs(out["cells", False] - want)) <= 1e-5 * np.max(np.abs(want))
+    np.testing.assert_array_equal(out["cells", True], out["every", True])
+    assert (_affine_residual(want) < 1e-4) == tied

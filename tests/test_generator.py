@@ -196,6 +196,12 @@ def test_generate_is_pure_under_jit_and_vmap(generator):
     assert jitted.shape == (6, 32, 16, 3) and np.all(np.isfinite(jitted))
     np.testing.assert_allclose(jitted, eager, atol=1e-5)
     np.testing.assert_allclose(generate(model, variables, labels, key, 32, chunk=4), eager, atol=1e-5)
+    from stepjax.generation import AUTO_CHUNK, resolve_chunk
+
+    assert resolve_chunk("auto") == AUTO_CHUNK["cpu"] == 32 and resolve_chunk(None) is None and resolve_chunk(7) == 7
+    many = jnp.arange(70) % 4  # chunk 'auto' (32 on CPU): two full chunks and a padded one
+    np.testing.assert_allclose(generate(model, variables, many, key, 32), generate(model, variables, many, key, 32,
+                                                                                   chunk=None), atol=1e-5)
     np.testing.assert_allclose(generate_fn(loaded_vars, jax.nn.one_hot(labels, 4), key), jitted, atol=1e-6)
     keys = jax.random.split(key, 3)
     mapped = jax.vmap(lambda k: generate_fn(loaded_vars, labels, k))(keys)
@@ -238,8 +244,8 @@ def test_generate_refuses_bad_labels_and_sizes(generator):
     for frames in (3, 4.5):
         with pytest.raises(ValueError, match="num_frames must be an integer >= 4"):
             generate_fn(loaded_vars, jnp.array([0]), key, num_frames=frames)
-    for chunk in (0, 1.5):
-        with pytest.raises(ValueError, match="chunk must be an integer >= 1"):
+    for chunk in (0, 1.5, "fast", True):
+        with pytest.raises(ValueError, match="chunk must be an integer >= 1, 'auto' or None"):
             generate_fn(loaded_vars, jnp.array([0, 1]), key, chunk=chunk)
     for rng, shown in ((0, "got int 0"), (jax.random.split(key, 3), r"\(3, 2\) \(a batch of keys: jax.vmap"),
                        (jax.random.split(jax.random.key(0), 3), r"\(3,\) \(a batch of keys")):  # once raw PRNG errors

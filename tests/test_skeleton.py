@@ -59,3 +59,71 @@ def test_side_convention_matches_egait_geometry():
             assert face[:, 2].mean() < 0, "head (face point) should point to -Z"
             assert p[:, [sk.LEFT_SHOULDER, sk.LEFT_ELBOW, sk.LEFT_HAND, sk.LEFT_HIP], 0].mean() < -0.05
             assert p[:, [sk.RIGHT_SHOULDER, sk.RIGHT_ELBOW, sk.RIGHT_HAND, sk.RIGHT_HIP], 0].mean() > 0.05
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Equitable partition: the joints a graph network fed the same input everywhere cannot tell apart
+# ------------------------------------------------------------------------------------------------------------
+
+def _set_partitions(n: int):
+    """Every partition of range(n) as a cell-id vector (restricted growth strings)."""
+    def grow(prefix, top):
+        if len(prefix) == n:
+            yield np.array(prefix)
+            return
+        for c in range(top + 2):
+            yield from grow(prefix + [c], max(top, c))
+    yield from grow([0], 0)
+
+
+def _is_equitable(a: np.ndarray, cells: np.ndarray) -> bool:
+    onehot = np.eye(cells.max() + 1)[cells]
+    received = np.einsum("kvw,vd->wkd", a, onehot)  # weight into w from each cell
+    return all(np.allclose(received[cells == e], received[cells == e][0], atol=1e-9) for e in range(cells.max() + 1))
+
+
+@pytest.mark.parametrize("official", [True, False])
+def test_equitable_partition_of_the_skeleton_pairs_each_joint_with_its_mirror_twin(official):
+    a = sk.spatial_adjacency(official=official)
+    cells = sk.equitable_partition(a)
+    for v in range(sk.NUM_JOINTS):
+        assert set(np.flatnonzero(cells == cells[v])) == {v, sk.MIRROR_PERMUTATION[v]}, sk.JOINT_NAMES[v]
+    assert cells.max() + 1 == 10 and _is_equitable(a, cells)
+    np.testing.assert_array_equal(cells[:4], [0, 1, 2, 3])  # numbered by their first joint
+    assert sk.quotient_adjacency(a, cells).shape == (3, 10, 10)
+
+
+def test_equitable_partition_is_the_coarsest_one_on_small_random_graphs():
+    """Against brute force over every partition of up to 7 joints: the result is equitable and every equitable
+    partition refines it (the coarsest one is unique). Graphs get planted symmetries (a random permutation's
+    orbits, weights averaged over its powers) so that the answer is not always the discrete partition."""
+    rng = np.random.default_rng(0)
+    nontrivial = 0
+    for trial in range(60):
+        v, k = rng.integers(2, 8), rng.integers(1, 4)
+        a = np.round(rng.random((k, v, v)), 1) * (rng.random((k, v, v)) < 0.5)
+        perm = rng.permutation(v)
+        powers = [np.arange(v)]
+        while not np.array_equal(p := perm[powers[-1]], np.arange(v)):
+            powers.append(p)
+        a = np.mean([a[:, p][:, :, p] for p in powers], axis=0)  # perm is now an automorphism
+        cells = sk.equitable_partition(a)
+        assert _is_equitable(a, cells)
+        assert all(cells[perm[i]] == cells[i] for i in range(v))  # an automorphism keeps every joint's cell
+        for other in _set_partitions(v):
+            if _is_equitable(a, other):  # refines ours: joints together in `other` are together in ours
+                assert all(cells[i] == cells[j] for i in range(v) for j in range(v) if other[i] == other[j])
+        nontrivial += cells.max() + 1 < v
+        # the quotient graph acts on one joint per cell as A acts on the cell-constant input
+        x = rng.standard_normal((cells.max() + 1, 3))
+        full = np.einsum("kvw,vc->kwc", a, x[cells])
+        q = np.einsum("kde,dc->kec", sk.quotient_adjacency(a, cells), x)
+        np.testing.assert_allclose(full, q[:, cells], atol=1e-12)
+    assert nontrivial > 20  # the planted symmetries were found
+
+
+def test_equitable_partition_rejects_a_bad_adjacency():
+    with pytest.raises(ValueError, match="finite"):
+        sk.equitable_partition(np.full((3, 16, 16), np.nan))
+    with pytest.raises(ValueError, match=r"\(K, V, V\)"):
+        sk.equitable_partition(np.zeros((16, 16)))

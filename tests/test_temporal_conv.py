@@ -341,3 +341,68 @@ def test_graph_auto_selection():
         assert snn.select_graph_impl(3, 16, cin, cout) == "joints_batched"
     assert snn.graph_conv_macs("dense_graph", 3, 16, 64, 3) == 16 * 64 * 16 * 3
     assert snn.graph_conv_macs("joints_batched", 3, 16, 64, 3) == 16 * 3 * 16 * 64 + 16 * 3 * 64 * 3
+
+
+def test_time_major_conv_equals_the_batch_major_one():
+    """``temporal_conv(x_tm, time_major=True)`` is the batch-major conv with time and batch swapped, for every
+    formulation ('dft' computes in that layout, the others transpose), values and input/kernel gradients."""
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.standard_normal((3, 19, 5, 4)), jnp.float32)
+    cases = [(9, 1), (9, 2), (75, 1), (4, 2)]
+    kernels = [jnp.asarray(rng.standard_normal((kt, 1, 4, 6)), jnp.float32) for kt, _ in cases]
+
+    def both(x, kernels):
+        out = []
+        for (kt, stride), k in zip(cases, kernels):
+            for impl in IMPLS + ("auto",):
+                plain = jax.vjp(lambda x, k: snn.temporal_conv(x, k, stride, impl), x, k)
+                tm = jax.vjp(lambda x, k: jnp.swapaxes(snn.temporal_conv(jnp.swapaxes(x, 0, 1), k, stride, impl,
+                                                                          time_major=True), 0, 1), x, k)
+                r = jnp.ones_like(plain[0]) + jnp.arange(plain[0].size, dtype=jnp.float32).reshape(plain[0].shape) / 97
+                out.append(((plain[0],) + plain[1](r), (tm[0],) + tm[1](r)))
+        return out
+
+    for want, got in jax.tree_util.tree_map(np.asarray, _run(both, x, kernels)):
+        for w, g in zip(want, got):
+            assert g.shape == w.shape
+            assert np.max(np.abs(g - w)) <= RTOL * np.max(np.abs(w))
+
+
+@pytest.mark.parametrize("stride,num_frames", [(1, None), (2, None), (1, 75), (2, 19)])
+def test_time_major_block_equals_the_batch_major_block(stride, num_frames):
+    """STGCNBlock(time_major=True) on ``(T, N, V, C)`` == the block on ``(N, T, V, C)``, swapped: same parameter
+    tree, eval- and train-mode outputs and BN statistics, gradients w.r.t. every parameter (a strided residual
+    projection slices time on the other axis; ``num_frames`` takes one frame ``(1, N, V, C)``)."""
+    a = np.asarray(skeleton.spatial_adjacency(), np.float32)
+    t = num_frames or 19
+    block = snn.STGCNBlock(6, a, 9, stride, edge_importance=False)
+    tm_block = block.clone(time_major=True)
+    rng = np.random.default_rng(4)
+    x = jnp.asarray(rng.standard_normal((3, 1 if num_frames else t, 16, 4)), jnp.float32)
+    variables = block.init(jax.random.PRNGKey(0), x, False, num_frames)
+    tm_variables = tm_block.init(jax.random.PRNGKey(0), jnp.swapaxes(x, 0, 1), False, num_frames)
+    assert jax.tree_util.tree_structure(tm_variables) == jax.tree_util.tree_structure(variables)
+    assert jax.tree_util.tree_map(np.shape, tm_variables) == jax.tree_util.tree_map(np.shape, variables)
+
+    def run(variables, x):
+        out = []
+        for b, swap in ((block, lambda a: a), (tm_block, lambda a: jnp.swapaxes(a, 0, 1))):
+            for train in (False, True):
+                def loss(params):
+                    y, upd = b.apply({"params": params, "batch_stats": variables["batch_stats"]}, swap(x), train,
+                                     num_frames, mutable=["batch_stats"])
+                    y = swap(y)
+                    return jnp.sum(y * jnp.cos(jnp.arange(y.size, dtype=jnp.float32).reshape(y.shape))), (y, upd)
+                (_, aux), grads = jax.value_and_grad(loss, has_aux=True)(variables["params"])
+                out.append((aux, grads))
+        return out
+
+    out = jax.tree_util.tree_map(np.asarray, _run(run, variables, x))
+    for want, got in zip(out[:2], out[2:]):
+        wants = jax.tree_util.tree_leaves(want)
+        floor = 3e-6 * max(np.max(np.abs(w)) for w in wants)  # gradients that are 0 analytically (BN'd biases)
+        for w, g in zip(wants, jax.tree_util.tree_leaves(got)):
+            assert g.shape == w.shape
+            assert np.max(np.abs(g - w)) <= RTOL * np.max(np.abs(w)) + floor
+    with pytest.raises(ValueError, match=r"one frame \(1, N, V, C\)"):
+        tm_block.apply(variables, jnp.zeros((2, 3, 16, 4)), False, 75)

@@ -160,13 +160,17 @@ def _check_gaits(x: Array) -> None:
         raise ValueError(f"gaits must be (N, T, {skeleton.NUM_JOINTS}, {skeleton.NUM_COORDS}), got {x.shape}")
 
 
-def _trunk(half: nn.Module, channels: Sequence[int], init_scheme: str) -> STGCNStack:
+def _trunk(half: nn.Module, channels: Sequence[int], init_scheme: str, adjacency: np.ndarray | None = None,
+           time_major: bool = False) -> STGCNStack:
     """The ST-GCN stack of either half (an encoder or decoder module, read for its shared fields): stride 1 and
-    a residual in every block, no edge importance (as the official CVAE)."""
-    return STGCNStack(tuple(channels), (1,) * len(channels), (True,) * len(channels),
-                      skeleton.spatial_adjacency(official=half.official_adjacency), half.kernel_size,
+    a residual in every block, no edge importance (as the official CVAE). ``adjacency``: the skeleton's partition
+    (``None``) or the decoder's quotient graph; ``time_major``: the stack's layout (same parameters)."""
+    if adjacency is None:
+        adjacency = skeleton.spatial_adjacency(official=half.official_adjacency)
+    return STGCNStack(tuple(channels), (1,) * len(channels), (True,) * len(channels), adjacency, half.kernel_size,
                       edge_importance=False, dropout=half.dropout, temporal_impl=half.temporal_impl,
-                      graph_impl=half.graph_impl, init_scheme=init_scheme, precision=half.precision, name="trunk")
+                      graph_impl=half.graph_impl, init_scheme=init_scheme, precision=half.precision,
+                      time_major=time_major, name="trunk")
 
 
 class CVAEEncoder(nn.Module):
@@ -209,6 +213,14 @@ class CVAEEncoder(nn.Module):
         return head("z_mean"), head("z_logvar")
 
 
+def _mirror_cells(official_adjacency: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The decoder's joint cells (:func:`stepjax.skeleton.equitable_partition`: the 10 mirror classes of the 16
+    joints) and its quotient graph ``(3, 10, 10)``."""
+    adjacency = skeleton.spatial_adjacency(official=official_adjacency)
+    cells = skeleton.equitable_partition(adjacency)
+    return cells, skeleton.quotient_adjacency(adjacency, cells)
+
+
 class CVAEDecoder(nn.Module):
     """``(z (N,Z), one-hot (N,K), num_frames) -> gaits (N, num_frames, V, 3)``. See the module docstring."""
 
@@ -228,6 +240,7 @@ class CVAEDecoder(nn.Module):
     graph_impl: str = "auto"
     init_scheme: str = "default"
     precision: Any = "highest"
+    quotient_joints: bool = True
 
     @nn.compact
     def __call__(self, z: Array, labels_onehot: Array, num_frames: int = 75, train: bool = False) -> Array:
@@ -264,9 +277,18 @@ class CVAEDecoder(nn.Module):
         channels = tuple(self.channels)
         if not self.official_output_relu:
             channels = channels[:-1] + (channels[-2] if len(channels) > 1 else hidden,)
-        h = _trunk(self, channels, scheme)(h, train, num_frames if h.shape[1] == 1 else None)
+        constant = num_frames if h.shape[1] == 1 else None
+        if self.quotient_joints and not train and not self.joint_embedding:  # the same input at every joint
+            cells, adjacency = _mirror_cells(self.official_adjacency)
+            h = jnp.swapaxes(h[:, :, :adjacency.shape[1]], 0, 1)  # one joint per cell, time-major
+            h = jnp.swapaxes(_trunk(self, channels, scheme, adjacency, time_major=True)(h, train, constant), 0, 1)
+        else:
+            cells = None
+            h = _trunk(self, channels, scheme)(h, train, constant)
         if not self.official_output_relu:
             h = dense(self.channels[-1], scheme, h.shape[-1], self.precision, name="output_proj")(h)
+        if cells is not None:
+            h = h[:, :, cells]  # every joint takes its cell's state
         return JointBatchNorm(scheme, name="data_bn")(h, train)
 
 
@@ -302,6 +324,7 @@ class STEPGenCVAE(nn.Module):
     graph_impl: str = "auto"
     init_scheme: str = "default"
     precision: Any = "highest"
+    quotient_joints: bool = True
 
     def __post_init__(self):
         tuple_fields(self, "encoder_channels", "decoder_channels")
@@ -317,7 +340,8 @@ class STEPGenCVAE(nn.Module):
         self.decoder = CVAEDecoder(channels=self.decoder_channels, temporal_code=self.temporal_code,
                                    code_dim=self.code_dim,
                                    joint_embedding=self.joint_embedding,
-                                   official_output_relu=self.official_output_relu, **common)
+                                   official_output_relu=self.official_output_relu,
+                                   quotient_joints=self.quotient_joints, **common)
 
     def encode(self, x: Array, labels_onehot: Array, train: bool = False) -> tuple[Array, Array]:
         return self.encoder(x, labels_onehot, train)
