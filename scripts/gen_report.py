@@ -35,6 +35,8 @@ VARIANTS = {
     "step_gen_official_form": ("STEP-Gen, official form (mean pooling, constant decoder input)", "push-pull",
                                OFFICIAL_INPUT_AND_POOLING),
     "baseline_cvae_official_form": ("Baseline-CVAE, official form", "L_o + KL", OFFICIAL_INPUT_AND_POOLING),
+    "step_gen_joint_embedding": ("STEP-Gen with a learned joint embedding (limbs not mirror-tied)", "push-pull",
+                                 {"model.joint_embedding": True}),
 }
 
 
