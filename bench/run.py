@@ -552,7 +552,7 @@ def _generation_rows(a, impl: str) -> list[dict]:
 
     comp = compile_time(jx_fn)
     # stepjax gets 5 rounds against the reference's 2 (2 minutes each on 2 cores): its median is then not only of
-    # calls made right after PyTorch's (session 19: 1.85-1.94 s vs 1.96-2.18 s right after it)
+    # calls made right after PyTorch's (session 19: 1.85-1.97 s vs 1.96-2.18 s right after it)
     r = interleaved({"ref": ref, "jax": jx_fn}, {"ref": 1 if a.quick else 2, "jax": 1 if a.quick else 5},
                     warmup=False)
     _, (du, _) = cvae_fwd_flops()
