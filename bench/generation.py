@@ -1,6 +1,6 @@
 """Generation time of the official and the default (phase-aware) STEP-Gen decoders, interleaved.
 
-    python bench/generation.py                       # 4,000 gaits, T = 75, chunks of 256 (generate's default)
+    python bench/generation.py                       # 4,000 gaits, T = 75, generate's chunk 'auto' (32 on CPU)
     python bench/generation.py --num 4000 --chunk 128 --rounds 5
 
 ``stepjax.generation.generate`` (N(0, I) prior, output to numpy) for ``STEPGenCVAE(**OFFICIAL_OPTIONS)`` (the
@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stepjax.generation import generate
+from stepjax.generation import generate, resolve_chunk
 from stepjax.models.cvae import OFFICIAL_OPTIONS, STEPGenCVAE
 
 
@@ -27,9 +27,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--num", type=int, default=4000, help="gaits per call")
     p.add_argument("--frames", type=int, default=75)
-    p.add_argument("--chunk", type=int, default=256, help="generate's chunk (gaits per decoder call)")
+    p.add_argument("--chunk", default="auto", help="generate's chunk (gaits per decoder call; 'auto': 32 on CPU)")
     p.add_argument("--rounds", type=int, default=3)
     args = p.parse_args()
+    args.chunk = resolve_chunk(args.chunk if args.chunk == "auto" else int(args.chunk))
     models = {"official": STEPGenCVAE(**OFFICIAL_OPTIONS), "default": STEPGenCVAE()}
     labels = jnp.asarray(np.arange(args.num) % 4)
     x, y = jnp.zeros((1, args.frames, 16, 3)), jnp.zeros((1, 4))

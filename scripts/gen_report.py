@@ -25,9 +25,10 @@ sys.path.insert(0, os.path.join(PROJECT_ROOT, "configs"))
 
 #: name -> (description, loss, overrides of configs/step_gen.py as {"section.key": value}); 'full' = the
 #: kernel that spans the clip (configs/step_gen.py's 75 taps at T = 75, like the official CVAE)
-OFFICIAL_INPUT_AND_POOLING = {"model.temporal_code": "none", "model.temporal_pooling": "mean"}
+OFFICIAL_INPUT_AND_POOLING = {"model.temporal_code": "none", "model.temporal_pooling": "mean",
+                              "model.joint_embedding": False}
 VARIANTS = {
-    "step_gen": ("STEP-Gen (configs/step_gen.py: phase-aware, loss warm-up)", "push-pull", {}),
+    "step_gen": ("STEP-Gen (configs/step_gen.py: phase-aware, joint embedding, loss warm-up)", "push-pull", {}),
     "baseline_cvae": ("Baseline-CVAE (same net and recipe)", "L_o + KL", {}),
     "step_gen_no_warmup": ("STEP-Gen without the loss warm-up", "push-pull", {"loss.warmup_epochs": 0.0}),
     "step_gen_additive": ("STEP-Gen, mean pooling + additive sinusoidal decoder code", "push-pull",
@@ -35,8 +36,8 @@ VARIANTS = {
     "step_gen_official_form": ("STEP-Gen, official form (mean pooling, constant decoder input)", "push-pull",
                                OFFICIAL_INPUT_AND_POOLING),
     "baseline_cvae_official_form": ("Baseline-CVAE, official form", "L_o + KL", OFFICIAL_INPUT_AND_POOLING),
-    "step_gen_joint_embedding": ("STEP-Gen with a learned joint embedding (limbs not mirror-tied)", "push-pull",
-                                 {"model.joint_embedding": True}),
+    "step_gen_mirror_tied": ("STEP-Gen without the joint embedding (mirror-tied limbs, as officially)", "push-pull",
+                             {"model.joint_embedding": False}),
 }
 
 

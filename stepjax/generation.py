@@ -163,8 +163,9 @@ AUTO_CHUNK = {"cpu": 32, "other": 256}
 
 
 def resolve_chunk(chunk: int | str | None) -> int | None:
-    """``chunk`` as :func:`generate` uses it: ``'auto'`` becomes :data:`AUTO_CHUNK` for the default backend; an
-    integer >= 1 or ``None`` (no chunking) stays; anything else is a ``ValueError``."""
+    """``chunk`` as :func:`generate` uses it: ``'auto'`` becomes :data:`AUTO_CHUNK` for JAX's default backend
+    (``jax.default_backend()``, not a device chosen with ``jax.default_device``: pass an integer there); an integer
+    >= 1 or ``None`` (no chunking) stays; anything else is a ``ValueError``."""
     if chunk is None:
         return None
     if isinstance(chunk, str) and chunk == "auto":

@@ -673,12 +673,12 @@ def temporal_conv(x: Array, kernel: Array, stride: int = 1, impl: str = "auto", 
     t_axis, n_axis = (0, 1) if time_major else (1, 0)
     if impl == "auto":
         impl = select_temporal_impl(kt, stride, x.shape[t_axis], x.shape[-1], kernel.shape[-1], x.shape[n_axis])
-    if impl == "dft":
-        return _dft_temporal_conv(x, kernel, stride, (kt - 1) // 2, precision, time_major)
+    fn = _TEMPORAL_FNS[impl]
+    if impl == "dft":  # computes in either layout
+        return fn(x, kernel, stride, (kt - 1) // 2, precision, time_major=time_major)
     if time_major:
-        y = _TEMPORAL_FNS[impl](jnp.swapaxes(x, 0, 1), kernel, stride, (kt - 1) // 2, precision)
-        return jnp.swapaxes(y, 0, 1)
-    return _TEMPORAL_FNS[impl](x, kernel, stride, (kt - 1) // 2, precision)
+        return jnp.swapaxes(fn(jnp.swapaxes(x, 0, 1), kernel, stride, (kt - 1) // 2, precision), 0, 1)
+    return fn(x, kernel, stride, (kt - 1) // 2, precision)
 
 
 class TemporalConv(nn.Module):
@@ -818,8 +818,8 @@ class STGCNStack(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array, train: bool, num_frames: int | None = None) -> Array:
-        """``num_frames``: ``x (N, 1, V, C)`` is time-constant (see :class:`STGCNBlock`); only the first block
-        can use that, the later ones see its time-varying output."""
+        """``num_frames``: ``x (N, 1, V, C)`` (time-major: ``(1, N, V, C)``) is time-constant (see
+        :class:`STGCNBlock`); only the first block can use that, the later ones see its time-varying output."""
         if not len(self.channels) == len(self.strides) == len(self.residuals):
             raise ValueError("channels, strides and residuals must have the same length")
         for i, (c, s, r) in enumerate(zip(self.channels, self.strides, self.residuals)):

@@ -16,6 +16,7 @@ convolution computes ``out[..., w] = sum_k sum_v x_k[..., v] * A[k, v, w]``.
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -116,49 +117,64 @@ def spatial_adjacency(official: bool = False, num_node: int = NUM_JOINTS,
     return np.stack([a_self, a_in, a_out])
 
 
-def equitable_partition(adjacency: np.ndarray, decimals: int = 9) -> np.ndarray:
+def _received(a: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """``(W, K, D)``: the weight each joint w receives from each cell d in partition k, ``sum_{v in d} A[k, v, w]``,
+    each sum correctly rounded (``math.fsum``): equal multisets of weights give bit-equal sums in any order."""
+    k, v, w = a.shape
+    members = [np.flatnonzero(cells == d) for d in range(int(cells.max()) + 1)]
+    return np.array([[[math.fsum(a[kk, m, j]) for m in members] for kk in range(k)] for j in range(w)])
+
+
+def equitable_partition(adjacency: np.ndarray) -> np.ndarray:
     """The joints that a graph network fed the *same* input at every joint cannot tell apart: cell ids ``(V,)``.
 
-    The coarsest equitable partition of the weighted graph (colour refinement started from one cell): two joints
-    share a cell iff, for every partition ``k`` and every cell ``d``, the weight they receive from ``d``,
-    ``sum_{v in d} A[k, v, w]``, is the same. A layer that mixes joints through ``A`` and otherwise treats every
-    joint alike (projections, temporal convolutions, per-channel BatchNorm, ReLU, residuals) maps a cell-constant
-    input to a cell-constant output, so such a stack can run on one joint per cell with
-    :func:`quotient_adjacency` and copy the result back (``out[..., cells, :]``). For the 16-joint skeleton (either
-    partition mode) the cells are the 10 mirror classes: each left joint with its right twin, the 4 spine joints
-    alone. Cells are numbered by their first joint; weights are compared after rounding to ``decimals`` digits
-    relative to the largest weight (the float rounding of equal sums is far below that, and the skeleton's
-    distinct sums differ by more than 0.1).
+    The coarsest equitable partition of the weighted graph (colour refinement started from one cell): joints w and
+    w' share a cell iff, for every partition ``k`` and every cell ``d``, they receive the same weight from ``d``,
+    ``sum_{v in d} A[k, v, w]``. A layer that mixes joints through ``A`` and otherwise treats every joint alike
+    (projections, temporal convolutions, per-channel BatchNorm, ReLU, residuals) maps a cell-constant input to a
+    cell-constant output, so such a stack can run on one joint per cell with :func:`quotient_adjacency` and copy
+    the result back (``out[..., cells, :]``). For the 16-joint skeleton (either partition mode) the cells are the
+    10 mirror classes: each left joint with its right twin, the 4 spine joints alone. Cells are numbered by their
+    first joint. The sums are compared exactly, each correctly rounded (``math.fsum``): weights that differ in
+    the last bit are different weights (never merged: a merge would make the quotient wrong), sums of the same
+    weights in another order are equal.
 
     Args:
       adjacency: ``(K, V, V)``, ``A[k, v, w]`` = weight from joint v into joint w (:func:`spatial_adjacency`).
     """
     a = np.asarray(adjacency, np.float64)
-    if a.ndim != 3 or a.shape[1] != a.shape[2] or not np.all(np.isfinite(a)):
-        raise ValueError(f"adjacency must be a finite (K, V, V) array, got shape {a.shape}")
-    scale = np.abs(a).max() or 1.0
+    if a.ndim != 3 or a.shape[1] != a.shape[2] or 0 in a.shape or not np.all(np.isfinite(a)):
+        raise ValueError(f"adjacency must be a finite, non-empty (K, V, V) array, got shape {a.shape}")
     cells = np.zeros(a.shape[1], np.int64)
     while True:
-        onehot = np.eye(cells.max() + 1)[cells]                             # (V, D)
-        received = np.round(np.einsum("kvw,vd->wkd", a, onehot) / scale, decimals)  # weight into w from cell d
-        signature = [(cells[w],) + tuple(received[w].ravel()) for w in range(a.shape[1])]
+        received = _received(a, cells)
         first: dict = {}
-        refined = np.array([first.setdefault(sig, len(first)) for sig in signature])
+        refined = np.array([first.setdefault((cells[w],) + tuple(received[w].ravel()), len(first))
+                            for w in range(a.shape[1])])
         if len(first) == cells.max() + 1:  # stable: no cell split
             return refined
         cells = refined
 
 
 def quotient_adjacency(adjacency: np.ndarray, cells: np.ndarray) -> np.ndarray:
-    """The graph on the cells of an equitable partition: ``(K, D, D)``, ``Q[k, d, e]`` = the weight that any
-    joint of cell ``e`` receives from the joints of cell ``d``. A graph convolution with ``Q`` on one joint per
-    cell equals the one with ``A`` on the cell-constant input (:func:`equitable_partition`)."""
-    a = np.asarray(adjacency)
+    """The graph on the cells of an equitable partition: ``(K, D, D)`` float64, ``Q[k, d, e]`` = the weight that
+    any joint of cell ``e`` receives from the joints of cell ``d``. A graph convolution with ``Q`` on one joint
+    per cell equals the one with ``A`` on the cell-constant input (:func:`equitable_partition`). ``ValueError``
+    when ``cells`` is not a numbering ``0..D-1`` of the V joints or the partition is not equitable (the quotient
+    would then be wrong)."""
+    a = np.asarray(adjacency, np.float64)
     cells = np.asarray(cells)
-    num_cells = int(cells.max()) + 1
-    representative = np.array([np.flatnonzero(cells == e)[0] for e in range(num_cells)])
-    onehot = np.eye(num_cells, dtype=a.dtype)[cells]  # (V, D)
-    return np.einsum("kvw,vd->kdw", a, onehot)[:, :, representative]
+    if a.ndim != 3 or a.shape[1] != a.shape[2] or 0 in a.shape:
+        raise ValueError(f"adjacency must be a non-empty (K, V, V) array, got shape {a.shape}")
+    if (cells.shape != (a.shape[1],) or not np.issubdtype(cells.dtype, np.integer)
+            or set(cells.tolist()) != set(range(int(cells.max()) + 1))):
+        raise ValueError(f"cells must number the {a.shape[1]} joints 0..D-1 (every cell used), got {cells.tolist()}")
+    received = _received(a, cells)  # (W, K, D)
+    representative = np.array([np.flatnonzero(cells == e)[0] for e in range(int(cells.max()) + 1)])
+    if not np.array_equal(received, received[representative[cells]]):
+        raise ValueError("cells is not an equitable partition of adjacency: joints of one cell receive different "
+                         "weights (use equitable_partition)")
+    return np.transpose(received[representative], (1, 2, 0))  # (K, D, D): from cell d into cell e
 
 
 def mirror(gaits, lateral_axis: int = LATERAL_AXIS):

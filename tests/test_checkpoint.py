@@ -73,7 +73,8 @@ def test_resume_recovers_a_missing_best_checkpoint(tmp_path):
                                           ("aug", {"per_class": 0}, False), ("train.data_parallel", True, True),
                                           # how the layers compute, not what (graph_impl absent from the checkpoint)
                                           ("model.temporal_impl", "conv", True),
-                                          ("model.graph_impl", "project_first", True)])
+                                          ("model.graph_impl", "project_first", True),
+                                          ("model.quotient_joints", False, True)])
 def test_resume_refuses_a_config_that_changes_the_numbers(tmp_path, key, value, ok):
     _run(tmp_path, [0.1, 0.2])
     cfg = {k: (dict(v) if isinstance(v, dict) else v) for k, v in CFG.items()}

@@ -198,10 +198,12 @@ def test_generate_is_pure_under_jit_and_vmap(generator):
     np.testing.assert_allclose(generate(model, variables, labels, key, 32, chunk=4), eager, atol=1e-5)
     from stepjax.generation import AUTO_CHUNK, resolve_chunk
 
-    assert resolve_chunk("auto") == AUTO_CHUNK["cpu"] == 32 and resolve_chunk(None) is None and resolve_chunk(7) == 7
-    many = jnp.arange(70) % 4  # chunk 'auto' (32 on CPU): two full chunks and a padded one
-    np.testing.assert_allclose(generate(model, variables, many, key, 32), generate(model, variables, many, key, 32,
-                                                                                   chunk=None), atol=1e-5)
+    assert AUTO_CHUNK["cpu"] == 32 and resolve_chunk(None) is None and resolve_chunk(7) == 7
+    assert resolve_chunk("auto") == AUTO_CHUNK["cpu" if jax.default_backend() == "cpu" else "other"]
+    many = jnp.arange(70) % 4  # chunks of 32: two full chunks and a padded one
+    unchunked = generate(model, variables, many, key, 32, chunk=None)
+    np.testing.assert_allclose(generate(model, variables, many, key, 32, chunk=32), unchunked, atol=1e-5)
+    np.testing.assert_allclose(generate(model, variables, many, key, 32), unchunked, atol=1e-5)  # chunk='auto'
     np.testing.assert_allclose(generate_fn(loaded_vars, jax.nn.one_hot(labels, 4), key), jitted, atol=1e-6)
     keys = jax.random.split(key, 3)
     mapped = jax.vmap(lambda k: generate_fn(loaded_vars, labels, k))(keys)

@@ -77,9 +77,12 @@ def _set_partitions(n: int):
 
 
 def _is_equitable(a: np.ndarray, cells: np.ndarray) -> bool:
-    onehot = np.eye(cells.max() + 1)[cells]
-    received = np.einsum("kvw,vd->wkd", a, onehot)  # weight into w from each cell
-    return all(np.allclose(received[cells == e], received[cells == e][0], atol=1e-9) for e in range(cells.max() + 1))
+    """Every joint of a cell receives the same weight from every cell (sums correctly rounded, compared exactly)."""
+    import math
+
+    members = [np.flatnonzero(cells == d) for d in range(cells.max() + 1)]
+    received = [tuple(math.fsum(a[k, m, w]) for k in range(a.shape[0]) for m in members) for w in range(a.shape[1])]
+    return all(received[w] == received[np.flatnonzero(cells == cells[w])[0]] for w in range(a.shape[1]))
 
 
 @pytest.mark.parametrize("official", [True, False])
@@ -101,12 +104,16 @@ def test_equitable_partition_is_the_coarsest_one_on_small_random_graphs():
     nontrivial = 0
     for trial in range(60):
         v, k = rng.integers(2, 8), rng.integers(1, 4)
-        a = np.round(rng.random((k, v, v)), 1) * (rng.random((k, v, v)) < 0.5)
+        weights = np.round(rng.random((k, v, v)), 1) * (rng.random((k, v, v)) < 0.5)
         perm = rng.permutation(v)
         powers = [np.arange(v)]
         while not np.array_equal(p := perm[powers[-1]], np.arange(v)):
             powers.append(p)
-        a = np.mean([a[:, p][:, :, p] for p in powers], axis=0)  # perm is now an automorphism
+        a = np.full((k, v, v), np.nan)
+        for kk, i, j in np.ndindex(k, v, v):  # one weight per orbit of edges: perm is an automorphism
+            if np.isnan(a[kk, i, j]):
+                for p in powers:
+                    a[kk, p[i], p[j]] = weights[kk, i, j]
         cells = sk.equitable_partition(a)
         assert _is_equitable(a, cells)
         assert all(cells[perm[i]] == cells[i] for i in range(v))  # an automorphism keeps every joint's cell
@@ -122,8 +129,32 @@ def test_equitable_partition_is_the_coarsest_one_on_small_random_graphs():
     assert nontrivial > 20  # the planted symmetries were found
 
 
-def test_equitable_partition_rejects_a_bad_adjacency():
+def test_equitable_partition_never_merges_distinct_weights_and_checks_quotient_cells():
+    """Weights far below the largest one still tell joints apart (a tolerance scaled by the largest weight
+    merged them, and the quotient then gave the joint receiving 1.0 the value 0); sums of the same weights in
+    another order are equal (a rounding boundary split them); the quotient refuses a partition that is not
+    equitable, or does not number the joints; a bad adjacency is a ValueError."""
+    a = np.zeros((1, 4, 4))
+    a[0, 0, 0], a[0, 1, 2] = 1e10, 1.0  # joint 2 receives 1 from joint 1, joints 1 and 3 receive nothing
+    cells = sk.equitable_partition(a)
+    assert cells[2] != cells[1] and cells[2] != cells[3]
+    x = np.array([0.3, 1.0, 0.7, 0.2])[:, None]
+    full = np.einsum("kvw,vc->kwc", a, x)
+    np.testing.assert_array_equal(np.einsum("kde,dc->kec", sk.quotient_adjacency(a, cells), x[[np.flatnonzero(
+        cells == d)[0] for d in range(cells.max() + 1)]])[:, cells], full)
+    b = np.zeros((1, 5, 5))
+    b[0, :3, 3] = [0.1, 0.7, 0.2 + 1e-17]
+    b[0, :3, 4] = b[0, :3, 3][::-1]  # the same weights into joint 4, summed in another order
+    b[0, 0, :3] = b[0, 1, :3] = b[0, 2, :3] = 1.0
+    cells = sk.equitable_partition(b)
+    assert cells[3] == cells[4]
+    with pytest.raises(ValueError, match="not an equitable partition"):
+        sk.quotient_adjacency(sk.spatial_adjacency(), np.array([0, 1, 2, 3] + [4] * 12))
+    with pytest.raises(ValueError, match=r"number the 16 joints 0\.\.D-1"):
+        sk.quotient_adjacency(sk.spatial_adjacency(), np.arange(16) * 2)
     with pytest.raises(ValueError, match="finite"):
         sk.equitable_partition(np.full((3, 16, 16), np.nan))
     with pytest.raises(ValueError, match=r"\(K, V, V\)"):
         sk.equitable_partition(np.zeros((16, 16)))
+    with pytest.raises(ValueError, match=r"\(K, V, V\)"):
+        sk.equitable_partition(np.zeros((0, 3, 3)))

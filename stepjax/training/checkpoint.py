@@ -60,11 +60,12 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
 #: Config sections (and top-level keys) a run resumes only with: everything that changes its numbers.
 RESUME_SECTIONS = ("task", "seed", "model", "data", "preprocess", "train", "aug")
 #: Keys that may change between a run and its resumption: how the step is computed, not what (the same numbers
-#: to float32 rounding). (A checkpoint written before ``model.graph_impl`` existed resumes under 'auto'.)
-RESUME_MAY_CHANGE = ("train.data_parallel", "model.temporal_impl", "model.graph_impl")
+#: to float32 rounding). (A checkpoint written before ``model.graph_impl`` or the decoder's ``quotient_joints``
+#: existed resumes under their defaults.)
+RESUME_MAY_CHANGE = ("train.data_parallel", "model.temporal_impl", "model.graph_impl", "model.quotient_joints")
 #: The formulation keys of :data:`RESUME_MAY_CHANGE`: fixed in a bfloat16 run (``train.compute_dtype``), where the
 #: formulations round differently ('dft' computes in float32, the others in bfloat16: ~1e-2 apart).
-IMPL_KEYS = ("model.temporal_impl", "model.graph_impl")
+IMPL_KEYS = ("model.temporal_impl", "model.graph_impl", "model.quotient_joints")
 
 
 def check_compatible(saved: Mapping, current: Mapping, sections=RESUME_SECTIONS,
