@@ -131,6 +131,7 @@ def budget_lines(args) -> list[str]:
             if args.data == "bandai" else
             f"* data: {args.num_gaits} built-in walkers (`make_walkers`, seed 0), {args.frames} frames, split "
             f"70/15/15 grouped by subject")
+    data += f", split and training seed {getattr(args, 'data_seed', 0)}"
     return [data,
             f"* generators: configs/step_gen.py with channel width x{args.width} (encoder "
             f"{tuple(cfg.model.encoder_channels)}, decoder {tuple(cfg.model.decoder_channels)}, z = "
@@ -150,6 +151,8 @@ def main(argv=None) -> None:
     p.add_argument("--per-class", type=int, default=100, help="generated gaits per class for the metrics")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--seed", type=int, default=0, help="seed of the sampled latents and metric pairs")
+    p.add_argument("--data-seed", type=int, default=0,
+                   help="seed of the split and of the classifier's and generators' training (cfg.seed)")
     add_common_flags(p)
     args = p.parse_args(argv)
     bandai = args.data == "bandai"
@@ -169,12 +172,13 @@ def main(argv=None) -> None:
     os.makedirs(args.workdir, exist_ok=True)
     cls_dir = os.path.join(args.workdir, "classifier")
     t0 = time.time()
-    cls = fit_classifier(classifier_config(args), cls_dir, progress=False, log=print)
+    cls = fit_classifier(classifier_config(args, args.data_seed), cls_dir, progress=False, log=print)
     print(f"classifier: test accuracy {cls['test']['accuracy']:.4f} ({time.time() - t0:.0f} s)", flush=True)
     rows = {}
     for name in args.variants:
         t0 = time.time()
-        gen = fit_generator(generator_config(args, name), os.path.join(args.workdir, name), progress=False, log=print)
+        gen = fit_generator(generator_config(args, name, args.data_seed), os.path.join(args.workdir, name),
+                            progress=False, log=print)
         train_s = time.time() - t0
         rep = evaluate_generator(os.path.join(args.workdir, name), cls_dir, args.per_class, args.seed)
         rep["val_loss"] = gen["val"]
