@@ -131,7 +131,8 @@ def budget_lines(args) -> list[str]:
             if args.data == "bandai" else
             f"* data: {args.num_gaits} built-in walkers (`make_walkers`, seed 0), {args.frames} frames, split "
             f"70/15/15 grouped by subject")
-    data += f", split and training seed {getattr(args, 'data_seed', 0)}"
+    if getattr(args, "data_seed", None) is not None:  # this script's runs (step_aug_report.py runs many seeds)
+        data += f", split and training seed {args.data_seed}"
     return [data,
             f"* generators: configs/step_gen.py with channel width x{args.width} (encoder "
             f"{tuple(cfg.model.encoder_channels)}, decoder {tuple(cfg.model.decoder_channels)}, z = "
